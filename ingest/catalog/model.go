@@ -1,0 +1,102 @@
+package catalog
+
+import "github.com/sluice-dev/sluice/limiter"
+
+// AuthMode is how a service's applications identify themselves.
+type AuthMode uint8
+
+const (
+	AuthUserKey AuthMode = iota // user_key
+	AuthAppID                   // app_id (+ app_key)
+	AuthOAuth                   // app_id only, with redirect_url
+)
+
+// State is the lifecycle state of a service or application.
+type State uint8
+
+const (
+	Active State = iota
+	Suspended
+)
+
+// Snapshot is an immutable, fully indexed view of every tenant's
+// configuration. The hot path reads it without locks through Store.Load; a
+// change builds a new Snapshot and swaps it in. Nothing in a Snapshot is ever
+// modified after it is published. Map lookups with string(b) of a []byte key do
+// not allocate.
+type Snapshot struct {
+	Tenants      map[string]*Tenant  // by tenant id
+	Services     map[string]*Service // by service id; service ids are unique across tenants
+	ServiceToken map[string]*TokenGrant
+	ProviderKeys map[string]*ProviderAccount
+	AdminTokens  map[string]*Tenant // admin_token -> tenant
+	QueryTokens  map[string]*Tenant // query token -> tenant
+}
+
+// TokenGrant lists the services one service token is valid for.
+type TokenGrant struct {
+	Services map[string]*Service // by service id
+}
+
+// ProviderAccount is what a provider_key opens: the services that declare it,
+// and the default one used when the call names no service_id.
+type ProviderAccount struct {
+	Tenant   *Tenant
+	Services map[string]*Service
+	Default  *Service // nil when no service with this key is the tenant's default
+}
+
+// Tenant is one API provider. Its credentials never open another tenant's data.
+type Tenant struct {
+	ID          string
+	AdminToken  string
+	QueryTokens []string
+	Services    map[string]*Service
+}
+
+// Service is one API of a tenant with its metrics, plans and applications.
+type Service struct {
+	Tenant                  *Tenant
+	ID                      string
+	Tokens                  []string
+	ProviderKey             string
+	Default                 bool
+	AuthMode                AuthMode
+	ReferrerFiltersRequired bool
+	State                   State
+
+	Metrics     []Metric                    // index is the limiter.MetricID
+	MetricIndex map[string]limiter.MetricID // by metric name
+	Parents     []limiter.MetricID          // Parents[m]: m's parent or limiter.NoParent
+	Children    [][]limiter.MetricID        // direct children, for the hierarchy extension
+	Plans       map[string]*Plan
+	Apps        map[string]*App // by application id
+	UserKeys    map[string]*App // by user_key
+}
+
+// Metric is a countable thing of a service (hits, search, ...).
+type Metric struct {
+	Name   string
+	ID     limiter.MetricID
+	Parent limiter.MetricID // limiter.NoParent for a root metric
+}
+
+// Plan is a named set of limits applications subscribe to.
+type Plan struct {
+	ID     string
+	Name   string
+	Limits []limiter.Limit // compiled, in the order the plan declares them
+}
+
+// App is one application (a consumer of the service) with its credentials.
+type App struct {
+	Service         *Service
+	ID              string
+	Key             limiter.AppKey // stable for the life of the process
+	Plan            *Plan
+	UserKey         string
+	Keys            []string // app_key values
+	ReferrerFilters []string
+	RedirectURL     string
+	State           State
+}

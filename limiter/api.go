@@ -1,0 +1,102 @@
+package limiter
+
+import "time"
+
+// MetricID indexes a metric within its service's metric table. The catalog
+// assigns them densely from 0 in the order the service declares its metrics.
+type MetricID uint16
+
+// NoParent marks a root metric in a parent table.
+const NoParent MetricID = 0xFFFF
+
+// MaxUsage bounds the usage entries of one request; callers reject more.
+const MaxUsage = 64
+
+// AppKey identifies an application to the limiter. The catalog assigns each
+// (tenant, service, application) a key that stays the same for the life of the
+// process; the limiter shards by its xxhash.
+type AppKey uint64
+
+// Unit is the kind of a limit's period.
+type Unit uint8
+
+// Period units. Calendar units are aligned in UTC; weeks start on Monday.
+const (
+	Minute Unit = iota + 1
+	Hour
+	Day
+	Week
+	Month
+	Year
+	Eternity
+	Sliding
+)
+
+// Period is a limit's window: a calendar unit, or Sliding with a Window
+// between 1s and 24h.
+type Period struct {
+	Unit   Unit
+	Window time.Duration // Sliding only
+}
+
+// Limit is one usage limit of a plan: at most Max units of Metric per Period.
+type Limit struct {
+	Metric MetricID
+	Period Period
+	Max    int64
+}
+
+// Usage is one metric's usage in a call. Set means "#N": the counters are set
+// to Value instead of incremented (report only).
+type Usage struct {
+	Metric MetricID
+	Value  int64
+	Set    bool
+}
+
+// Mode says what a request does with the counters.
+type Mode uint8
+
+const (
+	// ModeAuthorize checks current+usage <= max for every limit touched and
+	// records nothing.
+	ModeAuthorize Mode = iota
+	// ModeAuthRep checks like ModeAuthorize and, only if every check passes,
+	// increments every counter touched, atomically.
+	ModeAuthRep
+	// ModeReport increments (or sets) without checking.
+	ModeReport
+)
+
+// Request is one call to the limiter. The caller owns every slice; the
+// limiter neither keeps nor modifies them.
+type Request struct {
+	App     AppKey
+	Limits  []Limit    // the application's plan
+	Parents []MetricID // the service's hierarchy: Parents[m] is m's parent or NoParent
+	Usage   []Usage    // at most MaxUsage entries
+	Flat    bool       // usage already includes children in parents: don't propagate
+	Mode    Mode
+}
+
+// Report describes one limit of the plan after the call, for the response.
+type Report struct {
+	Limit    Limit
+	Start    int64 // unix seconds; calendar: window start; sliding: now-window; eternity: 0
+	End      int64 // unix seconds; calendar: window end; sliding: now; eternity: 0
+	Current  int64 // ModeAuthRep: after this call's usage if admitted; otherwise before it
+	Exceeded bool  // Current > Max
+}
+
+// Decision is the outcome of a request. Callers reuse one Decision per
+// goroutine; Do overwrites it and appends into Reports[:0].
+type Decision struct {
+	Allowed bool
+	Reports []Report // one per Request.Limits entry, same order
+	// The most constrained limit among those the usage touches (all limits when
+	// the request has no usage): fewest further identical calls that would
+	// pass; on a tie the longer period. Constrained is -1 when no limit applies.
+	Constrained int
+	Remaining   int64 // identical calls that would still pass; -1 unlimited
+	Reset       int64 // seconds until the constrained window resets; -1 never
+}
