@@ -1,0 +1,593 @@
+package catalog
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/sluice-dev/sluice/limiter"
+)
+
+// Bounds of a Document. They keep one tenant's configuration from costing
+// the process unbounded memory or the hot path unbounded work, and they are
+// far above what 3scale itself allows (5 referrer filters, 5 app keys).
+const (
+	MaxTenants         = 10_000    // tenants per document
+	MaxServices        = 1_000     // services per tenant
+	MaxMetrics         = 256       // metrics per service
+	MaxMetricDepth     = 8         // levels of the metric hierarchy (3scale uses 2)
+	MaxPlans           = 1_000     // plans per service
+	MaxLimits          = 256       // limits per plan
+	MaxApps            = 1_000_000 // applications per service
+	MaxAppKeys         = 256       // app keys per application (list_app_keys shows at most 256)
+	MaxReferrerFilters = 64        // referrer filters per application
+	MaxTokens          = 64        // service tokens per service, query tokens per tenant
+	MaxIDLen           = 64        // tenant, service and plan ids
+	MaxAppIDLen        = 255       // application ids
+	MaxNameLen         = 255       // metric names, plan names, referrer filters
+	MaxCredentialLen   = 256       // tokens, provider keys, user keys, app keys
+	MaxRedirectURLLen  = 2048      // redirect_url
+)
+
+// Problem is one thing wrong with a Document, at Path (the field's location,
+// as in `tenants[0].services[1].plans[0].limits[2].period`).
+type Problem struct {
+	Path    string `json:"path"`
+	Message string `json:"message"`
+}
+
+// String returns "path: message".
+func (p Problem) String() string {
+	if p.Path == "" {
+		return p.Message
+	}
+	return p.Path + ": " + p.Message
+}
+
+// ValidationError lists every problem found in a Document. Messages never
+// contain a credential's value.
+type ValidationError struct {
+	Problems []Problem
+}
+
+// Error lists the problems, one per line.
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid configuration (%d problem", len(e.Problems))
+	if len(e.Problems) != 1 {
+		b.WriteByte('s')
+	}
+	b.WriteString("):")
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// Validate checks everything the configuration contract requires and
+// returns nil or a *ValidationError listing every problem with its path.
+func (d *Document) Validate() error {
+	if probs := d.validate(); len(probs) > 0 {
+		return &ValidationError{Problems: probs}
+	}
+	return nil
+}
+
+// Auth modes and states as the document spells them.
+const (
+	ModeUserKey    = "user_key"
+	ModeAppID      = "app_id"
+	ModeOAuth      = "oauth"
+	StateActive    = "active"
+	StateSuspended = "suspended"
+)
+
+// credKind is the kind of a secret, for the global uniqueness check.
+type credKind uint8
+
+const (
+	credAdmin credKind = iota
+	credQuery
+	credServiceToken
+	credProviderKey
+)
+
+type credOwner struct {
+	tenant  int
+	service int // -1 for tenant-level credentials
+	kind    credKind
+	path    string
+}
+
+type validator struct {
+	probs []Problem
+	creds map[string]credOwner
+	svcs  map[string]svcOwner
+}
+
+type svcOwner struct {
+	tenant int
+	path   string
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	v.probs = append(v.probs, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (d *Document) validate() []Problem {
+	v := &validator{creds: map[string]credOwner{}, svcs: map[string]svcOwner{}}
+	if len(d.Tenants) > MaxTenants {
+		v.add("tenants", "more than %d tenants", MaxTenants)
+	}
+	seen := map[string]int{}
+	for i := range d.Tenants {
+		p := index("tenants", i)
+		t := &d.Tenants[i]
+		if !validTenantID(t.ID) {
+			v.add(field(p, "id"), "invalid tenant id %q: want 1 to %d of a-z 0-9 - _", t.ID, MaxIDLen)
+		} else if j, dup := seen[t.ID]; dup {
+			v.add(field(p, "id"), "duplicate tenant id %q (also tenants[%d])", t.ID, j)
+		} else {
+			seen[t.ID] = i
+		}
+		v.tenant(i, p, t)
+	}
+	return v.probs
+}
+
+func validTenantID(s string) bool {
+	if len(s) == 0 || len(s) > MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// printable reports whether s is visible ASCII without spaces: ids and
+// credentials travel in query strings and XML attributes.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) id(path, what, s string, max int) bool {
+	switch {
+	case s == "":
+		v.add(path, "%s is required", what)
+	case len(s) > max:
+		v.add(path, "%s longer than %d bytes", what, max)
+	case !printable(s):
+		v.add(path, "%s %q must be printable ASCII without spaces", what, s)
+	default:
+		return true
+	}
+	return false
+}
+
+// credential checks a secret's syntax. Messages never include the value.
+func (v *validator) credential(path, s string) bool {
+	switch {
+	case s == "":
+		v.add(path, "must not be empty")
+	case len(s) > MaxCredentialLen:
+		v.add(path, "longer than %d bytes", MaxCredentialLen)
+	case !printable(s):
+		v.add(path, "must be printable ASCII without spaces")
+	default:
+		return true
+	}
+	return false
+}
+
+// claim records a tenant- or service-level secret and reports a collision:
+// a secret belongs to one tenant and one kind; only service tokens and
+// provider keys may be repeated, by services of the same tenant.
+func (v *validator) claim(s string, o credOwner) {
+	prev, ok := v.creds[s]
+	if !ok {
+		v.creds[s] = o
+		return
+	}
+	switch {
+	case prev.tenant != o.tenant:
+		v.add(o.path, "already in use by another tenant")
+	case prev.kind != o.kind:
+		v.add(o.path, "already in use as %s", prev.path)
+	case o.kind != credServiceToken && o.kind != credProviderKey:
+		v.add(o.path, "duplicate (also %s)", prev.path)
+	case prev.service == o.service:
+		v.add(o.path, "duplicate (also %s)", prev.path)
+	}
+}
+
+func (v *validator) tenant(ti int, p string, t *TenantSpec) {
+	if v.credential(field(p, "admin_token"), t.AdminToken) {
+		v.claim(t.AdminToken, credOwner{tenant: ti, service: -1, kind: credAdmin, path: field(p, "admin_token")})
+	}
+	if len(t.QueryTokens) > MaxTokens {
+		v.add(field(p, "query_tokens"), "more than %d query tokens", MaxTokens)
+	}
+	for i, q := range t.QueryTokens {
+		qp := index(field(p, "query_tokens"), i)
+		if v.credential(qp, q) {
+			v.claim(q, credOwner{tenant: ti, service: -1, kind: credQuery, path: qp})
+		}
+	}
+	if len(t.Services) > MaxServices {
+		v.add(field(p, "services"), "more than %d services", MaxServices)
+	}
+	defaultAt := ""
+	for si := range t.Services {
+		s := &t.Services[si]
+		sp := index(field(p, "services"), si)
+		if v.id(field(sp, "id"), "service id", s.ID, MaxIDLen) {
+			if prev, dup := v.svcs[s.ID]; dup {
+				if prev.tenant != ti {
+					v.add(field(sp, "id"), "service id %q already in use by another tenant", s.ID)
+				} else {
+					v.add(field(sp, "id"), "duplicate service id %q (also %s)", s.ID, prev.path)
+				}
+			} else {
+				v.svcs[s.ID] = svcOwner{tenant: ti, path: sp}
+			}
+		}
+		if s.Default {
+			if defaultAt != "" {
+				v.add(field(sp, "default"), "tenant already has a default service (%s)", defaultAt)
+			} else {
+				defaultAt = sp
+			}
+		}
+		v.service(ti, si, sp, s)
+	}
+}
+
+func (v *validator) service(ti, si int, p string, s *ServiceSpec) {
+	if len(s.Tokens) > MaxTokens {
+		v.add(field(p, "tokens"), "more than %d tokens", MaxTokens)
+	}
+	for i, tok := range s.Tokens {
+		tp := index(field(p, "tokens"), i)
+		if v.credential(tp, tok) {
+			v.claim(tok, credOwner{tenant: ti, service: si, kind: credServiceToken, path: tp})
+		}
+	}
+	if s.ProviderKey != "" && v.credential(field(p, "provider_key"), s.ProviderKey) {
+		v.claim(s.ProviderKey, credOwner{tenant: ti, service: si, kind: credProviderKey, path: field(p, "provider_key")})
+	}
+	mode := s.AuthMode
+	switch mode {
+	case "":
+		mode = ModeUserKey
+	case ModeUserKey, ModeAppID, ModeOAuth:
+	default:
+		v.add(field(p, "auth_mode"), "unknown auth_mode %q: want user_key, app_id or oauth", s.AuthMode)
+		mode = "" // unknown: skip the mode-dependent checks of applications
+	}
+	v.state(field(p, "state"), s.State)
+
+	metrics := v.metrics(field(p, "metrics"), s.Metrics)
+	plans := v.plans(field(p, "plans"), s.Plans, metrics)
+	v.apps(field(p, "applications"), s.Applications, plans, mode)
+}
+
+func (v *validator) state(p, s string) {
+	switch s {
+	case "", StateActive, StateSuspended:
+	default:
+		v.add(p, "unknown state %q: want active or suspended", s)
+	}
+}
+
+// validMetricName: metric names appear as usage[NAME] in query strings and
+// in XML attributes.
+func validMetricName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) metrics(p string, ms []MetricSpec) map[string]int {
+	if len(ms) > MaxMetrics {
+		v.add(p, "more than %d metrics", MaxMetrics)
+	}
+	idx := make(map[string]int, len(ms))
+	for i, m := range ms {
+		mp := index(p, i)
+		if !validMetricName(m.Name) {
+			v.add(field(mp, "name"), "invalid metric name %q: want 1 to %d of A-Z a-z 0-9 _ - . :", m.Name, MaxNameLen)
+			continue
+		}
+		if j, dup := idx[m.Name]; dup {
+			v.add(field(mp, "name"), "duplicate metric %q (also %s)", m.Name, index(p, j))
+			continue
+		}
+		idx[m.Name] = i
+	}
+	for i, m := range ms {
+		if m.Parent == "" {
+			continue
+		}
+		pp := field(index(p, i), "parent")
+		j, ok := idx[m.Parent]
+		switch {
+		case !ok:
+			v.add(pp, "unknown metric %q", m.Parent)
+			continue
+		case m.Parent == m.Name:
+			v.add(pp, "metric %q cannot be its own parent", m.Name)
+			continue
+		}
+		// Walk up: a cycle through this metric, or a chain too deep.
+		chain := []string{m.Name, m.Parent}
+		for depth := 1; ; depth++ {
+			up := ms[j].Parent
+			if up == "" {
+				if depth >= MaxMetricDepth {
+					v.add(pp, "metric hierarchy deeper than %d levels", MaxMetricDepth)
+				}
+				break
+			}
+			chain = append(chain, up)
+			if up == m.Name {
+				v.add(pp, "cycle in metric hierarchy: %s", strings.Join(chain, " -> "))
+				break
+			}
+			k, ok := idx[up]
+			if !ok || depth > len(ms) {
+				break // reported on that metric, or a cycle not through m
+			}
+			j = k
+		}
+	}
+	return idx
+}
+
+// planInfo is what applications need to know about a service's plans.
+type planInfo map[string]bool
+
+func (v *validator) plans(p string, ps []PlanSpec, metrics map[string]int) planInfo {
+	if len(ps) > MaxPlans {
+		v.add(p, "more than %d plans", MaxPlans)
+	}
+	seen := make(map[string]int, len(ps))
+	for i := range ps {
+		pl := &ps[i]
+		pp := index(p, i)
+		if v.id(field(pp, "id"), "plan id", pl.ID, MaxIDLen) {
+			if j, dup := seen[pl.ID]; dup {
+				v.add(field(pp, "id"), "duplicate plan id %q (also %s)", pl.ID, index(p, j))
+			} else {
+				seen[pl.ID] = i
+			}
+		}
+		if len(pl.Name) > MaxNameLen {
+			v.add(field(pp, "name"), "longer than %d bytes", MaxNameLen)
+		}
+		if len(pl.Limits) > MaxLimits {
+			v.add(field(pp, "limits"), "more than %d limits", MaxLimits)
+		}
+		type lkey struct {
+			metric string
+			period limiter.Period
+		}
+		limits := make(map[lkey]int, len(pl.Limits))
+		for li, l := range pl.Limits {
+			lp := index(field(pp, "limits"), li)
+			okMetric := true
+			if _, ok := metrics[l.Metric]; !ok {
+				okMetric = false
+				if l.Metric == "" {
+					v.add(field(lp, "metric"), "metric is required")
+				} else {
+					v.add(field(lp, "metric"), "unknown metric %q", l.Metric)
+				}
+			}
+			per, err := parsePeriod(l.Period)
+			if err != nil {
+				v.add(field(lp, "period"), "%s", err)
+			}
+			if l.Max < 0 {
+				v.add(field(lp, "max"), "max must be >= 0, got %d", l.Max)
+			}
+			if okMetric && err == nil {
+				k := lkey{l.Metric, per}
+				if j, dup := limits[k]; dup {
+					v.add(lp, "duplicate limit for %s per %s (also %s)", l.Metric, per, index(field(pp, "limits"), j))
+				} else {
+					limits[k] = li
+				}
+			}
+		}
+	}
+	info := make(planInfo, len(seen))
+	for id := range seen {
+		info[id] = true
+	}
+	return info
+}
+
+// parsePeriod wraps limiter.ParsePeriod with the document's wording.
+func parsePeriod(s string) (limiter.Period, error) {
+	per, err := limiter.ParsePeriod(s)
+	if err == nil {
+		return per, nil
+	}
+	switch {
+	case s == "":
+		return per, fmt.Errorf("period is required")
+	case strings.HasPrefix(s, "sliding:"):
+		return per, err
+	}
+	return per, fmt.Errorf("unknown period %q", s)
+}
+
+func (v *validator) apps(p string, as []AppSpec, plans planInfo, mode string) {
+	if len(as) > MaxApps {
+		v.add(p, "more than %d applications", MaxApps)
+	}
+	ids := make(map[string]int, len(as))
+	userKeys := make(map[string]int, len(as))
+	for i := range as {
+		a := &as[i]
+		ap := index(p, i)
+		if v.id(field(ap, "id"), "application id", a.ID, MaxAppIDLen) {
+			if j, dup := ids[a.ID]; dup {
+				v.add(field(ap, "id"), "duplicate application id %q (also %s)", a.ID, index(p, j))
+			} else {
+				ids[a.ID] = i
+			}
+		}
+		switch {
+		case a.Plan == "":
+			v.add(field(ap, "plan"), "plan is required")
+		case !plans[a.Plan]:
+			v.add(field(ap, "plan"), "unknown plan %q", a.Plan)
+		}
+		v.state(field(ap, "state"), a.State)
+
+		ukp := field(ap, "user_key")
+		switch {
+		case mode == ModeUserKey && a.UserKey == "":
+			v.add(ukp, "user_key is required in user_key mode")
+		case mode == ModeUserKey:
+			if v.credential(ukp, a.UserKey) {
+				if j, dup := userKeys[a.UserKey]; dup {
+					v.add(ukp, "duplicate user_key (also %s)", field(index(p, j), "user_key"))
+				} else {
+					userKeys[a.UserKey] = i
+				}
+			}
+		case mode != "" && a.UserKey != "":
+			v.add(ukp, "user_key is not allowed in %s mode: applications are identified by id", mode)
+		}
+
+		kp := field(ap, "keys")
+		if mode == ModeUserKey && len(a.Keys) > 0 {
+			v.add(kp, "app keys are not allowed in user_key mode")
+		}
+		if len(a.Keys) > MaxAppKeys {
+			v.add(kp, "more than %d keys", MaxAppKeys)
+		}
+		keys := make(map[string]int, len(a.Keys))
+		for ki, k := range a.Keys {
+			kip := index(kp, ki)
+			if !v.credential(kip, k) {
+				continue
+			}
+			if j, dup := keys[k]; dup {
+				v.add(kip, "duplicate key (also %s)", index(kp, j))
+			} else {
+				keys[k] = ki
+			}
+		}
+
+		rp := field(ap, "referrer_filters")
+		if len(a.ReferrerFilters) > MaxReferrerFilters {
+			v.add(rp, "more than %d referrer filters", MaxReferrerFilters)
+		}
+		filters := make(map[string]int, len(a.ReferrerFilters))
+		for ri, f := range a.ReferrerFilters {
+			rip := index(rp, ri)
+			if err := checkReferrerFilter(f); err != nil {
+				v.add(rip, "%s", err)
+				continue
+			}
+			if j, dup := filters[f]; dup {
+				v.add(rip, "duplicate referrer filter %q (also %s)", f, index(rp, j))
+			} else {
+				filters[f] = ri
+			}
+		}
+
+		up := field(ap, "redirect_url")
+		switch {
+		case a.RedirectURL == "":
+		case mode != ModeOAuth && mode != "":
+			v.add(up, "redirect_url is only allowed in oauth mode")
+		case len(a.RedirectURL) > MaxRedirectURLLen:
+			v.add(up, "longer than %d bytes", MaxRedirectURLLen)
+		default:
+			u, err := url.Parse(a.RedirectURL)
+			if err != nil || u.Scheme == "" || u.Host == "" || !printable(a.RedirectURL) {
+				v.add(up, "invalid redirect_url %q: want an absolute URL like https://example.com/callback", a.RedirectURL)
+			}
+		}
+	}
+}
+
+// checkReferrerFilter checks a referrer filter's syntax: a host name or
+// address pattern where '*' matches any run of characters, such as
+// "*.example.com", "example.com", "192.168.0.*", "localhost:8080" or "*".
+func checkReferrerFilter(f string) error {
+	if f == "" {
+		return fmt.Errorf("referrer filter must not be empty")
+	}
+	if len(f) > MaxNameLen {
+		return fmt.Errorf("referrer filter longer than %d bytes", MaxNameLen)
+	}
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c == '*' || c == ':' || c == '[' || c == ']') {
+			return fmt.Errorf("invalid referrer filter %q: want a host pattern of letters, digits, . - _ : and * wildcards", f)
+		}
+	}
+	if strings.Contains(f, "**") {
+		return fmt.Errorf("invalid referrer filter %q: repeated *", f)
+	}
+	return nil
+}
+
+// MatchReferrer reports whether referrer matches filter, a pattern where '*'
+// matches any run of characters (including none). The comparison ignores
+// ASCII case, as host names do. It does not allocate.
+func MatchReferrer(filter, referrer string) bool {
+	// Iterative wildcard match with single-star backtracking: linear in
+	// practice, O(len(filter)*len(referrer)) at worst.
+	fi, ri := 0, 0
+	star, mark := -1, 0
+	for ri < len(referrer) {
+		switch {
+		case fi < len(filter) && filter[fi] == '*':
+			star, mark = fi, ri
+			fi++
+		case fi < len(filter) && lower(filter[fi]) == lower(referrer[ri]):
+			fi++
+			ri++
+		case star >= 0:
+			fi = star + 1
+			mark++
+			ri = mark
+		default:
+			return false
+		}
+	}
+	for fi < len(filter) && filter[fi] == '*' {
+		fi++
+	}
+	return fi == len(filter)
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
