@@ -1,0 +1,39 @@
+# Sluice: `make run` starts an all-in-one instance with a demo tenant;
+# `make test` runs every test. See README.md.
+GO        ?= go
+BIN       ?= bin/sluice
+DATA_DIR  ?= ./.sluice
+FUZZTIME  ?= 10s
+STATICCHECK_VERSION ?= 2025.1.1
+
+.PHONY: all build run test test-unit fuzz bench lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sluice
+
+## run: all roles in one process, embedded broker, local ClickHouse, demo tenant.
+run: build
+	$(BIN) dev --data-dir $(DATA_DIR)
+
+## test: every test (unit, integration against real ClickHouse and kfake), race detector on, then short fuzzing.
+test: test-unit fuzz
+
+test-unit:
+	$(GO) test -race -count=1 -timeout 14m ./...
+
+## fuzz: every Fuzz target for FUZZTIME each (CI runs this through `make test`).
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash .ci/fuzz.sh
+
+## bench: the benchmarks whose figures bench/RESULTS.md quotes.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./limiter/ ./ingest/...
+
+lint:
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+clean:
+	rm -rf bin $(DATA_DIR)
