@@ -1,0 +1,43 @@
+package configlog
+
+import (
+	"context"
+	"errors"
+)
+
+// Position is a place in a Log. Position 0 is the beginning; positions grow
+// with every append. Their meaning is the implementation's (a byte offset
+// in a file, an offset in a Kafka partition); callers only compare them and
+// hand them back.
+type Position int64
+
+// Entry is a record as read from a Log. Pos is where to resume to read what
+// follows it; records appended together may share one Pos.
+type Entry struct {
+	Record
+	Pos Position
+}
+
+// Log is the configuration change log: an ordered, durable sequence of
+// records that every node reads in the same order. The file log
+// (OpenFile) serves one process; a compacted Kafka topic `sluice.config`
+// with one partition implements it for a cluster.
+type Log interface {
+	// Append durably appends recs, in order, and returns the position after
+	// the last of them. Implementations should make one call all-or-nothing
+	// (the file log does; a Kafka log uses one transaction); a Projection
+	// tolerates seeing a partial batch, as a transient invalid state.
+	Append(ctx context.Context, recs []Record) (Position, error)
+	// Tail calls fn with batches of entries from position from on, in log
+	// order, and keeps following the log as it grows until ctx is done (it
+	// then returns ctx.Err()), fn returns an error (returned as is) or the
+	// log is closed (ErrClosed). Calls to fn do not overlap.
+	Tail(ctx context.Context, from Position, fn func(batch []Entry) error) error
+	// End returns the position after the last record appended so far.
+	End(ctx context.Context) (Position, error)
+	// Close releases the log; Tail calls in progress return ErrClosed.
+	Close() error
+}
+
+// ErrClosed is returned by a closed Log.
+var ErrClosed = errors.New("configlog: log closed")

@@ -1,0 +1,206 @@
+package configlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/sluice-dev/sluice/ingest/catalog"
+)
+
+// Projection follows a Log, keeps its State, and publishes a new
+// catalog.Snapshot into a Store after every batch of records: the in-memory
+// configuration of one node. Every node that runs a Projection over the same
+// log converges to the same configuration.
+//
+// A batch that leaves the state invalid (possible only with several writers
+// racing, or a partial batch from a broker) does not replace the published
+// Snapshot: the node keeps serving the last valid one, Err reports the
+// problems, and the next batch that makes the state valid again is published.
+//
+// Writes go through Update (or Apply), which validates the result before
+// appending and returns once this node has applied it (read-your-writes).
+type Projection struct {
+	log    Log
+	store  *catalog.Store
+	keys   *catalog.KeyRegistry
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	state    State
+	stateDoc *catalog.Document // assembled from state; may be invalid
+	doc      *catalog.Document // last valid document, the one published
+	applied  Position
+	err      error
+	changed  chan struct{} // closed and replaced whenever applied moves
+
+	writeMu sync.Mutex // one Update at a time, so each bases on the last
+}
+
+// NewProjection returns a Projection of log publishing into store, with
+// application keys from keys (one registry for the life of the process).
+// Call Run to start following the log.
+func NewProjection(log Log, store *catalog.Store, keys *catalog.KeyRegistry, logger *slog.Logger) *Projection {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if keys == nil {
+		keys = catalog.NewKeyRegistry()
+	}
+	return &Projection{
+		log:      log,
+		store:    store,
+		keys:     keys,
+		logger:   logger,
+		state:    State{},
+		stateDoc: &catalog.Document{},
+		doc:      &catalog.Document{},
+		changed:  make(chan struct{}),
+	}
+}
+
+// Run follows the log from where the projection stands until ctx is done or
+// the log fails, applying every batch. It returns ctx.Err() on cancellation.
+// Run it in its own goroutine; Sync tells when the initial replay is done.
+func (p *Projection) Run(ctx context.Context) error {
+	p.mu.Lock()
+	from := p.applied
+	p.mu.Unlock()
+	return p.log.Tail(ctx, from, p.apply)
+}
+
+func (p *Projection) apply(batch []Entry) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range batch {
+		p.state.Apply(e.Record)
+	}
+	doc, skipped := p.state.Document()
+	if len(skipped) > 0 {
+		// Keys name entities, never secrets: safe to log.
+		p.logger.Warn("configlog: records without a parent or undecodable, ignored", "count", len(skipped), "first", skipped[0])
+	}
+	p.stateDoc = doc
+	snap, err := catalog.Build(doc, p.keys)
+	if err != nil {
+		p.err = fmt.Errorf("configlog: configuration at position %d is invalid, still serving the previous one: %w", batch[len(batch)-1].Pos, err)
+		var ve *catalog.ValidationError
+		if errors.As(err, &ve) {
+			p.logger.Error("configlog: invalid configuration in the log; keeping the previous one",
+				"problems", len(ve.Problems), "first", ve.Problems[0].String())
+		} else {
+			p.logger.Error("configlog: cannot build configuration; keeping the previous one", "err", err)
+		}
+	} else {
+		p.err = nil
+		p.doc = doc
+		p.store.Swap(snap)
+	}
+	p.applied = batch[len(batch)-1].Pos
+	close(p.changed)
+	p.changed = make(chan struct{})
+	return nil
+}
+
+// Applied returns the log position up to which records are applied.
+func (p *Projection) Applied() Position {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.applied
+}
+
+// Err returns why the current state of the log is not published (nil when
+// the published Snapshot is the log's current state).
+func (p *Projection) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Document returns the last valid document, the one the published Snapshot
+// was built from. It is shared: callers must not modify it (Clone it first).
+func (p *Projection) Document() *catalog.Document {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.doc
+}
+
+// Store returns the Store the projection publishes into.
+func (p *Projection) Store() *catalog.Store { return p.store }
+
+// WaitFor blocks until records up to pos are applied, or ctx is done.
+func (p *Projection) WaitFor(ctx context.Context, pos Position) error {
+	for {
+		p.mu.Lock()
+		applied, ch := p.applied, p.changed
+		p.mu.Unlock()
+		if applied >= pos {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("configlog: waiting for position %d (applied %d): %w", pos, applied, ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+// Sync blocks until every record in the log when it is called is applied:
+// after it returns the node has caught up (readiness), or ctx is done.
+func (p *Projection) Sync(ctx context.Context) error {
+	end, err := p.log.End(ctx)
+	if err != nil {
+		return fmt.Errorf("configlog: sync: %w", err)
+	}
+	return p.WaitFor(ctx, end)
+}
+
+// Update changes the configuration: change edits a private copy of the
+// current state's document; if change returns an error, nothing is written
+// and that error is returned as is. Otherwise the result is validated (a
+// *catalog.ValidationError if invalid), the records that turn the current
+// state into it are appended to the log, and Update returns once this
+// projection has applied them (Run must be running). Updates are
+// serialized.
+func (p *Projection) Update(ctx context.Context, change func(doc *catalog.Document) error) error {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	p.mu.Lock()
+	desired := p.stateDoc.Clone()
+	p.mu.Unlock()
+	if err := change(desired); err != nil {
+		return err
+	}
+	if err := desired.Validate(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	recs := Diff(p.state, desired)
+	p.mu.Unlock()
+	if len(recs) == 0 {
+		return nil
+	}
+	pos, err := p.log.Append(ctx, recs)
+	if err != nil {
+		return fmt.Errorf("configlog: append %d records: %w", len(recs), err)
+	}
+	if err := p.WaitFor(ctx, pos); err != nil {
+		return err
+	}
+	return p.Err()
+}
+
+// Apply makes the log hold desired for every tenant desired declares (see
+// Reconcile), leaving other tenants alone: how a configuration file is
+// applied at start-up. The merged result is validated first.
+func (p *Projection) Apply(ctx context.Context, desired *catalog.Document) error {
+	return p.Update(ctx, func(doc *catalog.Document) error {
+		*doc = *Merge(doc, desired)
+		return nil
+	})
+}
