@@ -1,0 +1,300 @@
+package smapi
+
+import (
+	"crypto/subtle"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/limiter"
+)
+
+var (
+	msgNoConfig  = []byte("no configuration loaded")
+	msgSinkFull  = []byte("usage events cannot be recorded right now, retry later")
+)
+
+// resolveService finds the service the call's credentials open. The order
+// follows 3scale: a provider_key (with or without service_id) wins over a
+// service_token; a credential never opens another tenant's service because
+// every lookup goes through the credential's own grant.
+func resolveService(snap *catalog.Snapshot, providerKey, serviceToken, serviceID []byte) (*catalog.Service, parseError) {
+	switch {
+	case len(providerKey) > 0:
+		pa := snap.ProviderKeys[string(providerKey)]
+		if pa == nil {
+			if len(serviceID) == 0 {
+				return nil, parseError{code: errProviderKeyInvalidOrServiceMissing}
+			}
+			return nil, parseError{code: errProviderKeyInvalid}
+		}
+		if len(serviceID) == 0 {
+			if pa.Default == nil {
+				return nil, parseError{code: errProviderKeyInvalidOrServiceMissing}
+			}
+			return pa.Default, parseError{}
+		}
+		svc := pa.Services[string(serviceID)]
+		if svc == nil {
+			return nil, parseError{code: errServiceIDInvalid, arg: serviceID}
+		}
+		return svc, parseError{}
+	case len(serviceToken) > 0:
+		if len(serviceID) == 0 {
+			return nil, parseError{code: errServiceIDMissing}
+		}
+		g := snap.ServiceToken[string(serviceToken)]
+		if g == nil {
+			return nil, parseError{code: errServiceTokenInvalid, arg: serviceID}
+		}
+		svc := g.Services[string(serviceID)]
+		if svc == nil {
+			return nil, parseError{code: errServiceTokenInvalid, arg: serviceID}
+		}
+		return svc, parseError{}
+	}
+	return nil, parseError{code: errProviderKeyOrServiceTokenRequired}
+}
+
+// resolveUsage maps raw usage to limiter usage of svc's metrics. allowSet
+// permits "#N" (report only).
+func resolveUsage(svc *catalog.Service, raw []rawUsage, dst []limiter.Usage, allowSet bool) ([]limiter.Usage, parseError) {
+	for i := range raw {
+		id, ok := svc.MetricIndex[string(raw[i].metric)]
+		if !ok {
+			return dst, parseError{code: errMetricInvalid, arg: raw[i].metric}
+		}
+		n, set, ok := parseUsageValue(raw[i].value)
+		if !ok || (set && !allowSet) {
+			return dst, parseError{code: errUsageValueInvalid, arg: raw[i].metric, arg2: raw[i].value}
+		}
+		dst = append(dst, limiter.Usage{Metric: id, Value: n, Set: set})
+	}
+	return dst, parseError{}
+}
+
+// resolveApp finds the application: by user_key in user_key mode, by app_id
+// otherwise (and always on the oauth endpoints). Lookups go through the
+// service's own tables, so another service's (or tenant's) credentials are
+// simply not found.
+func resolveApp(svc *catalog.Service, appID, userKey []byte, oauth bool) (*catalog.App, parseError) {
+	if len(appID) > 0 && len(userKey) > 0 {
+		return nil, parseError{code: errAuthenticationError}
+	}
+	if svc.AuthMode == catalog.AuthUserKey && !oauth {
+		if len(userKey) == 0 {
+			return nil, parseError{code: errUserKeyInvalid}
+		}
+		app := svc.UserKeys[string(userKey)]
+		if app == nil {
+			return nil, parseError{code: errUserKeyInvalid, arg: userKey}
+		}
+		return app, parseError{}
+	}
+	app := svc.Apps[string(appID)]
+	if app == nil {
+		return nil, parseError{code: errApplicationNotFound, arg: appID}
+	}
+	return app, parseError{}
+}
+
+// keyMatches reports whether key is one of the app's keys, comparing in
+// constant time per key.
+func keyMatches(app *catalog.App, key []byte) bool {
+	ok := 0
+	for _, k := range app.Keys {
+		ok |= subtle.ConstantTimeCompare(s2b(k), key)
+	}
+	return ok == 1
+}
+
+// check runs the denial checks in the spec's order (after the app was
+// found): app key (or redirect URL for oauth), referrer, application state,
+// service state. It returns denyNone when all pass, or an error code for a
+// broken referrer filter.
+func check(svc *catalog.Service, app *catalog.App, p *authParams, oauth bool) (denial, []byte, errCode) {
+	if oauth {
+		switch {
+		case p.hasRedirectURL && string(p.redirectURL) != app.RedirectURL:
+			return denyRedirectURLInvalid, p.redirectURL, errNone
+		case p.hasRedirectURI && string(p.redirectURI) != app.RedirectURL:
+			return denyRedirectURIInvalid, p.redirectURI, errNone
+		}
+	} else if svc.AuthMode != catalog.AuthUserKey && len(app.Keys) > 0 && !keyMatches(app, p.appKey) {
+		return denyApplicationKeyInvalid, nil, errNone
+	}
+	if svc.ReferrerFiltersRequired && len(app.ReferrerFilters) > 0 && string(p.referrer) != "*" {
+		matched := false
+		for _, f := range app.ReferrerFilters {
+			if f == "" {
+				return denyNone, nil, errReferrerFilterInvalid
+			}
+			if len(p.referrer) > 0 && catalog.MatchReferrer(f, b2s(p.referrer)) {
+				matched = true
+				break
+			}
+		}
+		if !matched {
+			return denyReferrerNotAllowed, p.referrer, errNone
+		}
+	}
+	if app.State != catalog.Active {
+		return denyApplicationNotActive, nil, errNone
+	}
+	if svc.State != catalog.Active {
+		return denyServiceNotActive, nil, errNone
+	}
+	return denyNone, nil, errNone
+}
+
+// authorize serves authorize, authrep and their oauth variants.
+func (s *Server) authorize(ctx *fasthttp.RequestCtx, st *reqState, ep endpoint) outcome {
+	oauth := ep == epOAuthAuthorize || ep == epOAuthAuthrep
+	rep := ep == epAuthrep || ep == epOAuthAuthrep
+	st.opts = parseOptions(ctx.Request.Header.PeekBytes(hdrOptions), &st.arena)
+	p := &st.p
+	if e := parseAuthQuery(ctx.URI().QueryString(), &st.arena, p); e.code != errNone {
+		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
+	}
+	if p.hasUserID {
+		return s.writeError(ctx, st, errEndUsersNoLongerSupported, nil, nil)
+	}
+	snap := s.cat.Load()
+	if snap == nil {
+		return s.writeError(ctx, st, errServiceUnavailable, msgNoConfig, nil)
+	}
+	svc, e := resolveService(snap, p.providerKey, p.serviceToken, p.serviceID)
+	if e.code != errNone {
+		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
+	}
+	st.usage, e = resolveUsage(svc, p.usage, st.usage[:0], false)
+	if e.code != errNone {
+		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
+	}
+	app, e := resolveApp(svc, p.appID, p.userKey, oauth)
+	if e.code != errNone {
+		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
+	}
+	deny, denyArg, ec := check(svc, app, p, oauth)
+	if ec != errNone {
+		return s.writeError(ctx, st, ec, nil, nil)
+	}
+
+	req := &st.lreq
+	req.App = app.Key
+	req.Limits = nil
+	if app.Plan != nil {
+		req.Limits = app.Plan.Limits
+	}
+	req.Parents = svc.Parents
+	req.Usage = st.usage
+	req.Flat = st.opts.flatUsage
+	req.Mode = limiter.ModeAuthorize
+	if deny == denyNone && rep {
+		// A refused event must not leave counted-but-unrecorded usage: ask
+		// the sink first. A refusal between this check and Append below is
+		// still possible; then the usage stays counted (limits err on the
+		// strict side until the window closes) and the caller gets a 503.
+		if s.health != nil && !s.health.Accepting() {
+			s.m.eventsRefused.Inc()
+			return s.writeError(ctx, st, errServiceUnavailable, msgSinkFull, nil)
+		}
+		req.Mode = limiter.ModeAuthRep
+	}
+	// Denied calls still get the plan's usage reports, read without counting.
+	s.lim.Do(req, &st.dec)
+	if deny == denyNone && !st.dec.Allowed {
+		deny = denyLimitsExceeded
+	}
+
+	now := s.clock().UnixMilli()
+	if deny != denyNone {
+		s.emit(st, event.KindDenied, svc, app, nil, now, now, parseLogCode(p.logCode), deny.String())
+	} else if rep {
+		if err := s.emit(st, event.KindAuthrep, svc, app, st.usage, now, now, parseLogCode(p.logCode), ""); err != nil {
+			return s.writeError(ctx, st, errServiceUnavailable, msgSinkFull, nil)
+		}
+	}
+	return s.writeStatus(ctx, st, app, deny, denyArg, oauth)
+}
+
+// emit hands one event to the sink. Usage metric names are the catalog's
+// interned strings, so filling the event does not allocate.
+func (s *Server) emit(st *reqState, kind event.Kind, svc *catalog.Service, app *catalog.App, usage []limiter.Usage, ts, received int64, code int16, reason string) error {
+	ev := &st.ev
+	u := ev.Usage[:0]
+	for _, x := range usage {
+		u = append(u, event.Usage{Metric: svc.Metrics[x.Metric].Name, Value: x.Value, Set: x.Set})
+	}
+	*ev = event.Event{
+		ID:        s.ids.Next(),
+		Kind:      kind,
+		TS:        ts,
+		Received:  received,
+		TenantID:  svc.Tenant.ID,
+		ServiceID: svc.ID,
+		AppID:     app.ID,
+		Usage:     u,
+		Code:      code,
+		Reason:    reason,
+		Region:    s.region,
+		Node:      s.node,
+	}
+	if app.Plan != nil {
+		ev.PlanID = app.Plan.ID
+	}
+	if err := s.sink.Append(ev); err != nil {
+		s.m.eventsRefused.Inc()
+		return err
+	}
+	s.m.eventsAppended.Inc()
+	return nil
+}
+
+// writeStatus writes a 200 or 409 <status> answer with the extensions the
+// caller asked for.
+func (s *Server) writeStatus(ctx *fasthttp.RequestCtx, st *reqState, app *catalog.App, deny denial, denyArg []byte, oauth bool) outcome {
+	h := &ctx.Response.Header
+	out := outAuthorized
+	if deny != denyNone {
+		out = outDenied
+		ctx.SetStatusCode(fasthttp.StatusConflict)
+		if st.opts.rejectionReasonHeader {
+			h.SetBytesKV(hdrRejection, s2b(deny.String()))
+		}
+	}
+	h.SetContentTypeBytes(ctXML)
+	if st.opts.limitHeaders && (deny == denyNone || deny == denyLimitsExceeded) {
+		d := &st.dec
+		maxv := int64(-1)
+		if d.Constrained >= 0 && d.Constrained < len(d.Reports) {
+			maxv = d.Reports[d.Constrained].Limit.Max
+		}
+		st.num = strconv.AppendInt(st.num[:0], d.Remaining, 10)
+		h.SetBytesKV(hdrLimitRemain, st.num)
+		st.num = strconv.AppendInt(st.num[:0], d.Reset, 10)
+		h.SetBytesKV(hdrLimitReset, st.num)
+		st.num = strconv.AppendInt(st.num[:0], maxv, 10)
+		h.SetBytesKV(hdrLimitMax, st.num)
+	}
+	if st.opts.noBody {
+		return out
+	}
+	if deny != denyNone {
+		st.reason = appendReason(st.reason[:0], deny, denyArg)
+	}
+	status := Status{
+		Authorized:  deny == denyNone,
+		Reason:      st.reason,
+		App:         app,
+		Reports:     st.dec.Reports,
+		OAuth:       oauth,
+		Hierarchy:   st.opts.hierarchy,
+		ListAppKeys: st.opts.listAppKeys,
+	}
+	st.body = AppendStatus(st.body[:0], &status)
+	ctx.Response.SetBody(st.body)
+	return out
+}

@@ -1,0 +1,380 @@
+package smapi
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/limiter"
+)
+
+// Reported timestamps must lie within this window around the time of the
+// call.
+const (
+	MaxReportAge    = 24 * time.Hour
+	MaxReportFuture = time.Hour
+)
+
+// batchTxn is one transactions[I] entry of a batch report.
+type batchTxn struct {
+	label                                      []byte
+	nilMark                                    bool // "transactions[I]" or "transactions[I]=" seen
+	fields                                     bool // any field seen
+	appID, userKey, appKey, timestamp, logCode []byte
+	hasUserID                                  bool
+	usage                                      []rawUsage
+
+	// Filled by validation.
+	app    *catalog.App
+	lusage []limiter.Usage
+	ts     int64 // unix ms
+}
+
+// batch is a decoded batch report. Slices point into the request's arena.
+type batch struct {
+	serviceToken, serviceID, providerKey []byte
+	seen                                 bool // a "transactions" parameter was present
+	txns                                 []batchTxn
+	last                                 int // index of the last txn touched, for the common in-order case
+}
+
+func (b *batch) reset() {
+	b.serviceToken, b.serviceID, b.providerKey = nil, nil, nil
+	b.seen = false
+	b.txns = b.txns[:0]
+	b.last = -1
+}
+
+var (
+	msgTooManyTxns  = []byte("at most 1000 transactions are allowed per batch")
+	msgTxnUsage     = []byte("usage must be sent as transactions[I][usage][METRIC]=VALUE")
+	msgBodyTooLarge = []byte("request body is larger than 1048576 bytes")
+	msgBadMultipart = []byte("multipart body is malformed")
+	msgTimestamp    = []byte("transaction timestamp is not a valid time")
+	msgTSRange      = []byte("transaction timestamp must lie between 24 hours ago and 1 hour from now")
+)
+
+// txn returns the transaction labelled label, adding it on first sight.
+func (b *batch) txn(label []byte) (*batchTxn, parseError) {
+	if b.last >= 0 && b.last < len(b.txns) && bytes.Equal(b.txns[b.last].label, label) {
+		return &b.txns[b.last], parseError{}
+	}
+	for i := range b.txns {
+		if bytes.Equal(b.txns[i].label, label) {
+			b.last = i
+			return &b.txns[i], parseError{}
+		}
+	}
+	if len(b.txns) == MaxTransactions {
+		return nil, parseError{code: errBadRequest, arg: msgTooManyTxns}
+	}
+	n := len(b.txns)
+	if n < cap(b.txns) {
+		b.txns = b.txns[:n+1]
+		t := &b.txns[n]
+		u, lu := t.usage[:0], t.lusage[:0]
+		*t = batchTxn{usage: u, lusage: lu}
+	} else {
+		b.txns = append(b.txns, batchTxn{})
+	}
+	b.last = n
+	t := &b.txns[n]
+	t.label = label
+	return t, parseError{}
+}
+
+// add records one decoded key=value of a batch report.
+func (b *batch) add(k, v []byte) parseError {
+	if !utf8.Valid(k) || !utf8.Valid(v) {
+		return parseError{code: errNotValidData}
+	}
+	switch string(k) {
+	case "service_token":
+		b.serviceToken = v
+		return parseError{}
+	case "service_id":
+		b.serviceID = v
+		return parseError{}
+	case "provider_key":
+		b.providerKey = v
+		return parseError{}
+	case "transactions":
+		b.seen = true
+		if len(v) > 0 {
+			return parseError{code: errTransactionsFormatInvalid}
+		}
+		return parseError{}
+	}
+	label, rest, ok := bracket(k, "transactions")
+	if !ok {
+		return parseError{} // unknown parameter
+	}
+	b.seen = true
+	if len(label) == 0 {
+		// The array form transactions[][...] cannot say which entries
+		// belong together; only indexed (or named) entries can.
+		return parseError{code: errTransactionsFormatInvalid}
+	}
+	t, e := b.txn(label)
+	if e.code != errNone {
+		return e
+	}
+	if len(rest) == 0 {
+		if len(v) > 0 {
+			return parseError{code: errTransactionsFormatInvalid}
+		}
+		t.nilMark = true
+		return parseError{}
+	}
+	field, rest, ok := bracket(rest, "")
+	if !ok {
+		return parseError{code: errTransactionsFormatInvalid}
+	}
+	t.fields = true
+	switch string(field) {
+	case "app_id":
+		t.appID = v
+	case "user_key":
+		t.userKey = v
+	case "app_key":
+		t.appKey = v
+	case "timestamp":
+		t.timestamp = v
+	case "user_id":
+		t.hasUserID = t.hasUserID || len(v) > 0
+	case "log":
+		if string(rest) == "[code]" {
+			t.logCode = v
+		}
+		return parseError{}
+	case "usage":
+		metric, tail, ok := bracket(rest, "")
+		if !ok || len(tail) != 0 {
+			return parseError{code: errBadRequest, arg: msgTxnUsage}
+		}
+		return addUsage(&t.usage, metric, v)
+	}
+	if len(rest) != 0 {
+		return parseError{code: errTransactionsFormatInvalid}
+	}
+	return parseError{}
+}
+
+// addURLEncoded decodes an urlencoded string into b.
+func (b *batch) addURLEncoded(raw []byte, arena *[]byte) parseError {
+	ensureArena(arena, len(raw))
+	it := pairs{raw: raw, arena: arena}
+	for {
+		k, v, ok := it.next()
+		if !ok {
+			return parseError{}
+		}
+		if e := b.add(k, v); e.code != errNone {
+			return e
+		}
+	}
+}
+
+// addMultipart decodes a multipart/form-data body into b, keeping the parts'
+// order. Every field name and value is copied into the arena.
+func (b *batch) addMultipart(body []byte, boundary string, arena *[]byte) parseError {
+	ensureArena(arena, 2*len(body))
+	r := multipart.NewReader(bytes.NewReader(body), boundary)
+	for {
+		part, err := r.NextPart()
+		if errors.Is(err, io.EOF) {
+			return parseError{}
+		}
+		if err != nil {
+			return parseError{code: errBadRequest, arg: msgBadMultipart}
+		}
+		name := part.FormName()
+		a := *arena
+		if cap(a)-len(a) < len(name) {
+			return parseError{code: errBadRequest, arg: msgBadMultipart}
+		}
+		ks := len(a)
+		a = append(a, name...)
+		vs := len(a)
+		for {
+			if len(a) == cap(a) {
+				// More decoded data than the body holds: not a sane form.
+				return parseError{code: errBadRequest, arg: msgBadMultipart}
+			}
+			n, err := part.Read(a[len(a):cap(a)])
+			a = a[:len(a)+n]
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return parseError{code: errBadRequest, arg: msgBadMultipart}
+			}
+		}
+		*arena = a
+		if name == "" {
+			continue
+		}
+		if e := b.add(a[ks:vs:vs], a[vs:len(a):len(a)]); e.code != errNone {
+			return e
+		}
+	}
+}
+
+// parseBatch decodes a batch report from the URL query and the body, by
+// content type: none (the query alone, which is how the public 3scale Go
+// client sends batches, or an urlencoded body sent without a type),
+// application/x-www-form-urlencoded, or multipart/form-data. Query
+// parameters come first, so a body value repeating a query key wins.
+func parseBatch(b *batch, arena *[]byte, contentType, query, body []byte) parseError {
+	b.reset()
+	if len(body) > MaxBodySize {
+		return parseError{code: errRequestEntityTooLarge, arg: msgBodyTooLarge}
+	}
+	media := contentType
+	if i := bytes.IndexByte(media, ';'); i >= 0 {
+		media = media[:i]
+	}
+	media = bytes.TrimSpace(media)
+	multipartBody := false
+	switch {
+	case len(body) == 0:
+	case len(media) == 0, bytes.EqualFold(media, []byte("application/x-www-form-urlencoded")):
+	case bytes.EqualFold(media, []byte("multipart/form-data")):
+		multipartBody = true
+	default:
+		return parseError{code: errContentTypeInvalid, arg: contentType}
+	}
+	*arena = (*arena)[:0]
+	ensureArena(arena, len(query)+len(body))
+	if e := b.addURLEncoded(query, arena); e.code != errNone {
+		return e
+	}
+	if len(body) == 0 {
+		return parseError{}
+	}
+	if !multipartBody {
+		return b.addURLEncoded(body, arena)
+	}
+	_, params, err := mime.ParseMediaType(string(contentType))
+	if err != nil || params["boundary"] == "" {
+		return parseError{code: errContentTypeInvalid, arg: contentType}
+	}
+	return b.addMultipart(body, params["boundary"], arena)
+}
+
+// parseTimestamp parses a report timestamp: unix seconds, 3scale's
+// "2006-01-02 15:04:05 -0700" (also with a zone name like UTC), or RFC 3339.
+// It returns unix milliseconds.
+func parseTimestamp(v []byte) (int64, bool) {
+	if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+		if n < 0 || n > 1<<40 {
+			return 0, false
+		}
+		return n * 1000, true
+	}
+	for _, layout := range [...]string{TimeLayout, "2006-01-02 15:04:05 MST", "2006-01-02 15:04:05", time.RFC3339Nano} {
+		if t, err := time.Parse(layout, string(v)); err == nil {
+			return t.UnixMilli(), true
+		}
+	}
+	return 0, false
+}
+
+// validate checks the whole batch before anything is recorded: structure,
+// then service credentials, then each transaction's application, usage and
+// timestamp. The first problem decides the answer.
+func (b *batch) validate(snap *catalog.Snapshot, nowMS int64) (*catalog.Service, parseError) {
+	if len(b.txns) == 0 {
+		return nil, parseError{code: errTransactionsIsBlank}
+	}
+	for i := range b.txns {
+		if t := &b.txns[i]; t.nilMark && !t.fields {
+			return nil, parseError{code: errTransactionsHasNilTransaction}
+		} else if t.nilMark {
+			return nil, parseError{code: errTransactionsFormatInvalid}
+		}
+	}
+	svc, e := resolveService(snap, b.providerKey, b.serviceToken, b.serviceID)
+	if e.code != errNone {
+		return nil, e
+	}
+	for i := range b.txns {
+		t := &b.txns[i]
+		if t.hasUserID {
+			return nil, parseError{code: errEndUsersNoLongerSupported}
+		}
+		if t.app, e = resolveApp(svc, t.appID, t.userKey, false); e.code != errNone {
+			return nil, e
+		}
+		if t.lusage, e = resolveUsage(svc, t.usage, t.lusage[:0], true); e.code != errNone {
+			return nil, e
+		}
+		t.ts = nowMS
+		if len(t.timestamp) > 0 {
+			ts, ok := parseTimestamp(t.timestamp)
+			if !ok {
+				return nil, parseError{code: errNotValidData, arg: msgTimestamp}
+			}
+			if ts < nowMS-MaxReportAge.Milliseconds() || ts > nowMS+MaxReportFuture.Milliseconds() {
+				return nil, parseError{code: errNotValidData, arg: msgTSRange}
+			}
+			t.ts = ts
+		}
+	}
+	return svc, parseError{}
+}
+
+// report serves POST /transactions.xml: validate the whole batch, then for
+// each transaction hand its event to the sink and count it in the limiter.
+func (s *Server) report(ctx *fasthttp.RequestCtx, st *reqState) outcome {
+	st.opts = parseOptions(ctx.Request.Header.PeekBytes(hdrOptions), &st.arena)
+	if st.batch == nil {
+		st.batch = &batch{}
+	}
+	b := st.batch
+	if e := parseBatch(b, &st.arena, ctx.Request.Header.ContentType(), ctx.URI().QueryString(), ctx.PostBody()); e.code != errNone {
+		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
+	}
+	snap := s.cat.Load()
+	if snap == nil {
+		return s.writeError(ctx, st, errServiceUnavailable, msgNoConfig, nil)
+	}
+	now := s.clock()
+	nowMS := now.UnixMilli()
+	svc, e := b.validate(snap, nowMS)
+	if e.code != errNone {
+		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
+	}
+	if s.health != nil && !s.health.Accepting() {
+		s.m.eventsRefused.Inc()
+		return s.writeError(ctx, st, errServiceUnavailable, msgSinkFull, nil)
+	}
+	for i := range b.txns {
+		t := &b.txns[i]
+		// Event first: usage the sink refused is not counted. A refusal in
+		// the middle of a batch leaves the earlier transactions recorded;
+		// the caller sees a 503 and may retry (at-least-once).
+		if err := s.emit(st, event.KindReport, svc, t.app, t.lusage, t.ts, nowMS, parseLogCode(t.logCode), ""); err != nil {
+			return s.writeError(ctx, st, errServiceUnavailable, msgSinkFull, nil)
+		}
+		var limits []limiter.Limit
+		if t.app.Plan != nil {
+			limits = t.app.Plan.Limits
+		}
+		if len(t.lusage) > 0 {
+			s.lim.Record(t.app.Key, limits, svc.Parents, t.lusage, st.opts.flatUsage, time.UnixMilli(t.ts))
+		}
+	}
+	ctx.SetStatusCode(fasthttp.StatusAccepted)
+	ctx.Response.Header.SetContentTypeBytes(ctXML)
+	return outAuthorized
+}

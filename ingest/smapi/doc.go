@@ -1,0 +1,69 @@
+// Package smapi serves the 3scale-compatible Service Management API
+// (spec/service-management-api.md) over fasthttp: authorize, authrep, their
+// OAuth variants, the batch report, /status, /check.txt and /available.
+//
+// # Model
+//
+// A call is parsed into pooled scratch state without copying beyond one
+// decode arena, checked in the spec's order — service credentials, (usage
+// well-formedness,) application, app key or OAuth redirect URL, referrer,
+// application state, service state, limits — and answered with an
+// append-style XML encoder (AppendStatus). The first failing check decides
+// the answer: an <error> with a 3scale code and status for malformed or
+// unauthenticated calls, a 409 <status> with a <reason> for a denial. The
+// hot path (authrep: parse → limiter.Do → event hand-off → response) does not
+// allocate; BenchmarkAuthrepServe proves it.
+//
+// # Decisions where the spec leaves room
+//
+//   - usage[M]=#N (set) is accepted by the batch report only; on authorize
+//     and authrep it is 403 usage_value_invalid (the limiter cannot set a
+//     counter while checking it).
+//   - A repeated parameter keeps its last value (Rack's rule), usage too.
+//   - Usage is validated (metric_invalid, usage_value_invalid) right after
+//     the service credentials, before the application is looked up.
+//   - In user_key mode the app is found by user_key (missing or unknown:
+//     user_key_invalid); in app_id and oauth modes, and always on the oauth
+//     endpoints, by app_id (application_not_found). app_key is checked only
+//     in app_id/oauth modes on the plain endpoints, and only if the app has
+//     keys. The oauth endpoints check redirect_url/redirect_uri, when sent,
+//     against the app's; a mismatch is a 409 redirect_url_invalid /
+//     redirect_uri_invalid, as 3scale.
+//   - Referrer filters apply when the service requires them and the app has
+//     some (3scale). An empty referrer is "referrer is missing"; an empty
+//     filter in the config is 422 referrer_filter_invalid.
+//   - Error messages never quote secrets the caller sent (provider keys,
+//     service tokens, user keys); ids, metric names and values are quoted.
+//   - Both service credentials present: provider_key wins.
+//   - Limits outside the 3scale table: URL over 8 KiB → 414
+//     request_uri_too_long; body over 1 MiB → 413 request_entity_too_large;
+//     request headers over the read buffer → 431 request_header_too_large;
+//     more than 1,000 transactions or 64 usage entries → 400 bad_request.
+//     Unknown path → 404 not_found, wrong method → 405 method_not_allowed.
+//   - Not ready, no configuration, or a sink that refuses events → 503
+//     service_unavailable (XML like every other error).
+//   - Batch report: query parameters and then the body (none, urlencoded or
+//     multipart) are merged. transactions[][...] (array form) is
+//     transactions_format_invalid; transactions[I] or transactions[I]= alone
+//     is transactions_has_nil_transaction. Timestamps (unix seconds, 3scale's
+//     "2006-01-02 15:04:05 -0700", or RFC 3339) outside now−24h..now+1h, or
+//     unparsable, are 422 not_valid_data. The app key is not checked on
+//     report, as 3scale. A content type other than urlencoded or multipart
+//     with a body is content_type_invalid; a body without a content type is
+//     read as urlencoded.
+//
+// # Events
+//
+// An authorized authrep yields one KindAuthrep event, each batch transaction
+// a KindReport event (TS = its timestamp), and every denial (409) of
+// authorize or authrep a KindDenied event with Reason = the rejection code
+// and no usage (so that no rollup can count it). Errors (4xx) yield none.
+//
+// A sink that implements SinkHealth is asked before usage is counted: when
+// it is not accepting, authrep and report answer 503 and count nothing. If
+// Append still fails afterwards (a race), authrep answers 503 with its usage
+// already counted in the limiter (counters err on the strict side until the
+// window closes; the event log, which rebuilds them, has no such unit), and
+// a report keeps the transactions before the failing one recorded and
+// answers 503 (a retry may record those again: at-least-once).
+package smapi
