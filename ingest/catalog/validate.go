@@ -94,10 +94,11 @@ const (
 )
 
 type credOwner struct {
-	tenant  int
-	service int // -1 for tenant-level credentials
-	kind    credKind
-	path    string
+	tenant   int
+	service  int // -1 for tenant-level credentials
+	kind     credKind
+	path     string
+	reported bool // a cross-tenant collision was reported at path
 }
 
 type validator struct {
@@ -107,8 +108,9 @@ type validator struct {
 }
 
 type svcOwner struct {
-	tenant int
-	path   string
+	tenant   int
+	path     string
+	reported bool
 }
 
 func (v *validator) add(path, format string, args ...any) {
@@ -200,7 +202,14 @@ func (v *validator) claim(s string, o credOwner) {
 	}
 	switch {
 	case prev.tenant != o.tenant:
+		// Reported on both sides, so that whoever edits either tenant sees
+		// it in their own part of the document; never says where.
 		v.add(o.path, "already in use by another tenant")
+		if !prev.reported {
+			v.add(prev.path, "already in use by another tenant")
+			prev.reported = true
+			v.creds[s] = prev
+		}
 	case prev.kind != o.kind:
 		v.add(o.path, "already in use as %s", prev.path)
 	case o.kind != credServiceToken && o.kind != credProviderKey:
@@ -234,6 +243,11 @@ func (v *validator) tenant(ti int, p string, t *TenantSpec) {
 			if prev, dup := v.svcs[s.ID]; dup {
 				if prev.tenant != ti {
 					v.add(field(sp, "id"), "service id %q already in use by another tenant", s.ID)
+					if !prev.reported {
+						v.add(field(prev.path, "id"), "service id %q already in use by another tenant", s.ID)
+						prev.reported = true
+						v.svcs[s.ID] = prev
+					}
 				} else {
 					v.add(field(sp, "id"), "duplicate service id %q (also %s)", s.ID, prev.path)
 				}

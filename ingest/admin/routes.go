@@ -1,0 +1,574 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+
+	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/limiter"
+)
+
+// getConfig answers GET /config: the tenant's whole configuration as a
+// configuration document (JSON, or YAML with ?format=yaml or an Accept
+// header naming yaml), ready to be loaded as a file.
+func (a *API) getConfig(r *request) error {
+	t := a.proj.Document().Tenant(r.tenant)
+	if t == nil {
+		return notFound("tenant")
+	}
+	doc := &catalog.Document{Tenants: []catalog.TenantSpec{*t}}
+	format := string(r.ctx.QueryArgs().Peek("format"))
+	if format == "" && bytes.Contains(r.ctx.Request.Header.Peek("Accept"), []byte("yaml")) {
+		format = "yaml"
+	}
+	var b bytes.Buffer
+	switch format {
+	case "yaml":
+		if err := doc.WriteYAML(&b); err != nil {
+			return err
+		}
+		r.ctx.SetContentType("application/yaml")
+	case "", "json":
+		if err := doc.WriteJSON(&b); err != nil {
+			return err
+		}
+		r.ctx.SetContentType("application/json")
+	default:
+		return errf(400, "bad_request", "format must be json or yaml")
+	}
+	r.ctx.SetStatusCode(200)
+	r.ctx.SetBody(b.Bytes())
+	return nil
+}
+
+func (a *API) putService(r *request, sid string) error {
+	// Service ids are global names: one that another tenant holds is not
+	// available. This says only that the id is taken, nothing about it.
+	if s := a.proj.Store().Load().Services[sid]; s != nil && s.Tenant.ID != r.tenant {
+		return errf(409, "conflict", "service id is not available")
+	}
+	return a.change(r, func(t *catalog.TenantSpec) (int, any, error) {
+		cur := t.Service(sid)
+		var spec catalog.ServiceSpec
+		if err := decodeBody(r, curOrNil(cur), &spec); err != nil {
+			return 0, nil, err
+		}
+		if spec.ID == "" {
+			spec.ID = sid
+		}
+		if err := checkID(spec.ID, sid, "id"); err != nil {
+			return 0, nil, err
+		}
+		if cur != nil {
+			*cur = spec
+			return 200, spec, nil
+		}
+		t.Services = append(t.Services, spec)
+		return 201, spec, nil
+	})
+}
+
+// curOrNil avoids a typed nil pointer in an interface.
+func curOrNil[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return p
+}
+
+func (a *API) deleteService(r *request, sid string) error {
+	return a.change(r, func(t *catalog.TenantSpec) (int, any, error) {
+		i := slices.IndexFunc(t.Services, func(s catalog.ServiceSpec) bool { return s.ID == sid })
+		if i < 0 {
+			return 0, nil, notFound("service")
+		}
+		t.Services = slices.Delete(t.Services, i, i+1)
+		return 204, nil, nil
+	})
+}
+
+// changeService runs fn on one service of the tenant (404 if it has none).
+func (a *API) changeService(r *request, sid string, fn func(s *catalog.ServiceSpec) (int, any, error)) error {
+	return a.change(r, func(t *catalog.TenantSpec) (int, any, error) {
+		s := t.Service(sid)
+		if s == nil {
+			return 0, nil, notFound("service")
+		}
+		return fn(s)
+	})
+}
+
+func (a *API) routeMetrics(r *request, sid string, s []string) error {
+	switch len(s) {
+	case 0:
+		if err := r.allow("GET"); err != nil {
+			return err
+		}
+		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
+			return map[string]any{"metrics": nonNil(svc.Metrics)}, nil
+		})
+	case 1:
+	default:
+		return notFound("route")
+	}
+	name := s[0]
+	if err := r.allow("GET", "PUT", "DELETE"); err != nil {
+		return err
+	}
+	switch r.method {
+	case "GET":
+		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
+			i := svc.Metric(name)
+			if i < 0 {
+				return nil, notFound("metric")
+			}
+			return svc.Metrics[i], nil
+		})
+	case "PUT":
+		return a.changeService(r, sid, func(svc *catalog.ServiceSpec) (int, any, error) {
+			i := svc.Metric(name)
+			var cur *catalog.MetricSpec
+			if i >= 0 {
+				cur = &svc.Metrics[i]
+			}
+			var m catalog.MetricSpec
+			if err := decodeBody(r, curOrNil(cur), &m); err != nil {
+				return 0, nil, err
+			}
+			if m.Name == "" {
+				m.Name = name
+			}
+			if err := checkID(m.Name, name, "name"); err != nil {
+				return 0, nil, err
+			}
+			if cur != nil {
+				*cur = m
+				return 200, m, nil
+			}
+			// New metrics go last: existing metrics keep their MetricID.
+			svc.Metrics = append(svc.Metrics, m)
+			return 201, m, nil
+		})
+	default:
+		return a.changeService(r, sid, func(svc *catalog.ServiceSpec) (int, any, error) {
+			i := svc.Metric(name)
+			if i < 0 {
+				return 0, nil, notFound("metric")
+			}
+			svc.Metrics = slices.Delete(svc.Metrics, i, i+1)
+			return 204, nil, nil
+		})
+	}
+}
+
+func (a *API) routePlans(r *request, sid string, s []string) error {
+	if len(s) == 0 {
+		if err := r.allow("GET"); err != nil {
+			return err
+		}
+		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
+			return map[string]any{"plans": nonNil(svc.Plans)}, nil
+		})
+	}
+	pid := s[0]
+	if len(s) > 1 {
+		if s[1] != "limits" {
+			return notFound("route")
+		}
+		return a.routeLimits(r, sid, pid, s[2:])
+	}
+	if err := r.allow("GET", "PUT", "DELETE"); err != nil {
+		return err
+	}
+	switch r.method {
+	case "GET":
+		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
+			p := svc.Plan(pid)
+			if p == nil {
+				return nil, notFound("plan")
+			}
+			return p, nil
+		})
+	case "PUT":
+		return a.changeService(r, sid, func(svc *catalog.ServiceSpec) (int, any, error) {
+			cur := svc.Plan(pid)
+			var p catalog.PlanSpec
+			if err := decodeBody(r, curOrNil(cur), &p); err != nil {
+				return 0, nil, err
+			}
+			if p.ID == "" {
+				p.ID = pid
+			}
+			if err := checkID(p.ID, pid, "id"); err != nil {
+				return 0, nil, err
+			}
+			if cur != nil {
+				*cur = p
+				return 200, p, nil
+			}
+			svc.Plans = append(svc.Plans, p)
+			return 201, p, nil
+		})
+	default:
+		return a.changeService(r, sid, func(svc *catalog.ServiceSpec) (int, any, error) {
+			i := slices.IndexFunc(svc.Plans, func(p catalog.PlanSpec) bool { return p.ID == pid })
+			if i < 0 {
+				return 0, nil, notFound("plan")
+			}
+			svc.Plans = slices.Delete(svc.Plans, i, i+1)
+			return 204, nil, nil
+		})
+	}
+}
+
+// samePeriod compares periods by meaning ("sliding:60s" is "sliding:1m").
+func samePeriod(a, b string) bool {
+	pa, ea := limiter.ParsePeriod(a)
+	pb, eb := limiter.ParsePeriod(b)
+	if ea == nil && eb == nil {
+		return pa == pb
+	}
+	return a == b
+}
+
+func findLimit(p *catalog.PlanSpec, metric, period string) int {
+	return slices.IndexFunc(p.Limits, func(l catalog.LimitSpec) bool {
+		return l.Metric == metric && samePeriod(l.Period, period)
+	})
+}
+
+func (a *API) routeLimits(r *request, sid, pid string, s []string) error {
+	withPlan := func(fn func(p *catalog.PlanSpec) (int, any, error)) error {
+		return a.changeService(r, sid, func(svc *catalog.ServiceSpec) (int, any, error) {
+			p := svc.Plan(pid)
+			if p == nil {
+				return 0, nil, notFound("plan")
+			}
+			return fn(p)
+		})
+	}
+	readPlan := func(fn func(p *catalog.PlanSpec) (any, error)) error {
+		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
+			p := svc.Plan(pid)
+			if p == nil {
+				return nil, notFound("plan")
+			}
+			return fn(p)
+		})
+	}
+	switch len(s) {
+	case 0:
+		if err := r.allow("GET", "POST"); err != nil {
+			return err
+		}
+		if r.method == "GET" {
+			return readPlan(func(p *catalog.PlanSpec) (any, error) {
+				return map[string]any{"limits": nonNil(p.Limits)}, nil
+			})
+		}
+		return withPlan(func(p *catalog.PlanSpec) (int, any, error) {
+			var l catalog.LimitSpec
+			if err := decodeBody(r, nil, &l); err != nil {
+				return 0, nil, err
+			}
+			if findLimit(p, l.Metric, l.Period) >= 0 {
+				return 0, nil, errf(409, "conflict", "the plan already has a limit for this metric and period; PUT it to change its max")
+			}
+			p.Limits = append(p.Limits, l)
+			return 201, l, nil
+		})
+	case 2:
+	default:
+		return notFound("route")
+	}
+	metric, period := s[0], s[1]
+	if err := r.allow("GET", "PUT", "DELETE"); err != nil {
+		return err
+	}
+	switch r.method {
+	case "GET":
+		return readPlan(func(p *catalog.PlanSpec) (any, error) {
+			i := findLimit(p, metric, period)
+			if i < 0 {
+				return nil, notFound("limit")
+			}
+			return p.Limits[i], nil
+		})
+	case "PUT":
+		return withPlan(func(p *catalog.PlanSpec) (int, any, error) {
+			i := findLimit(p, metric, period)
+			cur := catalog.LimitSpec{Metric: metric, Period: period}
+			if i >= 0 {
+				cur = p.Limits[i]
+			}
+			var l catalog.LimitSpec
+			if err := decodeBody(r, &cur, &l); err != nil {
+				return 0, nil, err
+			}
+			if l.Metric != metric || !samePeriod(l.Period, period) {
+				e := errf(422, "invalid_config", "metric and period in the body do not match the path")
+				e.details = []catalog.Problem{{Path: "metric", Message: "metric and period come from the path"}}
+				return 0, nil, e
+			}
+			if i >= 0 {
+				p.Limits[i] = l
+				return 200, l, nil
+			}
+			p.Limits = append(p.Limits, l)
+			return 201, l, nil
+		})
+	default:
+		return withPlan(func(p *catalog.PlanSpec) (int, any, error) {
+			i := findLimit(p, metric, period)
+			if i < 0 {
+				return 0, nil, notFound("limit")
+			}
+			p.Limits = slices.Delete(p.Limits, i, i+1)
+			return 204, nil, nil
+		})
+	}
+}
+
+func (a *API) routeApps(r *request, sid string, s []string) error {
+	if len(s) == 0 {
+		if err := r.allow("GET"); err != nil {
+			return err
+		}
+		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
+			return map[string]any{"applications": nonNil(svc.Applications)}, nil
+		})
+	}
+	aid := s[0]
+	if len(s) > 1 {
+		switch s[1] {
+		case "keys":
+			return a.routeKeys(r, sid, aid, s[2:])
+		case "referrer_filters":
+			return a.routeReferrers(r, sid, aid, s[2:])
+		}
+		return notFound("route")
+	}
+	if err := r.allow("GET", "PUT", "DELETE"); err != nil {
+		return err
+	}
+	switch r.method {
+	case "GET":
+		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
+			app := svc.App(aid)
+			if app == nil {
+				return nil, notFound("application")
+			}
+			return app, nil
+		})
+	case "PUT":
+		return a.changeService(r, sid, func(svc *catalog.ServiceSpec) (int, any, error) {
+			cur := svc.App(aid)
+			var app catalog.AppSpec
+			if err := decodeBody(r, curOrNil(cur), &app); err != nil {
+				return 0, nil, err
+			}
+			if app.ID == "" {
+				app.ID = aid
+			}
+			if err := checkID(app.ID, aid, "id"); err != nil {
+				return 0, nil, err
+			}
+			if cur != nil {
+				*cur = app
+				return 200, app, nil
+			}
+			if app.UserKey == "" && (svc.AuthMode == "" || svc.AuthMode == catalog.ModeUserKey) {
+				app.UserKey = catalog.NewSecret("")
+			}
+			svc.Applications = append(svc.Applications, app)
+			return 201, app, nil
+		})
+	default:
+		return a.changeService(r, sid, func(svc *catalog.ServiceSpec) (int, any, error) {
+			i := slices.IndexFunc(svc.Applications, func(a catalog.AppSpec) bool { return a.ID == aid })
+			if i < 0 {
+				return 0, nil, notFound("application")
+			}
+			svc.Applications = slices.Delete(svc.Applications, i, i+1)
+			return 204, nil, nil
+		})
+	}
+}
+
+// withApp runs fn on one application of one service of the tenant.
+func (a *API) withApp(r *request, sid, aid string, fn func(app *catalog.AppSpec) (int, any, error)) error {
+	return a.changeService(r, sid, func(svc *catalog.ServiceSpec) (int, any, error) {
+		app := svc.App(aid)
+		if app == nil {
+			return 0, nil, notFound("application")
+		}
+		return fn(app)
+	})
+}
+
+func (a *API) readApp(r *request, sid, aid string, fn func(app *catalog.AppSpec) (any, error)) error {
+	return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
+		app := svc.App(aid)
+		if app == nil {
+			return nil, notFound("application")
+		}
+		return fn(app)
+	})
+}
+
+// decodeSmall decodes a small fixed-shape JSON body strictly.
+func decodeSmall(r *request, into any) error {
+	dec := json.NewDecoder(bytes.NewReader(r.ctx.PostBody()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(into); err != nil {
+		return errf(400, "bad_request", "malformed body: "+sanitize(err))
+	}
+	return nil
+}
+
+// sanitize keeps encoding/json's message (which names fields and types,
+// never values of string fields) short.
+func sanitize(err error) string {
+	s := err.Error()
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+type keyBody struct {
+	Key string `json:"key"`
+}
+
+func (a *API) routeKeys(r *request, sid, aid string, s []string) error {
+	switch len(s) {
+	case 0:
+		if err := r.allow("GET", "POST"); err != nil {
+			return err
+		}
+		if r.method == "GET" {
+			return a.readApp(r, sid, aid, func(app *catalog.AppSpec) (any, error) {
+				return map[string]any{"keys": nonNil(app.Keys)}, nil
+			})
+		}
+		var kb keyBody
+		if len(bytes.TrimSpace(r.ctx.PostBody())) > 0 {
+			if err := decodeSmall(r, &kb); err != nil {
+				return err
+			}
+		}
+		if kb.Key == "" {
+			kb.Key = catalog.NewSecret("")
+		}
+		return a.withApp(r, sid, aid, func(app *catalog.AppSpec) (int, any, error) {
+			if slices.Contains(app.Keys, kb.Key) {
+				return 0, nil, errf(409, "conflict", "the application already has this key")
+			}
+			app.Keys = append(app.Keys, kb.Key)
+			return 201, kb, nil
+		})
+	case 1:
+	default:
+		return notFound("route")
+	}
+	key := s[0]
+	if err := r.allow("GET", "PUT", "DELETE"); err != nil {
+		return err
+	}
+	switch r.method {
+	case "GET":
+		return a.readApp(r, sid, aid, func(app *catalog.AppSpec) (any, error) {
+			if !slices.Contains(app.Keys, key) {
+				return nil, notFound("key")
+			}
+			return keyBody{Key: key}, nil
+		})
+	case "PUT":
+		return a.withApp(r, sid, aid, func(app *catalog.AppSpec) (int, any, error) {
+			if slices.Contains(app.Keys, key) {
+				return 200, keyBody{Key: key}, nil
+			}
+			app.Keys = append(app.Keys, key)
+			return 201, keyBody{Key: key}, nil
+		})
+	default:
+		return a.withApp(r, sid, aid, func(app *catalog.AppSpec) (int, any, error) {
+			i := slices.Index(app.Keys, key)
+			if i < 0 {
+				return 0, nil, notFound("key")
+			}
+			app.Keys = slices.Delete(app.Keys, i, i+1)
+			if len(app.Keys) == 0 {
+				app.Keys = nil
+			}
+			return 204, nil, nil
+		})
+	}
+}
+
+type filterBody struct {
+	Filter string `json:"filter"`
+}
+
+func (a *API) routeReferrers(r *request, sid, aid string, s []string) error {
+	switch len(s) {
+	case 0:
+		if err := r.allow("GET", "PUT", "POST"); err != nil {
+			return err
+		}
+		switch r.method {
+		case "GET":
+			return a.readApp(r, sid, aid, func(app *catalog.AppSpec) (any, error) {
+				return map[string]any{"referrer_filters": nonNil(app.ReferrerFilters)}, nil
+			})
+		case "PUT":
+			var list []string
+			if err := catalog.Decode(r.ctx.PostBody(), catalog.FormatJSON, &list); err != nil {
+				return shapeError(err)
+			}
+			return a.withApp(r, sid, aid, func(app *catalog.AppSpec) (int, any, error) {
+				app.ReferrerFilters = list
+				return 200, map[string]any{"referrer_filters": nonNil(list)}, nil
+			})
+		default:
+			var fb filterBody
+			if err := decodeSmall(r, &fb); err != nil {
+				return err
+			}
+			return a.withApp(r, sid, aid, func(app *catalog.AppSpec) (int, any, error) {
+				if slices.Contains(app.ReferrerFilters, fb.Filter) {
+					return 0, nil, errf(409, "conflict", "the application already has this referrer filter")
+				}
+				app.ReferrerFilters = append(app.ReferrerFilters, fb.Filter)
+				return 201, fb, nil
+			})
+		}
+	case 1:
+	default:
+		return notFound("route")
+	}
+	filter := s[0]
+	if err := r.allow("GET", "DELETE"); err != nil {
+		return err
+	}
+	if r.method == "GET" {
+		return a.readApp(r, sid, aid, func(app *catalog.AppSpec) (any, error) {
+			if !slices.Contains(app.ReferrerFilters, filter) {
+				return nil, notFound("referrer filter")
+			}
+			return filterBody{Filter: filter}, nil
+		})
+	}
+	return a.withApp(r, sid, aid, func(app *catalog.AppSpec) (int, any, error) {
+		i := slices.Index(app.ReferrerFilters, filter)
+		if i < 0 {
+			return 0, nil, notFound("referrer filter")
+		}
+		app.ReferrerFilters = slices.Delete(app.ReferrerFilters, i, i+1)
+		if len(app.ReferrerFilters) == 0 {
+			app.ReferrerFilters = nil
+		}
+		return 204, nil, nil
+	})
+}
