@@ -99,4 +99,6 @@ type Decision struct {
 	Constrained int
 	Remaining   int64 // identical calls that would still pass; -1 unlimited
 	Reset       int64 // seconds until the constrained window resets; -1 never
+
+	scratch []limitState // per-limit working state of Do, reused across calls
 }

@@ -1,27 +1,33 @@
 package limiter
 
-import "time"
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
 
-// Counters live in flat []uint64 words inside an app record (see app). Each
-// counter starts with its key word, which also says how many words it spans:
+// Counters live in flat []uint64 words inside an app record (see app). The
+// first word of a counter identifies it and says how many words it spans:
 //
-//	calendar and eternity: key, window start (unix s), value                 (3 words)
-//	sliding:               key, newest sub-bucket index, SubBuckets+1 buckets (2+SubBuckets+1 words)
+//	calendar, eternity: metric<<48 | unit<<40 | window start (uint32 unix s); value     (2 words)
+//	sliding:            metric<<48 | unit<<40 | window (ms); newest sub-bucket; 8 buckets (10 words)
 //
-// A key is metric<<48 | unit<<40 | window in milliseconds (sliding only):
-// counter identity is (metric, period), never the limit's position in a plan,
+// Counter identity is (metric, period), never the limit's position in a plan,
 // so a plan change keeps the usage of the limits it shares with the old plan.
+// Calendar window starts are kept as 32-bit unix seconds (good until 2106).
 
 // SubBuckets is K, the number of sub-buckets a sliding window of length W is
 // cut into: each spans g = ceil(W/K). A ring of K+1 buckets holds every
-// bucket that overlaps [now-W, now].
-const SubBuckets = 8
+// bucket that overlaps [now-W, now]. K+1 is a power of two so that the ring
+// index is a mask.
+const SubBuckets = 7
 
 const (
 	ringSize      = SubBuckets + 1
-	calendarWords = 3
+	ringMask      = ringSize - 1
+	calendarWords = 2
 	slidingWords  = 2 + ringSize
-	windowMask    = 1<<40 - 1
+	lowMask       = 1<<40 - 1
 )
 
 // slidingWindow clamps a sliding window to what ParsePeriod accepts and
@@ -36,7 +42,9 @@ func slidingWindow(d time.Duration) time.Duration {
 	return d - d%time.Millisecond
 }
 
-func counterKey(m MetricID, p Period) uint64 {
+// counterID is the first word of the counter of (m, p), with a zero window
+// start for calendar periods.
+func counterID(m MetricID, p Period) uint64 {
 	k := uint64(m)<<48 | uint64(p.Unit)<<40
 	if p.Unit == Sliding {
 		k |= uint64(slidingWindow(p.Window) / time.Millisecond)
@@ -53,11 +61,19 @@ func keySize(k uint64) int {
 	return calendarWords
 }
 
+// matches reports whether the counter whose first word is w has identity id.
+func matches(w, id uint64) bool {
+	if w>>40 != id>>40 {
+		return false
+	}
+	return keyUnit(id) != Sliding || w == id
+}
+
 // slide holds a sliding window's length and sub-bucket width in nanoseconds.
 type slide struct{ w, g int64 }
 
 func slideOf(k uint64) slide {
-	w := int64(k&windowMask) * int64(time.Millisecond)
+	w := int64(k&lowMask) * int64(time.Millisecond)
 	return slide{w: w, g: (w + SubBuckets - 1) / SubBuckets}
 }
 
@@ -77,20 +93,21 @@ func instantOf(t time.Time) instant { return instant{sec: t.Unix(), ns: t.UnixNa
 
 // slidingSum adds the buckets with index in [lo, hi] still held by ring c.
 func slidingSum(c []uint64, lo, hi int64) int64 {
+	ring := (*[ringSize]uint64)(c[2:])
 	head := int64(c[1])
 	from, to := max(lo, head-SubBuckets), min(hi, head)
 	if from == head-SubBuckets && to == head {
-		var s int64
-		for _, v := range c[2 : 2+ringSize] {
-			s += int64(v)
+		var s uint64
+		for _, v := range ring {
+			s += v
 		}
-		return s
+		return int64(s)
 	}
-	var s int64
+	var s uint64
 	for i := from; i <= to; i++ {
-		s += int64(c[2+floorMod(i, ringSize)])
+		s += ring[i&ringMask]
 	}
-	return s
+	return int64(s)
 }
 
 // slidingAdvance makes bucket b the newest one, clearing the buckets it
@@ -100,11 +117,12 @@ func slidingAdvance(c []uint64, b int64) {
 	if b <= head {
 		return
 	}
+	ring := (*[ringSize]uint64)(c[2:])
 	if b-head >= ringSize {
-		clear(c[2 : 2+ringSize])
+		clear(ring[:])
 	} else {
 		for i := head + 1; i <= b; i++ {
-			c[2+floorMod(i, ringSize)] = 0
+			ring[i&ringMask] = 0
 		}
 	}
 	c[1] = uint64(b)
@@ -113,11 +131,10 @@ func slidingAdvance(c []uint64, b int64) {
 // slidingAdd adds delta to bucket b if the ring still holds it.
 func slidingAdd(c []uint64, b, delta int64) {
 	slidingAdvance(c, b)
-	head := int64(c[1])
-	if b < head-SubBuckets {
+	if b < int64(c[1])-SubBuckets {
 		return
 	}
-	c[2+floorMod(b, ringSize)] += uint64(delta)
+	c[2+b&ringMask] += uint64(delta)
 }
 
 // slidingSet makes everything up to bucket b count v in total, in bucket b.
@@ -128,9 +145,9 @@ func slidingSet(c []uint64, b, v int64) {
 		return
 	}
 	for i := head - SubBuckets; i <= b; i++ {
-		c[2+floorMod(i, ringSize)] = 0
+		c[2+i&ringMask] = 0
 	}
-	c[2+floorMod(b, ringSize)] = uint64(v)
+	c[2+b&ringMask] = uint64(v)
 }
 
 // slidingReset returns the seconds (rounded up) until the oldest non-empty
@@ -139,7 +156,7 @@ func slidingReset(c []uint64, s slide, ns int64) int64 {
 	lo, hi := s.span(ns)
 	head := int64(c[1])
 	for i := max(lo, head-SubBuckets); i <= min(hi, head); i++ {
-		if c[2+floorMod(i, ringSize)] != 0 {
+		if c[2+i&ringMask] != 0 {
 			leaves := (i+1)*s.g + s.w // first instant at which lo > i
 			return ceilDiv(leaves-ns, int64(time.Second))
 		}
@@ -149,52 +166,53 @@ func slidingReset(c []uint64, s slide, ns int64) int64 {
 
 func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
 
-// initCounter writes a fresh counter with key k for instant t into c.
-func initCounter(c []uint64, k uint64, t instant) {
-	c[0] = k
-	if keyUnit(k) == Sliding {
-		c[1] = uint64(floorDiv(t.ns, slideOf(k).g))
+// initCounter writes a fresh, empty counter with identity id into c, for
+// calendar window start (ignored for sliding) at instant t.
+func initCounter(c []uint64, id uint64, start int64, t instant) {
+	if keyUnit(id) == Sliding {
+		c[0], c[1] = id, uint64(floorDiv(t.ns, slideOf(id).g))
 		clear(c[2:slidingWords])
 		return
 	}
-	start, _ := calBounds(keyUnit(k), t.sec)
-	c[1], c[2] = uint64(start), 0
+	c[0], c[1] = id|uint64(uint32(start)), 0
 }
 
-// counterValue is the counter's value in the window containing t.
-func counterValue(c []uint64, t instant) int64 {
+// counterValue is the counter's value at t; start is the calendar window
+// open at t (ignored for sliding counters).
+func counterValue(c []uint64, start int64, t instant) int64 {
 	k := c[0]
 	if keyUnit(k) == Sliding {
 		lo, hi := slideOf(k).span(t.ns)
 		return slidingSum(c, lo, hi)
 	}
-	start, _ := calBounds(keyUnit(k), t.sec)
-	if int64(c[1]) != start {
+	if uint32(k) != uint32(start) {
 		return 0
 	}
-	return int64(c[2])
+	return int64(c[1])
 }
 
 // counterDead reports whether the counter holds nothing that can matter at
-// t or later: a closed calendar window, zero, or an empty sliding window. An
+// t or later: zero, a closed calendar window, or an empty sliding window. An
 // eternity counter is dead only when zero.
-func counterDead(c []uint64, t instant) bool {
+func (l *Limiter) counterDead(c []uint64, t instant) bool {
 	k := c[0]
 	if keyUnit(k) == Sliding {
 		lo, hi := slideOf(k).span(t.ns)
 		return slidingSum(c, lo, max(hi, int64(c[1]))) == 0
 	}
-	if c[2] == 0 {
+	if c[1] == 0 {
 		return true
 	}
-	start, _ := calBounds(keyUnit(k), t.sec)
-	return int64(c[1]) < start
+	start, _ := l.bounds(keyUnit(k), t.sec)
+	return uint32(k) != uint32(start)
 }
 
-// counterApply adds delta (after setting the value to setVal when set) to
-// the counter's window containing usage time at, as seen at t. Usage whose
-// window closed before t is ignored.
-func counterApply(c []uint64, at, t instant, delta int64, set bool, setVal int64) {
+// counterApply adds delta, after setting the value to setVal when set, to
+// the counter for usage at instant at, seen at t. Calendar counters roll to
+// window start (the window open at t; the caller checked that at falls in
+// it); sliding counters put the usage in at's sub-bucket if it still
+// overlaps the window.
+func counterApply(c []uint64, start int64, at, t instant, delta int64, set bool, setVal int64) {
 	k := c[0]
 	if keyUnit(k) == Sliding {
 		s := slideOf(k)
@@ -208,17 +226,58 @@ func counterApply(c []uint64, at, t instant, delta int64, set bool, setVal int64
 		slidingAdd(c, b, delta)
 		return
 	}
-	start, _ := calBounds(keyUnit(k), t.sec)
-	if at.sec != t.sec {
-		if atStart, _ := calBounds(keyUnit(k), at.sec); atStart != start {
-			return
-		}
-	}
-	if int64(c[1]) != start {
-		c[1], c[2] = uint64(start), 0
+	if uint32(k) != uint32(start) {
+		c[0], c[1] = k&^(1<<32-1)|uint64(uint32(start)), 0
 	}
 	if set {
-		c[2] = uint64(setVal)
+		c[1] = uint64(setVal)
 	}
-	c[2] += uint64(delta)
+	c[1] += uint64(delta)
+}
+
+// calCache remembers the month and year bounds of one UTC day, so that
+// calls do not redo the civil-date arithmetic (~50ns). It is a seqlock: a
+// reader that sees a write in progress, or another day, computes the bounds
+// itself and offers them to the cache; one writer at a time, chosen by
+// TryLock, so readers never wait.
+type calCache struct {
+	seq                          atomic.Uint64 // odd while a write is in progress
+	day                          atomic.Int64
+	month0, month1, year0, year1 atomic.Int64
+	mu                           sync.Mutex
+}
+
+func (c *calCache) get(day int64) (m0, m1, y0, y1 int64) {
+	if s := c.seq.Load(); s&1 == 0 && c.day.Load() == day {
+		m0, m1, y0, y1 = c.month0.Load(), c.month1.Load(), c.year0.Load(), c.year1.Load()
+		if c.seq.Load() == s {
+			return m0, m1, y0, y1
+		}
+	}
+	m0, m1 = calBounds(Month, day*86400)
+	y0, y1 = calBounds(Year, day*86400)
+	if c.mu.TryLock() {
+		c.seq.Add(1)
+		c.day.Store(day)
+		c.month0.Store(m0)
+		c.month1.Store(m1)
+		c.year0.Store(y0)
+		c.year1.Store(y1)
+		c.seq.Add(1)
+		c.mu.Unlock()
+	}
+	return m0, m1, y0, y1
+}
+
+// bounds is calBounds with the month and year bounds cached per day.
+func (l *Limiter) bounds(u Unit, sec int64) (start, end int64) {
+	switch u {
+	case Month:
+		m0, m1, _, _ := l.cal.get(floorDiv(sec, 86400))
+		return m0, m1
+	case Year:
+		_, _, y0, y1 := l.cal.get(floorDiv(sec, 86400))
+		return y0, y1
+	}
+	return calBounds(u, sec)
 }

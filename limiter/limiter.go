@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"encoding/binary"
+	"math"
 	"math/bits"
 	"runtime"
 	"time"
@@ -38,11 +39,13 @@ type Limiter struct {
 	shards []shard
 	mask   uint64
 	clock  Clock
+	cal    calCache
 }
 
 // sweepEvery and sweepBudget pace the incremental sweeper: after every
-// sweepEvery calls on a shard it examines sweepBudget records, so a shard's
-// dead apps are found within about n*sweepEvery/sweepBudget calls to it.
+// sweepEvery calls on a shard it examines sweepBudget slots, so that a
+// shard's dead apps are found within about slots*sweepEvery/sweepBudget
+// calls to it.
 const (
 	sweepEvery  = 64
 	sweepBudget = 8
@@ -59,16 +62,16 @@ func New(opts Options) *Limiter {
 	if l.clock == nil {
 		l.clock = time.Now
 	}
-	for i := range l.shards {
-		l.shards[i].idx = make(map[AppKey]uint32)
-	}
+	l.cal.day.Store(math.MinInt64)
 	return l
 }
 
-func (l *Limiter) shardFor(k AppKey) *shard {
+// hashKey is the xxhash of the key's 8 little-endian bytes. Its low bits pick
+// the shard, its high bits the slot in the shard's table.
+func hashKey(k AppKey) uint64 {
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], uint64(k))
-	return &l.shards[xxhash.Sum64(b[:])&l.mask]
+	return xxhash.Sum64(b[:])
 }
 
 // Stats returns the limiter's statistics. It takes no lock.
@@ -87,17 +90,17 @@ func (l *Limiter) Stats() Stats {
 // dead (closed windows, zeros, empty sliding windows; an eternity counter
 // with a value is never dead). Calls sweep incrementally on their own; Sweep
 // is for a background ticker, so that shards without traffic shrink too. It
-// holds one shard's lock at a time, for at most a few thousand records.
+// holds one shard's lock at a time, for at most 4096 slots.
 func (l *Limiter) Sweep() {
 	t := instantOf(l.clock())
 	for i := range l.shards {
 		sh := &l.shards[i]
 		sh.lock()
-		n := int(sh.n)
+		n := len(sh.slots)
 		sh.mu.Unlock()
 		for done := 0; done < n; {
 			sh.lock()
-			done += max(1, sh.sweep(t, min(n-done, 4096)))
+			done += max(1, l.sweep(sh, t, min(n-done, 4096)))
 			sh.mu.Unlock()
 		}
 	}
@@ -105,9 +108,9 @@ func (l *Limiter) Sweep() {
 
 // usageFor sums the request's usage that counts toward metric m: entries on
 // m itself and, unless flat, on its descendants. With setMode, a Set entry
-// on m itself sets the counter (the last one wins; other entries add on top)
-// and Set entries do not propagate to ancestors; without setMode a Set entry
-// is a plain value.
+// on m itself sets the counter (the last one wins; the call's other entries
+// add on top) and Set entries do not propagate to ancestors; without setMode
+// a Set entry is a plain value.
 func usageFor(usage []Usage, parents []MetricID, flat bool, m MetricID, setMode bool) (delta int64, touched, set bool, setVal int64) {
 	for i := range usage {
 		u := &usage[i]
@@ -155,109 +158,151 @@ func isAncestor(parents []MetricID, a, m MetricID) bool {
 // its counter (metric and period): a plan that lists the same counter twice
 // must count usage once.
 func firstOfCounter(limits []Limit, i int) bool {
+	id := counterID(limits[i].Metric, limits[i].Period)
 	for j := range i {
-		if limits[j].Metric == limits[i].Metric && samePeriod(limits[j].Period, limits[i].Period) {
+		if counterID(limits[j].Metric, limits[j].Period) == id {
 			return false
 		}
 	}
 	return true
 }
 
-func samePeriod(a, b Period) bool {
-	return a.Unit == b.Unit && (a.Unit != Sliding || slidingWindow(a.Window) == slidingWindow(b.Window))
+// windowOf returns the bounds reported for p at t: the calendar window, or
+// (t-window, t) for sliding windows, in unix seconds.
+func (l *Limiter) windowOf(p Period, t instant) (start, end int64) {
+	if p.Unit == Sliding {
+		return floorDiv(t.ns-int64(slidingWindow(p.Window)), int64(time.Second)), t.sec
+	}
+	return l.bounds(p.Unit, t.sec)
+}
+
+// limitState is what Do works out once per limit of a request.
+type limitState struct {
+	id      uint64 // counter identity
+	cur     int64  // counter value before the call
+	delta   int64  // the call's usage on the limit's metric (with descendants unless flat)
+	setVal  int64
+	off     int32 // word offset of the counter in the app's inline words; -1: none or overflow
+	touched bool  // the usage names the metric or one of its descendants
+	set     bool  // a Set entry names the metric (ModeReport only)
+	first   bool  // first limit of the plan on this counter
 }
 
 // Do applies req and fills d: d.Reports is reset to d.Reports[:0] and gets
 // one report per req.Limits entry, in the same order. It never blocks on I/O
 // and does not allocate once d.Reports has capacity (apart from growing the
-// app's shard when it sees a new app).
+// shard's table when it meets a new app, and d's scratch space on its first
+// calls).
 //
 // With usage, only the limits whose metric the usage touches (directly or,
 // unless req.Flat, through a descendant) are checked; without usage, all
-// are. A checked limit passes when current+delta <= Max, and a touched limit
-// with Max <= 0 always fails: 3scale's "metric disabled".
+// are. A checked limit passes when current+delta <= Max, and a limit touched
+// by usage with Max <= 0 always fails: 3scale's "metric disabled".
 func (l *Limiter) Do(req *Request, d *Decision) {
 	t := instantOf(l.clock())
-	d.Reports = d.Reports[:0]
-	sh := l.shardFor(req.App)
-	sh.lock()
-	a := sh.get(req.App)
+	n := len(req.Limits)
+	if cap(d.Reports) < n {
+		d.Reports = make([]Report, n)
+	}
+	if cap(d.scratch) < n {
+		d.scratch = make([]limitState, n)
+	}
+	d.Reports, d.scratch = d.Reports[:n], d.scratch[:n]
 	setMode := req.Mode == ModeReport
 	noUsage := len(req.Usage) == 0
-	allowed := true
+
+	// Everything that does not need the app's record, before taking the lock.
 	for i := range req.Limits {
-		lim := &req.Limits[i]
-		var cur, start, end int64
-		if lim.Period.Unit == Sliding {
-			start, end = (t.ns-int64(slidingWindow(lim.Period.Window)))/int64(time.Second), t.sec
-		} else {
-			start, end = calBounds(lim.Period.Unit, t.sec)
-		}
-		if a != nil {
-			if c := sh.find(a, counterKey(lim.Metric, lim.Period)); c != nil {
-				cur = counterValue(c, t)
+		lim, st, r := &req.Limits[i], &d.scratch[i], &d.Reports[i]
+		st.id = counterID(lim.Metric, lim.Period)
+		st.first = true
+		for j := range i {
+			if d.scratch[j].id == st.id {
+				st.first = false
+				break
 			}
 		}
-		d.Reports = append(d.Reports, Report{Limit: *lim, Start: start, End: end, Current: cur})
-		if setMode || !allowed {
-			continue
+		st.delta, st.touched, st.set, st.setVal = usageFor(req.Usage, req.Parents, req.Flat, lim.Metric, setMode)
+		start, end := l.windowOf(lim.Period, t)
+		*r = Report{Limit: *lim, Start: start, End: end}
+	}
+
+	h := hashKey(req.App)
+	sh := &l.shards[h&l.mask]
+	sh.lock()
+	a := sh.get(req.App, h)
+	allowed := true
+	for i := range d.scratch {
+		st, r := &d.scratch[i], &d.Reports[i]
+		st.cur, st.off = 0, -1
+		if a != nil {
+			if off := findOff(a.words(), st.id); off >= 0 {
+				st.off = int32(off)
+				st.cur = counterValue(a.w[off:], r.Start, t)
+			} else if a.ovf() {
+				if c := findIn(sh.overflow[a.key], st.id); c != nil {
+					st.cur = counterValue(c, r.Start, t)
+				}
+			}
 		}
-		if noUsage {
-			allowed = cur <= lim.Max
-			continue
-		}
-		delta, touched, _, _ := usageFor(req.Usage, req.Parents, req.Flat, lim.Metric, false)
-		if touched && delta >= 0 && (lim.Max <= 0 || delta > lim.Max-cur) {
+		r.Current = st.cur
+		switch {
+		case setMode || !allowed:
+		case noUsage:
+			allowed = st.cur <= r.Limit.Max
+		case st.touched && st.delta >= 0 && (r.Limit.Max <= 0 || st.delta > r.Limit.Max-st.cur):
 			allowed = false
 		}
 	}
 	if allowed && req.Mode != ModeAuthorize && !noUsage {
-		for i := range req.Limits {
-			lim := &req.Limits[i]
-			delta, touched, set, setVal := usageFor(req.Usage, req.Parents, req.Flat, lim.Metric, setMode)
-			if !touched || (!set && delta == 0) {
+		created := false // counters may have moved: offsets are stale
+		for i := range d.scratch {
+			st, r := &d.scratch[i], &d.Reports[i]
+			if !st.touched || (!st.set && st.delta == 0) {
 				continue
 			}
-			r := &d.Reports[i]
-			if set {
-				r.Current = setVal
+			if st.set {
+				r.Current = st.setVal
 			}
-			r.Current += delta
-			if !firstOfCounter(req.Limits, i) {
+			r.Current += st.delta
+			if !st.first {
 				continue
 			}
-			if a == nil {
-				a = sh.create(req.App)
+			var c []uint64
+			if st.off >= 0 && !created {
+				c = a.w[st.off:]
+			} else {
+				if a == nil {
+					a = sh.create(req.App, h)
+				}
+				c = l.findOrCreate(sh, a, st.id, r.Start, t)
+				created = true
 			}
-			counterApply(sh.findOrCreate(a, counterKey(lim.Metric, lim.Period), t), t, t, delta, set, setVal)
+			counterApply(c, r.Start, t, t, st.delta, st.set, st.setVal)
 		}
 	}
 	d.Allowed = allowed || setMode
-	l.constrained(sh, a, req, d, t)
+	constrained(sh, a, req, d, t)
 	if sh.ops++; sh.ops%sweepEvery == 0 {
-		sh.sweep(t, sweepBudget)
+		l.sweep(sh, t, sweepBudget)
 	}
 	sh.mu.Unlock()
 }
 
-// constrained fills d.Constrained, d.Remaining and d.Reset from d.Reports.
-func (l *Limiter) constrained(sh *shard, a *app, req *Request, d *Decision, t instant) {
+// constrained fills d.Constrained, d.Remaining and d.Reset from d.Reports,
+// and each report's Exceeded.
+func constrained(sh *shard, a *app, req *Request, d *Decision, t instant) {
 	best, bestRem, bestLen := -1, int64(0), int64(0)
 	noUsage := len(req.Usage) == 0
 	for i := range d.Reports {
-		r := &d.Reports[i]
+		r, st := &d.Reports[i], &d.scratch[i]
 		r.Exceeded = r.Current > r.Limit.Max
-		var delta int64
-		if !noUsage {
-			var touched bool
-			delta, touched, _, _ = usageFor(req.Usage, req.Parents, req.Flat, r.Limit.Metric, false)
-			if !touched {
-				continue
-			}
+		if !noUsage && !st.touched {
+			continue
 		}
 		rem := r.Limit.Max - r.Current
-		if delta > 0 {
-			rem /= delta
+		if st.delta > 0 {
+			rem /= st.delta
 		}
 		rem = max(rem, 0)
 		plen := periodSeconds(r.Limit.Period)
@@ -276,9 +321,9 @@ func (l *Limiter) constrained(sh *shard, a *app, req *Request, d *Decision, t in
 	case Sliding:
 		d.Reset = 0
 		if a != nil {
-			k := counterKey(r.Limit.Metric, r.Limit.Period)
-			if c := sh.find(a, k); c != nil {
-				d.Reset = slidingReset(c, slideOf(k), t.ns)
+			id := d.scratch[best].id
+			if c := sh.find(a, id); c != nil {
+				d.Reset = slidingReset(c, slideOf(id), t.ns)
 			}
 		}
 	default:
@@ -295,32 +340,35 @@ func (l *Limiter) constrained(sh *shard, a *app, req *Request, d *Decision, t in
 func (l *Limiter) Record(app AppKey, limits []Limit, parents []MetricID, usage []Usage, flat bool, at time.Time) {
 	t := instantOf(l.clock())
 	u := instantOf(at)
-	sh := l.shardFor(app)
+	h := hashKey(app)
+	sh := &l.shards[h&l.mask]
 	sh.lock()
 	defer sh.mu.Unlock()
-	a := sh.get(app)
+	a := sh.get(app, h)
 	for i := range limits {
 		lim := &limits[i]
 		delta, touched, set, setVal := usageFor(usage, parents, flat, lim.Metric, true)
-		if !touched || (!set && delta == 0) || !firstOfCounter(limits, i) || !stillOpen(lim.Period, u, t) {
+		if !touched || (!set && delta == 0) || !firstOfCounter(limits, i) || !l.stillOpen(lim.Period, u, t) {
 			continue
 		}
 		if a == nil {
-			a = sh.create(app)
+			a = sh.create(app, h)
 		}
-		counterApply(sh.findOrCreate(a, counterKey(lim.Metric, lim.Period), t), u, t, delta, set, setVal)
+		start, _ := l.windowOf(lim.Period, t)
+		c := l.findOrCreate(sh, a, counterID(lim.Metric, lim.Period), start, t)
+		counterApply(c, start, u, t, delta, set, setVal)
 	}
 }
 
 // stillOpen reports whether usage at u still counts in period p's window at t.
-func stillOpen(p Period, u, t instant) bool {
+func (l *Limiter) stillOpen(p Period, u, t instant) bool {
 	if p.Unit == Sliding {
-		s := slideOf(counterKey(0, p))
+		s := slideOf(counterID(0, p))
 		lo, _ := s.span(t.ns)
 		return floorDiv(u.ns, s.g) >= lo
 	}
-	us, _ := calBounds(p.Unit, u.sec)
-	ts, _ := calBounds(p.Unit, t.sec)
+	us, _ := l.bounds(p.Unit, u.sec)
+	ts, _ := l.bounds(p.Unit, t.sec)
 	return us == ts
 }
 
@@ -333,30 +381,32 @@ func stillOpen(p Period, u, t instant) bool {
 // one after another; replaying raw events with Record is more precise.
 func (l *Limiter) Seed(app AppKey, metric MetricID, p Period, windowStart int64, value int64) {
 	t := instantOf(l.clock())
-	sh := l.shardFor(app)
+	h := hashKey(app)
+	sh := &l.shards[h&l.mask]
 	sh.lock()
 	defer sh.mu.Unlock()
-	k := counterKey(metric, p)
-	a := sh.get(app)
+	id := counterID(metric, p)
+	a := sh.get(app, h)
 	if p.Unit == Sliding {
 		u := instant{sec: windowStart, ns: windowStart * int64(time.Second)}
-		if value == 0 || !stillOpen(p, u, t) {
+		if value == 0 || !l.stillOpen(p, u, t) {
 			return
 		}
 		if a == nil {
-			a = sh.create(app)
+			a = sh.create(app, h)
 		}
-		counterApply(sh.findOrCreate(a, k, t), u, t, value, false, 0)
+		counterApply(l.findOrCreate(sh, a, id, 0, t), 0, u, t, value, false, 0)
 		return
 	}
-	if start, _ := calBounds(p.Unit, t.sec); start != windowStart {
+	start, _ := l.bounds(p.Unit, t.sec)
+	if start != windowStart {
 		return
 	}
 	if a == nil {
 		if value == 0 {
 			return
 		}
-		a = sh.create(app)
+		a = sh.create(app, h)
 	}
-	counterApply(sh.findOrCreate(a, k, t), t, t, 0, true, value)
+	counterApply(l.findOrCreate(sh, a, id, start, t), start, t, t, 0, true, value)
 }

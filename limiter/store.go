@@ -5,36 +5,49 @@ import (
 	"sync/atomic"
 )
 
-// inlineWords is the counter space inside an app record: a minute, a month
-// and a sliding counter (3+3+11 words) plus one more calendar counter. Apps
-// whose plans need more spill into their shard's overflow map.
-const inlineWords = 20
+// inlineWords is the counter space inside an app record: exactly a minute, a
+// month and a sliding counter (2+2+10 words), or up to seven calendar
+// counters. Apps whose plans need more spill into their shard's overflow map.
+const inlineWords = 14
 
-// app is one application's record. It holds no pointers, so the shard's
-// record chunks are not scanned by the garbage collector.
+// app is one application's record: 128 bytes, two cache lines. Records live
+// inline in their shard's hash table, so finding an app and its counters
+// costs one trip to memory. It holds no pointers, so the garbage collector
+// never scans the tables.
 type app struct {
 	key  AppKey
-	n    uint16 // words of w in use
-	used bool   // false: on the free list
-	ovf  bool   // more counters in shard.overflow[key]
+	meta uint64 // metaUsed | metaOverflow | words of w in use
 	w    [inlineWords]uint64
 }
 
 const (
-	chunkShift = 8
-	chunkSize  = 1 << chunkShift
+	metaUsed     = 1 << 63 // the slot holds an app
+	metaOverflow = 1 << 62 // more counters in shard.overflow[key]
+	metaWords    = 1<<16 - 1
+)
+
+func (a *app) used() bool      { return a.meta&metaUsed != 0 }
+func (a *app) n() int          { return int(a.meta & metaWords) }
+func (a *app) ovf() bool       { return a.meta&metaOverflow != 0 }
+func (a *app) setN(n int)      { a.meta = a.meta&^metaWords | uint64(n) }
+func (a *app) words() []uint64 { return a.w[:a.n()] }
+
+// Table sizing: linear probing, grown by half when more than 4/5 full, so
+// the load stays between 8/15 and 4/5 (between 160 and 240 bytes per app).
+const (
+	minSlots   = 64
+	maxLoadNum = 4
+	maxLoadDen = 5
 )
 
 // shard owns the apps whose key hashes to it. Every field is guarded by mu
 // except the statistics, which Stats reads without locking.
 type shard struct {
 	mu       sync.Mutex
-	idx      map[AppKey]uint32 // app key -> record index
-	chunks   [][]app           // records, chunkSize per chunk, never moved
-	n        uint32            // records handed out (high-water mark)
-	free     []uint32          // indexes of dropped records
+	slots    []app // open addressing, linear probing, home slot from the key's hash
+	used     int
 	overflow map[AppKey][]uint64
-	sweepPos uint32 // next record the incremental sweeper looks at
+	sweepPos int // next slot the incremental sweeper looks at
 	ops      uint32
 
 	contended atomic.Uint64
@@ -51,108 +64,165 @@ func (sh *shard) lock() {
 	}
 }
 
-func (sh *shard) rec(i uint32) *app {
-	return &sh.chunks[i>>chunkShift][i&(chunkSize-1)]
+// home maps a key's hash onto the table (multiply-shift: any table size).
+func home(h uint64, n int) int {
+	return int((h >> 32) * uint64(n) >> 32)
 }
 
-func (sh *shard) get(k AppKey) *app {
-	i, ok := sh.idx[k]
-	if !ok {
+// get returns the app with key k (hash h), or nil.
+func (sh *shard) get(k AppKey, h uint64) *app {
+	n := len(sh.slots)
+	if n == 0 {
 		return nil
 	}
-	return sh.rec(i)
+	for i := home(h, n); ; {
+		a := &sh.slots[i]
+		if !a.used() {
+			return nil
+		}
+		if a.key == k {
+			return a
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
 }
 
-func (sh *shard) create(k AppKey) *app {
-	var i uint32
-	if n := len(sh.free); n > 0 {
-		i = sh.free[n-1]
-		sh.free = sh.free[:n-1]
-	} else {
-		i = sh.n
-		if int(i>>chunkShift) == len(sh.chunks) {
-			sh.chunks = append(sh.chunks, make([]app, chunkSize))
-		}
-		sh.n++
+// create adds an app with key k (hash h), which must not be present.
+func (sh *shard) create(k AppKey, h uint64) *app {
+	if (sh.used+1)*maxLoadDen > len(sh.slots)*maxLoadNum {
+		sh.grow()
 	}
-	a := sh.rec(i)
-	*a = app{key: k, used: true}
-	sh.idx[k] = i
+	n := len(sh.slots)
+	i := home(h, n)
+	for sh.slots[i].used() {
+		if i++; i == n {
+			i = 0
+		}
+	}
+	a := &sh.slots[i]
+	*a = app{key: k, meta: metaUsed}
+	sh.used++
 	sh.apps.Add(1)
 	return a
 }
 
-// drop forgets record i.
-func (sh *shard) drop(i uint32) {
-	a := sh.rec(i)
-	delete(sh.idx, a.key)
-	if a.ovf {
+func (sh *shard) grow() {
+	old := sh.slots
+	n := max(minSlots, len(old)+len(old)/2)
+	sh.slots = make([]app, n)
+	for i := range old {
+		a := &old[i]
+		if !a.used() {
+			continue
+		}
+		j := home(hashKey(a.key), n)
+		for sh.slots[j].used() {
+			if j++; j == n {
+				j = 0
+			}
+		}
+		sh.slots[j] = *a
+	}
+}
+
+// drop removes the app in slot i and closes the gap by moving later apps of
+// the probe run back (no tombstones, so lookups stay short).
+func (sh *shard) drop(i int) {
+	a := &sh.slots[i]
+	if a.ovf() {
 		delete(sh.overflow, a.key)
 	}
-	*a = app{}
-	sh.free = append(sh.free, i)
+	n := len(sh.slots)
+	for j := i; ; {
+		if j++; j == n {
+			j = 0
+		}
+		b := &sh.slots[j]
+		if !b.used() {
+			break
+		}
+		// b may move to the hole at i unless its home lies cyclically in (i, j].
+		h := home(hashKey(b.key), n)
+		if (i <= j && (h <= i || h > j)) || (i > j && h <= i && h > j) {
+			sh.slots[i] = *b
+			i = j
+		}
+	}
+	sh.slots[i] = app{}
+	sh.used--
 	sh.apps.Add(-1)
 	sh.dropped.Add(1)
 }
 
-// find returns the words of a's counter with key k, or nil.
-func (sh *shard) find(a *app, k uint64) []uint64 {
-	if c := findIn(a.w[:a.n], k); c != nil {
+// find returns the words of a's counter with identity id, or nil.
+func (sh *shard) find(a *app, id uint64) []uint64 {
+	if c := findIn(a.words(), id); c != nil {
 		return c
 	}
-	if a.ovf {
-		return findIn(sh.overflow[a.key], k)
+	if a.ovf() {
+		return findIn(sh.overflow[a.key], id)
 	}
 	return nil
 }
 
-func findIn(w []uint64, k uint64) []uint64 {
+func findIn(w []uint64, id uint64) []uint64 {
+	if i := findOff(w, id); i >= 0 {
+		sz := keySize(id)
+		return w[i : i+sz : i+sz]
+	}
+	return nil
+}
+
+// findOff returns the word offset in w of the counter with identity id, or -1.
+func findOff(w []uint64, id uint64) int {
 	for i := 0; i < len(w); {
 		h := w[i]
-		sz := keySize(h)
-		if h == k {
-			return w[i : i+sz : i+sz]
+		if matches(h, id) {
+			return i
 		}
-		i += sz
+		i += keySize(h)
 	}
-	return nil
+	return -1
 }
 
-// findOrCreate returns a's counter with key k, creating it for instant t.
-// Creating may move other counters of a: callers hold no other counter.
-func (sh *shard) findOrCreate(a *app, k uint64, t instant) []uint64 {
-	if c := sh.find(a, k); c != nil {
+// findOrCreate returns a's counter with identity id, creating it empty
+// (calendar window start at t). Creating may move other counters of a:
+// callers hold no other counter.
+func (l *Limiter) findOrCreate(sh *shard, a *app, id uint64, start int64, t instant) []uint64 {
+	if c := sh.find(a, id); c != nil {
 		return c
 	}
-	sz := keySize(k)
-	if int(a.n)+sz > inlineWords {
-		a.n = uint16(compact(a.w[:a.n], t))
+	sz := keySize(id)
+	if a.n()+sz > inlineWords {
+		a.setN(l.compact(a.words(), t))
 	}
-	if int(a.n)+sz <= inlineWords {
-		c := a.w[a.n : int(a.n)+sz : int(a.n)+sz]
-		a.n += uint16(sz)
-		initCounter(c, k, t)
+	if n := a.n(); n+sz <= inlineWords {
+		c := a.w[n : n+sz : n+sz]
+		a.setN(n + sz)
+		initCounter(c, id, start, t)
 		return c
 	}
 	if sh.overflow == nil {
 		sh.overflow = make(map[AppKey][]uint64)
 	}
 	ov := sh.overflow[a.key]
-	ov = ov[:compact(ov, t)]
+	ov = ov[:l.compact(ov, t)]
 	ov = append(ov, make([]uint64, sz)...)
 	sh.overflow[a.key] = ov
-	a.ovf = true
+	a.meta |= metaOverflow
 	c := ov[len(ov)-sz:]
-	initCounter(c, k, t)
+	initCounter(c, id, start, t)
 	return c
 }
 
 // compact removes dead counters from w, returning the words kept.
-func compact(w []uint64, t instant) int {
+func (l *Limiter) compact(w []uint64, t instant) int {
 	out := 0
 	for i := 0; i < len(w); {
 		sz := keySize(w[i])
-		if !counterDead(w[i:i+sz], t) {
+		if !l.counterDead(w[i:i+sz], t) {
 			copy(w[out:], w[i:i+sz])
 			out += sz
 		}
@@ -162,40 +232,32 @@ func compact(w []uint64, t instant) int {
 }
 
 // appDead reports whether every counter of a is dead at t.
-func (sh *shard) appDead(a *app, t instant) bool {
-	for i := 0; i < int(a.n); {
-		sz := keySize(a.w[i])
-		if !counterDead(a.w[i:i+sz], t) {
-			return false
-		}
-		i += sz
+// It compacts a's counters on the way.
+func (l *Limiter) appDead(sh *shard, a *app, t instant) bool {
+	a.setN(l.compact(a.words(), t))
+	if !a.ovf() {
+		return a.n() == 0
 	}
-	if a.ovf {
-		ov := sh.overflow[a.key]
-		for i := 0; i < len(ov); {
-			sz := keySize(ov[i])
-			if !counterDead(ov[i:i+sz], t) {
-				return false
-			}
-			i += sz
-		}
-	}
-	return true
+	ov := sh.overflow[a.key]
+	ov = ov[:l.compact(ov, t)]
+	sh.overflow[a.key] = ov
+	return a.n() == 0 && len(ov) == 0
 }
 
-// sweep looks at up to budget records from the sweeper's cursor and drops
-// the apps whose counters are all dead. It returns the records looked at.
-func (sh *shard) sweep(t instant, budget int) int {
+// sweep looks at up to budget slots from the sweeper's cursor and drops the
+// apps whose counters are all dead. It returns the slots looked at.
+func (l *Limiter) sweep(sh *shard, t instant, budget int) int {
 	seen := 0
-	for ; seen < budget && sh.n > 0; seen++ {
-		if sh.sweepPos >= sh.n {
+	for ; seen < budget && len(sh.slots) > 0; seen++ {
+		if sh.sweepPos >= len(sh.slots) {
 			sh.sweepPos = 0
 		}
 		i := sh.sweepPos
-		sh.sweepPos++
-		if a := sh.rec(i); a.used && sh.appDead(a, t) {
-			sh.drop(i)
+		if a := &sh.slots[i]; a.used() && l.appDead(sh, a, t) {
+			sh.drop(i) // slot i may now hold a moved app: look at it again
+			continue
 		}
+		sh.sweepPos++
 	}
 	return seen
 }

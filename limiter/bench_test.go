@@ -1,0 +1,121 @@
+package limiter
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The benchmarks model the target: authrep calls touching three
+// limits (minute, month, sliding:1m) of 1,000,000 applications picked at
+// random, so that nearly every call misses the CPU caches like production.
+const (
+	benchApps  = 1_000_000
+	benchPicks = 1 << 21 // pre-generated random app choices, cycled
+)
+
+var benchLimits = []Limit{
+	{Metric: 0, Period: Period{Unit: Minute}, Max: 1 << 50},
+	{Metric: 0, Period: Period{Unit: Month}, Max: 1 << 50},
+	{Metric: 0, Period: Period{Unit: Sliding, Window: time.Minute}, Max: 1 << 50},
+}
+
+var benchParents = []MetricID{NoParent, 0}
+
+type benchFixture struct {
+	l     *Limiter
+	picks []AppKey
+}
+
+var (
+	fixtureOnce sync.Once
+	fixture     benchFixture
+)
+
+// populate makes every app of [0, n) active with one authrep.
+func populate(l *Limiter, n int) {
+	req := Request{Limits: benchLimits, Parents: benchParents, Usage: []Usage{{Metric: 1, Value: 1}}, Mode: ModeAuthRep}
+	d := Decision{Reports: make([]Report, 0, 8)}
+	for i := range n {
+		req.App = AppKey(i)
+		l.Do(&req, &d)
+	}
+}
+
+func benchSetup() *benchFixture {
+	fixtureOnce.Do(func() {
+		fixture.l = New(Options{})
+		populate(fixture.l, benchApps)
+		r := rand.New(rand.NewPCG(1, 2))
+		fixture.picks = make([]AppKey, benchPicks)
+		for i := range fixture.picks {
+			fixture.picks[i] = AppKey(r.IntN(benchApps))
+		}
+	})
+	return &fixture
+}
+
+func BenchmarkCheckAndIncrement(b *testing.B) {
+	f := benchSetup()
+	b.ReportAllocs()
+	req := Request{Limits: benchLimits, Parents: benchParents, Usage: []Usage{{Metric: 0, Value: 1}}, Mode: ModeAuthRep}
+	d := Decision{Reports: make([]Report, 0, 8)}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req.App = f.picks[i&(benchPicks-1)]
+		f.l.Do(&req, &d)
+	}
+	if !d.Allowed {
+		b.Fatal("denied")
+	}
+}
+
+func BenchmarkCheckAndIncrementParallel(b *testing.B) {
+	f := benchSetup()
+	b.ReportAllocs()
+	var goroutines atomic.Uint64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := Request{Limits: benchLimits, Parents: benchParents, Usage: []Usage{{Metric: 0, Value: 1}}, Mode: ModeAuthRep}
+		d := Decision{Reports: make([]Report, 0, 8)}
+		i := goroutines.Add(1) * 104729 // each goroutine walks its own stretch of picks
+		for pb.Next() {
+			req.App = f.picks[i&(benchPicks-1)]
+			f.l.Do(&req, &d)
+			i++
+		}
+	})
+}
+
+func BenchmarkMemoryPerApp(b *testing.B) {
+	b.ReportAllocs()
+	var perApp float64
+	for i := 0; i < b.N; i++ {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		l := New(Options{})
+		populate(l, benchApps)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if got := l.Stats().Apps; got != benchApps {
+			b.Fatalf("%d apps active, want %d", got, benchApps)
+		}
+		perApp = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / benchApps
+		runtime.KeepAlive(l)
+	}
+	b.ReportMetric(perApp, "bytes/app")
+}
+
+func BenchmarkCalBounds(b *testing.B) {
+	sec := time.Date(2026, 5, 15, 10, 30, 20, 0, time.UTC).Unix()
+	var sink int64
+	for i := 0; i < b.N; i++ {
+		s, e := calBounds(Month, sec+int64(i))
+		sink += s + e
+	}
+	_ = sink
+}
