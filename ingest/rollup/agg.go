@@ -1,0 +1,202 @@
+package rollup
+
+import (
+	"time"
+
+	"github.com/sluice-dev/sluice/ingest/event"
+)
+
+// Hierarchy tells the rollup a metric's ancestors, from the configuration in
+// force when the rollup runs (the integrator implements it over the catalog).
+// Ancestors calls fn for the parent, the grandparent and so on, nearest
+// first; nothing for a root or unknown metric. It must be safe for concurrent
+// use and should not allocate.
+type Hierarchy interface {
+	Ancestors(tenant, service, metric string, fn func(parent string))
+}
+
+// NoHierarchy is a Hierarchy where every metric is a root.
+type NoHierarchy struct{}
+
+// Ancestors calls nothing.
+func (NoHierarchy) Ancestors(string, string, string, func(string)) {}
+
+// MapHierarchy is a static Hierarchy: child metric name -> parent metric name,
+// the same for every tenant and service. Handy in tests and tools.
+type MapHierarchy map[string]string
+
+// Ancestors walks the map up to a root (stops after 16 steps on a cycle).
+func (m MapHierarchy) Ancestors(_, _, metric string, fn func(string)) {
+	for i := 0; i < 16; i++ {
+		p, ok := m[metric]
+		if !ok || p == "" {
+			return
+		}
+		fn(p)
+		metric = p
+	}
+}
+
+// aggKey is one rollup row's key at any grain; t is the bucket start in unix
+// seconds.
+type aggKey struct {
+	tenant, service, app, plan, metric, reason, region string
+	code                                               int16
+	t                                                  int64
+}
+
+// setRow is one "#N" usage.
+type setRow struct {
+	tenant, service, app, plan, metric string
+	tsMS, value                        int64
+	kp                                 int32
+	ko                                 int64
+}
+
+// aggregator folds decoded events into minute rows, set rows and (optionally)
+// raw rows. It is reused across batches.
+type aggregator struct {
+	hier    Hierarchy
+	raw     bool
+	minute  map[aggKey]int64
+	sets    []setRow
+	rawCols rawColumns
+
+	// scratch for the hierarchy callback, so it does not allocate
+	cur   aggKey
+	value int64
+	addFn func(string)
+}
+
+func newAggregator(h Hierarchy, raw bool) *aggregator {
+	if h == nil {
+		h = NoHierarchy{}
+	}
+	a := &aggregator{hier: h, raw: raw, minute: make(map[aggKey]int64, 4096)}
+	a.addFn = a.addParent
+	return a
+}
+
+func (a *aggregator) reset() {
+	clear(a.minute)
+	a.sets = a.sets[:0]
+	a.rawCols.reset()
+}
+
+func (a *aggregator) addParent(parent string) {
+	k := a.cur
+	k.metric = parent
+	a.minute[k] += a.value
+}
+
+func floorDiv(x, d int64) int64 {
+	q := x / d
+	if x%d != 0 && x < 0 {
+		q--
+	}
+	return q
+}
+
+// add folds one event read from Kafka partition kp at offset ko.
+func (a *aggregator) add(e *event.Event, kp int32, ko int64) {
+	minute := floorDiv(e.TS, 60_000) * 60
+	if a.raw {
+		a.rawCols.add(e, kp, ko)
+	}
+	k := aggKey{tenant: e.TenantID, service: e.ServiceID, app: e.AppID, plan: e.PlanID,
+		region: e.Region, code: e.Code, t: minute}
+	if e.Kind == event.KindDenied {
+		k.reason = e.Reason
+		a.minute[k]++
+		return
+	}
+	for i := range e.Usage {
+		u := &e.Usage[i]
+		if u.Set {
+			a.sets = append(a.sets, setRow{e.TenantID, e.ServiceID, e.AppID, e.PlanID, u.Metric, e.TS, u.Value, kp, ko})
+			continue
+		}
+		k.metric = u.Metric
+		a.minute[k] += u.Value
+		a.cur, a.value = k, u.Value
+		a.hier.Ancestors(e.TenantID, e.ServiceID, u.Metric, a.addFn)
+	}
+}
+
+// grain truncates a minute bucket to a coarser one.
+type grain func(minute int64) int64
+
+func hourOf(t int64) int64 { return floorDiv(t, 3600) * 3600 }
+func dayOf(t int64) int64  { return floorDiv(t, 86400) * 86400 }
+func monthOf(t int64) int64 {
+	tm := time.Unix(t, 0).UTC()
+	return time.Date(tm.Year(), tm.Month(), 1, 0, 0, 0, 0, time.UTC).Unix()
+}
+
+// regrain folds minute rows into dst at a coarser grain.
+func regrain(dst, minute map[aggKey]int64, g grain) {
+	clear(dst)
+	for k, v := range minute {
+		k.t = g(k.t)
+		dst[k] += v
+	}
+}
+
+// rawColumns are events_raw's columns, built column by column so the insert
+// does not go through reflection per row.
+type rawColumns struct {
+	t, tsMS, receivedMS []int64
+	id                  []string
+	kind                []uint8
+	tenant, service     []string
+	app, plan           []string
+	metrics             [][]string
+	values              [][]int64
+	sets                [][]uint8
+	code                []int16
+	reason, region      []string
+	node                []string
+	kp                  []int32
+	ko                  []int64
+}
+
+func (c *rawColumns) reset() {
+	c.t, c.tsMS, c.receivedMS = c.t[:0], c.tsMS[:0], c.receivedMS[:0]
+	c.id, c.kind = c.id[:0], c.kind[:0]
+	c.tenant, c.service, c.app, c.plan = c.tenant[:0], c.service[:0], c.app[:0], c.plan[:0]
+	c.metrics, c.values, c.sets = c.metrics[:0], c.values[:0], c.sets[:0]
+	c.code, c.reason, c.region, c.node = c.code[:0], c.reason[:0], c.region[:0], c.node[:0]
+	c.kp, c.ko = c.kp[:0], c.ko[:0]
+}
+
+func (c *rawColumns) len() int { return len(c.ko) }
+
+func (c *rawColumns) add(e *event.Event, kp int32, ko int64) {
+	c.t = append(c.t, floorDiv(e.TS, 1000))
+	c.tsMS = append(c.tsMS, e.TS)
+	c.receivedMS = append(c.receivedMS, e.Received)
+	c.id = append(c.id, string(e.ID[:]))
+	c.kind = append(c.kind, uint8(e.Kind))
+	c.tenant = append(c.tenant, e.TenantID)
+	c.service = append(c.service, e.ServiceID)
+	c.app = append(c.app, e.AppID)
+	c.plan = append(c.plan, e.PlanID)
+	ms := make([]string, len(e.Usage))
+	vs := make([]int64, len(e.Usage))
+	ss := make([]uint8, len(e.Usage))
+	for i, u := range e.Usage {
+		ms[i], vs[i] = u.Metric, u.Value
+		if u.Set {
+			ss[i] = 1
+		}
+	}
+	c.metrics = append(c.metrics, ms)
+	c.values = append(c.values, vs)
+	c.sets = append(c.sets, ss)
+	c.code = append(c.code, e.Code)
+	c.reason = append(c.reason, e.Reason)
+	c.region = append(c.region, e.Region)
+	c.node = append(c.node, e.Node)
+	c.kp = append(c.kp, kp)
+	c.ko = append(c.ko, ko)
+}

@@ -1,0 +1,367 @@
+package rollup
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/ingest/event"
+)
+
+// Record is one Kafka record as the writer needs it.
+type Record struct {
+	Partition int32
+	Offset    int64
+	Value     []byte
+}
+
+// marker is one offset marker row: table contains every record of Kafka
+// partition kp below ko.
+type marker struct {
+	kp int32
+	ko int64
+}
+
+// writer turns batches of records into one insert per table, each carrying
+// its own offset markers. It keeps, per table and Kafka partition, the next
+// offset the table already contains; a record below it is skipped for that
+// table. See doc.go for why this makes replays harmless.
+type writer struct {
+	conn   driver.Conn
+	db     string
+	tables []string
+	agg    *aggregator
+	dec    event.Decoder
+	log    *slog.Logger
+	st     *counters
+	// insertTimeout bounds one INSERT (client side).
+	insertTimeout time.Duration
+
+	mu    sync.Mutex
+	next  map[string]map[int32]int64 // table -> partition -> next offset contained
+	dirty bool                       // an insert failed: reread markers before writing
+
+	hour, day, month map[aggKey]int64
+	ev               event.Event
+}
+
+func newWriter(conn driver.Conn, db string, h Hierarchy, raw bool, log *slog.Logger, st *counters) *writer {
+	tables := []string{chschema.UsageMinute, chschema.UsageHour, chschema.UsageDay, chschema.UsageMonth, chschema.UsageSets}
+	if raw {
+		tables = append(tables, chschema.EventsRaw)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if st == nil {
+		st = &counters{}
+	}
+	next := make(map[string]map[int32]int64, len(tables))
+	for _, t := range tables {
+		next[t] = map[int32]int64{}
+	}
+	return &writer{
+		conn: conn, db: db, tables: tables, agg: newAggregator(h, raw), log: log, st: st,
+		insertTimeout: 30 * time.Second, next: next,
+		hour: map[aggKey]int64{}, day: map[aggKey]int64{}, month: map[aggKey]int64{},
+	}
+}
+
+// load reads the markers of every table for the given partitions. A
+// partition a table has no marker for starts at offset 0 in that table (the
+// earliest record Kafka still has).
+func (w *writer) load(ctx context.Context, kps []int32) error {
+	got := make(map[string]map[int32]int64, len(w.tables))
+	for _, t := range w.tables {
+		m, err := chschema.Markers(ctx, w.conn, w.db, t)
+		if err != nil {
+			return err
+		}
+		got[t] = m
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, t := range w.tables {
+		for _, kp := range kps {
+			w.next[t][kp] = got[t][kp] // 0 when absent
+		}
+	}
+	return nil
+}
+
+// startOffsets returns where to start consuming each partition: the smallest
+// next offset over the tables (every table has every record below it).
+func (w *writer) startOffsets(kps []int32) map[int32]int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[int32]int64, len(kps))
+	for _, kp := range kps {
+		first := true
+		for _, t := range w.tables {
+			n := w.next[t][kp]
+			if first || n < out[kp] {
+				out[kp], first = n, false
+			}
+		}
+	}
+	return out
+}
+
+// forget drops partitions this process no longer owns.
+func (w *writer) forget(kps []int32) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, t := range w.tables {
+		for _, kp := range kps {
+			delete(w.next[t], kp)
+		}
+	}
+}
+
+// write stores one batch. recs hold records of any partitions, each
+// partition's in offset order. On error nothing is known about the failed
+// insert (it may or may not have landed), so the writer rereads the markers
+// before its next write; calling write again with the same records is the
+// retry, and is exact.
+func (w *writer) write(ctx context.Context, recs []Record, now time.Time) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	last := map[int32]int64{}
+	for _, r := range recs {
+		if r.Offset >= last[r.Partition] {
+			last[r.Partition] = r.Offset
+		}
+	}
+	kps := make([]int32, 0, len(last))
+	for kp := range last {
+		kps = append(kps, kp)
+	}
+	slices.Sort(kps)
+	if w.dirty {
+		if err := w.load(ctx, kps); err != nil {
+			return err
+		}
+		w.dirty = false
+	}
+
+	// Group the tables by their thresholds for this batch's partitions:
+	// normally every table agrees and the batch is aggregated once.
+	w.mu.Lock()
+	var order []string
+	groups := map[string][]string{}
+	thr := map[string]map[int32]int64{}
+	for _, t := range w.tables {
+		var sb strings.Builder
+		m := make(map[int32]int64, len(kps))
+		for _, kp := range kps {
+			n := w.next[t][kp]
+			m[kp] = n
+			sb.WriteString(strconv.FormatInt(n, 10))
+			sb.WriteByte(',')
+		}
+		key := sb.String()
+		if _, ok := groups[key]; !ok {
+			order = append(order, key)
+			thr[key] = m
+		}
+		groups[key] = append(groups[key], t)
+	}
+	w.mu.Unlock()
+
+	written := now.UTC().Truncate(24 * time.Hour)
+	for _, key := range order {
+		th := thr[key]
+		var markers []marker
+		for _, kp := range kps {
+			if last[kp]+1 > th[kp] {
+				markers = append(markers, marker{kp, last[kp] + 1})
+			}
+		}
+		if len(markers) == 0 {
+			w.st.skipped.Add(uint64(len(recs)))
+			continue
+		}
+		w.agg.reset()
+		var n, skipped uint64
+		for i := range recs {
+			r := &recs[i]
+			if r.Offset < th[r.Partition] {
+				skipped++
+				continue
+			}
+			if err := w.dec.Decode(r.Value, &w.ev); err != nil {
+				w.st.undecodable.Add(1)
+				w.log.Error("rollup: undecodable usage record skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
+				continue
+			}
+			w.agg.add(&w.ev, r.Partition, r.Offset)
+			n++
+		}
+		w.st.skipped.Add(skipped)
+		for _, t := range groups[key] {
+			rows, err := w.insert(ctx, t, markers, written, now)
+			if err != nil {
+				w.st.writeErrors.Add(1)
+				w.dirty = true
+				return fmt.Errorf("rollup: insert into %s: %w", t, err)
+			}
+			w.st.rows.Add(uint64(rows))
+			w.mu.Lock()
+			for _, m := range markers {
+				w.next[t][m.kp] = m.ko
+			}
+			w.mu.Unlock()
+		}
+		if len(groups[key]) > 0 {
+			w.st.events.Add(n)
+		}
+	}
+	w.st.batches.Add(1)
+	return nil
+}
+
+func (w *writer) insert(ctx context.Context, table string, markers []marker, written, now time.Time) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.insertTimeout)
+	defer cancel()
+	ctx = chschema.Settings(ctx, w.insertTimeout)
+	switch table {
+	case chschema.UsageMinute:
+		return w.insertUsage(ctx, table, w.agg.minute, markers, written, now)
+	case chschema.UsageHour:
+		regrain(w.hour, w.agg.minute, hourOf)
+		return w.insertUsage(ctx, table, w.hour, markers, written, now)
+	case chschema.UsageDay:
+		regrain(w.day, w.agg.minute, dayOf)
+		return w.insertUsage(ctx, table, w.day, markers, written, now)
+	case chschema.UsageMonth:
+		regrain(w.month, w.agg.minute, monthOf)
+		return w.insertUsage(ctx, table, w.month, markers, written, now)
+	case chschema.UsageSets:
+		return w.insertSets(ctx, markers, written, now)
+	case chschema.EventsRaw:
+		return w.insertRaw(ctx, markers, written, now)
+	}
+	return 0, fmt.Errorf("unknown table %s", table)
+}
+
+func appendCols(b driver.Batch, cols ...any) error {
+	for i, c := range cols {
+		if err := b.Column(i).Append(c); err != nil {
+			return fmt.Errorf("column %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (w *writer) insertUsage(ctx context.Context, table string, rows map[aggKey]int64, markers []marker, written, now time.Time) (int, error) {
+	n := len(rows) + len(markers)
+	var (
+		wr                                                 = make([]time.Time, n)
+		tenant, service, app, plan, metric, reason, region = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		code                                               = make([]int16, n)
+		ts                                                 = make([]time.Time, n)
+		kp                                                 = make([]int32, n)
+		ko, value                                          = make([]int64, n), make([]int64, n)
+	)
+	i := 0
+	for k, v := range rows {
+		tenant[i], service[i], app[i], plan[i], metric[i], reason[i], region[i] = k.tenant, k.service, k.app, k.plan, k.metric, k.reason, k.region
+		code[i], ts[i], value[i] = k.code, time.Unix(k.t, 0).UTC(), v
+		i++
+	}
+	for _, m := range markers {
+		ts[i], kp[i], ko[i], value[i] = now.UTC().Truncate(time.Second), m.kp, m.ko, 1
+		i++
+	}
+	for j := range wr {
+		wr[j] = written
+	}
+	b, err := w.conn.PrepareBatch(ctx, "INSERT INTO "+w.db+"."+table+" (written, tenant_id, service_id, app_id, plan_id, metric, reason, code, region, t, kp, ko, value)")
+	if err != nil {
+		return 0, err
+	}
+	if err := appendCols(b, wr, tenant, service, app, plan, metric, reason, code, region, ts, kp, ko, value); err != nil {
+		b.Abort()
+		return 0, err
+	}
+	return n, b.Send()
+}
+
+func (w *writer) insertSets(ctx context.Context, markers []marker, written, now time.Time) (int, error) {
+	sets := w.agg.sets
+	n := len(sets) + len(markers)
+	var (
+		wr                                 = make([]time.Time, n)
+		tenant, service, app, plan, metric = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ts                                 = make([]time.Time, n)
+		tsMS, value, ko                    = make([]int64, n), make([]int64, n), make([]int64, n)
+		kp                                 = make([]int32, n)
+	)
+	i := 0
+	for _, s := range sets {
+		tenant[i], service[i], app[i], plan[i], metric[i] = s.tenant, s.service, s.app, s.plan, s.metric
+		ts[i], tsMS[i], value[i], kp[i], ko[i] = time.UnixMilli(s.tsMS).UTC().Truncate(time.Second), s.tsMS, s.value, s.kp, s.ko
+		i++
+	}
+	for _, m := range markers {
+		ts[i], kp[i], ko[i], value[i] = now.UTC().Truncate(time.Second), m.kp, m.ko, 1
+		i++
+	}
+	for j := range wr {
+		wr[j] = written
+	}
+	b, err := w.conn.PrepareBatch(ctx, "INSERT INTO "+w.db+".usage_sets (written, tenant_id, service_id, app_id, plan_id, metric, t, ts_ms, value, kp, ko)")
+	if err != nil {
+		return 0, err
+	}
+	if err := appendCols(b, wr, tenant, service, app, plan, metric, ts, tsMS, value, kp, ko); err != nil {
+		b.Abort()
+		return 0, err
+	}
+	return n, b.Send()
+}
+
+func (w *writer) insertRaw(ctx context.Context, markers []marker, written, now time.Time) (int, error) {
+	c := &w.agg.rawCols
+	for _, m := range markers {
+		c.t = append(c.t, now.Unix())
+		c.tsMS = append(c.tsMS, 0)
+		c.receivedMS = append(c.receivedMS, 0)
+		c.id = append(c.id, "")
+		c.kind = append(c.kind, 0)
+		c.tenant, c.service, c.app, c.plan = append(c.tenant, ""), append(c.service, ""), append(c.app, ""), append(c.plan, "")
+		c.metrics, c.values, c.sets = append(c.metrics, []string{}), append(c.values, []int64{}), append(c.sets, []uint8{})
+		c.code, c.reason, c.region, c.node = append(c.code, 0), append(c.reason, ""), append(c.region, ""), append(c.node, "")
+		c.kp, c.ko = append(c.kp, m.kp), append(c.ko, m.ko)
+	}
+	n := c.len()
+	wr := make([]time.Time, n)
+	ts := make([]time.Time, n)
+	for j := range wr {
+		wr[j] = written
+		ts[j] = time.Unix(c.t[j], 0).UTC()
+	}
+	b, err := w.conn.PrepareBatch(ctx, "INSERT INTO "+w.db+".events_raw (written, t, ts_ms, received_ms, id, kind, tenant_id, service_id, app_id, plan_id, metrics, values, sets, code, reason, region, node, kp, ko)")
+	if err != nil {
+		return 0, err
+	}
+	if err := appendCols(b, wr, ts, c.tsMS, c.receivedMS, c.id, c.kind, c.tenant, c.service, c.app, c.plan, c.metrics, c.values, c.sets, c.code, c.reason, c.region, c.node, c.kp, c.ko); err != nil {
+		b.Abort()
+		return 0, err
+	}
+	return n, b.Send()
+}
+
+// counters are the rollup's statistics.
+type counters struct {
+	events, batches, rows, skipped, undecodable, writeErrors atomic.Uint64
+}
