@@ -34,8 +34,8 @@ func (m *serverMetrics) register(r *metrics.Registry, lim *limiter.Limiter) {
 		func() float64 { return float64(lim.Stats().Apps) })
 	r.GaugeFunc("sluice_limiter_shards", "Limiter shards.",
 		func() float64 { return float64(lim.Stats().Shards) })
-	r.GaugeFunc("sluice_limiter_contended_total", "Limiter shard lock acquisitions that had to wait (cumulative).",
-		func() float64 { return float64(lim.Stats().Contended) })
-	r.GaugeFunc("sluice_limiter_dropped_apps_total", "Applications dropped by the limiter's sweeper (cumulative).",
-		func() float64 { return float64(lim.Stats().Dropped) })
+	r.CounterFunc("sluice_limiter_contended_total", "Limiter shard lock acquisitions that had to wait for another call.",
+		func() uint64 { return lim.Stats().Contended })
+	r.CounterFunc("sluice_limiter_dropped_apps_total", "Applications dropped by the limiter's sweeper.",
+		func() uint64 { return lim.Stats().Dropped })
 }

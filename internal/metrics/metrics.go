@@ -123,6 +123,7 @@ func appendLabelValue(dst []byte, v string) []byte {
 type Counter struct {
 	labels string
 	v      atomic.Uint64
+	fn     func() uint64
 }
 
 // Counter registers and returns a counter series with the given label
@@ -140,13 +141,29 @@ func (c *Counter) Inc() { c.v.Add(1) }
 func (c *Counter) Add(n uint64) { c.v.Add(n) }
 
 // Value returns the current count.
-func (c *Counter) Value() uint64 { return c.v.Load() }
+func (c *Counter) Value() uint64 {
+	if c.fn != nil {
+		return c.fn()
+	}
+	return c.v.Load()
+}
+
+// CounterFunc registers a counter whose value is fn(), called at scrape
+// time: for cumulative figures another component already keeps. fn must be
+// safe for concurrent use, fast and monotonic.
+func (r *Registry) CounterFunc(name, help string, fn func() uint64, labels ...string) {
+	r.add(name, help, kindCounter, &Counter{labels: labelText(labels), fn: fn})
+}
 
 func (c *Counter) write(dst []byte, name string) []byte {
+	v := c.v.Load()
+	if c.fn != nil {
+		v = c.fn()
+	}
 	dst = append(dst, name...)
 	dst = append(dst, c.labels...)
 	dst = append(dst, ' ')
-	dst = strconv.AppendUint(dst, c.v.Load(), 10)
+	dst = strconv.AppendUint(dst, v, 10)
 	return append(dst, '\n')
 }
 

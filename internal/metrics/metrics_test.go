@@ -12,6 +12,7 @@ func TestWritePrometheus(t *testing.T) {
 	b := r.Counter("req_total", "Requests by endpoint.", "endpoint", "report", "outcome", "ok")
 	g := r.Gauge("active", "Active things.")
 	r.GaugeFunc("answer", "Computed at scrape.", func() float64 { return 42 })
+	r.CounterFunc("ext_total", "Kept elsewhere.", func() uint64 { return 7 }, "k", "v")
 	h := r.Histogram("lat_seconds", "Latency.", []float64{0.001, 0.01}, "endpoint", "x\"y")
 	a.Inc()
 	a.Add(2)
@@ -36,6 +37,9 @@ active 1
 # HELP answer Computed at scrape.
 # TYPE answer gauge
 answer 42
+# HELP ext_total Kept elsewhere.
+# TYPE ext_total counter
+ext_total{k="v"} 7
 # HELP lat_seconds Latency.
 # TYPE lat_seconds histogram
 lat_seconds_bucket{endpoint="x\"y",le="0.001"} 1
