@@ -49,8 +49,9 @@ type node struct {
 // Bounds of the syntax tree, so that hostile input (deep nesting, YAML alias
 // bombs) costs bounded time and memory.
 const (
-	maxTreeDepth = 32
-	maxTreeNodes = 4 << 20
+	maxTreeDepth  = 32
+	maxTreeNodes  = 4 << 20
+	maxAliasNodes = 1 << 16 // nodes reached through YAML aliases
 )
 
 var errTooLarge = errors.New("document too large or too deeply nested")
@@ -73,17 +74,22 @@ func parseYAMLTree(data []byte) (*node, error) {
 	if root.Kind == 0 || len(root.Content) == 0 {
 		return &node{}, nil
 	}
-	budget := maxTreeNodes
-	return yamlToTree(root.Content[0], 0, &budget)
+	b := yamlBudget{nodes: maxTreeNodes, alias: maxAliasNodes}
+	return yamlToTree(root.Content[0], 0, &b, false)
 }
 
 func trimYAMLErr(err error) error {
 	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 }
 
-func yamlToTree(y *yaml.Node, depth int, budget *int) (*node, error) {
-	*budget--
-	if depth > maxTreeDepth || *budget < 0 {
+type yamlBudget struct{ nodes, alias int }
+
+func yamlToTree(y *yaml.Node, depth int, budget *yamlBudget, inAlias bool) (*node, error) {
+	budget.nodes--
+	if inAlias {
+		budget.alias--
+	}
+	if depth > maxTreeDepth || budget.nodes < 0 || budget.alias < 0 {
 		return nil, errTooLarge
 	}
 	switch y.Kind {
@@ -91,16 +97,16 @@ func yamlToTree(y *yaml.Node, depth int, budget *int) (*node, error) {
 		if y.Alias == nil {
 			return &node{}, nil
 		}
-		return yamlToTree(y.Alias, depth+1, budget)
+		return yamlToTree(y.Alias, depth+1, budget, true)
 	case yaml.DocumentNode:
 		if len(y.Content) == 0 {
 			return &node{}, nil
 		}
-		return yamlToTree(y.Content[0], depth+1, budget)
+		return yamlToTree(y.Content[0], depth+1, budget, inAlias)
 	case yaml.SequenceNode:
 		n := &node{kind: nodeSeq, items: make([]*node, 0, len(y.Content))}
 		for _, c := range y.Content {
-			item, err := yamlToTree(c, depth+1, budget)
+			item, err := yamlToTree(c, depth+1, budget, inAlias)
 			if err != nil {
 				return nil, err
 			}
@@ -119,7 +125,7 @@ func yamlToTree(y *yaml.Node, depth int, budget *int) (*node, error) {
 				return nil, fmt.Errorf("line %d: key %q is repeated", k.Line, k.Value)
 			}
 			seen[k.Value] = true
-			v, err := yamlToTree(y.Content[i+1], depth+1, budget)
+			v, err := yamlToTree(y.Content[i+1], depth+1, budget, inAlias)
 			if err != nil {
 				return nil, err
 			}

@@ -335,6 +335,9 @@ func (v *validator) metrics(p string, ms []MetricSpec) map[string]int {
 		}
 		idx[m.Name] = i
 	}
+	if len(ms) > MaxMetrics {
+		return idx // the hierarchy walk below is quadratic: not on oversized input
+	}
 	for i, m := range ms {
 		if m.Parent == "" {
 			continue
