@@ -135,6 +135,8 @@ func syncDir(dir string) error {
 	return nil
 }
 
+func toPos(off int64) Position { return Position(off - headerLen) }
+
 var errTorn = errors.New("configlog: torn or corrupt frame")
 
 // readFrame reads and checks the frame at pos (which must end by limit) and
@@ -231,7 +233,7 @@ func (l *FileLog) Append(ctx context.Context, recs []Record) (Position, error) {
 		return 0, ErrClosed
 	}
 	if len(recs) == 0 {
-		return Position(l.end), nil
+		return toPos(l.end), nil
 	}
 	frame, err := encodeFrame(recs)
 	if err != nil {
@@ -248,7 +250,7 @@ func (l *FileLog) Append(ctx context.Context, recs []Record) (Position, error) {
 	l.end += int64(len(frame))
 	close(l.notify)
 	l.notify = make(chan struct{})
-	return Position(l.end), nil
+	return toPos(l.end), nil
 }
 
 // End returns the position after the last appended record.
@@ -258,16 +260,15 @@ func (l *FileLog) End(context.Context) (Position, error) {
 	if l.closed {
 		return 0, ErrClosed
 	}
-	return Position(l.end), nil
+	return toPos(l.end), nil
 }
 
 // Tail follows the log from position from (0: the beginning), handing the
 // callback every whole frame available, several at a time.
+//
+// Positions of the file log are byte offsets after the file's header.
 func (l *FileLog) Tail(ctx context.Context, from Position, fn func([]Entry) error) error {
-	pos := int64(from)
-	if pos < headerLen {
-		pos = headerLen
-	}
+	pos := int64(from) + headerLen
 	for {
 		l.mu.Lock()
 		end, notify, closed := l.end, l.notify, l.closed
@@ -275,8 +276,8 @@ func (l *FileLog) Tail(ctx context.Context, from Position, fn func([]Entry) erro
 		if closed {
 			return ErrClosed
 		}
-		if pos > end {
-			return fmt.Errorf("configlog: tail from %d beyond the end of the log (%d)", pos, end)
+		if pos > end || pos < headerLen {
+			return fmt.Errorf("configlog: tail from %d outside the log (end %d)", toPos(pos), toPos(end))
 		}
 		var batch []Entry
 		start := pos
@@ -292,7 +293,7 @@ func (l *FileLog) Tail(ctx context.Context, from Position, fn func([]Entry) erro
 				return fmt.Errorf("configlog: read at offset %d: %w", pos, err)
 			}
 			for _, r := range recs {
-				batch = append(batch, Entry{Record: r, Pos: Position(next)})
+				batch = append(batch, Entry{Record: r, Pos: toPos(next)})
 			}
 			pos = next
 		}

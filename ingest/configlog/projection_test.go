@@ -1,0 +1,201 @@
+package configlog
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/ingest/catalog"
+)
+
+// startProjection runs a projection of l until the test ends.
+func startProjection(t *testing.T, l Log, keys *catalog.KeyRegistry) *Projection {
+	t.Helper()
+	p := NewProjection(l, &catalog.Store{}, keys, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if err := p.Sync(sctx); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func ctx5(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestProjectionApplyAndReadYourWrites(t *testing.T) {
+	l := openT(t, t.TempDir())
+	defer l.Close()
+	p := startProjection(t, l, nil)
+	if s := p.Store().Load(); len(s.Tenants) != 0 {
+		t.Fatal("empty log, non-empty snapshot")
+	}
+	doc := fullDoc(t)
+	if err := p.Apply(ctx5(t), doc); err != nil {
+		t.Fatal(err)
+	}
+	// Applied and published by the time Apply returns.
+	if !reflect.DeepEqual(p.Document(), sorted(doc)) {
+		t.Error("document after apply")
+	}
+	snap := p.Store().Load()
+	if snap.Services["globex-1"] == nil || snap.AdminTokens["adm-acme"] == nil {
+		t.Fatal("snapshot after apply")
+	}
+	key := snap.Services["2555417777820"].Apps["app1"].Key
+
+	err := p.Update(ctx5(t), func(d *catalog.Document) error {
+		d.Tenant("acme").Service("2555417777820").App("app1").State = "suspended"
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := p.Store().Load().Services["2555417777820"].Apps["app1"]
+	if app.State != catalog.Suspended || app.Key != key {
+		t.Errorf("after update: state %v key %v (was %v)", app.State, app.Key, key)
+	}
+
+	// Invalid changes are refused before anything is written.
+	end, _ := l.End(context.Background())
+	err = p.Update(ctx5(t), func(d *catalog.Document) error {
+		d.Tenant("acme").Service("2555417777820").Plans[0].Limits[0].Period = "fortnight"
+		return nil
+	})
+	var ve *catalog.ValidationError
+	if !errors.As(err, &ve) || ve.Problems[0].Path != "tenants[0].services[0].plans[0].limits[0].period" {
+		t.Errorf("invalid update: %v", err)
+	}
+	mine := errors.New("mine")
+	if err := p.Update(ctx5(t), func(*catalog.Document) error { return mine }); err != mine {
+		t.Errorf("change error: %v", err)
+	}
+	if after, _ := l.End(context.Background()); after != end {
+		t.Error("refused updates wrote to the log")
+	}
+	// A change that changes nothing appends nothing.
+	if err := p.Apply(ctx5(t), &catalog.Document{Tenants: []catalog.TenantSpec{*p.Document().Tenant("globex")}}); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := l.End(context.Background()); after != end {
+		t.Error("a no-op apply wrote to the log")
+	}
+}
+
+// TestProjectionsConverge: two projections over the same log, both writing,
+// end with the same configuration; so does a third started afterwards over
+// the reopened file (a restart).
+func TestProjectionsConverge(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir)
+	p1 := startProjection(t, l, nil)
+	p2 := startProjection(t, l, nil)
+	if err := p1.Apply(ctx5(t), fullDoc(t)); err != nil {
+		t.Fatal(err)
+	}
+	demo, _ := catalog.DemoDocument(catalog.DemoCredentials{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := p2.Apply(ctx5(t), demo); err != nil {
+			t.Error(err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := range 5 {
+			err := p1.Update(ctx5(t), func(d *catalog.Document) error {
+				s := d.Tenant("globex").Service("globex-1")
+				s.Plans[0].Limits[0].Max = int64(1000 + i)
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	wg.Wait()
+	for _, p := range []*Projection{p1, p2} {
+		if err := p.Sync(ctx5(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d1, d2 := p1.Document(), p2.Document()
+	if !reflect.DeepEqual(d1, d2) {
+		t.Fatalf("projections diverged:\n%+v\n%+v", d1, d2)
+	}
+	if d1.Tenant("demo") == nil || d1.Tenant("globex").Service("globex-1").Plans[0].Limits[0].Max != 1004 {
+		t.Errorf("converged document misses writes: %+v", d1)
+	}
+	// Restart: a new process reading the file gets the same configuration.
+	l.Close()
+	l2 := openT(t, dir)
+	defer l2.Close()
+	p3 := startProjection(t, l2, nil)
+	if !reflect.DeepEqual(p3.Document(), d1) {
+		t.Error("configuration did not survive a restart")
+	}
+	if p3.Store().Load().Services[catalog.DemoServiceID] == nil {
+		t.Error("snapshot after restart")
+	}
+}
+
+// TestProjectionKeepsLastValid: records that leave the log's state invalid
+// (a racing writer) do not replace the published snapshot.
+func TestProjectionKeepsLastValid(t *testing.T) {
+	l := openT(t, t.TempDir())
+	defer l.Close()
+	p := startProjection(t, l, nil)
+	if err := p.Apply(ctx5(t), fullDoc(t)); err != nil {
+		t.Fatal(err)
+	}
+	good := p.Store().Load()
+	// A plan that an app uses disappears, behind the validator's back.
+	pos, err := l.Append(context.Background(), []Record{{Key: PlanKey("globex", "globex-1", "gold")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitFor(ctx5(t), pos); err != nil {
+		t.Fatal(err)
+	}
+	if p.Err() == nil || p.Store().Load() != good {
+		t.Fatalf("invalid state published (err %v)", p.Err())
+	}
+	// Updates still work from the log's state and repair it.
+	err = p.Update(ctx5(t), func(d *catalog.Document) error {
+		s := d.Tenant("globex").Service("globex-1")
+		s.Plans = append(s.Plans, catalog.PlanSpec{ID: "gold"})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Err() != nil || p.Store().Load() == good || len(p.Store().Load().Services["globex-1"].Plans["gold"].Limits) != 0 {
+		t.Errorf("repair not published: %v", p.Err())
+	}
+}
+
+func TestWaitForTimesOut(t *testing.T) {
+	l := openT(t, t.TempDir())
+	defer l.Close()
+	p := NewProjection(l, &catalog.Store{}, nil, quiet) // not running
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.WaitFor(ctx, 1000); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitFor = %v", err)
+	}
+}
