@@ -452,16 +452,16 @@ func (a *API) routeKeys(r *request, sid, aid string, s []string) error {
 				return map[string]any{"keys": nonNil(app.Keys)}, nil
 			})
 		}
-		var kb keyBody
-		if len(bytes.TrimSpace(r.ctx.PostBody())) > 0 {
-			if err := decodeSmall(r, &kb); err != nil {
-				return err
-			}
-		}
-		if kb.Key == "" {
-			kb.Key = catalog.NewSecret("")
-		}
 		return a.withApp(r, sid, aid, func(app *catalog.AppSpec) (int, any, error) {
+			var kb keyBody
+			if len(bytes.TrimSpace(r.ctx.PostBody())) > 0 {
+				if err := decodeSmall(r, &kb); err != nil {
+					return 0, nil, err
+				}
+			}
+			if kb.Key == "" {
+				kb.Key = catalog.NewSecret("")
+			}
 			if slices.Contains(app.Keys, kb.Key) {
 				return 0, nil, errf(409, "conflict", "the application already has this key")
 			}
@@ -523,20 +523,20 @@ func (a *API) routeReferrers(r *request, sid, aid string, s []string) error {
 				return map[string]any{"referrer_filters": nonNil(app.ReferrerFilters)}, nil
 			})
 		case "PUT":
-			var list []string
-			if err := catalog.Decode(r.ctx.PostBody(), catalog.FormatJSON, &list); err != nil {
-				return shapeError(err)
-			}
 			return a.withApp(r, sid, aid, func(app *catalog.AppSpec) (int, any, error) {
+				var list []string
+				if err := catalog.Decode(r.ctx.PostBody(), catalog.FormatJSON, &list); err != nil {
+					return 0, nil, shapeError(err)
+				}
 				app.ReferrerFilters = list
 				return 200, map[string]any{"referrer_filters": nonNil(list)}, nil
 			})
 		default:
-			var fb filterBody
-			if err := decodeSmall(r, &fb); err != nil {
-				return err
-			}
 			return a.withApp(r, sid, aid, func(app *catalog.AppSpec) (int, any, error) {
+				var fb filterBody
+				if err := decodeSmall(r, &fb); err != nil {
+					return 0, nil, err
+				}
 				if slices.Contains(app.ReferrerFilters, fb.Filter) {
 					return 0, nil, errf(409, "conflict", "the application already has this referrer filter")
 				}
