@@ -1,2 +1,46 @@
-// Package catalog owns tenants, services, metrics, plans, applications and keys: the in-memory projection of the config log, the file loader and the validator.
+// Package catalog owns tenants, services, metrics, plans, applications and
+// keys: the configuration document, its loader and validator, and the
+// in-memory Snapshot the hot path reads.
+//
+// Two forms of the same configuration:
+//
+//   - Document (with TenantSpec, ServiceSpec, MetricSpec, PlanSpec, LimitSpec,
+//     AppSpec) is the declarative form: the YAML or JSON file of
+//     spec/config-and-cli.md, what the admin API reads and writes, and what
+//     the config log (package configlog) carries, one entity per record. Load
+//     and Parse read it (every problem reported with its path, unknown fields
+//     included), Validate checks it, WriteYAML/WriteJSON export it, and an
+//     export loads back as an equal Document.
+//   - Snapshot (model.go) is the runtime form: immutable, fully indexed (by
+//     service id, service token, provider key, user_key, metric name),
+//     limits compiled to limiter.Limit. Build turns a valid Document into a
+//     Snapshot; Store publishes it through an atomic pointer, so readers
+//     never lock and a change is a whole new Snapshot swapped in.
+//
+// Application keys for the limiter (limiter.AppKey) come from a
+// KeyRegistry the process keeps for its lifetime, so an application keeps
+// its key, and its counters, across every rebuild.
+//
+// Validation rules (see Validate; bounds are the Max* constants):
+//
+//   - tenant ids match [a-z0-9_-]{1,64}; service, plan ids are 1-64 and
+//     application ids 1-255 bytes of printable ASCII without spaces; metric
+//     names 1-255 of [A-Za-z0-9_.:-];
+//   - service ids are unique across all tenants; plan, application ids,
+//     metric names and user_keys unique within their service;
+//   - every secret (admin token, query token, service token, provider key)
+//     is non-empty printable ASCII of at most 256 bytes and belongs to one
+//     tenant and one kind; a service token or provider key may be shared by
+//     several services of the same tenant (one grant or provider account);
+//   - metric parents exist, with no cycles and at most 8 levels; limits
+//     name existing metrics and valid periods (limiter.ParsePeriod), max >= 0,
+//     at most one limit per (metric, period) in a plan; applications name
+//     existing plans;
+//   - auth_mode is user_key (default), app_id or oauth; state is active
+//     (default) or suspended; at most one default service per tenant;
+//   - user_key is required in user_key mode and refused otherwise; app keys
+//     only outside user_key mode; redirect_url only in oauth mode, an
+//     absolute URL; referrer filters are host patterns with * wildcards.
+//
+// Messages never contain a secret's value.
 package catalog
