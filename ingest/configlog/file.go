@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/sluice-dev/sluice/ingest/catalog"
 )
 
 // FileName is the name of the file log inside its data directory.
@@ -39,7 +41,9 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // FileLog is a Log in an append-only file, for a single process: `sluice
 // dev` and tests, and any deployment without a broker. Safe for concurrent
-// use.
+// use; the file is locked (flock) against a second process. The file grows
+// with every change and is not compacted: configuration changes are rare and
+// small.
 type FileLog struct {
 	f      *os.File
 	mu     sync.Mutex
@@ -62,6 +66,10 @@ func OpenFile(dir string, logger *slog.Logger) (*FileLog, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("configlog: open %s: %w", path, err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		return nil, err
 	}
 	l := &FileLog{f: f, notify: make(chan struct{})}
 	if err := l.recover(logger, path); err != nil {
@@ -322,4 +330,46 @@ func (l *FileLog) Close() error {
 	close(l.notify)
 	l.notify = make(chan struct{})
 	return l.f.Close()
+}
+
+// ReadFile returns the configuration held by the file log in dir, read
+// without locking or repairing the file, so it works while a server holds
+// the log (`sluice config export --data-dir DIR`). A torn last frame is
+// ignored. It returns an empty Document when there is no log.
+func ReadFile(dir string) (*catalog.Document, error) {
+	path := filepath.Join(dir, FileName)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &catalog.Document{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("configlog: open %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("configlog: stat %s: %w", path, err)
+	}
+	l := &FileLog{f: f}
+	size := st.Size()
+	if size < headerLen {
+		return &catalog.Document{}, nil
+	}
+	var magic [8]byte
+	if _, err := f.ReadAt(magic[:], 0); err != nil || magic != fileMagic {
+		return nil, fmt.Errorf("configlog: %s is not a config log", path)
+	}
+	state := State{}
+	for pos := headerLen; pos < size; {
+		recs, next, err := l.readFrame(pos, size)
+		if err != nil {
+			break // torn tail: a write in progress or a crash
+		}
+		for _, r := range recs {
+			state.Apply(r)
+		}
+		pos = next
+	}
+	doc, _ := state.Document()
+	return doc, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -257,4 +258,47 @@ func FuzzDecodePayload(f *testing.F) {
 			t.Fatalf("re-encode: %v", err)
 		}
 	})
+}
+
+func TestFileLogLockedAgainstSecondProcess(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir)
+	if _, err := OpenFile(dir, quiet); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("second open of a log in use: %v", err)
+	}
+	l.Close()
+	l2 := openT(t, dir)
+	l2.Close()
+}
+
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	if doc, err := ReadFile(dir); err != nil || len(doc.Tenants) != 0 {
+		t.Fatalf("no log: %+v %v", doc, err)
+	}
+	l := openT(t, dir)
+	defer l.Close()
+	doc := fullDoc(t)
+	if _, err := l.Append(context.Background(), Records(doc)); err != nil {
+		t.Fatal(err)
+	}
+	// Readable while the log is open, and a torn tail is ignored.
+	f, err := os.OpenFile(filepath.Join(dir, FileName), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{9, 0, 0, 0, 1, 2})
+	f.Close()
+	got, err := ReadFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, sorted(doc)) {
+		t.Errorf("ReadFile differs")
+	}
+	bad := t.TempDir()
+	os.WriteFile(filepath.Join(bad, FileName), []byte("not a config log"), 0o600)
+	if _, err := ReadFile(bad); err == nil {
+		t.Error("ReadFile of a foreign file succeeded")
+	}
 }

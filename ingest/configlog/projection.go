@@ -204,3 +204,13 @@ func (p *Projection) Apply(ctx context.Context, desired *catalog.Document) error
 		return nil
 	})
 }
+
+// Replace makes the log hold exactly desired: tenants desired does not
+// declare are deleted. For a file that is the whole truth (`--prune`);
+// Apply is the usual way to apply a file.
+func (p *Projection) Replace(ctx context.Context, desired *catalog.Document) error {
+	return p.Update(ctx, func(doc *catalog.Document) error {
+		*doc = *desired.Clone()
+		return nil
+	})
+}

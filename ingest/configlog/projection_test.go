@@ -199,3 +199,23 @@ func TestWaitForTimesOut(t *testing.T) {
 		t.Errorf("WaitFor = %v", err)
 	}
 }
+
+func TestProjectionReplacePrunes(t *testing.T) {
+	l := openT(t, t.TempDir())
+	defer l.Close()
+	p := startProjection(t, l, nil)
+	if err := p.Apply(ctx5(t), fullDoc(t)); err != nil {
+		t.Fatal(err)
+	}
+	only := &catalog.Document{Tenants: []catalog.TenantSpec{fullDoc(t).Tenants[1]}}
+	if err := p.Replace(ctx5(t), only); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p.Document(), only) || p.Store().Load().Tenants["acme"] != nil {
+		t.Errorf("after replace: %+v", p.Document())
+	}
+	st := StateOf(only)
+	if got := Diff(st, p.Document()); len(got) != 0 {
+		t.Errorf("log state differs from the replacement: %q", keysOf(got))
+	}
+}
