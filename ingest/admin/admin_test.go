@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
@@ -45,7 +46,7 @@ func (s *syncBuf) String() string {
 }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	log    *configlog.FileLog
 	proj   *configlog.Projection
@@ -55,7 +56,7 @@ type env struct {
 
 // newEnv starts the admin API over a file log holding testdata's two
 // tenants (acme and globex), behind fasthttp's in-memory listener.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir(), logs: &syncBuf{}}
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -640,4 +641,18 @@ func TestPrefixRequired(t *testing.T) {
 	e.expect("GET", "/other/services", acmeTok, "", 404, "not_found")
 	e.expect("GET", v1+"/services/", acmeTok, "", 200, "") // trailing slash
 	e.expect("GET", v1+"/", acmeTok, "", 404, "not_found")
+}
+
+// BenchmarkPutLimit measures one admin change end to end: validation, log
+// append with fsync, projection rebuild, answer.
+func BenchmarkPutLimit(b *testing.B) {
+	e := newEnv(b)
+	path := v1 + "/services/" + acmeSvc + "/plans/basic/limits/hits/minute"
+	i := 0
+	for b.Loop() {
+		i++
+		if r := e.do("PUT", path, acmeTok, fmt.Sprintf(`{"max":%d}`, i)); r.status != 200 {
+			b.Fatalf("status %d: %s", r.status, r.body)
+		}
+	}
 }

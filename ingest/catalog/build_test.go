@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"fmt"
 	"reflect"
 	"sync"
 	"testing"
@@ -278,4 +279,25 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip differs:\n%s", out)
 		}
 	})
+}
+
+// bigDocument has one tenant with one service of n applications.
+func bigDocument(n int) *Document {
+	d := mustDemo()
+	s := &d.Tenants[0].Services[0]
+	for i := range n {
+		s.Applications = append(s.Applications, AppSpec{ID: fmt.Sprint("app-", i), Plan: DemoPlanID, UserKey: fmt.Sprint("uk-", i)})
+	}
+	return d
+}
+
+func BenchmarkBuild10kApps(b *testing.B) {
+	doc := bigDocument(10_000)
+	keys := NewKeyRegistry()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Build(doc, keys); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
