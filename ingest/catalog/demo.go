@@ -75,6 +75,33 @@ func DemoDocument(c DemoCredentials) (*Document, DemoCredentials) {
 	return doc, c
 }
 
+// DemoCredentialsOf returns the credentials of the demo tenant in doc, if
+// doc has one, so that `sluice dev` restarted over the same data directory
+// keeps printing (and accepting) the same credentials:
+//
+//	creds, _ := catalog.DemoCredentialsOf(proj.Document()) // zero if none
+//	doc, creds := catalog.DemoDocument(creds)
+func DemoCredentialsOf(doc *Document) (DemoCredentials, bool) {
+	t := doc.Tenant(DemoTenantID)
+	if t == nil {
+		return DemoCredentials{}, false
+	}
+	c := DemoCredentials{AdminToken: t.AdminToken}
+	if len(t.QueryTokens) > 0 {
+		c.QueryToken = t.QueryTokens[0]
+	}
+	if s := t.Service(DemoServiceID); s != nil {
+		if len(s.Tokens) > 0 {
+			c.ServiceToken = s.Tokens[0]
+		}
+		c.ProviderKey = s.ProviderKey
+		if a := s.App(DemoAppID); a != nil {
+			c.UserKey = a.UserKey
+		}
+	}
+	return c, true
+}
+
 // NewSecret returns a random credential: prefix followed by 32 hex digits
 // (128 bits from crypto/rand).
 func NewSecret(prefix string) string { return prefix + randomHex(16) }

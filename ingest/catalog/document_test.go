@@ -275,3 +275,18 @@ func TestDemoDocument(t *testing.T) {
 		t.Errorf("demo snapshot incomplete: %+v", s)
 	}
 }
+
+func TestDemoCredentialsOf(t *testing.T) {
+	if _, ok := DemoCredentialsOf(loadFull(t)); ok {
+		t.Error("found a demo tenant in a document without one")
+	}
+	doc, creds := DemoDocument(DemoCredentials{})
+	got, ok := DemoCredentialsOf(doc)
+	if !ok || got != creds {
+		t.Errorf("DemoCredentialsOf = %+v, want %+v", got, creds)
+	}
+	again, _ := DemoDocument(got)
+	if !reflect.DeepEqual(again, doc) {
+		t.Error("demo document from the same credentials differs")
+	}
+}
