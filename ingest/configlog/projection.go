@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
@@ -170,8 +171,12 @@ func (p *Projection) Sync(ctx context.Context) error {
 func (p *Projection) Update(ctx context.Context, change func(doc *catalog.Document) error) error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
+	// The diff must be against the very state the change started from:
+	// diffing against a newer state (another writer's records applied in
+	// the meantime) would delete what this change never saw.
 	p.mu.Lock()
 	desired := p.stateDoc.Clone()
+	base := maps.Clone(p.state)
 	p.mu.Unlock()
 	if err := change(desired); err != nil {
 		return err
@@ -179,9 +184,7 @@ func (p *Projection) Update(ctx context.Context, change func(doc *catalog.Docume
 	if err := desired.Validate(); err != nil {
 		return err
 	}
-	p.mu.Lock()
-	recs := Diff(p.state, desired)
-	p.mu.Unlock()
+	recs := Diff(base, desired)
 	if len(recs) == 0 {
 		return nil
 	}
