@@ -100,7 +100,11 @@ func (l *Limiter) Sweep() {
 		sh.mu.Unlock()
 		for done := 0; done < n; {
 			sh.lock()
-			done += max(1, l.sweep(sh, t, min(n-done, 4096)))
+			if len(sh.slots) == 0 {
+				done = n
+			} else {
+				done += l.sweep(sh, t, min(n-done, 4096))
+			}
 			sh.mu.Unlock()
 		}
 	}

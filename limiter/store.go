@@ -108,9 +108,19 @@ func (sh *shard) create(k AppKey, h uint64) *app {
 	return a
 }
 
-func (sh *shard) grow() {
+func (sh *shard) grow() { sh.resize(max(minSlots, len(sh.slots)+len(sh.slots)/2)) }
+
+// shrink gives memory back when the sweeper has emptied the table to below
+// a quarter: memory follows the active apps, not their past peak.
+func (sh *shard) shrink() {
+	if len(sh.slots) > minSlots && sh.used*4 < len(sh.slots) {
+		sh.resize(max(minSlots, sh.used*2))
+		sh.sweepPos = 0
+	}
+}
+
+func (sh *shard) resize(n int) {
 	old := sh.slots
-	n := max(minSlots, len(old)+len(old)/2)
 	sh.slots = make([]app, n)
 	for i := range old {
 		a := &old[i]
@@ -245,19 +255,24 @@ func (l *Limiter) appDead(sh *shard, a *app, t instant) bool {
 }
 
 // sweep looks at up to budget slots from the sweeper's cursor and drops the
-// apps whose counters are all dead. It returns the slots looked at.
-func (l *Limiter) sweep(sh *shard, t instant, budget int) int {
-	seen := 0
-	for ; seen < budget && len(sh.slots) > 0; seen++ {
+// apps whose counters are all dead. It returns how far the cursor moved: a
+// drop moves a later app into the slot, which is then looked at again.
+func (l *Limiter) sweep(sh *shard, t instant, budget int) (advanced int) {
+	for range budget {
+		if len(sh.slots) == 0 {
+			return advanced
+		}
 		if sh.sweepPos >= len(sh.slots) {
 			sh.sweepPos = 0
 		}
 		i := sh.sweepPos
 		if a := &sh.slots[i]; a.used() && l.appDead(sh, a, t) {
-			sh.drop(i) // slot i may now hold a moved app: look at it again
+			sh.drop(i)
 			continue
 		}
 		sh.sweepPos++
+		advanced++
 	}
-	return seen
+	sh.shrink()
+	return advanced
 }
