@@ -221,7 +221,7 @@ func (w *writer) write(ctx context.Context, recs []Record, now time.Time) error 
 			}
 			w.mu.Unlock()
 		}
-		if len(groups[key]) > 0 {
+		if slices.Contains(groups[key], chschema.UsageMinute) {
 			w.st.events.Add(n)
 		}
 	}
@@ -363,5 +363,5 @@ func (w *writer) insertRaw(ctx context.Context, markers []marker, written, now t
 
 // counters are the rollup's statistics.
 type counters struct {
-	events, batches, rows, skipped, undecodable, writeErrors atomic.Uint64
+	events, batches, rows, skipped, undecodable, writeErrors, sessions atomic.Uint64
 }

@@ -1,0 +1,226 @@
+package rollup
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/limiter"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+const testTopic = "sluice.usage"
+
+// startKafka starts a kfake broker on a real TCP port with the usage topic.
+func startKafka(t testing.TB, partitions int32) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, testTopic))
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// produce sends n generated events keyed like Sluice's producer and folds
+// them into m. It returns when every record is acknowledged.
+func produce(t testing.TB, brokers []string, g *gen, m *model, n int, pace time.Duration) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(testTopic),
+		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var e event.Event
+	errc := make(chan error, 1)
+	for i := 0; i < n; i++ {
+		g.next(&e)
+		m.add(&e)
+		r := &kgo.Record{Key: event.Key(nil, e.ServiceID, e.AppID), Value: event.AppendEvent(nil, &e), Timestamp: time.UnixMilli(e.Received)}
+		cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+			}
+		})
+		if pace > 0 && i%1000 == 999 {
+			time.Sleep(pace)
+		}
+	}
+	if err := cl.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("produce: %v", err)
+	default:
+	}
+}
+
+// endOffsets returns the high watermark per partition.
+func endOffsets(t testing.TB, brokers []string) map[int32]int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), testTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
+}
+
+// waitCaughtUp waits until ClickHouse's resume offsets reach the log end.
+func waitCaughtUp(t testing.TB, conn driver.Conn, ends map[int32]int64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		// Every table, events_raw included.
+		var got map[int32]int64
+		var err error
+		done := true
+		for _, tb := range chschema.Tables {
+			got, err = chschema.Markers(context.Background(), conn, testDB, tb.Name)
+			if err != nil {
+				done = false
+			}
+			for kp, end := range ends {
+				if end > 0 && got[kp] < end {
+					done = false
+				}
+			}
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rollup did not catch up within %v: ClickHouse has %v (err %v), log ends at %v", timeout, got, err, ends)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func quietLogger() *slog.Logger {
+	if os.Getenv("SLUICE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func runRollup(t testing.TB, o Options) (stop func() Stats) {
+	t.Helper()
+	r, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return func() Stats {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		return r.Stats()
+	}
+}
+
+func TestConsumerExactHierarchyAndReplay(t *testing.T) {
+	ch, conn := startCH(t)
+	kc := startKafka(t, 4)
+	brokers := kc.ListenAddrs()
+	g, m := newGen(3), newModel()
+	produce(t, brokers, g, m, 30000, 0)
+	ends := endOffsets(t, brokers)
+
+	o := Options{Brokers: brokers, ClickHouseAddr: ch.Addr(), Database: testDB, Hierarchy: testHierarchy,
+		Raw: true, MaxBatchEvents: 7000, Logger: quietLogger()}
+	stop := runRollup(t, o)
+	waitCaughtUp(t, conn, ends, 60*time.Second)
+	st := stop()
+	if st.Events != 30000 || st.Undecodable != 0 {
+		t.Errorf("stats %+v, want 30000 events", st)
+	}
+	checkTables(t, conn, m)
+
+	rows := func() (n uint64) {
+		for _, tb := range chschema.Tables {
+			var c uint64
+			if err := conn.QueryRow(context.Background(), "SELECT count() FROM "+testDB+"."+tb.Name).Scan(&c); err != nil {
+				t.Fatal(err)
+			}
+			n += c
+		}
+		return n
+	}
+	before := rows()
+	// Another group has no committed offsets at all: the resume offsets
+	// come from ClickHouse, so nothing is written twice.
+	o.Group = "another-group"
+	stop = runRollup(t, o)
+	time.Sleep(3 * time.Second)
+	st = stop()
+	if st.Events != 0 {
+		t.Errorf("replay folded %d events, want 0", st.Events)
+	}
+	if after := rows(); after != before {
+		t.Errorf("replay added rows: %d -> %d", before, after)
+	}
+	checkTables(t, conn, m)
+
+	// Open windows at 12:34:56 on the generated day, against the model.
+	now := time.Date(2026, 11, 23, 12, 34, 56, 0, time.UTC)
+	ow, err := OpenWindowSums(context.Background(), conn, testDB, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type wk struct {
+		u           limiter.Unit
+		app, metric string
+	}
+	want, got := map[wk]int64{}, map[wk]int64{}
+	for k, v := range m.usage {
+		for _, u := range []limiter.Unit{limiter.Minute, limiter.Hour, limiter.Day, limiter.Week, limiter.Month, limiter.Year, limiter.Eternity} {
+			s, e := window(u, now)
+			if k.t >= s.Unix() && k.t < e.Unix() {
+				want[wk{u, k.app, k.metric}] += v
+			}
+		}
+	}
+	for _, s := range ow.Sums {
+		got[wk{s.Unit, s.App, s.Metric}] += s.Sum
+	}
+	if len(want) == 0 {
+		t.Fatal("empty expectation")
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("open window %v: got %d want %d", k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("open windows: %d keys, want %d", len(got), len(want))
+	}
+	for u, offs := range ow.Offsets {
+		for kp, end := range ends {
+			if offs[kp] != end {
+				t.Errorf("unit %d partition %d offset %d, want %d", u, kp, offs[kp], end)
+			}
+		}
+	}
+}

@@ -1,0 +1,212 @@
+package rollup
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/limiter"
+)
+
+// restoreTables are the tables whose markers say what the counters'
+// snapshot contains (events_raw is optional and not part of it).
+var restoreTables = []string{chschema.UsageMinute, chschema.UsageHour, chschema.UsageDay, chschema.UsageMonth, chschema.UsageSets}
+
+// ResumeOffsets returns, per Kafka partition, the next offset not yet in
+// every rollup table: records below it are in all of them. A partition that
+// some table has never seen maps to 0 (replay from the start of the log).
+// Partitions no table has seen are absent.
+func ResumeOffsets(ctx context.Context, conn driver.Conn, db string) (map[int32]int64, error) {
+	per := make([]map[int32]int64, 0, len(restoreTables))
+	all := map[int32]bool{}
+	for _, t := range restoreTables {
+		m, err := chschema.Markers(ctx, conn, db, t)
+		if err != nil {
+			return nil, err
+		}
+		per = append(per, m)
+		for kp := range m {
+			all[kp] = true
+		}
+	}
+	out := make(map[int32]int64, len(all))
+	for kp := range all {
+		first := true
+		for _, m := range per {
+			n := m[kp] // 0 when absent
+			if first || n < out[kp] {
+				out[kp], first = n, false
+			}
+		}
+	}
+	return out, nil
+}
+
+// WindowSum is the usage of one metric of one application in the calendar
+// window of Unit that contains the restore time (UTC; weeks start Monday;
+// Eternity has Start zero). The metric hierarchy is already applied. Sets
+// ("#N") are not included (see doc.go).
+type WindowSum struct {
+	Unit                         limiter.Unit
+	Start                        time.Time
+	Tenant, Service, App, Metric string
+	Sum                          int64
+}
+
+// OpenWindows is a snapshot of every open calendar window's usage, with the
+// Kafka offsets each unit's sums are consistent with. Different units are
+// read from different tables, which the rollup writes one after the other,
+// so their offsets may differ by a batch; each unit's own offsets are exact.
+type OpenWindows struct {
+	Now  time.Time
+	Sums []WindowSum
+	// Offsets[unit][partition]: the sums of that unit contain exactly the
+	// records of the partition below this offset (0 or absent: none).
+	Offsets map[limiter.Unit]map[int32]int64
+}
+
+// From returns where a tail replay must start per partition: the smallest
+// offset over the units.
+func (w *OpenWindows) From() map[int32]int64 {
+	out := map[int32]int64{}
+	seen := map[int32]bool{}
+	for _, m := range w.Offsets {
+		for kp := range m {
+			seen[kp] = true
+		}
+	}
+	for kp := range seen {
+		first := true
+		for _, m := range w.Offsets {
+			if n := m[kp]; first || n < out[kp] {
+				out[kp], first = n, false
+			}
+		}
+	}
+	return out
+}
+
+// Includes reports whether the sums of unit u already contain the record at
+// (partition, offset). A tail replay applies a record to u's counters only
+// when Includes is false, so nothing is counted twice or missed.
+func (w *OpenWindows) Includes(u limiter.Unit, partition int32, offset int64) bool {
+	return offset < w.Offsets[u][partition]
+}
+
+// window returns the calendar window [start, end) of u containing now (UTC).
+func window(u limiter.Unit, now time.Time) (time.Time, time.Time) {
+	now = now.UTC()
+	y, mo, d := now.Date()
+	switch u {
+	case limiter.Minute:
+		s := now.Truncate(time.Minute)
+		return s, s.Add(time.Minute)
+	case limiter.Hour:
+		s := now.Truncate(time.Hour)
+		return s, s.Add(time.Hour)
+	case limiter.Day:
+		s := time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)
+		return s, s.AddDate(0, 0, 1)
+	case limiter.Week:
+		back := (int(now.Weekday()) + 6) % 7 // days since Monday
+		s := time.Date(y, mo, d-back, 0, 0, 0, 0, time.UTC)
+		return s, s.AddDate(0, 0, 7)
+	case limiter.Month:
+		s := time.Date(y, mo, 1, 0, 0, 0, 0, time.UTC)
+		return s, s.AddDate(0, 1, 0)
+	case limiter.Year:
+		s := time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
+		return s, s.AddDate(1, 0, 0)
+	}
+	return time.Time{}, time.Unix(1<<32-1, 0).UTC() // eternity: DateTime's range
+}
+
+// windowQuery reads several units from one table in ONE select, so the
+// sums and the markers come from the same snapshot of the table's parts.
+type windowQuery struct {
+	table string
+	units []limiter.Unit
+}
+
+var windowQueries = []windowQuery{
+	{chschema.UsageMinute, []limiter.Unit{limiter.Minute, limiter.Hour}},
+	{chschema.UsageHour, []limiter.Unit{limiter.Day, limiter.Week}},
+	{chschema.UsageMonth, []limiter.Unit{limiter.Month, limiter.Year, limiter.Eternity}},
+}
+
+// RestoreTimeout is max_execution_time of each OpenWindowSums query.
+const RestoreTimeout = 120 * time.Second
+
+// OpenWindowSums reads the usage of every open calendar window at now, per
+// (tenant, service, app, metric), for seeding the limiter on startup. Only
+// non-zero sums are returned.
+func OpenWindowSums(ctx context.Context, conn driver.Conn, db string, now time.Time) (*OpenWindows, error) {
+	if err := chschema.CheckDatabase(db); err != nil {
+		return nil, err
+	}
+	ctx = chschema.Settings(ctx, RestoreTimeout)
+	out := &OpenWindows{Now: now, Offsets: map[limiter.Unit]map[int32]int64{}}
+	for _, q := range windowQueries {
+		var sel string
+		starts := make([]time.Time, len(q.units))
+		lo := time.Unix(1<<32-1, 0)
+		var hi time.Time
+		for i, u := range q.units {
+			s, e := window(u, now)
+			starts[i] = s
+			if u == limiter.Eternity {
+				starts[i] = time.Time{}
+			}
+			// Times are whole seconds computed here, not user input.
+			sel += fmt.Sprintf(", sumIf(value, t >= toDateTime(%d, 'UTC') AND t < toDateTime(%d, 'UTC'))", max(s.Unix(), 0), e.Unix())
+			if s.Before(lo) {
+				lo = s
+			}
+			if e.After(hi) {
+				hi = e
+			}
+		}
+		sql := fmt.Sprintf(`SELECT tenant_id, service_id, app_id, metric, kp, max(ko)%s
+FROM %s.%s
+WHERE tenant_id = '' OR (metric != '' AND t >= toDateTime(%d, 'UTC') AND t < toDateTime(%d, 'UTC'))
+GROUP BY tenant_id, service_id, app_id, metric, kp`, sel, db, q.table, max(lo.Unix(), 0), hi.Unix())
+		rows, err := conn.Query(ctx, sql)
+		if err != nil {
+			return nil, fmt.Errorf("rollup: open windows from %s: %w", q.table, err)
+		}
+		offs := map[int32]int64{}
+		for rows.Next() {
+			var tenant, service, app, metric string
+			var kp int32
+			var ko int64
+			sums := make([]int64, len(q.units))
+			dest := []any{&tenant, &service, &app, &metric, &kp, &ko}
+			for i := range sums {
+				dest = append(dest, &sums[i])
+			}
+			if err := rows.Scan(dest...); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("rollup: open windows from %s: %w", q.table, err)
+			}
+			if tenant == "" {
+				offs[kp] = ko
+				continue
+			}
+			for i, u := range q.units {
+				if sums[i] != 0 {
+					out.Sums = append(out.Sums, WindowSum{Unit: u, Start: starts[i], Tenant: tenant, Service: service, App: app, Metric: metric, Sum: sums[i]})
+				}
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("rollup: open windows from %s: %w", q.table, err)
+		}
+		for _, u := range q.units {
+			out.Offsets[u] = offs
+		}
+	}
+	return out, nil
+}
