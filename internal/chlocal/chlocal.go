@@ -190,6 +190,12 @@ func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 // HTTPAddr is the HTTP address, "127.0.0.1:port".
 func (s *Server) HTTPAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.httpPort)) }
 
+// TCPPort is the native protocol port.
+func (s *Server) TCPPort() int { return s.tcpPort }
+
+// HTTPPort is the HTTP port.
+func (s *Server) HTTPPort() int { return s.httpPort }
+
 // Dir is the server's data directory.
 func (s *Server) Dir() string { return s.dir }
 

@@ -1,0 +1,151 @@
+package rollup
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/chlocal"
+)
+
+// TestMain doubles as the rollup child process of the crash test: with
+// SLUICE_ROLLUP_CHILD set, the test binary runs a Rollup until killed.
+func TestMain(m *testing.M) {
+	if os.Getenv("SLUICE_ROLLUP_CHILD") != "" {
+		os.Exit(runChild())
+	}
+	os.Exit(m.Run())
+}
+
+func runChild() int {
+	r, err := New(Options{
+		Brokers:        strings.Split(os.Getenv("SLUICE_ROLLUP_BROKERS"), ","),
+		ClickHouseAddr: os.Getenv("SLUICE_ROLLUP_CH"),
+		Database:       testDB,
+		Hierarchy:      testHierarchy,
+		Raw:            true,
+		InstanceID:     "crash-child",
+		MaxBatchEvents: 5000,
+		WriteRetryFor:  5 * time.Second,
+		Logger:         quietLogger(),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := r.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "child stats: %+v\n", r.Stats())
+	return 0
+}
+
+type child struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startChild(t *testing.T, brokers []string, chAddr string, logf *os.File) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SLUICE_ROLLUP_CHILD=1",
+		"SLUICE_ROLLUP_BROKERS="+strings.Join(brokers, ","), "SLUICE_ROLLUP_CH="+chAddr, "SLUICE_TEST_LOG=1")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(c.done) }()
+	return c
+}
+
+func (c *child) kill() {
+	c.cmd.Process.Kill()
+	<-c.done
+}
+
+// TestCrashExactlyOnce kills the rollup process with SIGKILL at random
+// moments while events flow, and kills ClickHouse once for a few seconds;
+// the totals in every rollup table must still equal the events produced.
+func TestCrashExactlyOnce(t *testing.T) {
+	dir := t.TempDir()
+	ch, conn := startCH(t)
+	kc := startKafka(t, 4)
+	brokers := kc.ListenAddrs()
+	logf, err := os.Create(filepath.Join(dir, "children.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	defer func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			if len(b) > 6000 {
+				b = b[len(b)-6000:]
+			}
+			t.Logf("children's log tail:\n%s", b)
+		}
+	}()
+
+	const events = 150_000
+	g, m := newGen(11), newModel()
+	var wg sync.WaitGroup
+	producing := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(producing)
+		produce(t, brokers, g, m, events, 50*time.Millisecond) // ≈ 8 s
+	}()
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	kills := 0
+	chKilled := false
+	for {
+		c := startChild(t, brokers, ch.Addr(), logf)
+		if kills == 2 && !chKilled {
+			// ClickHouse crashes while the rollup runs, stays down, comes back.
+			time.Sleep(700 * time.Millisecond)
+			ch.Kill()
+			time.Sleep(3 * time.Second)
+			ch2, err := chlocal.Start(context.Background(), chlocal.Options{Dir: ch.Dir(), TCPPort: ch.TCPPort(), HTTPPort: ch.HTTPPort()})
+			if err != nil {
+				c.kill()
+				t.Fatalf("restart ClickHouse: %v", err)
+			}
+			t.Cleanup(func() { ch2.Stop() })
+			ch, chKilled = ch2, true
+		}
+		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
+		c.kill()
+		kills++
+		select {
+		case <-producing:
+		default:
+			continue
+		}
+		if kills >= 6 {
+			break
+		}
+	}
+	wg.Wait()
+	t.Logf("rollup killed %d times, ClickHouse killed once", kills)
+
+	c := startChild(t, brokers, ch.Addr(), logf)
+	waitCaughtUp(t, conn, endOffsets(t, brokers), 90*time.Second)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	<-c.done
+	checkTables(t, conn, m)
+}
