@@ -119,3 +119,67 @@ func BenchmarkCalBounds(b *testing.B) {
 	}
 	_ = sink
 }
+
+// BenchmarkCheckAndIncrementCoarseClock is BenchmarkCheckAndIncrement with
+// a CoarseClock instead of time.Now: the cost of reading the clock.
+func BenchmarkCheckAndIncrementCoarseClock(b *testing.B) {
+	f := benchSetup()
+	c := NewCoarseClock(time.Millisecond)
+	defer c.Stop()
+	f.l.clock = c.Now
+	defer func() { f.l.clock = time.Now }()
+	b.ReportAllocs()
+	req := Request{Limits: benchLimits, Parents: benchParents, Usage: []Usage{{Metric: 0, Value: 1}}, Mode: ModeAuthRep}
+	d := Decision{Reports: make([]Report, 0, 8)}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req.App = f.picks[i&(benchPicks-1)]
+		f.l.Do(&req, &d)
+	}
+}
+
+// BenchmarkCheckAndIncrementOneApp is the same call on one app, whose
+// record stays in the CPU cache: the cost of the computation alone.
+func BenchmarkCheckAndIncrementOneApp(b *testing.B) {
+	l := New(Options{})
+	b.ReportAllocs()
+	req := Request{App: 1, Limits: benchLimits, Parents: benchParents, Usage: []Usage{{Metric: 0, Value: 1}}, Mode: ModeAuthRep}
+	d := Decision{Reports: make([]Report, 0, 8)}
+	for i := 0; i < b.N; i++ {
+		l.Do(&req, &d)
+	}
+}
+
+var floorSink uint64
+
+// BenchmarkLookupFloor measures the least any call must do over the same
+// 1,000,000 apps: hash, lock, find the app's record and read both its cache
+// lines, unlock. It is the memory-latency floor under the benchmarks above;
+// WithClock adds one time.Now per call.
+func BenchmarkLookupFloor(b *testing.B) {
+	for _, withClock := range []bool{false, true} {
+		name := "NoClock"
+		if withClock {
+			name = "WithClock"
+		}
+		b.Run(name, func(b *testing.B) {
+			f := benchSetup()
+			b.ReportAllocs()
+			b.ResetTimer()
+			var s uint64
+			for i := 0; i < b.N; i++ {
+				k := f.picks[i&(benchPicks-1)]
+				if withClock {
+					s += uint64(time.Now().UnixNano())
+				}
+				h := hashKey(k)
+				sh := &f.l.shards[h&f.l.mask]
+				sh.lock()
+				a := sh.get(k, h)
+				s += a.w[inlineWords-1] + a.w[0]
+				sh.mu.Unlock()
+			}
+			floorSink = s
+		})
+	}
+}

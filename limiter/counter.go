@@ -79,8 +79,16 @@ func slideOf(k uint64) slide {
 
 // span returns the sub-buckets [lo, hi] that overlap [ns-w, ns]. Since
 // g*K >= w, hi-lo <= K: they all fit in the ring.
+//
+// It divides once: with ns = hi*g + r and w = K*g - e (0 <= e < K),
+// floor((ns-w)/g) = hi - K + floor((r+e)/g), and r+e < 2g.
 func (s slide) span(ns int64) (lo, hi int64) {
-	return floorDiv(ns-s.w, s.g), floorDiv(ns, s.g)
+	hi = floorDiv(ns, s.g)
+	lo = hi - SubBuckets
+	if ns-hi*s.g+s.g*SubBuckets-s.w >= s.g {
+		lo++
+	}
+	return lo, hi
 }
 
 // instant is the clock reading of one call, taken once.
@@ -216,8 +224,11 @@ func counterApply(c []uint64, start int64, at, t instant, delta int64, set bool,
 	k := c[0]
 	if keyUnit(k) == Sliding {
 		s := slideOf(k)
-		b := floorDiv(at.ns, s.g)
-		if lo, _ := s.span(t.ns); b < lo {
+		lo, b := s.span(t.ns)
+		if at.ns != t.ns {
+			b = floorDiv(at.ns, s.g)
+		}
+		if b < lo {
 			return
 		}
 		if set {

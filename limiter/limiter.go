@@ -21,7 +21,8 @@ type Options struct {
 	// two calls rarely wait for the same lock. Fewer shards save a little
 	// memory in tiny deployments.
 	Shards int
-	// Clock is read once per call. Default: time.Now.
+	// Clock is read once per call. Default: time.Now. A CoarseClock's Now
+	// makes calls cheaper where reading the time is slow (virtual machines).
 	Clock Clock
 }
 
@@ -227,8 +228,11 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 			}
 		}
 		st.delta, st.touched, st.set, st.setVal = usageFor(req.Usage, req.Parents, req.Flat, lim.Metric, setMode)
-		start, end := l.windowOf(lim.Period, t)
-		*r = Report{Limit: *lim, Start: start, End: end}
+		// Field by field: a composite literal is built on the stack and
+		// copied with wide loads that stall on store forwarding.
+		r.Limit.Metric, r.Limit.Period.Unit, r.Limit.Period.Window, r.Limit.Max = lim.Metric, lim.Period.Unit, lim.Period.Window, lim.Max
+		r.Start, r.End = l.windowOf(lim.Period, t)
+		r.Current, r.Exceeded = 0, false
 	}
 
 	h := hashKey(req.App)
@@ -305,7 +309,7 @@ func constrained(sh *shard, a *app, req *Request, d *Decision, t instant) {
 			continue
 		}
 		rem := r.Limit.Max - r.Current
-		if st.delta > 0 {
+		if st.delta > 1 {
 			rem /= st.delta
 		}
 		rem = max(rem, 0)

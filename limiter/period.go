@@ -196,6 +196,9 @@ func periodSeconds(p Period) int64 {
 }
 
 func floorDiv(a, b int64) int64 {
+	if a >= 0 && b > 0 {
+		return int64(uint64(a) / uint64(b)) // unsigned division is cheaper
+	}
 	q := a / b
 	if a%b != 0 && (a < 0) != (b < 0) {
 		q--
