@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -309,8 +310,10 @@ var modelEpochs = []string{
 	"2025-12-31 23:59:40",
 }
 
+var modelSeeds = flag.Int("model.seeds", 6, "random call sequences TestModel runs")
+
 func TestModel(t *testing.T) {
-	seeds := 6
+	seeds := *modelSeeds
 	if testing.Short() {
 		seeds = 2
 	}
