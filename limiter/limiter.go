@@ -216,7 +216,13 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 	setMode := req.Mode == ModeReport
 	noUsage := len(req.Usage) == 0
 
-	// Everything that does not need the app's record, before taking the lock.
+	// Find the app first, then do the work that does not need its record:
+	// the CPU runs that work while the record's cache lines are on their way
+	// from memory (with a million apps they nearly always miss the cache).
+	h := hashKey(req.App)
+	sh := &l.shards[h&l.mask]
+	sh.lock()
+	a := sh.get(req.App, h)
 	for i := range req.Limits {
 		lim, st, r := &req.Limits[i], &d.scratch[i], &d.Reports[i]
 		st.id = counterID(lim.Metric, lim.Period)
@@ -234,11 +240,6 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 		r.Start, r.End = l.windowOf(lim.Period, t)
 		r.Current, r.Exceeded = 0, false
 	}
-
-	h := hashKey(req.App)
-	sh := &l.shards[h&l.mask]
-	sh.lock()
-	a := sh.get(req.App, h)
 	allowed := true
 	for i := range d.scratch {
 		st, r := &d.scratch[i], &d.Reports[i]
