@@ -1,0 +1,617 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/ingest/event"
+)
+
+// FullPolicy says what Append does with a new event when the spool is full.
+type FullPolicy uint8
+
+const (
+	// FullRefuse makes Append return ErrSpoolFull, so the API answers 503
+	// and the caller retries later: nothing acknowledged is lost. Default.
+	FullRefuse FullPolicy = iota
+	// FullDrop makes Append count the event as dropped and return nil: the
+	// API keeps answering 200 but that usage is lost.
+	FullDrop
+)
+
+// ParseFullPolicy parses "refuse" or "drop" (for flags and config files).
+func ParseFullPolicy(s string) (FullPolicy, error) {
+	switch s {
+	case "refuse", "":
+		return FullRefuse, nil
+	case "drop":
+		return FullDrop, nil
+	}
+	return 0, fmt.Errorf("kafka: full-spool policy %q: want refuse or drop", s)
+}
+
+// String returns "refuse" or "drop".
+func (p FullPolicy) String() string {
+	if p == FullDrop {
+		return "drop"
+	}
+	return "refuse"
+}
+
+// Errors returned by Append.
+var (
+	// ErrSpoolFull means the broker has been unreachable long enough to fill
+	// the spool and the policy is FullRefuse: the event was not accepted.
+	ErrSpoolFull = errors.New("kafka: event spool is full")
+	// ErrClosed means Close has been called.
+	ErrClosed = errors.New("kafka: producer closed")
+)
+
+// Options configure a Producer. Zero values take the documented defaults.
+type Options struct {
+	// Brokers are the seed brokers, host:port. Required.
+	Brokers []string
+	// Topic receives the events. Default "sluice.usage".
+	Topic string
+	// Linger is how long a partition waits for more records before a batch
+	// is sent. Default 5ms: batches well at thousands of events/s and adds
+	// little to end-to-end freshness. Negative means no linger.
+	Linger time.Duration
+	// MaxBuffered is how many events may wait in memory for Kafka's
+	// acknowledgement before new events go to the spool instead. Default
+	// 50,000. It bounds what a crash (SIGKILL) can lose while the broker is
+	// slow; see the package documentation.
+	MaxBuffered int
+	// DeliveryTimeout is how long an event may wait for Kafka's
+	// acknowledgement before it is moved to the spool. Default 10s.
+	DeliveryTimeout time.Duration
+	// Compression is "lz4" (default: cheap, supported by every Kafka broker
+	// since 0.10), "zstd" (smaller, brokers 2.1+), "snappy" or "none".
+	Compression string
+
+	// SpoolDir holds the on-disk spool (segment files). Required; use a
+	// directory under the data dir that only this producer uses.
+	SpoolDir string
+	// SpoolMaxBytes bounds the spool. Default 1 GiB. Events that were
+	// already accepted and then fail in Kafka are spooled even past this
+	// bound (by at most MaxBuffered events); the bound applies to new events.
+	SpoolMaxBytes int64
+	// SpoolSegmentBytes is the size at which a spool segment file is closed
+	// and a new one started; drained segments are deleted whole. Default
+	// 64 MiB (or SpoolMaxBytes/8 if that is smaller).
+	SpoolSegmentBytes int64
+	// SpoolSyncInterval bounds how long a spooled event stays only in
+	// memory or the page cache: the spool is written and fsync'd at least
+	// this often. Default 100ms.
+	SpoolSyncInterval time.Duration
+	// FullPolicy chooses between refusing and dropping new events while the
+	// spool is full. Default FullRefuse.
+	FullPolicy FullPolicy
+
+	// Logger receives the producer's own log lines (spool full, outage,
+	// drain progress; rate limited). Default slog.Default().
+	Logger *slog.Logger
+	// ClientOpts are extra franz-go options, applied after Sluice's (for
+	// TLS, SASL, client id, ...).
+	ClientOpts []kgo.Opt
+}
+
+func (o *Options) setDefaults() error {
+	if len(o.Brokers) == 0 {
+		return errors.New("kafka: Options.Brokers is empty")
+	}
+	if o.SpoolDir == "" {
+		return errors.New("kafka: Options.SpoolDir is empty")
+	}
+	if o.Topic == "" {
+		o.Topic = "sluice.usage"
+	}
+	if o.Linger == 0 {
+		o.Linger = 5 * time.Millisecond
+	} else if o.Linger < 0 {
+		o.Linger = 0
+	}
+	if o.MaxBuffered <= 0 {
+		o.MaxBuffered = 50_000
+	}
+	if o.DeliveryTimeout <= 0 {
+		o.DeliveryTimeout = 10 * time.Second
+	}
+	if o.SpoolMaxBytes <= 0 {
+		o.SpoolMaxBytes = 1 << 30
+	}
+	if o.SpoolSegmentBytes <= 0 {
+		o.SpoolSegmentBytes = min(64<<20, max(o.SpoolMaxBytes/8, 4096))
+	}
+	if o.SpoolSyncInterval <= 0 {
+		o.SpoolSyncInterval = 100 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+func compression(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "", "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "none":
+		return kgo.NoCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("kafka: compression %q: want lz4, zstd, snappy or none", name)
+}
+
+// Stats are the producer's counters since it was created, for /metrics.
+type Stats struct {
+	Produced     uint64 // events acknowledged by Kafka (directly or from the spool)
+	Spooled      uint64 // events written to the spool
+	SpoolDrained uint64 // events sent from the spool and acknowledged
+	Dropped      uint64 // events lost: full spool under FullDrop, or a spool write failure
+	Refused      uint64 // Append calls that returned ErrSpoolFull
+	Errors       uint64 // failed produce attempts (each event is spooled or retried) and spool I/O errors
+	Corrupt      uint64 // spool frames skipped because their checksum failed
+	SpoolBytes   int64  // current spool size (files plus write buffer)
+	InFlight     int64  // events handed to Kafka and not yet acknowledged or spooled
+	Spooling     bool   // new events go to the spool (broker slow or down, or spool draining)
+	SpoolFull    bool   // the spool reached SpoolMaxBytes
+}
+
+const (
+	stateDirect int32 = iota
+	stateSpooling
+)
+
+// drainBatch bounds one round trip of the drainer.
+const (
+	drainBatchRecords = 4096
+	drainBatchBytes   = 4 << 20
+)
+
+// Producer sends usage events to Kafka and spools them on disk while Kafka
+// cannot take them. It implements the API's EventSink. Create it with New and
+// stop it with Close.
+type Producer struct {
+	opts   Options
+	cl     *kgo.Client
+	log    *slog.Logger
+	recs   sync.Pool // *kgo.Record with reusable key+value backing arrays
+	direct func(*kgo.Record, error)
+
+	deadline atomic.Pointer[context.Context] // rotating produce deadline for direct records
+	lastDone atomic.Int64                    // unix ns of the last direct promise: the stuck-record watchdog
+	state    atomic.Int32
+	closing  atomic.Bool
+	inflight atomic.Int64 // direct records given to kgo, promise not yet run
+
+	mu      sync.Mutex // guards the spool logs and closed
+	retry   *segLog    // direct records that Kafka failed: sent before main
+	main    *segLog    // events that arrived while spooling
+	closed  bool
+	full    bool
+	scratch []byte // key buffer for spool appends
+
+	kick        chan struct{} // wakes the drainer
+	stop        chan struct{} // closed by Close: background goroutines exit
+	drainCtx    context.Context
+	drainStop   context.CancelFunc
+	wg          sync.WaitGroup
+	lastFullLog atomic.Int64
+	cancels     []context.CancelFunc // of the deadline contexts; deadlineLoop only
+
+	produced, spooled, drained, dropped, refused, errs, corrupt atomic.Uint64
+}
+
+// New opens (and recovers) the spool, connects the franz-go client and starts
+// the background drainer and syncer. If the spool holds events from an
+// earlier run, they are sent before any new event.
+func New(opts Options) (*Producer, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	codec, err := compression(opts.Compression)
+	if err != nil {
+		return nil, err
+	}
+	retry, err := openSegLog(filepath.Join(opts.SpoolDir, "retry"), opts.SpoolSegmentBytes)
+	if err != nil {
+		return nil, err
+	}
+	mainLog, err := openSegLog(filepath.Join(opts.SpoolDir, "main"), opts.SpoolSegmentBytes)
+	if err != nil {
+		return nil, err
+	}
+	kopts := []kgo.Opt{
+		kgo.SeedBrokers(opts.Brokers...),
+		kgo.DefaultProduceTopic(opts.Topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotence (the default) needs acks=all
+		kgo.ProducerLinger(opts.Linger),
+		kgo.ProducerBatchCompression(codec),
+		// No kgo.RecordDeliveryTimeout: franz-go measures it from the
+		// record timestamp, which is the event's receive time and may be
+		// old for spooled events. Deadlines come from contexts instead.
+		// The producer keeps its own, lower limit (MaxBuffered) and spools
+		// beyond it, so kgo's limit must never be what refuses a record.
+		kgo.MaxBufferedRecords(opts.MaxBuffered + drainBatchRecords + 1024),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.KafkaHasher(hashKey))),
+		kgo.UnknownTopicRetries(3),
+	}
+	kopts = append(kopts, opts.ClientOpts...)
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: creating client: %w", err)
+	}
+	p := &Producer{
+		opts:  opts,
+		cl:    cl,
+		log:   opts.Logger.With("component", "kafka-producer", "topic", opts.Topic),
+		retry: retry,
+		main:  mainLog,
+		kick:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+	}
+	p.recs.New = func() any { return &kgo.Record{Key: make([]byte, 0, 256)} }
+	p.direct = p.directDone
+	p.drainCtx, p.drainStop = context.WithCancel(context.Background())
+	if retry.pending() || mainLog.pending() {
+		p.state.Store(stateSpooling)
+		p.log.Info("spool holds events from an earlier run; draining them before new events",
+			"spool_bytes", retry.bytes()+mainLog.bytes())
+	}
+	p.rotateDeadline()
+	p.lastDone.Store(time.Now().UnixNano())
+	p.wg.Add(3)
+	go p.deadlineLoop()
+	go p.drainLoop()
+	go p.syncLoop()
+	return p, nil
+}
+
+// hashKey is the partitioner's hash: the low 32 bits of XXH64(key, seed 0).
+func hashKey(key []byte) uint32 { return uint32(xxhash.Sum64(key)) }
+
+// Append hands e to Kafka, or to the spool while Kafka is slow or down. It
+// never waits on the network and, in steady state, does not allocate. e may
+// be reused as soon as Append returns.
+//
+// A nil error means the event was accepted: it is either in franz-go's
+// in-memory buffer (acknowledged by Kafka within DeliveryTimeout, or moved to
+// the spool) or in the spool. See the package documentation for what a crash
+// can lose. Append fails with ErrSpoolFull (policy FullRefuse and the spool
+// full), ErrClosed, an invalid event, or a spool write error.
+func (p *Producer) Append(e *event.Event) error {
+	if err := event.Validate(e); err != nil {
+		return err
+	}
+	for {
+		if p.closing.Load() {
+			return ErrClosed
+		}
+		// Count first, then read the state: the drainer flips the state and
+		// then waits for inflight to reach zero, so a record counted here is
+		// either seen by that wait or sees the new state.
+		n := p.inflight.Add(1)
+		if n == 1 {
+			p.lastDone.Store(time.Now().UnixNano()) // the watchdog measures from here
+		}
+		if p.state.Load() == stateDirect {
+			if n <= int64(p.opts.MaxBuffered) {
+				r := p.recs.Get().(*kgo.Record)
+				buf := event.Key(r.Key[:0], e.ServiceID, e.AppID)
+				k := len(buf)
+				buf = event.AppendEvent(buf, e)
+				*r = kgo.Record{Key: buf[:k], Value: buf[k:], Topic: p.opts.Topic, Timestamp: time.UnixMilli(e.Received)}
+				p.cl.TryProduce(*p.deadline.Load(), r, p.direct)
+				return nil
+			}
+			p.inflight.Add(-1)
+			p.enterSpooling("produce buffer full (broker slow or down)")
+		} else {
+			p.inflight.Add(-1)
+		}
+		if err, retry := p.spoolNew(e); !retry {
+			return err
+		}
+		// The drainer emptied the spool between our state check and the
+		// lock: send this event directly (order holds, the spool is empty).
+	}
+}
+
+// spoolNew writes a new event to the main spool log. retry is true if the
+// producer went back to direct mode meanwhile and the event was not written.
+func (p *Producer) spoolNew(e *event.Event) (err error, retry bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed, false
+	}
+	if p.state.Load() == stateDirect {
+		return nil, true
+	}
+	if p.retry.bytes()+p.main.bytes() >= p.opts.SpoolMaxBytes {
+		p.full = true
+		p.logFull()
+		if p.opts.FullPolicy == FullDrop {
+			p.dropped.Add(1)
+			return nil, false
+		}
+		p.refused.Add(1)
+		return ErrSpoolFull, false
+	}
+	p.full = false
+	p.scratch = event.Key(p.scratch[:0], e.ServiceID, e.AppID)
+	start := p.main.startFrame(e.Received, p.scratch)
+	p.main.wbuf = event.AppendEvent(p.main.wbuf, e)
+	if err := p.main.endFrame(start); err != nil {
+		p.errs.Add(1)
+		return fmt.Errorf("kafka: spooling event: %w", err), false
+	}
+	p.spooled.Add(1)
+	return nil, false
+}
+
+// logFull logs the full-spool condition at most once every 10 seconds.
+func (p *Producer) logFull() {
+	now := time.Now().UnixNano()
+	last := p.lastFullLog.Load()
+	if now-last < int64(10*time.Second) || !p.lastFullLog.CompareAndSwap(last, now) {
+		return
+	}
+	p.log.Error("event spool is full: broker unreachable for too long",
+		"policy", p.opts.FullPolicy.String(), "spool_bytes", p.retry.bytes()+p.main.bytes(),
+		"max_bytes", p.opts.SpoolMaxBytes, "refused_total", p.refused.Load(), "dropped_total", p.dropped.Load())
+}
+
+func (p *Producer) enterSpooling(why string) {
+	if p.state.CompareAndSwap(stateDirect, stateSpooling) {
+		p.log.Warn("spooling events to disk", "reason", why)
+		p.wake()
+	}
+}
+
+func (p *Producer) wake() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// directDone is the promise of records produced by Append. Failed records go
+// to the retry log (in promise order, which is per-partition produce order)
+// before inflight drops, so the drainer sees them once inflight is zero.
+func (p *Producer) directDone(r *kgo.Record, err error) {
+	p.lastDone.Store(time.Now().UnixNano())
+	if err == nil {
+		p.produced.Add(1)
+	} else {
+		p.errs.Add(1)
+		p.enterSpooling("produce failed: " + err.Error())
+		p.mu.Lock()
+		start := p.retry.startFrame(r.Timestamp.UnixMilli(), r.Key)
+		p.retry.wbuf = append(p.retry.wbuf, r.Value...)
+		if werr := p.retry.endFrame(start); werr != nil {
+			p.dropped.Add(1)
+			p.log.Error("lost an event: could not write it to the spool", "err", werr)
+		} else {
+			p.spooled.Add(1)
+		}
+		p.mu.Unlock()
+	}
+	key := r.Key[:0]
+	*r = kgo.Record{Key: key}
+	p.recs.Put(r)
+	if p.inflight.Add(-1) == 0 && p.state.Load() == stateSpooling {
+		p.wake()
+	}
+}
+
+// Direct records share a produce context whose deadline is DeliveryTimeout
+// after it was made; a new one is made every DeliveryTimeout/20, so a record
+// gives up (and is spooled) between 95% and 100% of DeliveryTimeout after
+// Append without a context allocation per record. franz-go fails a record on
+// its deadline only when that is safe for the idempotent sequence (the record
+// is not in a request awaiting its response).
+func (p *Producer) rotateDeadline() {
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.DeliveryTimeout)
+	p.deadline.Store(&ctx)
+	// The context expires by itself; cancel releases its timer early only
+	// if the producer is closing, which deadlineLoop handles.
+	p.cancels = append(p.cancels, cancel)
+}
+
+func (p *Producer) deadlineLoop() {
+	defer p.wg.Done()
+	every := max(p.opts.DeliveryTimeout/20, 5*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	keep := int(p.opts.DeliveryTimeout/every) + 2
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.rotateDeadline()
+			p.unstick()
+			// Contexts older than DeliveryTimeout have expired: their
+			// cancel only frees bookkeeping now.
+			if len(p.cancels) > keep {
+				for _, c := range p.cancels[:len(p.cancels)-keep] {
+					c()
+				}
+				p.cancels = append(p.cancels[:0], p.cancels[len(p.cancels)-keep:]...)
+			}
+		}
+	}
+}
+
+// unstick moves records to the spool that franz-go has held past their
+// deadline. franz-go never fails an idempotent record whose request was sent
+// and got no answer (it cannot know whether the broker wrote it), so when the
+// broker dies mid-request those records would wait in memory for the whole
+// outage, where a crash would lose them. After 1.5×DeliveryTimeout without
+// any direct record completing, the producer abandons them (franz-go bumps
+// the producer epoch so sequence numbers stay valid); their promises spool
+// them. The cost: a record the broker did write before dying is sent again,
+// a duplicate the rollup must tolerate (at-least-once), counted in Errors.
+func (p *Producer) unstick() {
+	if p.inflight.Load() <= 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	limit := int64(p.opts.DeliveryTimeout + p.opts.DeliveryTimeout/2)
+	last := p.lastDone.Load()
+	if now-last < limit || !p.lastDone.CompareAndSwap(last, now) {
+		return
+	}
+	p.log.Warn("kafka has not answered for too long; moving in-flight events to the spool",
+		"in_flight", p.inflight.Load(), "after", time.Duration(limit))
+	p.cl.UnsafeAbortBufferedRecords()
+}
+
+// syncLoop writes and fsyncs the spool every SpoolSyncInterval.
+func (p *Producer) syncLoop() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.opts.SpoolSyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.syncSpool()
+		}
+	}
+}
+
+func (p *Producer) syncSpool() {
+	var tails, retired []*os.File
+	p.mu.Lock()
+	for _, l := range []*segLog{p.retry, p.main} {
+		tail, ret, err := l.syncTargets()
+		if err != nil {
+			p.errs.Add(1)
+			p.log.Error("writing spool", "err", err)
+		}
+		if tail != nil {
+			tails = append(tails, tail)
+		}
+		retired = append(retired, ret...)
+	}
+	p.mu.Unlock()
+	for _, f := range retired {
+		if err := errors.Join(f.Sync(), f.Close()); err != nil {
+			p.errs.Add(1)
+			p.log.Error("fsync of spool segment failed", "err", err)
+		}
+	}
+	for _, f := range tails {
+		// A concurrent rollover may retire and a drain may close the
+		// file meanwhile; whoever closes it fsyncs it first.
+		if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+			p.errs.Add(1)
+			p.log.Error("fsync of spool segment failed", "err", err)
+		}
+	}
+}
+
+// waitDrained waits until the spool is empty and nothing is in flight, ctx
+// ends, or the drainer made no progress for a while (Kafka is down: the
+// spool keeps the events for the next start).
+func (p *Producer) waitDrained(ctx context.Context) {
+	stall := min(p.opts.DeliveryTimeout, 2*time.Second)
+	last, lastChange := p.drained.Load()+p.produced.Load(), time.Now()
+	for {
+		st := p.Stats()
+		if !st.Spooling && st.InFlight == 0 {
+			return
+		}
+		if now := st.SpoolDrained + st.Produced; now != last {
+			last, lastChange = now, time.Now()
+		} else if time.Since(lastChange) > stall {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Stats returns the current counters. It is cheap enough for every scrape.
+func (p *Producer) Stats() Stats {
+	p.mu.Lock()
+	bytes := p.retry.bytes() + p.main.bytes()
+	full := p.full && bytes >= p.opts.SpoolMaxBytes
+	p.mu.Unlock()
+	return Stats{
+		Produced:     p.produced.Load(),
+		Spooled:      p.spooled.Load(),
+		SpoolDrained: p.drained.Load(),
+		Dropped:      p.dropped.Load(),
+		Refused:      p.refused.Load(),
+		Errors:       p.errs.Load(),
+		Corrupt:      p.corrupt.Load(),
+		SpoolBytes:   bytes,
+		InFlight:     p.inflight.Load(),
+		Spooling:     p.state.Load() == stateSpooling,
+		SpoolFull:    full,
+	}
+}
+
+// Close stops accepting events and flushes what is buffered: to Kafka if it
+// answers before ctx ends, otherwise into the spool, which is fsync'd. The
+// spool's contents are sent by the next Producer opened on the same SpoolDir.
+// Close waits for the background goroutines and closes the client.
+func (p *Producer) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	p.closed = true
+	p.closing.Store(true)
+	p.mu.Unlock()
+
+	// Give the drainer the chance to empty the spool while Kafka answers:
+	// wait as long as it makes progress (and ctx allows).
+	p.waitDrained(ctx)
+	if err := p.cl.Flush(ctx); err != nil {
+		p.log.Warn("kafka did not acknowledge buffered events before shutdown; spooling them", "err", err)
+	}
+	close(p.stop)
+	p.drainStop()
+	// Whatever is still buffered fails now and its promise spools it.
+	p.cl.UnsafeAbortBufferedRecords()
+	p.wg.Wait()
+	for p.inflight.Load() > 0 { // promises run on franz-go's goroutine
+		time.Sleep(time.Millisecond)
+	}
+	var errs []error
+	p.mu.Lock()
+	for _, l := range []*segLog{p.retry, p.main} {
+		if err := l.closeAll(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.mu.Unlock()
+	p.cl.Close()
+	if n := p.retry.bytes() + p.main.bytes(); n > 0 {
+		p.log.Info("events left in the spool for the next start", "spool_bytes", n)
+	}
+	return errors.Join(errs...)
+}
