@@ -91,7 +91,7 @@ func (d *drainer) drainOnce() (progressed bool, err error) {
 		// lock while spooling: safe to go back to direct sends.
 		err := errors.Join(p.retry.reset(), p.main.reset())
 		p.state.Store(stateDirect)
-		p.full = false
+		p.full.Store(false)
 		p.mu.Unlock()
 		p.log.Info("spool drained; sending events directly again", "spool_drained_total", p.drained.Load())
 		return false, err
@@ -102,26 +102,29 @@ func (d *drainer) drainOnce() (progressed bool, err error) {
 		return false, err
 	}
 
-	n, consumed, corrupt, err := d.read(l.dir, seq, off, end)
+	n, consumed, bad, err := d.read(l.dir, seq, off, end)
 	if err != nil {
 		return false, err
 	}
-	if corrupt {
-		p.corrupt.Add(1)
-		p.log.Error("skipping the rest of a corrupt spool segment", "segment", filepath.Join(l.dir, segName(seq)), "offset", off+consumed)
+	if bad > 0 {
+		p.corrupt.Add(uint64(bad))
+		p.log.Error("skipped corrupt spool frames (their events are lost)", "segment", filepath.Join(l.dir, segName(seq)), "frames", bad)
 	}
 	acked := d.send(n)
 	// Commit the acknowledged prefix; if stopping left a suffix unsent, it
 	// stays in the spool for the next start.
-	commitTo := off
-	if acked > 0 {
-		commitTo = off + d.offs[acked-1]
-	}
-	if acked == n && corrupt {
-		commitTo = end
+	commitTo := off + consumed
+	if acked < n {
+		commitTo = off
+		if acked > 0 {
+			commitTo = off + d.offs[acked-1]
+		}
 	}
 	p.mu.Lock()
 	cerr := l.commit(seq, commitTo)
+	if p.full.Load() && p.retry.bytes()+p.main.bytes() < p.opts.SpoolMaxBytes {
+		p.full.Store(false) // Accepting turns true again: the API stops refusing
+	}
 	p.mu.Unlock()
 	p.drained.Add(uint64(acked))
 	p.produced.Add(uint64(acked))
@@ -129,18 +132,20 @@ func (d *drainer) drainOnce() (progressed bool, err error) {
 }
 
 // read loads up to one batch of whole frames from segment seq, starting at
-// off and ending before end, into d.recs. consumed is the bytes covered;
-// corrupt reports a bad frame, at which reading stopped.
-func (d *drainer) read(dir string, seq uint64, off, end int64) (n int, consumed int64, corrupt bool, err error) {
+// off and ending before end, into d.recs. consumed is the bytes covered by
+// the batch, including skipped frames; bad counts frames that failed their
+// checksum (skipped alone when their length is plausible, otherwise with the
+// rest of the segment, since frame boundaries are lost).
+func (d *drainer) read(dir string, seq uint64, off, end int64) (n int, consumed int64, bad int, err error) {
 	f, err := os.Open(filepath.Join(dir, segName(seq)))
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("spool: %w", err)
+		return 0, 0, 0, fmt.Errorf("spool: %w", err)
 	}
 	defer f.Close()
 	want := min(end-off, int64(len(d.buf)))
 	b := d.buf[:want]
 	if _, err := f.ReadAt(b, off); err != nil {
-		return 0, 0, false, fmt.Errorf("spool: reading segment: %w", err)
+		return 0, 0, 0, fmt.Errorf("spool: reading segment: %w", err)
 	}
 	// A single frame larger than the buffer: grow it and read again.
 	if len(b) >= frameHeader {
@@ -148,32 +153,40 @@ func (d *drainer) read(dir string, seq uint64, off, end int64) (n int, consumed 
 			d.buf = make([]byte, need)
 			b = d.buf
 			if _, err := f.ReadAt(b, off); err != nil {
-				return 0, 0, false, fmt.Errorf("spool: reading segment: %w", err)
+				return 0, 0, 0, fmt.Errorf("spool: reading segment: %w", err)
 			}
 		}
 	}
+	readAll := int64(len(b)) == end-off
 	var pos int64
 	for n < len(d.recs) && pos < int64(len(b)) {
 		fl, ferr := frameAt(b[pos:])
-		if ferr != nil {
-			// Frames below end were written whole, so a short frame is
-			// just the batch's byte limit unless we read up to end.
-			if errors.Is(ferr, errCorrupt) || int64(len(b)) == end-off {
-				corrupt = true
+		if ferr == nil {
+			ts, key, value, perr := parseFrame(b[pos+frameHeader : pos+int64(fl)])
+			if perr == nil {
+				d.recs[n] = kgo.Record{Key: key, Value: value, Timestamp: time.UnixMilli(ts), Topic: d.p.opts.Topic, Offset: -1}
+				pos += int64(fl)
+				d.offs[n] = pos
+				n++
+				continue
 			}
-			break
+			ferr = errCorrupt
 		}
-		ts, key, value, perr := parseFrame(b[pos+frameHeader : pos+int64(fl)])
-		if perr != nil {
-			corrupt = true
-			break
+		if !errors.Is(ferr, errCorrupt) && !readAll {
+			break // only the batch's byte limit: frames below end are whole
 		}
-		d.recs[n] = kgo.Record{Key: key, Value: value, Timestamp: time.UnixMilli(ts), Topic: d.p.opts.Topic, Offset: -1}
-		pos += int64(fl)
-		d.offs[n] = pos
-		n++
+		bad++
+		if fl > 0 {
+			pos += int64(fl) // checksum failed but the length is usable
+			continue
+		}
+		pos = int64(len(b)) // boundaries lost: give up on the rest
+		if !readAll {
+			pos = end - off
+		}
+		break
 	}
-	return n, pos, corrupt, nil
+	return n, pos, bad, nil
 }
 
 // send produces recs[:n] and waits for all of them, resending those Kafka

@@ -196,13 +196,13 @@ type Producer struct {
 	lastDone atomic.Int64                    // unix ns of the last direct promise: the stuck-record watchdog
 	state    atomic.Int32
 	closing  atomic.Bool
+	full     atomic.Bool // the spool reached SpoolMaxBytes; cleared by the drainer
 	inflight atomic.Int64 // direct records given to kgo, promise not yet run
 
 	mu      sync.Mutex // guards the spool logs and closed
 	retry   *segLog    // direct records that Kafka failed: sent before main
 	main    *segLog    // events that arrived while spooling
 	closed  bool
-	full    bool
 	scratch []byte // key buffer for spool appends
 
 	kick        chan struct{} // wakes the drainer
@@ -343,7 +343,7 @@ func (p *Producer) spoolNew(e *event.Event) (err error, retry bool) {
 		return nil, true
 	}
 	if p.retry.bytes()+p.main.bytes() >= p.opts.SpoolMaxBytes {
-		p.full = true
+		p.full.Store(true)
 		p.logFull()
 		if p.opts.FullPolicy == FullDrop {
 			p.dropped.Add(1)
@@ -352,7 +352,7 @@ func (p *Producer) spoolNew(e *event.Event) (err error, retry bool) {
 		p.refused.Add(1)
 		return ErrSpoolFull, false
 	}
-	p.full = false
+	p.full.Store(false)
 	p.scratch = event.Key(p.scratch[:0], e.ServiceID, e.AppID)
 	start := p.main.startFrame(e.Received, p.scratch)
 	p.main.wbuf = event.AppendEvent(p.main.wbuf, e)
@@ -552,11 +552,22 @@ func (p *Producer) waitDrained(ctx context.Context) {
 	}
 }
 
+// Accepting reports whether Append is expected to accept events now: false
+// after Close, and while the spool is full under FullRefuse. The API consults
+// it (smapi.SinkHealth) before counting usage, so a full spool becomes a 503
+// without usage counted but not recorded. It never blocks.
+func (p *Producer) Accepting() bool {
+	if p.closing.Load() {
+		return false
+	}
+	return p.opts.FullPolicy == FullDrop || !p.full.Load()
+}
+
 // Stats returns the current counters. It is cheap enough for every scrape.
 func (p *Producer) Stats() Stats {
 	p.mu.Lock()
 	bytes := p.retry.bytes() + p.main.bytes()
-	full := p.full && bytes >= p.opts.SpoolMaxBytes
+	full := p.full.Load()
 	p.mu.Unlock()
 	return Stats{
 		Produced:     p.produced.Load(),

@@ -158,14 +158,19 @@ func validPrefix(path string) (int64, error) {
 	var off int64
 	for {
 		n, err := frameAt(b[off:])
-		if err != nil {
-			return off, nil
+		if errors.Is(err, io.ErrUnexpectedEOF) || (err != nil && off+int64(n) >= int64(len(b))) {
+			return off, nil // a torn write: the last frame is incomplete or bad
+		}
+		if err != nil && n == 0 {
+			return off, nil // an absurd length: nothing after it can be framed
 		}
 		off += int64(n)
 	}
 }
 
 // frameAt checks the frame at the start of b and returns its total length.
+// On a checksum mismatch it returns errCorrupt with the length, which the
+// caller may use to skip just that frame.
 func frameAt(b []byte) (int, error) {
 	if len(b) < frameHeader {
 		return 0, io.ErrUnexpectedEOF
@@ -178,7 +183,7 @@ func frameAt(b []byte) (int, error) {
 		return 0, io.ErrUnexpectedEOF
 	}
 	if crc32.Checksum(b[frameHeader:frameHeader+int(n)], castagnoli) != binary.LittleEndian.Uint32(b[4:]) {
-		return 0, errCorrupt
+		return frameHeader + int(n), errCorrupt
 	}
 	return frameHeader + int(n), nil
 }
