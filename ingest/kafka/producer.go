@@ -196,7 +196,7 @@ type Producer struct {
 	lastDone atomic.Int64                    // unix ns of the last direct promise: the stuck-record watchdog
 	state    atomic.Int32
 	closing  atomic.Bool
-	full     atomic.Bool // the spool reached SpoolMaxBytes; cleared by the drainer
+	full     atomic.Bool  // the spool reached SpoolMaxBytes; cleared by the drainer
 	inflight atomic.Int64 // direct records given to kgo, promise not yet run
 
 	mu      sync.Mutex // guards the spool logs and closed

@@ -570,4 +570,3 @@ func BenchmarkThroughput(b *testing.B) {
 	b.StopTimer()
 	_ = p.Close(context.Background())
 }
-
