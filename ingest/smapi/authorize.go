@@ -12,8 +12,8 @@ import (
 )
 
 var (
-	msgNoConfig  = []byte("no configuration loaded")
-	msgSinkFull  = []byte("usage events cannot be recorded right now, retry later")
+	msgNoConfig = []byte("no configuration loaded")
+	msgSinkFull = []byte("usage events cannot be recorded right now, retry later")
 )
 
 // resolveService finds the service the call's credentials open. The order

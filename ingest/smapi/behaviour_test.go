@@ -101,7 +101,9 @@ func TestEvents(t *testing.T) {
 			x.Kind, x.AppID, x.Code = event.KindAuthrep, "app1", 201
 			x.Usage = []event.Usage{{Metric: "search", Value: 2}, {Metric: "hits", Value: 1}}
 		}),
-		with(base, func(x *event.Event) { x.Kind, x.AppID, x.Reason = event.KindDenied, "app-susp", "application_not_active" }),
+		with(base, func(x *event.Event) {
+			x.Kind, x.AppID, x.Reason = event.KindDenied, "app-susp", "application_not_active"
+		}),
 		with(base, func(x *event.Event) { x.Kind, x.AppID, x.Reason = event.KindDenied, "app1", "limits_exceeded" }),
 		with(base, func(x *event.Event) {
 			x.Kind, x.AppID, x.Code, x.TS = event.KindReport, "app2", 500, ts*1000

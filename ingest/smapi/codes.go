@@ -31,12 +31,12 @@ const (
 	errEndUsersNoLongerSupported
 	// Sluice's own, outside the 3scale table: transport-level limits and
 	// availability.
-	errRequestURITooLong      // 414
-	errRequestEntityTooLarge  // 413
-	errRequestHeaderTooLarge  // 431
-	errNotFound               // 404 unknown path
-	errMethodNotAllowed       // 405
-	errServiceUnavailable     // 503
+	errRequestURITooLong     // 414
+	errRequestEntityTooLarge // 413
+	errRequestHeaderTooLarge // 431
+	errNotFound              // 404 unknown path
+	errMethodNotAllowed      // 405
+	errServiceUnavailable    // 503
 	numErrCodes
 )
 

@@ -68,7 +68,7 @@ func testDocument() *catalog.Document {
 				{
 					ID: "svc-off", Tokens: []string{"st-a"}, State: "suspended",
 					AuthMode: "user_key", Metrics: metricsHS,
-					Plans: []catalog.PlanSpec{basic},
+					Plans:        []catalog.PlanSpec{basic},
 					Applications: []catalog.AppSpec{{ID: "off1", Plan: "basic", UserKey: "uk-off"}},
 				},
 			},

@@ -193,7 +193,7 @@ func parseAuthQuery(raw []byte, arena *[]byte, p *authParams) parseError {
 }
 
 var (
-	msgUsageFormat = []byte("usage must be sent as usage[METRIC]=VALUE")
+	msgUsageFormat  = []byte("usage must be sent as usage[METRIC]=VALUE")
 	msgTooMuchUsage = []byte("at most 64 usage entries are allowed per call or transaction")
 )
 
