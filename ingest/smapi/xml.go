@@ -239,7 +239,25 @@ func appendEscapedString(dst []byte, s string) []byte {
 	return dst
 }
 
-// appendTime writes unix seconds in TimeLayout, UTC.
+// appendTime writes unix seconds in TimeLayout, UTC. Digits are written by
+// hand: time.AppendFormat's layout interpretation was a quarter of the
+// authrep hot path.
 func appendTime(dst []byte, sec int64) []byte {
-	return time.Unix(sec, 0).UTC().AppendFormat(dst, TimeLayout)
+	t := time.Unix(sec, 0).UTC()
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 {
+		return t.AppendFormat(dst, TimeLayout)
+	}
+	h, mi, s := t.Clock()
+	dst = append(dst, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-')
+	dst = append2(dst, int(mo), '-')
+	dst = append2(dst, d, ' ')
+	dst = append2(dst, h, ':')
+	dst = append2(dst, mi, ':')
+	dst = append2(dst, s, ' ')
+	return append(dst, "+0000"...)
+}
+
+func append2(dst []byte, v int, sep byte) []byte {
+	return append(dst, byte('0'+v/10), byte('0'+v%10), sep)
 }
