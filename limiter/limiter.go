@@ -344,11 +344,18 @@ func constrained(sh *shard, a *app, req *Request, d *Decision, t instant) {
 // replay of the event log on restart, and reports carrying timestamps. The
 // usage counts into every window of the app's limits that contains at and
 // is still open now (for sliding windows: the sub-bucket of at, if it still
-// overlaps the window); windows already closed ignore it. Set entries set
-// the counter, as in ModeReport. Parents and flat are as in Request.
+// overlaps the window); windows already closed ignore it, and usage dated
+// after now counts as now. Set entries set the counter, as in ModeReport.
+// Parents and flat are as in Request.
 func (l *Limiter) Record(app AppKey, limits []Limit, parents []MetricID, usage []Usage, flat bool, at time.Time) {
 	t := instantOf(l.clock())
 	u := instantOf(at)
+	if u.ns > t.ns {
+		// Reports may carry timestamps a little ahead of this node's clock.
+		// Counting them now keeps them in the limits (and a sliding ring
+		// from jumping ahead and forgetting the present).
+		u = t
+	}
 	h := hashKey(app)
 	sh := &l.shards[h&l.mask]
 	sh.lock()
@@ -398,6 +405,9 @@ func (l *Limiter) Seed(app AppKey, metric MetricID, p Period, windowStart int64,
 	a := sh.get(app, h)
 	if p.Unit == Sliding {
 		u := instant{sec: windowStart, ns: windowStart * int64(time.Second)}
+		if u.ns > t.ns {
+			u = t
+		}
 		if value == 0 || !l.stillOpen(p, u, t) {
 			return
 		}

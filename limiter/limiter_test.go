@@ -321,3 +321,22 @@ func planHas(limits []Limit, m MetricID, p Period) bool {
 	}
 	return false
 }
+
+// TestRecordFuture checks that usage dated after now counts as now: it
+// neither escapes the limits nor pushes a sliding window ahead.
+func TestRecordFuture(t *testing.T) {
+	clock := newFakeClock("2024-12-31 23:59:50")
+	l := New(Options{Clock: clock.Now})
+	limits := []Limit{lim(mHits, "sliding:1m", 10), lim(mHits, "day", 10)}
+	var d Decision
+	l.Do(&Request{App: 1, Limits: limits, Parents: modelParents, Usage: []Usage{{Metric: mHits, Value: 4}}, Mode: ModeAuthRep}, &d)
+	l.Record(1, limits, modelParents, []Usage{{Metric: mHits, Value: 5}}, false, clock.Now().Add(30*time.Minute))
+	l.Do(&Request{App: 1, Limits: limits, Parents: modelParents, Mode: ModeAuthorize}, &d)
+	if got := currents(&d); got[0] != 9 || got[1] != 9 {
+		t.Errorf("after a future-dated record: %v, want 9 9", got)
+	}
+	l.Do(&Request{App: 1, Limits: limits, Parents: modelParents, Usage: []Usage{{Metric: mHits, Value: 2}}, Mode: ModeAuthRep}, &d)
+	if d.Allowed {
+		t.Errorf("9+2 > 10 admitted: %+v", d.Reports)
+	}
+}
