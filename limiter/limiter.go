@@ -181,6 +181,10 @@ func (l *Limiter) windowOf(p Period, t instant) (start, end int64) {
 	return l.bounds(p.Unit, t.sec)
 }
 
+// stackLimits is the largest plan whose per-limit state Do keeps on its
+// stack; larger plans use scratch space kept in the Decision.
+const stackLimits = 8
+
 // limitState is what Do works out once per limit of a request.
 type limitState struct {
 	id      uint64 // counter identity
@@ -196,8 +200,8 @@ type limitState struct {
 // Do applies req and fills d: d.Reports is reset to d.Reports[:0] and gets
 // one report per req.Limits entry, in the same order. It never blocks on I/O
 // and does not allocate once d.Reports has capacity (apart from growing the
-// shard's table when it meets a new app, and d's scratch space on its first
-// calls).
+// shard's table when it meets a new app, and, for plans of more than
+// stackLimits limits, scratch space kept in d on its first such call).
 //
 // With usage, only the limits whose metric the usage touches (directly or,
 // unless req.Flat, through a descendant) are checked; without usage, all
@@ -209,10 +213,17 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 	if cap(d.Reports) < n {
 		d.Reports = make([]Report, n)
 	}
-	if cap(d.scratch) < n {
-		d.scratch = make([]limitState, n)
+	d.Reports = d.Reports[:n]
+	var local [stackLimits]limitState
+	sc := local[:0]
+	if n <= stackLimits {
+		sc = local[:n]
+	} else {
+		if cap(d.scratch) < n {
+			d.scratch = make([]limitState, n)
+		}
+		sc = d.scratch[:n]
 	}
-	d.Reports, d.scratch = d.Reports[:n], d.scratch[:n]
 	setMode := req.Mode == ModeReport
 	noUsage := len(req.Usage) == 0
 
@@ -224,11 +235,11 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 	sh.lock()
 	a := sh.get(req.App, h)
 	for i := range req.Limits {
-		lim, st, r := &req.Limits[i], &d.scratch[i], &d.Reports[i]
+		lim, st, r := &req.Limits[i], &sc[i], &d.Reports[i]
 		st.id = counterID(lim.Metric, lim.Period)
 		st.first = true
 		for j := range i {
-			if d.scratch[j].id == st.id {
+			if sc[j].id == st.id {
 				st.first = false
 				break
 			}
@@ -241,8 +252,8 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 		r.Current, r.Exceeded = 0, false
 	}
 	allowed := true
-	for i := range d.scratch {
-		st, r := &d.scratch[i], &d.Reports[i]
+	for i := range sc {
+		st, r := &sc[i], &d.Reports[i]
 		st.cur, st.off = 0, -1
 		if a != nil {
 			if off := findOff(a.words(), st.id); off >= 0 {
@@ -265,8 +276,8 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 	}
 	if allowed && req.Mode != ModeAuthorize && !noUsage {
 		created := false // counters may have moved: offsets are stale
-		for i := range d.scratch {
-			st, r := &d.scratch[i], &d.Reports[i]
+		for i := range sc {
+			st, r := &sc[i], &d.Reports[i]
 			if !st.touched || (!st.set && st.delta == 0) {
 				continue
 			}
@@ -291,7 +302,7 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 		}
 	}
 	d.Allowed = allowed || setMode
-	constrained(sh, a, req, d, t)
+	constrained(sh, a, req, d, sc, t)
 	if sh.ops++; sh.ops%sweepEvery == 0 {
 		l.sweep(sh, t, sweepBudget)
 	}
@@ -300,11 +311,11 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 
 // constrained fills d.Constrained, d.Remaining and d.Reset from d.Reports,
 // and each report's Exceeded.
-func constrained(sh *shard, a *app, req *Request, d *Decision, t instant) {
+func constrained(sh *shard, a *app, req *Request, d *Decision, sc []limitState, t instant) {
 	best, bestRem, bestLen := -1, int64(0), int64(0)
 	noUsage := len(req.Usage) == 0
 	for i := range d.Reports {
-		r, st := &d.Reports[i], &d.scratch[i]
+		r, st := &d.Reports[i], &sc[i]
 		r.Exceeded = r.Current > r.Limit.Max
 		if !noUsage && !st.touched {
 			continue
@@ -330,7 +341,7 @@ func constrained(sh *shard, a *app, req *Request, d *Decision, t instant) {
 	case Sliding:
 		d.Reset = 0
 		if a != nil {
-			id := d.scratch[best].id
+			id := sc[best].id
 			if c := sh.find(a, id); c != nil {
 				d.Reset = slidingReset(c, slideOf(id), t.ns)
 			}

@@ -340,3 +340,16 @@ func TestRecordFuture(t *testing.T) {
 		t.Errorf("9+2 > 10 admitted: %+v", d.Reports)
 	}
 }
+
+// TestDoDoesNotAllocate checks Do's promise: no allocation once d.Reports
+// has capacity (for an app already known, so that no table grows).
+func TestDoDoesNotAllocate(t *testing.T) {
+	l := New(Options{})
+	req := &Request{App: 5, Limits: benchLimits, Parents: benchParents, Usage: []Usage{{Metric: 1, Value: 1}}, Mode: ModeAuthRep}
+	var warm Decision
+	l.Do(req, &warm)
+	d := &Decision{Reports: make([]Report, 0, len(benchLimits))}
+	if n := testing.AllocsPerRun(100, func() { l.Do(req, d) }); n != 0 {
+		t.Errorf("Do allocates %v times per call", n)
+	}
+}
