@@ -3,7 +3,7 @@ module github.com/sluice-dev/sluice
 go 1.26.8
 
 require (
-	github.com/3scale/3scale-go-client v0.5.1 // indirect
+	github.com/3scale/3scale-go-client v0.5.1
 	github.com/ClickHouse/ch-go v0.74.0 // indirect
 	github.com/ClickHouse/clickhouse-go/v2 v2.50.0 // indirect
 	github.com/andybalholm/brotli v1.2.6 // indirect
