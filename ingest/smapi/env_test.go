@@ -90,9 +90,8 @@ func testDocument() *catalog.Document {
 // recordingSink is a MemorySink whose acceptance tests can switch off.
 type recordingSink struct {
 	event.MemorySink
-	refuse    atomic.Bool // Accepting reports false
-	failNext  atomic.Bool // Append fails (the race after Accepting)
-	appendErr error
+	refuse   atomic.Bool // Accepting reports false
+	failNext atomic.Bool // Append fails (the race after Accepting)
 }
 
 func (s *recordingSink) Accepting() bool { return !s.refuse.Load() }
