@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -124,9 +125,14 @@ type consumed struct {
 // (then a little longer, to catch duplicates) or the deadline passes.
 func consume(t *testing.T, port int, want int, within time.Duration) consumed {
 	t.Helper()
+	return consumeTopic(t, port, testTopic, want, within)
+}
+
+func consumeTopic(t *testing.T, port int, topic string, want int, within time.Duration) consumed {
+	t.Helper()
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers("127.0.0.1:"+strconv.Itoa(port)),
-		kgo.ConsumeTopics(testTopic),
+		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
 	if err != nil {
@@ -570,3 +576,79 @@ func BenchmarkThroughput(b *testing.B) {
 	b.StopTimer()
 	_ = p.Close(context.Background())
 }
+
+// TestFailedRecordsAreSpooled produces to a topic that does not exist yet:
+// the records fail (UNKNOWN_TOPIC_OR_PARTITION until the delivery deadline
+// or the unknown-topic retry limit) and must be spooled, not dropped, then
+// delivered in order once the topic exists.
+func TestFailedRecordsAreSpooled(t *testing.T) {
+	port := freePort(t)
+	c := startBroker(t, port, "")
+	defer c.Close()
+	o := testOptions(t, port)
+	o.Topic = "sluice.usage.later"
+	p := newProducer(t, o)
+	src := newSource(3)
+	appendTimed(t, p, src, 500)
+	waitFor(t, "failed records to reach the spool", 20*time.Second, func() bool {
+		st := p.Stats()
+		return st.InFlight == 0 && st.Spooled == 500
+	})
+	st := p.Stats()
+	if st.Errors == 0 || st.Produced != 0 || st.Dropped != 0 {
+		t.Fatalf("stats %+v: want errors, nothing produced, nothing dropped", st)
+	}
+	appendTimed(t, p, src, 100) // behind the failed ones
+
+	adm, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	if _, err := kadm.NewClient(adm).CreateTopic(context.Background(), 3, 1, nil, o.Topic); err != nil {
+		t.Fatalf("creating topic: %v", err)
+	}
+	waitFor(t, "the spool to drain once the topic exists", 30*time.Second, func() bool {
+		st := p.Stats()
+		return !st.Spooling && st.SpoolDrained == 600
+	})
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	consumeTopic(t, port, o.Topic, 600, 20*time.Second).check(t, src, 600)
+}
+
+// BenchmarkAppendSpooling measures Append while the broker is unreachable:
+// every event goes to the on-disk spool.
+func BenchmarkAppendSpooling(b *testing.B) {
+	if testing.Short() {
+		b.Skip("writes a spool")
+	}
+	o := testOptions(b, freePort(b)) // nothing listens: the broker is down
+	o.MaxBuffered = 1
+	o.SpoolMaxBytes = 4 << 30
+	p := newProducer(b, o)
+	src := newSource(100)
+	evs := make([]event.Event, 1024)
+	for i := range evs {
+		src.next(&evs[i])
+	}
+	for i := 0; i < 10000; i++ { // reach spooling mode, warm buffers
+		_ = p.Append(&evs[i%len(evs)])
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := p.Append(&evs[i%len(evs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if st := p.Stats(); !st.Spooling || st.Spooled < uint64(b.N) {
+		b.Fatalf("not spooling: %+v", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_ = p.Close(ctx)
+}
+
