@@ -107,8 +107,8 @@ func BenchmarkAuthrepHandler(b *testing.B) {
 // TestAuthrepServeDoesNotAllocate keeps the zero-allocation promise in the
 // ordinary test run, not only in benchmarks.
 func TestAuthrepServeDoesNotAllocate(t *testing.T) {
-	if testing.Short() {
-		t.Skip("allocation count")
+	if testing.Short() || raceEnabled {
+		t.Skip("allocation counts need a normal (not -short, not -race) build")
 	}
 	e := newEnv(t)
 	plan := e.snap.Services["svc-a"].Apps["app1"].Plan

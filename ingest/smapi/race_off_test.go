@@ -1,0 +1,5 @@
+//go:build !race
+
+package smapi
+
+const raceEnabled = false
