@@ -203,7 +203,8 @@ type Producer struct {
 	retry   *segLog    // direct records that Kafka failed: sent before main
 	main    *segLog    // events that arrived while spooling
 	closed  bool
-	scratch []byte // key buffer for spool appends
+	scratch []byte   // key buffer for spool appends
+	lock    *os.File // flock on SpoolDir/LOCK, released by Close
 
 	kick        chan struct{} // wakes the drainer
 	stop        chan struct{} // closed by Close: background goroutines exit
@@ -227,12 +228,23 @@ func New(opts Options) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
+	lock, err := lockDir(opts.SpoolDir)
+	if err != nil {
+		return nil, err
+	}
+	unlock := func() {
+		if lock != nil {
+			lock.Close()
+		}
+	}
 	retry, err := openSegLog(filepath.Join(opts.SpoolDir, "retry"), opts.SpoolSegmentBytes)
 	if err != nil {
+		unlock()
 		return nil, err
 	}
 	mainLog, err := openSegLog(filepath.Join(opts.SpoolDir, "main"), opts.SpoolSegmentBytes)
 	if err != nil {
+		unlock()
 		return nil, err
 	}
 	kopts := []kgo.Opt{
@@ -253,6 +265,7 @@ func New(opts Options) (*Producer, error) {
 	kopts = append(kopts, opts.ClientOpts...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("kafka: creating client: %w", err)
 	}
 	p := &Producer{
@@ -261,6 +274,7 @@ func New(opts Options) (*Producer, error) {
 		log:   opts.Logger.With("component", "kafka-producer", "topic", opts.Topic),
 		retry: retry,
 		main:  mainLog,
+		lock:  lock,
 		kick:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
 	}
@@ -621,6 +635,9 @@ func (p *Producer) Close(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	p.cl.Close()
+	if p.lock != nil {
+		p.lock.Close()
+	}
 	if n := p.retry.bytes() + p.main.bytes(); n > 0 {
 		p.log.Info("events left in the spool for the next start", "spool_bytes", n)
 	}

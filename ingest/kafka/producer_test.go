@@ -652,3 +652,19 @@ func BenchmarkAppendSpooling(b *testing.B) {
 	_ = p.Close(ctx)
 }
 
+func TestSpoolDirLocked(t *testing.T) {
+	port := freePort(t)
+	c := startBroker(t, port, "")
+	defer c.Close()
+	o := testOptions(t, port)
+	p := newProducer(t, o)
+	if p2, err := New(o); err == nil {
+		p2.Close(context.Background())
+		t.Fatal("a second producer opened a spool directory in use")
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p3 := newProducer(t, o) // free again after Close
+	p3.Close(context.Background())
+}
