@@ -206,6 +206,8 @@ type Producer struct {
 	scratch []byte   // key buffer for spool appends
 	lock    *os.File // flock on SpoolDir/LOCK, released by Close
 
+	lastWriteErrLog int64 // unix ns; guarded by mu
+
 	kick        chan struct{} // wakes the drainer
 	stop        chan struct{} // closed by Close: background goroutines exit
 	drainCtx    context.Context
@@ -333,7 +335,7 @@ func (p *Producer) Append(e *event.Event) error {
 				return nil
 			}
 			p.inflight.Add(-1)
-			p.enterSpooling("produce buffer full (broker slow or down)")
+			p.enterSpooling("produce buffer full (broker slow or down)", nil)
 		} else {
 			p.inflight.Add(-1)
 		}
@@ -375,7 +377,23 @@ func (p *Producer) spoolNew(e *event.Event) (err error, retry bool) {
 		return fmt.Errorf("kafka: spooling event: %w", err), false
 	}
 	p.spooled.Add(1)
+	if err := p.main.flushBig(); err != nil {
+		p.spoolWriteFailed(err)
+	}
 	return nil, false
+}
+
+// spoolWriteFailed reports a failed spool write (full or failing disk). The
+// frames stay in memory and are retried; the error is counted and logged at
+// most every 10 seconds. Called with p.mu held.
+func (p *Producer) spoolWriteFailed(err error) {
+	p.errs.Add(1)
+	now := time.Now().UnixNano()
+	if last := p.lastWriteErrLog; now-last >= int64(10*time.Second) {
+		p.lastWriteErrLog = now
+		p.log.Error("cannot write the event spool; spooled events are held in memory until the disk recovers",
+			"err", err, "spool_bytes", p.retry.bytes()+p.main.bytes())
+	}
 }
 
 // logFull logs the full-spool condition at most once every 10 seconds.
@@ -390,9 +408,9 @@ func (p *Producer) logFull() {
 		"max_bytes", p.opts.SpoolMaxBytes, "refused_total", p.refused.Load(), "dropped_total", p.dropped.Load())
 }
 
-func (p *Producer) enterSpooling(why string) {
+func (p *Producer) enterSpooling(why string, err error) {
 	if p.state.CompareAndSwap(stateDirect, stateSpooling) {
-		p.log.Warn("spooling events to disk", "reason", why)
+		p.log.Warn("spooling events to disk", "reason", why, "err", err)
 		p.wake()
 	}
 }
@@ -413,7 +431,7 @@ func (p *Producer) directDone(r *kgo.Record, err error) {
 		p.produced.Add(1)
 	} else {
 		p.errs.Add(1)
-		p.enterSpooling("produce failed: " + err.Error())
+		p.enterSpooling("produce failed", err)
 		p.mu.Lock()
 		start := p.retry.startFrame(r.Timestamp.UnixMilli(), r.Key)
 		p.retry.wbuf = append(p.retry.wbuf, r.Value...)
@@ -422,6 +440,9 @@ func (p *Producer) directDone(r *kgo.Record, err error) {
 			p.log.Error("lost an event: could not write it to the spool", "err", werr)
 		} else {
 			p.spooled.Add(1)
+			if err := p.retry.flushBig(); err != nil {
+				p.spoolWriteFailed(err)
+			}
 		}
 		p.mu.Unlock()
 	}
@@ -517,8 +538,7 @@ func (p *Producer) syncSpool() {
 	for _, l := range []*segLog{p.retry, p.main} {
 		tail, ret, err := l.syncTargets()
 		if err != nil {
-			p.errs.Add(1)
-			p.log.Error("writing spool", "err", err)
+			p.spoolWriteFailed(err)
 		}
 		if tail != nil {
 			tails = append(tails, tail)

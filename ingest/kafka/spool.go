@@ -213,8 +213,9 @@ func (l *segLog) startFrame(ts int64, key []byte) int {
 	return start
 }
 
-// endFrame fills in the header of the frame started at start and writes the
-// buffer out when it is large enough.
+// endFrame fills in the header of the frame started at start. It fails
+// only for a frame over the size limit, which it removes again. The frame
+// stays in memory until flushBig or the syncer writes it out.
 func (l *segLog) endFrame(start int) error {
 	payload := l.wbuf[start+frameHeader:]
 	if len(payload) > maxFrameBytes {
@@ -223,6 +224,11 @@ func (l *segLog) endFrame(start int) error {
 	}
 	binary.LittleEndian.PutUint32(l.wbuf[start:], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(l.wbuf[start+4:], crc32.Checksum(payload, castagnoli))
+	return nil
+}
+
+// flushBig writes the buffer out once it holds wbufFlush bytes.
+func (l *segLog) flushBig() error {
 	if len(l.wbuf) >= wbufFlush {
 		return l.flush()
 	}
@@ -258,18 +264,26 @@ func (l *segLog) flush() error {
 		}
 		l.segs = append(l.segs, segInfo{seq: seq})
 	}
+	tail := &l.segs[len(l.segs)-1]
 	n, err := l.w.Write(l.wbuf)
-	l.segs[len(l.segs)-1].size += int64(n)
-	l.diskBytes += int64(n)
 	l.dirty = true
 	if err != nil {
-		// A partial write leaves a torn frame; the segment is closed so the
-		// torn bytes are never followed by more frames, and recovery on the
-		// next open (or the drainer's checksum) stops at them.
-		_ = l.closeTail()
-		l.wbuf = l.wbuf[:0]
+		// The frames stay in wbuf (accepted events are not given up on a
+		// full or failing disk; SpoolMaxBytes bounds the buffer) and are
+		// written again by the next flush. Undo a partial write; if that
+		// fails too, retire the segment so its torn tail is never followed
+		// by frames (the drainer skips it as corrupt, the frames are
+		// rewritten whole in the next segment).
+		if n > 0 && l.w.Truncate(tail.size) != nil {
+			tail.size += int64(n)
+			l.diskBytes += int64(n)
+			l.retired = append(l.retired, l.w)
+			l.w = nil
+		}
 		return fmt.Errorf("spool: writing segment: %w", err)
 	}
+	tail.size += int64(n)
+	l.diskBytes += int64(n)
 	l.wbuf = l.wbuf[:0]
 	return nil
 }
