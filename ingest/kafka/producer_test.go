@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -125,13 +126,18 @@ type consumed struct {
 // (then a little longer, to catch duplicates) or the deadline passes.
 func consume(t *testing.T, port int, want int, within time.Duration) consumed {
 	t.Helper()
-	return consumeTopic(t, port, testTopic, want, within)
+	return consumeFrom(t, []string{"127.0.0.1:" + strconv.Itoa(port)}, testTopic, want, within)
 }
 
 func consumeTopic(t *testing.T, port int, topic string, want int, within time.Duration) consumed {
 	t.Helper()
+	return consumeFrom(t, []string{"127.0.0.1:" + strconv.Itoa(port)}, topic, want, within)
+}
+
+func consumeFrom(t *testing.T, brokers []string, topic string, want int, within time.Duration) consumed {
+	t.Helper()
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers("127.0.0.1:"+strconv.Itoa(port)),
+		kgo.SeedBrokers(brokers...),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
@@ -667,4 +673,47 @@ func TestSpoolDirLocked(t *testing.T) {
 	}
 	p3 := newProducer(t, o) // free again after Close
 	p3.Close(context.Background())
+}
+
+// TestExternalBroker runs the produce/consume round trip against a real
+// Kafka broker (Apache Kafka from deploy/kafka) when SLUICE_KAFKA_BROKERS
+// names it, e.g. SLUICE_KAFKA_BROKERS=127.0.0.1:9092. It checks what kfake
+// cannot vouch for: that the real broker accepts the idempotent, lz4
+// compressed, xxhash-keyed batches.
+func TestExternalBroker(t *testing.T) {
+	brokers := os.Getenv("SLUICE_KAFKA_BROKERS")
+	if brokers == "" {
+		t.Skip("set SLUICE_KAFKA_BROKERS=host:port to run against an Apache Kafka broker")
+	}
+	seeds := strings.Split(brokers, ",")
+	topic := fmt.Sprintf("sluice.usage.test.%d", time.Now().UnixNano())
+	adm, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(adm).CreateTopic(ctx, 4, 1, nil, topic); err != nil {
+		t.Fatalf("creating topic %s on %s: %v", topic, brokers, err)
+	}
+	for _, codec := range []string{"lz4", "zstd"} {
+		t.Run(codec, func(t *testing.T) {
+			o := Options{Brokers: seeds, Topic: topic, SpoolDir: t.TempDir(), Compression: codec, Logger: quietLogger()}
+			p := newProducer(t, o)
+			src := newSource(5)
+			const n = 5000
+			appendTimed(t, p, src, n)
+			if err := p.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if st := p.Stats(); st.Produced != n || st.Spooled != 0 {
+				t.Fatalf("stats %+v: want %d produced directly", st, n)
+			}
+		})
+	}
+	got := consumeFrom(t, seeds, topic, 10000, 30*time.Second)
+	if len(got.byID) != 10000 || got.duplicates != 0 {
+		t.Fatalf("consumed %d distinct events, %d duplicates; want 10000, 0", len(got.byID), got.duplicates)
+	}
 }
