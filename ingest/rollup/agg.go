@@ -2,6 +2,7 @@ package rollup
 
 import (
 	"time"
+	"unsafe"
 
 	"github.com/sluice-dev/sluice/ingest/event"
 )
@@ -158,6 +159,13 @@ type rawColumns struct {
 	node                []string
 	kp                  []int32
 	ko                  []int64
+
+	// Arenas the per-row slices and ids point into, reused across batches
+	// (rows are only read by the insert of the batch that built them).
+	idBuf     []byte
+	metricBuf []string
+	valueBuf  []int64
+	setBuf    []uint8
 }
 
 func (c *rawColumns) reset() {
@@ -167,6 +175,18 @@ func (c *rawColumns) reset() {
 	c.metrics, c.values, c.sets = c.metrics[:0], c.values[:0], c.sets[:0]
 	c.code, c.reason, c.region, c.node = c.code[:0], c.reason[:0], c.region[:0], c.node[:0]
 	c.kp, c.ko = c.kp[:0], c.ko[:0]
+	c.idBuf, c.metricBuf, c.valueBuf, c.setBuf = c.idBuf[:0], c.metricBuf[:0], c.valueBuf[:0], c.setBuf[:0]
+}
+
+// arenaID returns the id as a string backed by the arena. When the arena
+// grows, earlier strings keep the old array alive, so they stay valid.
+func (c *rawColumns) arenaID(id [16]byte) string {
+	if cap(c.idBuf)-len(c.idBuf) < 16 {
+		c.idBuf = make([]byte, 0, max(2*cap(c.idBuf), 16<<10))
+	}
+	n := len(c.idBuf)
+	c.idBuf = append(c.idBuf, id[:]...)
+	return unsafe.String(&c.idBuf[n], 16)
 }
 
 func (c *rawColumns) len() int { return len(c.ko) }
@@ -175,24 +195,25 @@ func (c *rawColumns) add(e *event.Event, kp int32, ko int64) {
 	c.t = append(c.t, floorDiv(e.TS, 1000))
 	c.tsMS = append(c.tsMS, e.TS)
 	c.receivedMS = append(c.receivedMS, e.Received)
-	c.id = append(c.id, string(e.ID[:]))
+	c.id = append(c.id, c.arenaID(e.ID))
 	c.kind = append(c.kind, uint8(e.Kind))
 	c.tenant = append(c.tenant, e.TenantID)
 	c.service = append(c.service, e.ServiceID)
 	c.app = append(c.app, e.AppID)
 	c.plan = append(c.plan, e.PlanID)
-	ms := make([]string, len(e.Usage))
-	vs := make([]int64, len(e.Usage))
-	ss := make([]uint8, len(e.Usage))
-	for i, u := range e.Usage {
-		ms[i], vs[i] = u.Metric, u.Value
+	m0, v0, s0 := len(c.metricBuf), len(c.valueBuf), len(c.setBuf)
+	for _, u := range e.Usage {
+		c.metricBuf = append(c.metricBuf, u.Metric)
+		c.valueBuf = append(c.valueBuf, u.Value)
+		var set uint8
 		if u.Set {
-			ss[i] = 1
+			set = 1
 		}
+		c.setBuf = append(c.setBuf, set)
 	}
-	c.metrics = append(c.metrics, ms)
-	c.values = append(c.values, vs)
-	c.sets = append(c.sets, ss)
+	c.metrics = append(c.metrics, c.metricBuf[m0:len(c.metricBuf):len(c.metricBuf)])
+	c.values = append(c.values, c.valueBuf[v0:len(c.valueBuf):len(c.valueBuf)])
+	c.sets = append(c.sets, c.setBuf[s0:len(c.setBuf):len(c.setBuf)])
 	c.code = append(c.code, e.Code)
 	c.reason = append(c.reason, e.Reason)
 	c.region = append(c.region, e.Region)

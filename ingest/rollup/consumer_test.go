@@ -117,7 +117,11 @@ func waitCaughtUp(t testing.TB, conn driver.Conn, ends map[int32]int64, timeout 
 
 func quietLogger() *slog.Logger {
 	if os.Getenv("SLUICE_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+		lvl := slog.LevelInfo
+		if os.Getenv("SLUICE_TEST_LOG") == "debug" {
+			lvl = slog.LevelDebug
+		}
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
@@ -157,6 +161,7 @@ func TestConsumerExactHierarchyAndReplay(t *testing.T) {
 		t.Errorf("stats %+v, want 30000 events", st)
 	}
 	checkTables(t, conn, m)
+	checkRaw(t, conn, m)
 
 	rows := func() (n uint64) {
 		for _, tb := range chschema.Tables {

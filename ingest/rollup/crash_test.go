@@ -143,9 +143,18 @@ func TestCrashExactlyOnce(t *testing.T) {
 	wg.Wait()
 	t.Logf("rollup killed %d times, ClickHouse killed once", kills)
 
+	ends := endOffsets(t, brokers)
+	var total int64
+	for _, e := range ends {
+		total += e
+	}
+	if total != events {
+		t.Errorf("the topic holds %d records, want %d", total, events)
+	}
 	c := startChild(t, brokers, ch.Addr(), logf)
-	waitCaughtUp(t, conn, endOffsets(t, brokers), 90*time.Second)
+	waitCaughtUp(t, conn, ends, 90*time.Second)
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	<-c.done
 	checkTables(t, conn, m)
+	checkRaw(t, conn, m)
 }

@@ -53,11 +53,22 @@ type model struct {
 	usage   map[sumKey]int64
 	denials map[sumKey]int64
 	sets    int
+	// events and the sum of every usage value as sent, for events_raw
+	events, rawSum int64
+	ids            map[[16]byte]bool
 }
 
 func newModel() *model { return &model{usage: map[sumKey]int64{}, denials: map[sumKey]int64{}} }
 
 func (m *model) add(e *event.Event) {
+	m.events++
+	for _, u := range e.Usage {
+		m.rawSum += u.Value
+	}
+	if m.ids == nil {
+		m.ids = map[[16]byte]bool{}
+	}
+	m.ids[e.ID] = true
 	min := e.TS / 60000 * 60
 	if e.Kind == event.KindDenied {
 		m.denials[sumKey{e.AppID, e.Reason, min}]++
@@ -140,6 +151,20 @@ func chSums(t testing.TB, conn driver.Conn, table string) (usage, denials map[su
 		t.Fatal(err)
 	}
 	return usage, denials
+}
+
+// checkRaw compares events_raw with the model: one row per event, every id
+// once, values as sent.
+func checkRaw(t testing.TB, conn driver.Conn, m *model) {
+	t.Helper()
+	var n, ids uint64
+	var sum int64
+	if err := conn.QueryRow(context.Background(), "SELECT count(), uniqExact(id), sum(arraySum(values)) FROM "+testDB+".events_raw WHERE tenant_id = 't1'").Scan(&n, &ids, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if int64(n) != m.events || int64(ids) != int64(len(m.ids)) || sum != m.rawSum {
+		t.Errorf("events_raw: %d rows, %d ids, sum %d; want %d, %d, %d", n, ids, sum, m.events, len(m.ids), m.rawSum)
+	}
 }
 
 // regrainModel folds minute sums into a coarser grain.

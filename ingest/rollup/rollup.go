@@ -191,6 +191,8 @@ func (r *Rollup) session(ctx context.Context) error {
 		}
 	}
 	w := newWriter(conn, o.Database, o.Hierarchy, o.Raw, o.Logger, &r.st)
+	o.Logger.Info("rollup: session starting", "brokers", o.Brokers, "topic", o.Topic, "group", o.Group,
+		"clickhouse", o.ClickHouseAddr, "database", o.Database, "raw", o.Raw)
 
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(o.Brokers...),
@@ -228,9 +230,11 @@ func (r *Rollup) session(ctx context.Context) error {
 			return nil
 		}
 		if len(recs) > 0 {
+			t0 := time.Now()
 			if err := r.writeRetry(ctx, w, recs); err != nil {
 				return err
 			}
+			o.Logger.Debug("rollup: batch written", "records", len(recs), "took", time.Since(t0))
 			// A hint only: the resume offsets come from ClickHouse.
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if err := cl.CommitUncommittedOffsets(cctx); err != nil && ctx.Err() == nil {

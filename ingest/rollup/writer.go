@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/event"
@@ -79,6 +80,9 @@ func newWriter(conn driver.Conn, db string, h Hierarchy, raw bool, log *slog.Log
 // partition a table has no marker for starts at offset 0 in that table (the
 // earliest record Kafka still has).
 func (w *writer) load(ctx context.Context, kps []int32) error {
+	if err := w.fence(ctx, kps); err != nil {
+		return err
+	}
 	got := make(map[string]map[int32]int64, len(w.tables))
 	for _, t := range w.tables {
 		m, err := chschema.Markers(ctx, w.conn, w.db, t)
@@ -93,6 +97,50 @@ func (w *writer) load(ctx context.Context, kps []int32) error {
 		for _, kp := range kps {
 			w.next[t][kp] = got[t][kp] // 0 when absent
 		}
+	}
+	return nil
+}
+
+// queryIDPrefix starts the query_id of every rollup insert into db; the
+// rest names the table and the Kafka partitions the insert covers
+// (".p0.p3."), so that fence can find inserts touching a partition.
+func queryIDPrefix(db string) string { return "sluice-rollup:" + db + ":" }
+
+func (w *writer) queryID(table string, markers []marker) string {
+	var sb strings.Builder
+	sb.WriteString(queryIDPrefix(w.db))
+	sb.WriteString(table)
+	sb.WriteString(":.")
+	for _, m := range markers {
+		sb.WriteByte('p')
+		sb.WriteString(strconv.Itoa(int(m.kp)))
+		sb.WriteByte('.')
+	}
+	sb.WriteByte(':')
+	sb.WriteString(strconv.FormatInt(time.Now().UnixNano(), 36))
+	return sb.String()
+}
+
+// fence ends every rollup insert still running on the server that covers
+// one of kps (KILL QUERY ... SYNC), so that the markers read next are final.
+// Such an insert belongs to a writer that died or gave up: a process killed
+// right after sending a block leaves the server to finish the insert on its
+// own, possibly after the next owner has read the markers, which would count
+// that block twice. Once the query is gone, its part is either committed
+// (and its markers visible) or never will be.
+func (w *writer) fence(ctx context.Context, kps []int32) error {
+	if len(kps) == 0 {
+		return nil
+	}
+	var conds []string
+	for _, kp := range kps {
+		conds = append(conds, "query_id LIKE '"+queryIDPrefix(w.db)+"%.p"+strconv.Itoa(int(kp))+".%'")
+	}
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	q := "KILL QUERY WHERE " + strings.Join(conds, " OR ") + " SYNC"
+	if err := w.conn.Exec(chschema.Settings(fctx, 30*time.Second), q); err != nil {
+		return fmt.Errorf("rollup: fence in-flight inserts: %w", err)
 	}
 	return nil
 }
@@ -134,6 +182,31 @@ func (w *writer) forget(kps []int32) {
 func (w *writer) write(ctx context.Context, recs []Record, now time.Time) error {
 	if len(recs) == 0 {
 		return nil
+	}
+	// Records of a partition this writer was not assigned (or has been
+	// revoked) must not be written: their thresholds are unknown, and
+	// another member may own the partition now.
+	w.mu.Lock()
+	owned := w.next[w.tables[0]]
+	var keep []Record
+	for i, r := range recs {
+		if _, ok := owned[r.Partition]; !ok {
+			if keep == nil {
+				keep = append(make([]Record, 0, len(recs)), recs[:i]...)
+			}
+			continue
+		}
+		if keep != nil {
+			keep = append(keep, r)
+		}
+	}
+	w.mu.Unlock()
+	if keep != nil {
+		w.log.Warn("rollup: dropped records of partitions not assigned to this member", "records", len(recs)-len(keep))
+		recs = keep
+		if len(recs) == 0 {
+			return nil
+		}
 	}
 	last := map[int32]int64{}
 	for _, r := range recs {
@@ -233,6 +306,8 @@ func (w *writer) insert(ctx context.Context, table string, markers []marker, wri
 	ctx, cancel := context.WithTimeout(ctx, w.insertTimeout)
 	defer cancel()
 	ctx = chschema.Settings(ctx, w.insertTimeout)
+	ctx = clickhouse.Context(ctx, clickhouse.WithQueryID(w.queryID(table, markers)),
+		clickhouse.WithSettings(clickhouse.Settings{"max_execution_time": int(w.insertTimeout / time.Second)}))
 	switch table {
 	case chschema.UsageMinute:
 		return w.insertUsage(ctx, table, w.agg.minute, markers, written, now)

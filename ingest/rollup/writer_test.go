@@ -80,6 +80,7 @@ func TestWriterExactAndReplayHarmless(t *testing.T) {
 		}
 	}
 	checkTables(t, conn, m)
+	checkRaw(t, conn, m)
 	var sets uint64
 	if err := conn.QueryRow(ctx, "SELECT count() FROM "+testDB+".usage_sets WHERE tenant_id = 't1'").Scan(&sets); err != nil || int(sets) != m.sets {
 		t.Errorf("usage_sets rows = %d (%v), want %d", sets, err, m.sets)
@@ -128,4 +129,25 @@ func TestWriterCompletesPartialBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkTables(t, conn, m)
+}
+
+// Records of a partition the writer does not own are never written.
+func TestWriterDropsUnassignedPartitions(t *testing.T) {
+	_, conn := startCH(t)
+	ctx := context.Background()
+	recs, _ := records(3000, 3, 4)
+	w := newWriter(conn, testDB, testHierarchy, false, nil, nil)
+	if err := w.load(ctx, []int32{0, 1}); err != nil { // partition 2 is not ours
+		t.Fatal(err)
+	}
+	if err := w.write(ctx, recs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ResumeOffsets(ctx, conn, testDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != 1000 || got[1] != 1000 || len(got) != 2 {
+		t.Errorf("ResumeOffsets = %v, want partitions 0 and 1 at 1000", got)
+	}
 }

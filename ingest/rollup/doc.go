@@ -1,0 +1,86 @@
+// Package rollup is the rollup role: a Kafka consumer group (default group
+// "sluice-rollup" on topic "sluice.usage") that folds usage events into
+// ClickHouse rollups exactly once, however it is killed.
+//
+// # What it writes
+//
+// Each batch of records (up to Options.MaxBatchEvents, or what arrived within
+// Options.MaxBatchWait) is decoded and aggregated in memory per (tenant,
+// service, app, plan, metric, reason, code, region, minute). The metric
+// hierarchy is applied from the configuration in force at rollup time
+// (Hierarchy): a child's usage is added to each ancestor too. Denied events
+// become denial rows (metric "", reason set, value = calls). The batch is then
+// written as ONE insert into each table: usage_minute, usage_hour, usage_day,
+// usage_month (the minute rows regrained in memory), usage_sets and, with
+// Options.Raw, events_raw. The tables are described in ingest/chschema.
+//
+// Sets ("#N", which replace a counter instead of adding to it) are not usage
+// and are not summed: each becomes one usage_sets row (tenant, service, app,
+// metric, ts, value), raw as sent, without the hierarchy. OpenWindowSums does
+// not apply them; a limiter restore that must honour a set reads usage_sets.
+//
+// # Why replays never double count
+//
+// Kafka delivery is at-least-once: after a crash, records are read again.
+// The argument that this is harmless rests on three facts.
+//
+//  1. An insert of one block into one MergeTree table is atomic: the server
+//     writes the block as one new part and makes it visible at once, or not at
+//     all. A block splits into several parts only when its rows fall into
+//     several partitions; every table is partitioned by `written`, the UTC
+//     date of the batch, which is the same for every row of an insert, so each
+//     insert is exactly one part. A client killed mid-insert leaves either the
+//     whole part (the server got the whole block) or nothing.
+//  2. Each insert carries, in the same block, one marker row per Kafka
+//     partition of the batch (tenant_id "", kp = partition, ko = last offset +
+//     1). So a table contains the records of partition p below M exactly,
+//     where M is the largest marker for p in that table: records are written
+//     in offset order, and a record's rows land in the same part as the marker
+//     that covers it.
+//  3. Inserts into different tables are not atomic together, so the writer
+//     keeps M per table, not one per batch. A record below a table's M is
+//     skipped for that table only. A batch that reached usage_minute but not
+//     usage_hour (a kill between the two inserts, or a failed insert) is
+//     completed on replay for usage_hour alone.
+//
+// On assignment of a partition (kgo AdjustFetchOffsetsFn), the consumer reads
+// every table's markers and seeks to the smallest M: the group's committed
+// offsets are ignored (they are committed after each write only as a hint for
+// lag monitoring), so ClickHouse being ahead or behind Kafka's view, or a new
+// group name, changes nothing. A partition some table has no marker for is
+// read from the start of the log. When an insert fails, its outcome is
+// unknown (it may have landed before the connection broke), so the writer
+// rereads the markers before retrying; the retry then writes only the tables
+// that lack the batch. A batch that cannot be written for
+// Options.WriteRetryFor ends the session: the client leaves the group and a
+// new session resumes from ClickHouse. Consumption never advances past a
+// batch that is not in ClickHouse.
+//
+// Rebalances cannot move a partition mid-batch: the client blocks rebalances
+// while a batch is in hand (kgo.BlockRebalanceOnPoll) and allows them between
+// batches, after which a new owner starts from the markers. The only way to
+// get two writers for one partition is a member that keeps writing after
+// losing its session without noticing (a process stalled longer than the
+// session timeout while a rebalance completed); WriteRetryFor is kept below
+// the rebalance timeout so that waiting for ClickHouse is not such a stall.
+//
+// Markers and retention: old partitions are dropped by
+// chschema.DropExpired, which first copies each Kafka partition's newest
+// marker forward if it would be dropped (markers are maxima, so a duplicate
+// copy is harmless). Marker rows cost one row per table, Kafka partition and
+// batch.
+//
+// What this does not cover: ClickHouse losing data it acknowledged (it does
+// not fsync parts by default, so a power loss can lose recent parts; a
+// process kill of ClickHouse cannot) and a restore of ClickHouse from an old
+// backup (then the consumer resumes from the backup's markers, which is
+// right as long as Kafka still has the records).
+//
+// # Restoring counters
+//
+// ResumeOffsets says where every table is complete. OpenWindowSums reads the
+// usage of every open calendar window (minute to eternity) together with,
+// per unit, the markers of the table it was read from, in the same SELECT,
+// so sums and offsets come from one snapshot; a tail replay applies a record
+// to a unit's counters only when OpenWindows.Includes is false.
+package rollup
