@@ -56,6 +56,18 @@
 // new session resumes from ClickHouse. Consumption never advances past a
 // batch that is not in ClickHouse.
 //
+// A writer killed right after sending a block leaves the server to finish
+// that insert on its own (the block may still be in the socket buffers);
+// if the next owner read the markers before it committed, the block would be
+// counted twice (the crash test caught exactly this). So before reading
+// markers, the writer fences: every insert carries a query_id naming the
+// database, table and Kafka partitions it covers, and the new owner runs
+// KILL QUERY ... SYNC on the inserts touching its partitions. When that
+// returns, each such insert is either committed, with its markers visible,
+// or gone for good. What remains is a window of a few milliseconds in which
+// the server has not yet read the dead writer's query from its socket at
+// all; the new owner starts well after that (process start, group join).
+//
 // Rebalances cannot move a partition mid-batch: the client blocks rebalances
 // while a batch is in hand (kgo.BlockRebalanceOnPoll) and allows them between
 // batches, after which a new owner starts from the markers. The only way to

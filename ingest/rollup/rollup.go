@@ -54,6 +54,12 @@ type Options struct {
 	// so that a member stuck on ClickHouse never outlives its assignment.
 	WriteRetryFor time.Duration
 
+	// Retention, if not nil, is applied every RetentionEvery (default 1h)
+	// by chschema.Retention.Apply. Several members applying it at once is
+	// harmless. Nil: no retention here (run it elsewhere, or keep all).
+	Retention      chschema.Retention
+	RetentionEvery time.Duration
+
 	// Logger receives progress and errors. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -91,6 +97,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.RetentionEvery <= 0 {
+		o.RetentionEvery = time.Hour
 	}
 	return nil
 }
@@ -190,6 +199,11 @@ func (r *Rollup) session(ctx context.Context) error {
 			return err
 		}
 	}
+	if o.Retention != nil {
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go r.retention(rctx, conn)
+	}
 	w := newWriter(conn, o.Database, o.Hierarchy, o.Raw, o.Logger, &r.st)
 	o.Logger.Info("rollup: session starting", "brokers", o.Brokers, "topic", o.Topic, "group", o.Group,
 		"clickhouse", o.ClickHouseAddr, "database", o.Database, "raw", o.Raw)
@@ -243,6 +257,23 @@ func (r *Rollup) session(ctx context.Context) error {
 			cancel()
 		}
 		cl.AllowRebalance()
+	}
+}
+
+func (r *Rollup) retention(ctx context.Context, conn driver.Conn) {
+	for {
+		dropped, err := r.o.Retention.Apply(ctx, conn, r.o.Database, time.Now())
+		if err != nil && ctx.Err() == nil {
+			r.o.Logger.Warn("rollup: retention failed", "err", err)
+		}
+		if len(dropped) > 0 {
+			r.o.Logger.Info("rollup: retention dropped partitions", "partitions", dropped)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(r.o.RetentionEvery):
+		}
 	}
 }
 
