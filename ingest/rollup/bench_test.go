@@ -3,6 +3,8 @@ package rollup
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -44,6 +46,14 @@ func BenchmarkRollupThroughput(b *testing.B) {
 				}
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
+				if f := os.Getenv("SLUICE_BENCH_CPUPROFILE"); f != "" {
+					pf, err := os.Create(f + "." + name)
+					if err != nil {
+						b.Fatal(err)
+					}
+					pprof.StartCPUProfile(pf)
+					defer func() { pprof.StopCPUProfile(); pf.Close() }()
+				}
 				start := time.Now()
 				go func() { done <- r.Run(ctx) }()
 				waitDB(b, conn, db, raw, ends)
