@@ -77,6 +77,7 @@ func BenchmarkCheckAndIncrementParallel(b *testing.B) {
 	f := benchSetup()
 	b.ReportAllocs()
 	var goroutines atomic.Uint64
+	before := f.l.Stats().Contended
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		req := Request{Limits: benchLimits, Parents: benchParents, Usage: []Usage{{Metric: 0, Value: 1}}, Mode: ModeAuthRep}
@@ -88,6 +89,7 @@ func BenchmarkCheckAndIncrementParallel(b *testing.B) {
 			i++
 		}
 	})
+	b.ReportMetric(float64(f.l.Stats().Contended-before)/float64(b.N), "waits/op")
 }
 
 func BenchmarkMemoryPerApp(b *testing.B) {
