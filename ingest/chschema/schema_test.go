@@ -2,6 +2,7 @@ package chschema
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -143,5 +144,27 @@ func TestDropExpiredKeepsNewestMarker(t *testing.T) {
 	// Nothing left to drop: a second run is a no-op.
 	if dropped, err := DropExpired(ctx, conn, "sl", UsageMinute, 7*24*time.Hour, now); err != nil || len(dropped) != 0 {
 		t.Errorf("second DropExpired = %v, %v", dropped, err)
+	}
+}
+
+// The DDL must stay valid on ClickHouse 18.16 and on current releases.
+func TestDDLPortable(t *testing.T) {
+	for _, m := range Migrations {
+		for _, st := range m.Statements {
+			up := strings.ToUpper(st)
+			for _, bad := range []string{"DATETIME64", " TTL ", "LOWCARDINALITY", "SETTINGS INDEX_GRANULARITY", "CODEC(", "NULLABLE("} {
+				if strings.Contains(up, bad) {
+					t.Errorf("migration %d uses %s:\n%s", m.Version, bad, st)
+				}
+			}
+			if strings.Contains(up, "ENGINE") && !strings.Contains(up, "ORDER BY") {
+				t.Errorf("migration %d: ENGINE without ORDER BY (old MergeTree syntax?):\n%s", m.Version, st)
+			}
+		}
+	}
+	for i, m := range Migrations {
+		if m.Version != i+1 {
+			t.Errorf("migration %d at index %d: versions must be 1, 2, 3, ...", m.Version, i)
+		}
 	}
 }

@@ -158,3 +158,43 @@ func TestCrashExactlyOnce(t *testing.T) {
 	checkTables(t, conn, m)
 	checkRaw(t, conn, m)
 }
+
+// TestClickHouseOutage stops ClickHouse (SIGKILL: a SIGTERM waits up to
+// ~10 s for idle client connections, which only slows the test) for longer than the
+// rollup's write retry budget while events flow: batches fail, sessions
+// restart, and afterwards the totals are exact.
+func TestClickHouseOutage(t *testing.T) {
+	ch, conn := startCH(t)
+	kc := startKafka(t, 3)
+	brokers := kc.ListenAddrs()
+	g, m := newGen(21), newModel()
+	produce(t, brokers, g, m, 20000, 0)
+	r, err := New(Options{Brokers: brokers, ClickHouseAddr: ch.Addr(), Database: testDB, Hierarchy: testHierarchy,
+		Raw: true, MaxBatchEvents: 4000, WriteRetryFor: 2 * time.Second, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	waitCaughtUp(t, conn, endOffsets(t, brokers), 60*time.Second)
+
+	ch.Kill()
+	produce(t, brokers, g, m, 20000, 0) // arrives while ClickHouse is down
+	time.Sleep(5 * time.Second)
+	ch2, err := chlocal.Start(context.Background(), chlocal.Options{Dir: ch.Dir(), TCPPort: ch.TCPPort(), HTTPPort: ch.HTTPPort()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ch2.Stop() })
+	produce(t, brokers, g, m, 20000, 0)
+	waitCaughtUp(t, conn, endOffsets(t, brokers), 60*time.Second)
+	cancel()
+	<-done
+	st := r.Stats()
+	if st.Sessions < 2 || st.WriteErrors == 0 {
+		t.Errorf("stats %+v: want failed writes and a restarted session during the outage", st)
+	}
+	checkTables(t, conn, m)
+	checkRaw(t, conn, m)
+}

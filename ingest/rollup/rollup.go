@@ -163,7 +163,7 @@ func (r *Rollup) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 10*time.Second)
+		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

@@ -3,6 +3,7 @@ package chlocal
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,5 +69,26 @@ func TestMissingBinary(t *testing.T) {
 	_, err := Start(context.Background(), Options{Dir: t.TempDir()})
 	if !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), "apt-get install -y clickhouse-server") {
 		t.Fatalf("err = %v, want %v", err, ErrNotInstalled)
+	}
+}
+
+// deploy/clickhouse/start.sh must write the same configuration shape.
+func TestStartScriptMatchesConfig(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/clickhouse/start.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := string(b)
+	for _, tmpl := range []string{configXML, usersXML} {
+		for _, line := range strings.Split(tmpl, "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "<?xml") {
+				continue
+			}
+			r := strings.NewReplacer("{DIR}", "$dir", "{TCP}", "$tcp", "{HTTP}", "$http", "{INTER}", "$inter")
+			if !strings.Contains(script, r.Replace(line)) {
+				t.Errorf("start.sh lacks config line %q", r.Replace(line))
+			}
+		}
 	}
 }
