@@ -62,6 +62,7 @@ type aggregator struct {
 	minute  map[aggKey]int64
 	sets    []setRow
 	rawCols rawColumns
+	clamped uint64 // events whose usage time was out of DateTime's range
 
 	// scratch for the hierarchy callback, so it does not allocate
 	cur   aggKey
@@ -79,6 +80,7 @@ func newAggregator(h Hierarchy, raw bool) *aggregator {
 }
 
 func (a *aggregator) reset() {
+	a.clamped = 0
 	clear(a.minute)
 	a.sets = a.sets[:0]
 	a.rawCols.reset()
@@ -98,9 +100,30 @@ func floorDiv(x, d int64) int64 {
 	return q
 }
 
+// maxDateTimeMS is the last millisecond a ClickHouse DateTime can hold.
+const maxDateTimeMS = (1<<32 - 1) * 1000
+
+// usageTime returns the event's usage time, or its receive time when the
+// usage time cannot be stored in a DateTime (before 1970 or after 2106): an
+// event ClickHouse cannot store would otherwise fail its batch forever.
+func usageTime(e *event.Event) (ms int64, clamped bool) {
+	if e.TS >= 0 && e.TS <= maxDateTimeMS {
+		return e.TS, false
+	}
+	if e.Received >= 0 && e.Received <= maxDateTimeMS {
+		return e.Received, true
+	}
+	return 0, true
+}
+
 // add folds one event read from Kafka partition kp at offset ko.
 func (a *aggregator) add(e *event.Event, kp int32, ko int64) {
-	minute := floorDiv(e.TS, 60_000) * 60
+	ts, clamped := usageTime(e)
+	if clamped {
+		a.clamped++
+		e.TS = ts
+	}
+	minute := floorDiv(ts, 60_000) * 60
 	if a.raw {
 		a.rawCols.add(e, kp, ko)
 	}

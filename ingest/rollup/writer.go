@@ -280,6 +280,9 @@ func (w *writer) write(ctx context.Context, recs []Record, now time.Time) error 
 			n++
 		}
 		w.st.skipped.Add(skipped)
+		if w.agg.clamped > 0 {
+			w.log.Warn("rollup: usage times outside 1970..2106 replaced by receive times", "events", w.agg.clamped)
+		}
 		for _, t := range groups[key] {
 			rows, err := w.insert(ctx, t, markers, written, now)
 			if err != nil {

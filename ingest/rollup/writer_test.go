@@ -151,3 +151,28 @@ func TestWriterDropsUnassignedPartitions(t *testing.T) {
 		t.Errorf("ResumeOffsets = %v, want partitions 0 and 1 at 1000", got)
 	}
 }
+
+// An event whose usage time ClickHouse cannot store must not block the
+// pipeline: it is counted at its receive time.
+func TestWriterOutOfRangeUsageTime(t *testing.T) {
+	_, conn := startCH(t)
+	ctx := context.Background()
+	recv := time.Date(2026, 11, 23, 10, 0, 30, 0, time.UTC).UnixMilli()
+	var recs []Record
+	for i, ts := range []int64{-5000, 1 << 62} {
+		e := event.Event{Kind: event.KindReport, TS: ts, Received: recv, TenantID: "t1", ServiceID: "s1", AppID: "a",
+			Usage: []event.Usage{{Metric: "hits", Value: 2}}}
+		recs = append(recs, Record{Partition: 0, Offset: int64(i), Value: event.AppendEvent(nil, &e)})
+	}
+	w := newWriter(conn, testDB, nil, true, nil, nil)
+	if err := w.load(ctx, []int32{0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.write(ctx, recs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	usage, _ := chSums(t, conn, "usage_minute")
+	if got := usage[sumKey{"a", "hits", recv / 60000 * 60}]; got != 4 || len(usage) != 1 {
+		t.Errorf("usage = %v, want 4 hits at the receive minute", usage)
+	}
+}
