@@ -31,8 +31,8 @@ type benchFixture struct {
 }
 
 var (
-	fixtureOnce sync.Once
-	fixture     benchFixture
+	fixtureOnce, hugeOnce sync.Once
+	fixture, hugeFixture  benchFixture
 )
 
 // populate makes every app of [0, n) active with one authrep.
@@ -46,16 +46,19 @@ func populate(l *Limiter, n int) {
 }
 
 func benchSetup() *benchFixture {
-	fixtureOnce.Do(func() {
-		fixture.l = New(Options{})
-		populate(fixture.l, benchApps)
-		r := rand.New(rand.NewPCG(1, 2))
-		fixture.picks = make([]AppKey, benchPicks)
-		for i := range fixture.picks {
-			fixture.picks[i] = AppKey(r.IntN(benchApps))
-		}
-	})
+	fixtureOnce.Do(func() { fixture = newFixture(Options{}) })
 	return &fixture
+}
+
+func newFixture(opts Options) benchFixture {
+	f := benchFixture{l: New(opts)}
+	populate(f.l, benchApps)
+	r := rand.New(rand.NewPCG(1, 2))
+	f.picks = make([]AppKey, benchPicks)
+	for i := range f.picks {
+		f.picks[i] = AppKey(r.IntN(benchApps))
+	}
+	return f
 }
 
 func BenchmarkCheckAndIncrement(b *testing.B) {
@@ -183,5 +186,20 @@ func BenchmarkLookupFloor(b *testing.B) {
 			}
 			floorSink = s
 		})
+	}
+}
+
+// BenchmarkCheckAndIncrementHugePages is BenchmarkCheckAndIncrement with
+// Options.HugePages.
+func BenchmarkCheckAndIncrementHugePages(b *testing.B) {
+	hugeOnce.Do(func() { hugeFixture = newFixture(Options{HugePages: true}) })
+	f := &hugeFixture
+	b.ReportAllocs()
+	req := Request{Limits: benchLimits, Parents: benchParents, Usage: []Usage{{Metric: 0, Value: 1}}, Mode: ModeAuthRep}
+	d := Decision{Reports: make([]Report, 0, 8)}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req.App = f.picks[i&(benchPicks-1)]
+		f.l.Do(&req, &d)
 	}
 }

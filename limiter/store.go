@@ -43,13 +43,14 @@ const (
 // shard owns the apps whose key hashes to it. Every field is guarded by mu
 // except the statistics, which Stats reads without locking.
 type shard struct {
-	mu       sync.Mutex
-	slots    []app // open addressing, linear probing, home slot from the key's hash
-	used     int
-	overflow map[AppKey][]uint64
-	sweepPos int // next slot the incremental sweeper looks at
-	ops      uint32
-	touch    uint64 // sink for get's early load
+	mu        sync.Mutex
+	slots     []app // open addressing, linear probing, home slot from the key's hash
+	used      int
+	overflow  map[AppKey][]uint64
+	sweepPos  int // next slot the incremental sweeper looks at
+	ops       uint32
+	touch     uint64 // sink for get's early load
+	hugePages bool   // Options.HugePages
 
 	contended atomic.Uint64
 	dropped   atomic.Uint64
@@ -128,6 +129,9 @@ func (sh *shard) shrink() {
 func (sh *shard) resize(n int) {
 	old := sh.slots
 	sh.slots = make([]app, n)
+	if sh.hugePages {
+		adviseHuge(sh.slots)
+	}
 	for i := range old {
 		a := &old[i]
 		if !a.used() {

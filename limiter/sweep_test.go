@@ -87,3 +87,22 @@ func TestIncrementalSweep(t *testing.T) {
 		t.Errorf("after a minute of calls: %+v, want every app dropped", s)
 	}
 }
+
+// TestHugePages runs a table past the huge-page threshold with the option
+// on: the advice must not disturb anything.
+func TestHugePages(t *testing.T) {
+	clock := newFakeClock("2025-06-01 10:00:00")
+	l := New(Options{Shards: 1, Clock: clock.Now, HugePages: true})
+	limits := []Limit{lim(mHits, "eternity", 100)}
+	var d Decision
+	const apps = 20000 // 2.5 MiB of records in one table
+	for k := range AppKey(apps) {
+		l.Do(&Request{App: k, Limits: limits, Parents: modelParents, Usage: []Usage{{Metric: mHits, Value: int64(k % 7)}}, Mode: ModeReport}, &d)
+	}
+	for k := range AppKey(apps) {
+		l.Do(&Request{App: k, Limits: limits, Parents: modelParents, Mode: ModeAuthorize}, &d)
+		if d.Reports[0].Current != int64(k%7) {
+			t.Fatalf("app %d: %d", k, d.Reports[0].Current)
+		}
+	}
+}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package limiter
+
+const hugePagesWork = false
+
+func adviseHuge([]app) {}
