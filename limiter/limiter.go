@@ -202,6 +202,7 @@ type limitState struct {
 	cur     int64  // counter value before the call
 	delta   int64  // the call's usage on the limit's metric (with descendants unless flat)
 	setVal  int64
+	lo, hi  int64 // sliding: the sub-buckets overlapping [now-window, now]
 	off     int32 // word offset of the counter in the app's inline words; -1: none or overflow
 	touched bool  // the usage names the metric or one of its descendants
 	set     bool  // a Set entry names the metric (ModeReport only)
@@ -255,7 +256,14 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 				break
 			}
 		}
-		st.delta, st.touched, st.set, st.setVal = usageFor(req.Usage, req.Parents, req.Flat, lim.Metric, setMode)
+		if u := req.Usage; len(u) == 1 && u[0].Metric == lim.Metric && !u[0].Set {
+			st.delta, st.touched, st.set, st.setVal = u[0].Value, true, false, 0 // the common call
+		} else {
+			st.delta, st.touched, st.set, st.setVal = usageFor(req.Usage, req.Parents, req.Flat, lim.Metric, setMode)
+		}
+		if lim.Period.Unit == Sliding {
+			st.lo, st.hi = slideOf(st.id).span(t.ns)
+		}
 		// Field by field: a composite literal is built on the stack and
 		// copied with wide loads that stall on store forwarding.
 		r.Limit.Metric, r.Limit.Period.Unit, r.Limit.Period.Window, r.Limit.Max = lim.Metric, lim.Period.Unit, lim.Period.Window, lim.Max
@@ -269,7 +277,11 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 		if a != nil {
 			if off := findOff(a.words(), st.id); off >= 0 {
 				st.off = int32(off)
-				st.cur = counterValue(a.w[off:], r.Start, t)
+				if c := a.w[off:]; keyUnit(st.id) == Sliding {
+					st.cur = slidingSum(c, st.lo, st.hi)
+				} else if uint32(c[0]) == uint32(r.Start) {
+					st.cur = int64(c[1])
+				}
 			} else if a.ovf() {
 				if c := findIn(sh.overflow[a.key], st.id); c != nil {
 					st.cur = counterValue(c, r.Start, t)
@@ -302,6 +314,10 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 			var c []uint64
 			if st.off >= 0 && !created {
 				c = a.w[st.off:]
+				if keyUnit(st.id) == Sliding && !st.set {
+					slidingAdd(c, st.hi, st.delta) // the window's newest sub-bucket
+					continue
+				}
 			} else {
 				if a == nil {
 					a = sh.create(req.App, h)
