@@ -283,19 +283,35 @@ func (w *writer) write(ctx context.Context, recs []Record, now time.Time) error 
 		if w.agg.clamped > 0 {
 			w.log.Warn("rollup: usage times outside 1970..2106 replaced by receive times", "events", w.agg.clamped)
 		}
-		for _, t := range groups[key] {
-			rows, err := w.insert(ctx, t, markers, written, now)
+		// The tables are independent (each has its own markers), so their
+		// inserts run concurrently; each only reads the aggregates.
+		tables := groups[key]
+		errs := make([]error, len(tables))
+		var wg sync.WaitGroup
+		for i, t := range tables {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rows, err := w.insert(ctx, t, markers, written, now)
+				if err != nil {
+					errs[i] = fmt.Errorf("rollup: insert into %s: %w", t, err)
+					return
+				}
+				w.st.rows.Add(uint64(rows))
+				w.mu.Lock()
+				for _, m := range markers {
+					w.next[t][m.kp] = m.ko
+				}
+				w.mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
 			if err != nil {
 				w.st.writeErrors.Add(1)
 				w.dirty = true
-				return fmt.Errorf("rollup: insert into %s: %w", t, err)
+				return err
 			}
-			w.st.rows.Add(uint64(rows))
-			w.mu.Lock()
-			for _, m := range markers {
-				w.next[t][m.kp] = m.ko
-			}
-			w.mu.Unlock()
 		}
 		if slices.Contains(groups[key], chschema.UsageMinute) {
 			w.st.events.Add(n)
