@@ -37,7 +37,7 @@ type Options struct {
 // Stats are cumulative figures for /metrics.
 type Stats struct {
 	Shards    int    // number of shards
-	Apps      int64  // applications with live counters
+	Apps      int64  // applications held: with live counters, or dead and not yet swept
 	Contended uint64 // lock acquisitions that had to wait for another call
 	Dropped   uint64 // applications dropped by the sweeper since start
 }
