@@ -234,7 +234,7 @@ func (r *Rollup) session(ctx context.Context) error {
 	}
 	defer cl.CloseAllowingRebalance() // Close would wait for a rebalance we block
 
-	recs := make([]Record, 0, o.MaxBatchEvents)
+	recs := make([]record, 0, o.MaxBatchEvents)
 	for {
 		recs = recs[:0]
 		if err := r.poll(ctx, cl, &recs); err != nil {
@@ -279,7 +279,7 @@ func (r *Rollup) retention(ctx context.Context, conn driver.Conn) {
 
 // poll fills recs with up to MaxBatchEvents records, waiting at most
 // MaxBatchWait after the first one.
-func (r *Rollup) poll(ctx context.Context, cl *kgo.Client, recs *[]Record) error {
+func (r *Rollup) poll(ctx context.Context, cl *kgo.Client, recs *[]record) error {
 	var deadline time.Time
 	for len(*recs) < r.o.MaxBatchEvents {
 		pctx, cancel := ctx, context.CancelFunc(func() {})
@@ -308,7 +308,7 @@ func (r *Rollup) poll(ctx context.Context, cl *kgo.Client, recs *[]Record) error
 		})
 		_ = ferr // kgo retries fetch errors itself; they are only logged
 		fs.EachRecord(func(rec *kgo.Record) {
-			*recs = append(*recs, Record{Partition: rec.Partition, Offset: rec.Offset, Value: rec.Value})
+			*recs = append(*recs, record{Partition: rec.Partition, Offset: rec.Offset, Value: rec.Value})
 		})
 		if ctx.Err() != nil {
 			return nil
@@ -327,7 +327,7 @@ func (r *Rollup) poll(ctx context.Context, cl *kgo.Client, recs *[]Record) error
 }
 
 // writeRetry writes one batch, retrying with backoff for WriteRetryFor.
-func (r *Rollup) writeRetry(ctx context.Context, w *writer, recs []Record) error {
+func (r *Rollup) writeRetry(ctx context.Context, w *writer, recs []record) error {
 	give := time.Now().Add(r.o.WriteRetryFor)
 	backoff := 100 * time.Millisecond
 	for {

@@ -17,8 +17,8 @@ import (
 	"github.com/sluice-dev/sluice/ingest/event"
 )
 
-// Record is one Kafka record as the writer needs it.
-type Record struct {
+// record is one Kafka record as the writer needs it.
+type record struct {
 	Partition int32
 	Offset    int64
 	Value     []byte
@@ -179,7 +179,7 @@ func (w *writer) forget(kps []int32) {
 // insert (it may or may not have landed), so the writer rereads the markers
 // before its next write; calling write again with the same records is the
 // retry, and is exact.
-func (w *writer) write(ctx context.Context, recs []Record, now time.Time) error {
+func (w *writer) write(ctx context.Context, recs []record, now time.Time) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -188,11 +188,11 @@ func (w *writer) write(ctx context.Context, recs []Record, now time.Time) error 
 	// another member may own the partition now.
 	w.mu.Lock()
 	owned := w.next[w.tables[0]]
-	var keep []Record
+	var keep []record
 	for i, r := range recs {
 		if _, ok := owned[r.Partition]; !ok {
 			if keep == nil {
-				keep = append(make([]Record, 0, len(recs)), recs[:i]...)
+				keep = append(make([]record, 0, len(recs)), recs[:i]...)
 			}
 			continue
 		}

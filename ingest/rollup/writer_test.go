@@ -11,17 +11,17 @@ import (
 
 // records makes n encoded events spread over partitions, and the model of
 // their sums.
-func records(n, partitions int, seed uint64) ([]Record, *model) {
+func records(n, partitions int, seed uint64) ([]record, *model) {
 	g := newGen(seed)
 	m := newModel()
 	next := make([]int64, partitions)
 	var e event.Event
-	recs := make([]Record, 0, n)
+	recs := make([]record, 0, n)
 	for i := 0; i < n; i++ {
 		g.next(&e)
 		m.add(&e)
 		kp := int32(i % partitions)
-		recs = append(recs, Record{Partition: kp, Offset: next[kp], Value: event.AppendEvent(nil, &e)})
+		recs = append(recs, record{Partition: kp, Offset: next[kp], Value: event.AppendEvent(nil, &e)})
 		next[kp]++
 	}
 	return recs, m
@@ -119,7 +119,7 @@ func TestWriterCompletesPartialBatch(t *testing.T) {
 	if start[0] != 1000 || start[1] != 1000 {
 		t.Fatalf("startOffsets = %v, want 1000 each", start)
 	}
-	var replay []Record
+	var replay []record
 	for _, r := range recs {
 		if r.Offset >= start[r.Partition] {
 			replay = append(replay, r)
@@ -158,11 +158,11 @@ func TestWriterOutOfRangeUsageTime(t *testing.T) {
 	_, conn := startCH(t)
 	ctx := context.Background()
 	recv := time.Date(2026, 11, 23, 10, 0, 30, 0, time.UTC).UnixMilli()
-	var recs []Record
+	var recs []record
 	for i, ts := range []int64{-5000, 1 << 62} {
 		e := event.Event{Kind: event.KindReport, TS: ts, Received: recv, TenantID: "t1", ServiceID: "s1", AppID: "a",
 			Usage: []event.Usage{{Metric: "hits", Value: 2}}}
-		recs = append(recs, Record{Partition: 0, Offset: int64(i), Value: event.AppendEvent(nil, &e)})
+		recs = append(recs, record{Partition: 0, Offset: int64(i), Value: event.AppendEvent(nil, &e)})
 	}
 	w := newWriter(conn, testDB, nil, true, nil, nil)
 	if err := w.load(ctx, []int32{0}); err != nil {
