@@ -221,6 +221,19 @@ func TestConsumerExactHierarchyAndReplay(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("open windows: %d keys, want %d", len(got), len(want))
 	}
+	if len(m.lastSet) == 0 || len(ow.Sets) != len(m.lastSet) {
+		t.Errorf("last sets: got %d, want %d", len(ow.Sets), len(m.lastSet))
+	}
+	for _, s := range ow.Sets {
+		if w := m.lastSet[[2]string{s.App, s.Metric}]; w[0] != s.TS.UnixMilli() || w[1] != s.Value {
+			t.Errorf("last set %s/%s: got (%d, %d), want %v", s.App, s.Metric, s.TS.UnixMilli(), s.Value, w)
+		}
+	}
+	for kp, end := range ends {
+		if ow.SetOffsets[kp] != end || ow.From()[kp] != end {
+			t.Errorf("partition %d: set offset %d, From %d, want %d", kp, ow.SetOffsets[kp], ow.From()[kp], end)
+		}
+	}
 	for u, offs := range ow.Offsets {
 		for kp, end := range ends {
 			if offs[kp] != end {

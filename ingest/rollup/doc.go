@@ -17,7 +17,8 @@
 // Sets ("#N", which replace a counter instead of adding to it) are not usage
 // and are not summed: each becomes one usage_sets row (tenant, service, app,
 // metric, ts, value), raw as sent, without the hierarchy. OpenWindowSums does
-// not apply them; a limiter restore that must honour a set reads usage_sets.
+// not apply them; it returns the latest set per metric (OpenWindows.Sets) so
+// that a limiter restore can honour them.
 //
 // # Why replays never double count
 //

@@ -56,6 +56,7 @@ type model struct {
 	// events and the sum of every usage value as sent, for events_raw
 	events, rawSum int64
 	ids            map[[16]byte]bool
+	lastSet        map[[2]string][2]int64 // (app, metric) -> (ts ms, value)
 }
 
 func newModel() *model { return &model{usage: map[sumKey]int64{}, denials: map[sumKey]int64{}} }
@@ -77,6 +78,13 @@ func (m *model) add(e *event.Event) {
 	for _, u := range e.Usage {
 		if u.Set {
 			m.sets++
+			if m.lastSet == nil {
+				m.lastSet = map[[2]string][2]int64{}
+			}
+			k := [2]string{e.AppID, u.Metric}
+			if cur, ok := m.lastSet[k]; !ok || e.TS > cur[0] {
+				m.lastSet[k] = [2]int64{e.TS, u.Value}
+			}
 			continue
 		}
 		m.usage[sumKey{e.AppID, u.Metric, min}] += u.Value

@@ -44,6 +44,44 @@ func ResumeOffsets(ctx context.Context, conn driver.Conn, db string) (map[int32]
 	return out, nil
 }
 
+// lastSets reads the latest set per (tenant, service, app, metric) and the
+// markers of usage_sets in one SELECT (one snapshot).
+func lastSets(ctx context.Context, conn driver.Conn, db string) ([]LastSet, map[int32]int64, error) {
+	rows, err := conn.Query(ctx, `SELECT tenant_id, service_id, app_id, metric, kp, max(ko), max(ts_ms), argMax(value, ts_ms)
+FROM `+db+`.usage_sets GROUP BY tenant_id, service_id, app_id, metric, kp`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rollup: last sets: %w", err)
+	}
+	defer rows.Close()
+	type key struct{ tenant, service, app, metric string }
+	latest := map[key]LastSet{}
+	offs := map[int32]int64{}
+	for rows.Next() {
+		var k key
+		var kp int32
+		var ko, ts, v int64
+		if err := rows.Scan(&k.tenant, &k.service, &k.app, &k.metric, &kp, &ko, &ts, &v); err != nil {
+			return nil, nil, fmt.Errorf("rollup: last sets: %w", err)
+		}
+		if k.tenant == "" {
+			offs[kp] = ko
+			continue
+		}
+		// One app's events share a partition, but keep the latest anyway.
+		if cur, ok := latest[k]; !ok || ts > cur.TS.UnixMilli() {
+			latest[k] = LastSet{Tenant: k.tenant, Service: k.service, App: k.app, Metric: k.metric, TS: time.UnixMilli(ts).UTC(), Value: v}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("rollup: last sets: %w", err)
+	}
+	out := make([]LastSet, 0, len(latest))
+	for _, s := range latest {
+		out = append(out, s)
+	}
+	return out, offs, nil
+}
+
 // WindowSum is the usage of one metric of one application in the calendar
 // window of Unit that contains the restore time (UTC; weeks start Monday;
 // Eternity has Start zero). The metric hierarchy is already applied. Sets
@@ -65,6 +103,21 @@ type OpenWindows struct {
 	// Offsets[unit][partition]: the sums of that unit contain exactly the
 	// records of the partition below this offset (0 or absent: none).
 	Offsets map[limiter.Unit]map[int32]int64
+	// Sets are the latest "#N" set of every (tenant, service, app, metric)
+	// that ever had one, read with SetOffsets (same meaning as Offsets).
+	// Sums do not apply them: a restore that honours a set seeds each window
+	// containing TS with Value plus the usage after TS, which the rollups
+	// resolve only to the minute (usage in the set's own minute is before or
+	// after it; the raw events, if kept, tell exactly).
+	Sets       []LastSet
+	SetOffsets map[int32]int64
+}
+
+// LastSet is the latest set of one metric of one application.
+type LastSet struct {
+	Tenant, Service, App, Metric string
+	TS                           time.Time // usage time of the set (ms precision)
+	Value                        int64
 }
 
 // From returns where a tail replay must start per partition: the smallest
@@ -72,14 +125,21 @@ type OpenWindows struct {
 func (w *OpenWindows) From() map[int32]int64 {
 	out := map[int32]int64{}
 	seen := map[int32]bool{}
+	all := make([]map[int32]int64, 0, len(w.Offsets)+1)
 	for _, m := range w.Offsets {
+		all = append(all, m)
+	}
+	if w.SetOffsets != nil {
+		all = append(all, w.SetOffsets)
+	}
+	for _, m := range all {
 		for kp := range m {
 			seen[kp] = true
 		}
 	}
 	for kp := range seen {
 		first := true
-		for _, m := range w.Offsets {
+		for _, m := range all {
 			if n := m[kp]; first || n < out[kp] {
 				out[kp], first = n, false
 			}
@@ -208,5 +268,10 @@ GROUP BY tenant_id, service_id, app_id, metric, kp`, sel, db, q.table, max(lo.Un
 			out.Offsets[u] = offs
 		}
 	}
+	sets, offs, err := lastSets(ctx, conn, db)
+	if err != nil {
+		return nil, err
+	}
+	out.Sets, out.SetOffsets = sets, offs
 	return out, nil
 }
