@@ -23,8 +23,7 @@ import (
 //	go test -run '^$' -bench RollupThroughput -benchtime 1x ./ingest/rollup
 func BenchmarkRollupThroughput(b *testing.B) {
 	ch, conn := startCH(b)
-	kc := startKafka(b, 12)
-	brokers := kc.ListenAddrs()
+	brokers := startKafka(b, 12)
 	const backlog = 1_000_000
 	produceBench(b, brokers, backlog)
 	ends := endOffsets(b, brokers)
@@ -39,7 +38,7 @@ func BenchmarkRollupThroughput(b *testing.B) {
 				if err := chschema.Migrate(context.Background(), conn, db); err != nil {
 					b.Fatal(err)
 				}
-				r, err := New(Options{Brokers: brokers, ClickHouseAddr: ch.Addr(), Database: db, Group: db,
+				r, err := New(Options{Brokers: brokers, ClickHouseAddr: ch.Addr(), Database: db, Group: db, Topic: testTopic,
 					Hierarchy: testHierarchy, Raw: raw, Logger: quietLogger()})
 				if err != nil {
 					b.Fatal(err)

@@ -2,9 +2,11 @@ package rollup
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,17 +19,44 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-const testTopic = "sluice.usage"
+// testTopic is the usage topic of the running test (tests are not
+// parallel); startKafka sets it.
+var testTopic = "sluice.usage"
 
-// startKafka starts a kfake broker on a real TCP port with the usage topic.
-func startKafka(t testing.TB, partitions int32) *kfake.Cluster {
+// startKafka starts a kfake broker on a real TCP port with a usage topic of
+// the given partitions and returns its address. With SLUICE_KAFKA_BROKERS
+// set (e.g. the Apache Kafka broker of deploy/kafka), it creates a fresh
+// topic there instead.
+func startKafka(t testing.TB, partitions int32) []string {
 	t.Helper()
+	if ext := os.Getenv("SLUICE_KAFKA_BROKERS"); ext != "" {
+		brokers := strings.Split(ext, ",")
+		testTopic = fmt.Sprintf("sluice.usage.test.%d", time.Now().UnixNano())
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		adm := kadm.NewClient(cl)
+		if _, err := adm.CreateTopic(context.Background(), partitions, 1, nil, testTopic); err != nil {
+			t.Fatalf("create topic on %s: %v", ext, err)
+		}
+		t.Cleanup(func() {
+			cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+			if err == nil {
+				kadm.NewClient(cl).DeleteTopics(context.Background(), testTopic)
+				cl.Close()
+			}
+		})
+		return brokers
+	}
+	testTopic = "sluice.usage"
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, testTopic))
 	if err != nil {
 		t.Fatalf("start kfake: %v", err)
 	}
 	t.Cleanup(c.Close)
-	return c
+	return c.ListenAddrs()
 }
 
 // produce sends n generated events keyed like Sluice's producer and folds
@@ -146,13 +175,12 @@ func runRollup(t testing.TB, o Options) (stop func() Stats) {
 
 func TestConsumerExactHierarchyAndReplay(t *testing.T) {
 	ch, conn := startCH(t)
-	kc := startKafka(t, 4)
-	brokers := kc.ListenAddrs()
+	brokers := startKafka(t, 4)
 	g, m := newGen(3), newModel()
 	produce(t, brokers, g, m, 30000, 0)
 	ends := endOffsets(t, brokers)
 
-	o := Options{Brokers: brokers, ClickHouseAddr: ch.Addr(), Database: testDB, Hierarchy: testHierarchy,
+	o := Options{Brokers: brokers, Topic: testTopic, Group: testTopic, ClickHouseAddr: ch.Addr(), Database: testDB, Hierarchy: testHierarchy,
 		Raw: true, MaxBatchEvents: 7000, Logger: quietLogger()}
 	stop := runRollup(t, o)
 	waitCaughtUp(t, conn, ends, 60*time.Second)
@@ -176,7 +204,7 @@ func TestConsumerExactHierarchyAndReplay(t *testing.T) {
 	before := rows()
 	// Another group has no committed offsets at all: the resume offsets
 	// come from ClickHouse, so nothing is written twice.
-	o.Group = "another-group"
+	o.Group = testTopic + "-another-group"
 	stop = runRollup(t, o)
 	time.Sleep(3 * time.Second)
 	st = stop()

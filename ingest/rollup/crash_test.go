@@ -29,6 +29,8 @@ func TestMain(m *testing.M) {
 func runChild() int {
 	r, err := New(Options{
 		Brokers:        strings.Split(os.Getenv("SLUICE_ROLLUP_BROKERS"), ","),
+		Topic:          os.Getenv("SLUICE_ROLLUP_TOPIC"),
+		Group:          os.Getenv("SLUICE_ROLLUP_TOPIC"),
 		ClickHouseAddr: os.Getenv("SLUICE_ROLLUP_CH"),
 		Database:       testDB,
 		Hierarchy:      testHierarchy,
@@ -61,7 +63,7 @@ func startChild(t *testing.T, brokers []string, chAddr string, logf *os.File) *c
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SLUICE_ROLLUP_CHILD=1",
-		"SLUICE_ROLLUP_BROKERS="+strings.Join(brokers, ","), "SLUICE_ROLLUP_CH="+chAddr, "SLUICE_TEST_LOG=1")
+		"SLUICE_ROLLUP_BROKERS="+strings.Join(brokers, ","), "SLUICE_ROLLUP_CH="+chAddr, "SLUICE_ROLLUP_TOPIC="+testTopic, "SLUICE_TEST_LOG=1")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -82,8 +84,7 @@ func (c *child) kill() {
 func TestCrashExactlyOnce(t *testing.T) {
 	dir := t.TempDir()
 	ch, conn := startCH(t)
-	kc := startKafka(t, 4)
-	brokers := kc.ListenAddrs()
+	brokers := startKafka(t, 4)
 	logf, err := os.Create(filepath.Join(dir, "children.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -165,11 +166,10 @@ func TestCrashExactlyOnce(t *testing.T) {
 // restart, and afterwards the totals are exact.
 func TestClickHouseOutage(t *testing.T) {
 	ch, conn := startCH(t)
-	kc := startKafka(t, 3)
-	brokers := kc.ListenAddrs()
+	brokers := startKafka(t, 3)
 	g, m := newGen(21), newModel()
 	produce(t, brokers, g, m, 20000, 0)
-	r, err := New(Options{Brokers: brokers, ClickHouseAddr: ch.Addr(), Database: testDB, Hierarchy: testHierarchy,
+	r, err := New(Options{Brokers: brokers, Topic: testTopic, Group: testTopic, ClickHouseAddr: ch.Addr(), Database: testDB, Hierarchy: testHierarchy,
 		Raw: true, MaxBatchEvents: 4000, WriteRetryFor: 2 * time.Second, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
