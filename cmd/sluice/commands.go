@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/ingest/configlog"
+	"github.com/sluice-dev/sluice/ingest/rollup"
+	"github.com/sluice-dev/sluice/internal/chlocal"
+	"github.com/sluice-dev/sluice/internal/flagenv"
+)
+
+// usagePartitions is the partition count of the usage topic the embedded
+// broker creates: room for several rollup consumers.
+const usagePartitions = 12
+
+// commonFlags are the node flags serve and dev share.
+func commonFlags(fs *flag.FlagSet, cfg *nodeConfig) {
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:3001", "address of the Service Management API, admin API and /metrics")
+	fs.StringVar(&cfg.QueryListen, "query-listen", "127.0.0.1:3002", "address of the query API")
+	fs.StringVar(&cfg.DataDir, "data-dir", "./.sluice", "directory for the config log and the event spool (dev: also the broker's log and ClickHouse's data)")
+	fs.StringVar(&cfg.ConfigFile, "config", "", "declarative configuration file (YAML or JSON) applied at startup")
+	fs.StringVar(&cfg.Topic, "topic", "sluice.usage", "Kafka topic of usage events")
+	fs.StringVar(&cfg.Database, "database", chschema.DefaultDatabase, "ClickHouse database")
+	fs.StringVar(&cfg.Region, "region", "local", "region recorded on usage events")
+	fs.StringVar(&cfg.Node, "node", hostname(), "node name recorded on usage events and used as the rollup's static member id")
+	fs.Int64Var(&cfg.SpoolMax, "spool-max-bytes", 1<<30, "bound of the on-disk event spool used while Kafka is unreachable")
+	fs.StringVar(&cfg.FullPolicy, "spool-full", "refuse", "when the spool is full: refuse (answer 503) or drop (count and drop)")
+	fs.BoolVar(&cfg.Raw, "raw-events", false, "rollup also stores every raw event in ClickHouse")
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "sluice"
+	}
+	return h
+}
+
+func checkPolicy(cfg *nodeConfig) error {
+	switch cfg.FullPolicy {
+	case "refuse", "drop":
+		return nil
+	}
+	return usageError{fmt.Sprintf("--spool-full must be refuse or drop, not %q", cfg.FullPolicy)}
+}
+
+// cmdDev runs every role in one process with an embedded Kafka-protocol broker
+// and a local ClickHouse server, both keeping their data under --data-dir.
+func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := nodeConfig{Demo: true}
+	commonFlags(fs, &cfg)
+	fs.Usage = flagenv.Usage(fs, "sluice dev [flags]")
+	if err := flagenv.Parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkPolicy(&cfg); err != nil {
+		return err
+	}
+	cfg.Roles, _ = parseRoles("all")
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	brokerPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	cluster, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.Ports(brokerPort),
+		kfake.DataDir(filepath.Join(cfg.DataDir, "kafka")),
+		kfake.SeedTopics(usagePartitions, cfg.Topic),
+	)
+	if err != nil {
+		return fmt.Errorf("embedded broker: %w", err)
+	}
+	defer cluster.Close()
+	cfg.Brokers = cluster.ListenAddrs()
+	log.Info("embedded Kafka-protocol broker running", "addr", strings.Join(cfg.Brokers, ","), "dir", filepath.Join(cfg.DataDir, "kafka"))
+
+	ch, err := chlocal.Start(ctx, chlocal.Options{Dir: filepath.Join(cfg.DataDir, "clickhouse")})
+	if err != nil {
+		return fmt.Errorf("local ClickHouse: %w", err)
+	}
+	defer ch.Stop()
+	cfg.ClickHouse = ch.Addr()
+	log.Info("local ClickHouse running", "addr", ch.Addr(), "dir", filepath.Join(cfg.DataDir, "clickhouse"))
+	if err := migrate(ctx, cfg.ClickHouse, cfg.Database); err != nil {
+		return err
+	}
+	return runNode(ctx, cfg, stdout, log)
+}
+
+// cmdServe runs the chosen roles against external Kafka and ClickHouse.
+func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg nodeConfig
+	commonFlags(fs, &cfg)
+	roles := fs.String("roles", "api,rollup,query", "roles this process runs: api, rollup, query (comma separated) or all")
+	brokers := fs.String("kafka", "", "Kafka seed brokers, HOST:PORT,... (required)")
+	fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse native-protocol address HOST:PORT (required for rollup and query)")
+	fs.Usage = flagenv.Usage(fs, "sluice serve --roles api,rollup,query --kafka HOST:PORT,... --clickhouse HOST:PORT [flags]")
+	if err := flagenv.Parse(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if cfg.Roles, err = parseRoles(*roles); err != nil {
+		return err
+	}
+	if err := checkPolicy(&cfg); err != nil {
+		return err
+	}
+	cfg.Brokers = splitList(*brokers)
+	if len(cfg.Brokers) == 0 {
+		return usageError{"--kafka is required"}
+	}
+	if (cfg.Roles[roleRollup] || cfg.Roles[roleQuery]) && cfg.ClickHouse == "" {
+		return usageError{"--clickhouse is required for the rollup and query roles"}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if cfg.ClickHouse != "" {
+		if err := migrate(ctx, cfg.ClickHouse, cfg.Database); err != nil {
+			return err
+		}
+	}
+	return runNode(ctx, cfg, io.Discard, log)
+}
+
+// cmdMigrate applies the ClickHouse schema migrations.
+func cmdMigrate(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native-protocol address HOST:PORT")
+	db := fs.String("database", chschema.DefaultDatabase, "ClickHouse database")
+	fs.Usage = flagenv.Usage(fs, "sluice migrate [flags]")
+	if err := flagenv.Parse(fs, args); err != nil {
+		return err
+	}
+	if err := migrate(ctx, *addr, *db); err != nil {
+		return err
+	}
+	log.Info("schema up to date", "clickhouse", *addr, "database", *db)
+	return nil
+}
+
+func migrate(ctx context.Context, addr, db string) error {
+	conn, err := rollup.OpenClickHouse(ctx, addr, "default", "")
+	if err != nil {
+		return fmt.Errorf("connect ClickHouse %s: %w", addr, err)
+	}
+	defer conn.Close()
+	if err := chschema.Migrate(ctx, conn, db); err != nil {
+		return fmt.Errorf("migrate %s: %w", addr, err)
+	}
+	return nil
+}
+
+// cmdExport writes the billing export. It needs the query API (not built yet).
+func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	return errors.New("billing export is not implemented yet (it comes with the query API)")
+}
+
+// cmdConfig validates a configuration file or exports the current one.
+func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"want `config validate FILE` or `config export [--data-dir DIR] [--format yaml|json]`"}
+	}
+	switch args[0] {
+	case "validate":
+		if len(args) != 2 {
+			return usageError{"want `config validate FILE`"}
+		}
+		doc, err := catalog.Load(args[1])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: valid (%d tenants)\n", args[1], len(doc.Tenants))
+		return nil
+	case "export":
+		fs := flag.NewFlagSet("config export", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		dir := fs.String("data-dir", "./.sluice", "data directory of the node whose config log to read")
+		format := fs.String("format", "yaml", "yaml or json")
+		fs.Usage = flagenv.Usage(fs, "sluice config export [flags]")
+		if err := flagenv.Parse(fs, args[1:]); err != nil {
+			return err
+		}
+		doc, err := configlog.ReadFile(filepath.Join(*dir, "config"))
+		if err != nil {
+			return err
+		}
+		switch *format {
+		case "yaml":
+			return doc.WriteYAML(stdout)
+		case "json":
+			return doc.WriteJSON(stdout)
+		}
+		return usageError{fmt.Sprintf("--format must be yaml or json, not %q", *format)}
+	}
+	return usageError{fmt.Sprintf("unknown config command %q (want validate or export)", args[0])}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// printDemo prints the demo tenant's credentials and a ready-to-paste call.
+func printDemo(w io.Writer, listen string, c catalog.DemoCredentials) {
+	base := "http://" + listen
+	fmt.Fprintf(w, `
+Sluice dev is up. Demo tenant %q:
+  service_id     %s
+  service_token  %s
+  provider_key   %s
+  app            %s (plan %s: hits 100/minute and 100000/month, search 5 per sliding 10s)
+  user_key       %s
+  admin token    %s   (admin API: %s%s, Authorization: Bearer <token>)
+  query token    %s
+
+Try:
+  curl -s "%s/transactions/authrep.xml?service_token=%s&service_id=%s&user_key=%s&usage%%5Bhits%%5D=1"
+
+`, catalog.DemoTenantID, catalog.DemoServiceID, c.ServiceToken, c.ProviderKey,
+		catalog.DemoAppID, catalog.DemoPlanID, c.UserKey, c.AdminToken, base, "/admin/api/v1/config", c.QueryToken,
+		base, c.ServiceToken, catalog.DemoServiceID, c.UserKey)
+}

@@ -1,0 +1,88 @@
+// Command sluice is the Sluice binary: a 3scale-compatible API usage backend.
+// It only parses flags, wires roles together and handles signals; the logic
+// lives in the packages under ingest/, limiter/ and query/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+const usageText = `sluice: a 3scale-compatible API usage backend
+
+usage:
+  sluice dev     [--config FILE] [--data-dir DIR] [--listen ADDR] [--query-listen ADDR]
+  sluice serve   --roles api,rollup,query --kafka HOST:PORT,... --clickhouse HOST:PORT ...
+  sluice migrate --clickhouse HOST:PORT
+  sluice export  --month YYYY-MM [--format csv|json|ndjson] ...
+  sluice config  export|validate FILE
+  sluice version
+
+Run "sluice COMMAND -h" for the flags of a command; every flag can also be set
+with the environment variable SLUICE_<FLAG>.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command and returns the process exit code: 0 success,
+// 1 failure, 2 bad usage.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "dev":
+		err = cmdDev(ctx, rest, stdout, stderr, log)
+	case "serve":
+		err = cmdServe(ctx, rest, stderr, log)
+	case "migrate":
+		err = cmdMigrate(ctx, rest, stderr, log)
+	case "export":
+		err = cmdExport(ctx, rest, stdout, stderr, log)
+	case "config":
+		err = cmdConfig(ctx, rest, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "sluice", version)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usageText)
+	default:
+		fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", cmd, usageText)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "sluice %s: %v\n", cmd, err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "sluice %s: %v\n", cmd, err)
+		return 1
+	}
+}
+
+// usageError marks a mistake on the command line (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }

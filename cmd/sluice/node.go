@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-dev/sluice/ingest/admin"
+	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/configlog"
+	"github.com/sluice-dev/sluice/ingest/kafka"
+	"github.com/sluice-dev/sluice/ingest/rollup"
+	"github.com/sluice-dev/sluice/ingest/smapi"
+	"github.com/sluice-dev/sluice/internal/metrics"
+	"github.com/sluice-dev/sluice/limiter"
+)
+
+// roles a node can run.
+const (
+	roleAPI    = "api"
+	roleRollup = "rollup"
+	roleQuery  = "query"
+)
+
+// nodeConfig is everything a node needs, from flags (serve) or from the
+// embedded services (dev).
+type nodeConfig struct {
+	Roles       map[string]bool
+	Listen      string
+	QueryListen string
+	Brokers     []string
+	Topic       string
+	ClickHouse  string
+	Database    string
+	DataDir     string
+	ConfigFile  string
+	Demo        bool // load the demo tenant when no config file is given
+	Region      string
+	Node        string
+	SpoolMax    int64
+	FullPolicy  string
+	Raw         bool
+}
+
+// parseRoles turns "api,rollup" into a set, rejecting unknown names.
+func parseRoles(s string) (map[string]bool, error) {
+	roles := make(map[string]bool)
+	for _, r := range strings.Split(s, ",") {
+		r = strings.TrimSpace(r)
+		switch r {
+		case roleAPI, roleRollup, roleQuery:
+			roles[r] = true
+		case "all":
+			roles[roleAPI], roles[roleRollup], roles[roleQuery] = true, true, true
+		case "":
+		default:
+			return nil, usageError{fmt.Sprintf("unknown role %q (want api, rollup, query or all)", r)}
+		}
+	}
+	if len(roles) == 0 {
+		return nil, usageError{"--roles names no role"}
+	}
+	return roles, nil
+}
+
+// runNode runs the configured roles until ctx is done, then drains: the HTTP
+// listener stops accepting, in-flight requests finish, and the producer sends
+// or spools every accepted event before returning.
+func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Logger) error {
+	reg := metrics.NewRegistry()
+	errc := make(chan error, 4)
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+
+	// Configuration: the config log in the data dir, projected into the store.
+	clog, err := configlog.OpenFile(filepath.Join(cfg.DataDir, "config"), log)
+	if err != nil {
+		return fmt.Errorf("open config log: %w", err)
+	}
+	cleanups = append(cleanups, func() { clog.Close() })
+	proj := configlog.NewProjection(clog, &catalog.Store{}, catalog.NewKeyRegistry(), log)
+	projCtx, stopProj := context.WithCancel(context.Background())
+	cleanups = append(cleanups, stopProj)
+	go func() {
+		if err := proj.Run(projCtx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, configlog.ErrClosed) {
+			errc <- fmt.Errorf("config projection: %w", err)
+		}
+	}()
+	if err := proj.Sync(ctx); err != nil {
+		return fmt.Errorf("load config log: %w", err)
+	}
+	if err := applyStartupConfig(ctx, cfg, proj, stdout); err != nil {
+		return err
+	}
+
+	if cfg.Roles[roleRollup] {
+		r, err := rollup.New(rollup.Options{
+			Brokers:        cfg.Brokers,
+			Topic:          cfg.Topic,
+			ClickHouseAddr: cfg.ClickHouse,
+			Database:       cfg.Database,
+			Hierarchy:      catalogHierarchy{proj.Store()},
+			Raw:            cfg.Raw,
+			InstanceID:     cfg.Node,
+			Logger:         log.With("role", roleRollup),
+		})
+		if err != nil {
+			return fmt.Errorf("rollup: %w", err)
+		}
+		registerRollupMetrics(reg, r)
+		rctx, stopRollup := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := r.Run(rctx); err != nil {
+				errc <- fmt.Errorf("rollup: %w", err)
+			}
+		}()
+		cleanups = append(cleanups, func() { stopRollup(); <-done })
+		log.Info("rollup role running", "brokers", strings.Join(cfg.Brokers, ","), "clickhouse", cfg.ClickHouse)
+	}
+
+	if cfg.Roles[roleQuery] {
+		log.Warn("query role: the query API is not implemented yet; nothing listens on the query address", "query_listen", cfg.QueryListen)
+	}
+
+	if cfg.Roles[roleAPI] {
+		producer, err := kafka.New(kafka.Options{
+			Brokers:       cfg.Brokers,
+			Topic:         cfg.Topic,
+			SpoolDir:      filepath.Join(cfg.DataDir, "spool"),
+			SpoolMaxBytes: cfg.SpoolMax,
+			FullPolicy:    mustFullPolicy(cfg.FullPolicy),
+			Logger:        log.With("role", "producer"),
+		})
+		if err != nil {
+			return fmt.Errorf("usage producer: %w", err)
+		}
+		cleanups = append(cleanups, func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if err := producer.Close(cctx); err != nil {
+				log.Error("usage producer: close", "err", err)
+			}
+		})
+		registerProducerMetrics(reg, producer)
+
+		clock := limiter.NewCoarseClock(time.Millisecond)
+		cleanups = append(cleanups, clock.Stop)
+		lim := limiter.New(limiter.Options{Clock: clock.Now, HugePages: true})
+		sweepCtx, stopSweep := context.WithCancel(context.Background())
+		cleanups = append(cleanups, stopSweep)
+		go sweep(sweepCtx, lim)
+
+		api := smapi.New(smapi.Options{
+			Catalog: proj.Store(),
+			Limiter: lim,
+			Sink:    producer,
+			Clock:   clock.Now,
+			Region:  cfg.Region,
+			Node:    cfg.Node,
+			Version: version,
+			Metrics: reg,
+		})
+		adm := admin.New(proj, log.With("role", "admin"), 0)
+		srv := smapi.NewServer(route(api, adm))
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+		go func() {
+			if err := srv.Serve(ln); err != nil {
+				errc <- fmt.Errorf("serve %s: %w", cfg.Listen, err)
+			}
+		}()
+		cleanups = append(cleanups, func() {
+			if err := srv.ShutdownWithContext(context.Background()); err != nil {
+				log.Error("http shutdown", "err", err)
+			}
+		})
+		log.Info("api role listening", "addr", ln.Addr().String(),
+			"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix)
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining")
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// route sends admin paths to the admin API and /health to a liveness answer;
+// everything else is the Service Management API (which also serves /metrics).
+func route(api *smapi.Server, adm *admin.API) fasthttp.RequestHandler {
+	prefix := []byte(admin.Prefix)
+	return func(ctx *fasthttp.RequestCtx) {
+		path := ctx.Path()
+		switch {
+		case len(path) >= len(prefix) && string(path[:len(prefix)]) == admin.Prefix:
+			adm.Handler(ctx)
+		case string(path) == "/health":
+			ctx.SetContentType("application/json")
+			ctx.SetBodyString(`{"status":"ok"}`)
+		default:
+			api.Handler(ctx)
+		}
+	}
+}
+
+// applyStartupConfig writes the config file's tenants (or the demo tenant)
+// into the config log as events, so every node converges on them.
+func applyStartupConfig(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, stdout io.Writer) error {
+	if cfg.ConfigFile != "" {
+		doc, err := catalog.Load(cfg.ConfigFile)
+		if err != nil {
+			return fmt.Errorf("config %s: %w", cfg.ConfigFile, err)
+		}
+		if err := proj.Apply(ctx, doc); err != nil {
+			return fmt.Errorf("apply config %s: %w", cfg.ConfigFile, err)
+		}
+		return nil
+	}
+	if !cfg.Demo {
+		return nil
+	}
+	creds, _ := catalog.DemoCredentialsOf(proj.Document())
+	demo, creds := catalog.DemoDocument(creds)
+	if err := proj.Apply(ctx, demo); err != nil {
+		return fmt.Errorf("apply demo tenant: %w", err)
+	}
+	printDemo(stdout, cfg.Listen, creds)
+	return nil
+}
+
+func mustFullPolicy(s string) kafka.FullPolicy {
+	p, err := kafka.ParseFullPolicy(s)
+	if err != nil {
+		return kafka.FullRefuse
+	}
+	return p
+}
+
+// sweep drops idle applications' counters so memory follows active apps.
+func sweep(ctx context.Context, lim *limiter.Limiter) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			lim.Sweep()
+		}
+	}
+}
+
+// catalogHierarchy gives the rollup metric ancestors from the configuration
+// in force.
+type catalogHierarchy struct{ store *catalog.Store }
+
+func (h catalogHierarchy) Ancestors(tenant, service, metric string, fn func(parent string)) {
+	svc := h.store.Load().Services[service]
+	if svc == nil || svc.Tenant == nil || svc.Tenant.ID != tenant {
+		return
+	}
+	id, ok := svc.MetricIndex[metric]
+	if !ok {
+		return
+	}
+	for p := svc.Parents[id]; p != limiter.NoParent; p = svc.Parents[p] {
+		fn(svc.Metrics[p].Name)
+	}
+}
+
+func registerProducerMetrics(reg *metrics.Registry, p *kafka.Producer) {
+	c := func(name, help string, f func(kafka.Stats) uint64) {
+		reg.CounterFunc(name, help, func() uint64 { return f(p.Stats()) })
+	}
+	c("sluice_events_produced_total", "Usage events acknowledged by Kafka.", func(s kafka.Stats) uint64 { return s.Produced })
+	c("sluice_events_spooled_total", "Usage events written to the on-disk spool.", func(s kafka.Stats) uint64 { return s.Spooled })
+	c("sluice_events_spool_drained_total", "Spooled usage events sent and acknowledged.", func(s kafka.Stats) uint64 { return s.SpoolDrained })
+	c("sluice_events_dropped_total", "Usage events dropped (full spool with the drop policy).", func(s kafka.Stats) uint64 { return s.Dropped })
+	c("sluice_events_refused_total", "Usage events refused because the spool was full.", func(s kafka.Stats) uint64 { return s.Refused })
+	c("sluice_producer_errors_total", "Failed produce attempts and spool I/O errors.", func(s kafka.Stats) uint64 { return s.Errors })
+	reg.GaugeFunc("sluice_spool_bytes", "Current size of the on-disk spool.", func() float64 { return float64(p.Stats().SpoolBytes) })
+	reg.GaugeFunc("sluice_spool_full", "1 while the spool is full.", func() float64 {
+		if p.Stats().SpoolFull {
+			return 1
+		}
+		return 0
+	})
+	reg.GaugeFunc("sluice_events_inflight", "Events handed to Kafka and not yet acknowledged.", func() float64 { return float64(p.Stats().InFlight) })
+}
+
+func registerRollupMetrics(reg *metrics.Registry, r *rollup.Rollup) {
+	c := func(name, help string, f func(rollup.Stats) uint64) {
+		reg.CounterFunc(name, help, func() uint64 { return f(r.Stats()) })
+	}
+	c("sluice_rollup_events_total", "Events folded into ClickHouse rollups.", func(s rollup.Stats) uint64 { return s.Events })
+	c("sluice_rollup_batches_total", "Rollup batches written.", func(s rollup.Stats) uint64 { return s.Batches })
+	c("sluice_rollup_skipped_total", "Records skipped because ClickHouse already had them.", func(s rollup.Stats) uint64 { return s.Skipped })
+	c("sluice_rollup_undecodable_total", "Records that could not be decoded.", func(s rollup.Stats) uint64 { return s.Undecodable })
+	c("sluice_rollup_write_errors_total", "Failed ClickHouse inserts (retried).", func(s rollup.Stats) uint64 { return s.WriteErrors })
+}
