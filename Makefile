@@ -4,7 +4,7 @@ GO        ?= go
 BIN       ?= bin/sluice
 DATA_DIR  ?= ./.sluice
 FUZZTIME  ?= 10s
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all build run test test-unit fuzz bench lint clean
 

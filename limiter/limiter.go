@@ -227,7 +227,7 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 	}
 	d.Reports = d.Reports[:n]
 	var local [stackLimits]limitState
-	sc := local[:0]
+	var sc []limitState
 	if n <= stackLimits {
 		sc = local[:n]
 	} else {

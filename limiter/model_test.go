@@ -129,11 +129,6 @@ func (m *refModel) value(k refKey, now time.Time) int64 {
 	return fold(evs, s.UnixNano(), e.UnixNano()-1)
 }
 
-type modelCall struct {
-	req Request
-	at  time.Time
-}
-
 // expect computes the decision the spec requires, and records the usage.
 func (m *refModel) expect(req *Request, now time.Time) Decision {
 	report := req.Mode == ModeReport

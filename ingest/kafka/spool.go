@@ -235,9 +235,6 @@ func (l *segLog) flushBig() error {
 	return nil
 }
 
-// abortFrame drops a frame started with startFrame.
-func (l *segLog) abortFrame(start int) { l.wbuf = l.wbuf[:start] }
-
 // flush writes the buffered frames to the tail segment, rolling over to a
 // new segment first when the tail is full.
 func (l *segLog) flush() error {

@@ -282,7 +282,8 @@ func (r *Rollup) retention(ctx context.Context, conn driver.Conn) {
 func (r *Rollup) poll(ctx context.Context, cl *kgo.Client, recs *[]record) error {
 	var deadline time.Time
 	for len(*recs) < r.o.MaxBatchEvents {
-		pctx, cancel := ctx, context.CancelFunc(func() {})
+		var pctx context.Context
+		var cancel context.CancelFunc
 		if !deadline.IsZero() {
 			d := time.Until(deadline)
 			if d <= 0 {

@@ -134,8 +134,6 @@ func newEnv(t testing.TB) *env {
 	return e
 }
 
-func (e *env) advance(d time.Duration) { e.now.Add(int64(d)) }
-
 // request describes one call for do.
 type request struct {
 	method      string
