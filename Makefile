@@ -6,7 +6,7 @@ DATA_DIR  ?= ./.sluice
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build run test test-unit fuzz bench lint clean
+.PHONY: all build deps run test test-unit fuzz bench lint clean
 
 all: build
 
@@ -14,11 +14,15 @@ build:
 	$(GO) build -o $(BIN) ./cmd/sluice
 
 ## run: all roles in one process, embedded broker, local ClickHouse, demo tenant.
-run: build
+run: build deps
 	$(BIN) dev --data-dir $(DATA_DIR)
 
+## deps: install ClickHouse when missing (root on Debian), else say how.
+deps:
+	bash deploy/install-deps.sh
+
 ## test: every test (unit, integration against real ClickHouse and kfake), race detector on, then short fuzzing.
-test: test-unit fuzz
+test: deps test-unit fuzz
 
 test-unit:
 	$(GO) test -race -count=1 -timeout 14m ./...

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for the node writing while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var curlLine = regexp.MustCompile(`curl -s "([^"]+)"`)
+
+// startDev runs `sluice dev` in-process over dir and returns the authrep URL
+// it printed, and a stop function that waits for the drain.
+func startDev(t *testing.T, dir, listen string) (string, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errs := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--data-dir", dir, "--listen", listen, "--node", "test"}, out, errs)
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if m := curlLine.FindStringSubmatch(out.String()); m != nil {
+			stop := func() {
+				cancel()
+				select {
+				case code := <-done:
+					if code != 0 {
+						t.Errorf("sluice dev exited %d: %s", code, errs.String())
+					}
+				case <-time.After(60 * time.Second):
+					t.Error("sluice dev did not stop within 60s")
+				}
+			}
+			return m[1], stop
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("sluice dev exited %d before printing credentials:\n%s\n%s", code, out.String(), errs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("sluice dev printed no credentials within 60s:\n%s\n%s", out.String(), errs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	var lastErr error
+	for i := 0; i < 50; i++ {
+		resp, err := http.Get(url)
+		if err != nil {
+			lastErr = err
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body)
+	}
+	t.Fatalf("GET %s: %v", url, lastErr)
+	return 0, ""
+}
+
+// TestDevQuickStart is the README's promise: `sluice dev` prints the demo
+// tenant's credentials and a curl authrep that works as printed; restarted
+// over the same data directory it keeps the same credentials.
+func TestDevQuickStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts ClickHouse and an embedded broker")
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+
+	url, stop := startDev(t, dir, listen)
+	code, body := get(t, url)
+	if code != 200 || !strings.Contains(body, "<authorized>true</authorized>") || !strings.Contains(body, "<current_value>1</current_value>") {
+		t.Fatalf("printed authrep: %d %s", code, body)
+	}
+	code, body = get(t, "http://"+listen+"/status")
+	if code != 200 || !strings.Contains(body, `"status":"ok"`) {
+		t.Fatalf("/status: %d %s", code, body)
+	}
+	code, body = get(t, "http://"+listen+"/metrics")
+	if code != 200 || !strings.Contains(body, "sluice_events_produced_total") {
+		t.Fatalf("/metrics: %d %s", code, body)
+	}
+	stop()
+
+	url2, stop2 := startDev(t, dir, listen)
+	defer stop2()
+	if url2 != url {
+		t.Fatalf("credentials changed across a restart:\n%s\n%s", url, url2)
+	}
+	if code, body := get(t, url2); code != 200 {
+		t.Fatalf("authrep after restart: %d %s", code, body)
+	}
+}
+
+func TestCommandLineErrors(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("tenants:\n  - id: acme\n    admin_token: a\n    services:\n      - id: s1\n        plans:\n          - id: p\n            limits:\n              - {metric: hits, period: fortnight, max: 1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"no command", nil, 2, "usage:"},
+		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"serve without kafka", []string{"serve", "--roles", "api"}, 2, "--kafka is required"},
+		{"serve unknown role", []string{"serve", "--roles", "api,web", "--kafka", "x:1"}, 2, `unknown role "web"`},
+		{"serve rollup without clickhouse", []string{"serve", "--roles", "rollup", "--kafka", "x:1"}, 2, "--clickhouse is required"},
+		{"bad spool policy", []string{"serve", "--roles", "api", "--kafka", "x:1", "--spool-full", "maybe"}, 2, "--spool-full must be"},
+		{"config validate reports the path", []string{"config", "validate", bad}, 1, `tenants[0].services[0].plans[0].limits[0].period: unknown period "fortnight"`},
+		{"config unknown", []string{"config", "frob"}, 2, "unknown config command"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errs bytes.Buffer
+			code := run(context.Background(), tc.args, &out, &errs)
+			if code != tc.wantCode || !strings.Contains(errs.String(), tc.wantErr) {
+				t.Fatalf("code %d, stderr %q; want %d containing %q", code, errs.String(), tc.wantCode, tc.wantErr)
+			}
+		})
+	}
+}
