@@ -7,26 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/sluice-dev/sluice/internal/chlocal"
+	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
 )
 
 func startCH(t *testing.T) driver.Conn {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs clickhouse-server")
-	}
-	s, err := chlocal.Start(context.Background(), chlocal.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("start ClickHouse (apt-get install -y clickhouse-server clickhouse-client): %v", err)
-	}
-	t.Cleanup(func() { s.Stop() })
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	_, conn := chtest.Start(t)
 	return conn
 }
 

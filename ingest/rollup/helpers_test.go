@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/internal/chlocal"
+	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
 )
 
 const testDB = "sluice_test"
@@ -19,19 +19,7 @@ const testDB = "sluice_test"
 // startCH starts a ClickHouse server for the test and migrates testDB.
 func startCH(t testing.TB) (*chlocal.Server, driver.Conn) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs clickhouse-server")
-	}
-	s, err := chlocal.Start(context.Background(), chlocal.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("start ClickHouse (apt-get install -y clickhouse-server clickhouse-client): %v", err)
-	}
-	t.Cleanup(func() { s.Stop() })
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	s, conn := chtest.Start(t)
 	if err := chschema.Migrate(context.Background(), conn, testDB); err != nil {
 		t.Fatal(err)
 	}
