@@ -6,7 +6,7 @@ DATA_DIR  ?= ./.sluice
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build deps run test test-unit fuzz bench lint clean
+.PHONY: all build deps run test test-unit test-kafka fuzz bench lint clean
 
 all: build
 
@@ -26,6 +26,10 @@ test: deps test-unit fuzz
 
 test-unit:
 	$(GO) test -race -count=1 -timeout 14m ./...
+
+## test-kafka: the Kafka-facing tests against a real Apache Kafka broker (KRaft, jars via Maven, needs java and mvn).
+test-kafka:
+	GO=$(GO) bash deploy/kafka/test.sh
 
 ## fuzz: every Fuzz target for FUZZTIME each (CI runs this through `make test`).
 fuzz:
