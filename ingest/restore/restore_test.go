@@ -1,0 +1,243 @@
+package restore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/ingest/rollup"
+	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
+	"github.com/sluice-dev/sluice/limiter"
+)
+
+const (
+	testDB    = "sluice_restore_test"
+	testTopic = "sluice.usage"
+)
+
+// staticCatalog serves one Snapshot.
+type staticCatalog struct{ s *catalog.Snapshot }
+
+func (c staticCatalog) Load() *catalog.Snapshot { return c.s }
+
+// testSnapshot: tenant t1, service s1 with hits and its child search, and a
+// plan with one limit of each kind on hits plus an hour limit on search.
+func testSnapshot(t *testing.T) *catalog.Snapshot {
+	t.Helper()
+	per := func(s string) limiter.Period {
+		p, err := limiter.ParsePeriod(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ten := &catalog.Tenant{ID: "t1", Services: map[string]*catalog.Service{}}
+	svc := &catalog.Service{Tenant: ten, ID: "s1",
+		Metrics:     []catalog.Metric{{Name: "hits", ID: 0, Parent: limiter.NoParent}, {Name: "search", ID: 1, Parent: 0}},
+		MetricIndex: map[string]limiter.MetricID{"hits": 0, "search": 1},
+		Parents:     []limiter.MetricID{limiter.NoParent, 0},
+		Plans:       map[string]*catalog.Plan{}, Apps: map[string]*catalog.App{},
+	}
+	plan := &catalog.Plan{ID: "basic", Name: "basic"}
+	for _, l := range []struct {
+		m   limiter.MetricID
+		per string
+	}{{0, "minute"}, {0, "hour"}, {0, "day"}, {0, "month"}, {0, "eternity"}, {0, "sliding:1m"}, {1, "hour"}, {1, "sliding:5m"}} {
+		plan.Limits = append(plan.Limits, limiter.Limit{Metric: l.m, Period: per(l.per), Max: 1 << 40})
+	}
+	svc.Plans[plan.ID] = plan
+	for i := range 5 {
+		id := fmt.Sprintf("app%d", i)
+		svc.Apps[id] = &catalog.App{Service: svc, ID: id, Key: limiter.AppKey(1000 + i), Plan: plan}
+	}
+	ten.Services[svc.ID] = svc
+	return &catalog.Snapshot{Tenants: map[string]*catalog.Tenant{"t1": ten}, Services: map[string]*catalog.Service{"s1": svc}}
+}
+
+// producer sends events in usage-time order (record timestamp = receive
+// time = usage time here) and applies them to the reference limiter the way
+// the live limiter would have.
+type producer struct {
+	t    *testing.T
+	cl   *kgo.Client
+	ref  *limiter.Limiter
+	snap *catalog.Snapshot
+	ids  *event.IDGenerator
+	r    *rand.Rand
+}
+
+func (p *producer) send(n int, from, to time.Time) {
+	p.t.Helper()
+	span := to.Sub(from).Milliseconds()
+	for i := range n {
+		ts := from.UnixMilli() + span*int64(i)/int64(n)
+		e := event.Event{ID: p.ids.Next(), Kind: event.KindAuthrep, TS: ts, Received: ts,
+			TenantID: "t1", ServiceID: "s1", AppID: fmt.Sprintf("app%d", p.r.IntN(6)), // app5 is unknown
+			PlanID: "basic", Code: 200, Region: "eu", Node: "n1"}
+		switch x := p.r.IntN(100); {
+		case x < 5:
+			e.Kind, e.Reason = event.KindDenied, "limits_exceeded"
+			e.Usage = []event.Usage{{Metric: "hits", Value: 1}}
+		case x < 15:
+			e.Kind = event.KindReport
+			e.Usage = []event.Usage{{Metric: "hits", Value: 1 + p.r.Int64N(9)}, {Metric: "unknown", Value: 3}}
+		default:
+			e.Usage = []event.Usage{{Metric: []string{"hits", "search"}[p.r.IntN(2)], Value: 1 + p.r.Int64N(4)}}
+		}
+		rec := &kgo.Record{Topic: testTopic, Key: event.Key(nil, e.ServiceID, e.AppID), Value: event.AppendEvent(nil, &e), Timestamp: time.UnixMilli(e.Received)}
+		if err := p.cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+			p.t.Fatalf("produce: %v", err)
+		}
+		if e.Kind == event.KindDenied {
+			continue
+		}
+		svc := p.snap.Services["s1"]
+		app := svc.Apps[e.AppID]
+		if app == nil {
+			continue
+		}
+		var us []limiter.Usage
+		for _, u := range e.Usage {
+			if m, ok := svc.MetricIndex[u.Metric]; ok {
+				us = append(us, limiter.Usage{Metric: m, Value: u.Value})
+			}
+		}
+		p.ref.Record(app.Key, app.Plan.Limits, svc.Parents, us, false, time.UnixMilli(e.TS))
+	}
+}
+
+func endOffsets(t *testing.T, adm *kadm.Client) map[int32]int64 {
+	t.Helper()
+	ends, err := adm.ListEndOffsets(context.Background(), testTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
+}
+
+func TestRestoreMatchesLiveCounters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs ClickHouse and a kfake broker")
+	}
+	ch, conn := chtest.Start(t)
+	ctx := context.Background()
+	if err := chschema.Migrate(ctx, conn, testDB); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, testTopic))
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	t.Cleanup(kc.Close)
+	brokers := kc.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+
+	now := time.Date(2026, 11, 23, 10, 30, 40, 0, time.UTC)
+	clock := func() time.Time { return now }
+	snap := testSnapshot(t)
+	p := &producer{t: t, cl: cl, ref: limiter.New(limiter.Options{Clock: clock}), snap: snap,
+		ids: event.NewIDGenerator(), r: rand.New(rand.NewPCG(1, 2))}
+
+	// Phase 1, rolled up: from the previous day (closed day window, still in
+	// the month) to 20 s before now, so the last minute's sliding window is
+	// partly in ClickHouse only and must be rebuilt from the tail by time.
+	p.send(1200, now.Add(-26*time.Hour), now.Add(-2*time.Minute))
+	p.send(300, now.Add(-2*time.Minute), now.Add(-20*time.Second))
+	ends := endOffsets(t, adm)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := rollup.New(rollup.Options{Brokers: brokers, Topic: testTopic, Group: "restore-test",
+		ClickHouseAddr: ch.Addr(), Database: testDB, Hierarchy: rollup.MapHierarchy{"search": "hits"},
+		MaxBatchEvents: 400, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := rollup.ResumeOffsets(ctx, conn, testDB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		caught := true
+		for kp, end := range ends {
+			if end > 0 && got[kp] < end {
+				caught = false
+			}
+		}
+		if caught {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rollup did not catch up: %v of %v", got, ends)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// Phase 2, only in Kafka.
+	p.send(300, now.Add(-20*time.Second), now)
+
+	lim := limiter.New(limiter.Options{Clock: clock})
+	st, err := Restore(ctx, Options{Limiter: lim, Catalog: staticCatalog{snap}, CH: conn, Database: testDB,
+		Brokers: brokers, Topic: testTopic, Now: now, MaxSliding: 10 * time.Minute, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stats %+v", st)
+	if st.Seeded == 0 || st.Replayed == 0 || st.Skipped == 0 {
+		t.Errorf("stats %+v: want seeded sums, replayed and skipped events", st)
+	}
+	// The replay started by time, not at offset 0: most phase-1 records are
+	// older than MaxSliding and already in ClickHouse.
+	if st.Records >= 1500 {
+		t.Errorf("read %d records: the tail should start near now-MaxSliding", st.Records)
+	}
+
+	svc := snap.Services["s1"]
+	var want, got limiter.Decision
+	nonzero := map[limiter.Period]bool{}
+	for id, app := range svc.Apps {
+		req := limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}
+		p.ref.Do(&req, &want)
+		lim.Do(&req, &got)
+		for i, w := range want.Reports {
+			g := got.Reports[i]
+			if g.Current != w.Current || g.Start != w.Start {
+				t.Errorf("%s limit %v on metric %d: current %d (start %d), want %d (start %d)",
+					id, w.Limit.Period, w.Limit.Metric, g.Current, g.Start, w.Current, w.Start)
+			}
+			if w.Current > 0 {
+				nonzero[w.Limit.Period] = true
+			}
+		}
+	}
+	// Every kind of limit had usage, so the comparison above means something.
+	for _, l := range svc.Plans["basic"].Limits {
+		if !nonzero[l.Period] {
+			t.Errorf("no usage in any %v window: the test data does not cover it", l.Period)
+		}
+	}
+}
