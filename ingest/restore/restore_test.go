@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -216,12 +217,37 @@ func TestRestoreMatchesLiveCounters(t *testing.T) {
 		t.Errorf("read %d records: the tail should start near now-MaxSliding", st.Records)
 	}
 
+	compare(t, p.ref, lim, snap)
+
+	// A ClickHouse that has nothing (a fresh database): every partition is
+	// replayed from the start of the log, and the counters still match.
+	const emptyDB = testDB + "_empty"
+	if err := chschema.Migrate(ctx, conn, emptyDB); err != nil {
+		t.Fatal(err)
+	}
+	lim2 := limiter.New(limiter.Options{Clock: clock})
+	st, err = Restore(ctx, Options{Limiter: lim2, Catalog: staticCatalog{snap}, CH: conn, Database: emptyDB,
+		Brokers: brokers, Topic: testTopic, Now: now, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Seeded != 0 || st.Records != 1800 {
+		t.Errorf("empty ClickHouse: stats %+v, want 0 seeded and all 1800 records read", st)
+	}
+	compare(t, p.ref, lim2, snap)
+}
+
+// compare checks that an authorize without usage reports the same current
+// value for every limit of every app in both limiters, and that every kind
+// of limit had usage somewhere (so that the comparison means something).
+func compare(t *testing.T, ref, lim *limiter.Limiter, snap *catalog.Snapshot) {
+	t.Helper()
 	svc := snap.Services["s1"]
 	var want, got limiter.Decision
 	nonzero := map[limiter.Period]bool{}
 	for id, app := range svc.Apps {
 		req := limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}
-		p.ref.Do(&req, &want)
+		ref.Do(&req, &want)
 		lim.Do(&req, &got)
 		for i, w := range want.Reports {
 			g := got.Reports[i]
@@ -239,5 +265,31 @@ func TestRestoreMatchesLiveCounters(t *testing.T) {
 		if !nonzero[l.Period] {
 			t.Errorf("no usage in any %v window: the test data does not cover it", l.Period)
 		}
+	}
+}
+
+func TestRestoreRequiresOptions(t *testing.T) {
+	lim := limiter.New(limiter.Options{})
+	// fakeConn is a non-nil connection that is never used: each case lacks
+	// another option, so Restore must refuse before connecting anywhere.
+	type fakeConn struct{ driver.Conn }
+	full := Options{Limiter: lim, Catalog: staticCatalog{}, CH: fakeConn{}, Database: "db", Brokers: []string{"127.0.0.1:1"}}
+	for _, tc := range []struct {
+		name string
+		mod  func(*Options)
+	}{
+		{"no limiter", func(o *Options) { o.Limiter = nil }},
+		{"no catalog", func(o *Options) { o.Catalog = nil }},
+		{"no clickhouse", func(o *Options) { o.CH = nil }},
+		{"no database", func(o *Options) { o.Database = "" }},
+		{"no brokers", func(o *Options) { o.Brokers = nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := full
+			tc.mod(&o)
+			if _, err := Restore(context.Background(), o); err == nil {
+				t.Error("Restore accepted incomplete options")
+			}
+		})
 	}
 }
