@@ -17,6 +17,10 @@
 //
 // # Known gaps
 //
+// The replay stops at each partition's end offset by seeing the record just
+// below it, so it assumes contiguous offsets (the idempotent producer's
+// topic: no transactions, no compaction); ctx bounds the wait otherwise.
+//
 // Sets ("#N") already folded into ClickHouse are not honoured: the sums never
 // contain them (OpenWindows.Sets has the latest one, which a later version may
 // seed); sets still in the tail are replayed as sets. Usage is applied to the
@@ -131,6 +135,10 @@ func Restore(ctx context.Context, o Options) (Stats, error) {
 	if err := afters.Error(); err != nil {
 		return st, fmt.Errorf("restore: offsets after time of %s: %w", o.Topic, err)
 	}
+	logStarts, err := adm.ListStartOffsets(ctx, o.Topic)
+	if err != nil {
+		return st, fmt.Errorf("restore: start offsets of %s: %w", o.Topic, err)
+	}
 	from := win.From()
 	starts := map[int32]kgo.Offset{}
 	endAt := map[int32]int64{}
@@ -142,6 +150,15 @@ func Restore(ctx context.Context, o Options) (Stats, error) {
 		}
 		if a, ok := afters.Lookup(o.Topic, e.Partition); ok && a.Offset >= 0 && a.Offset < start {
 			start = a.Offset
+		}
+		if ls, ok := logStarts.Lookup(o.Topic, e.Partition); ok && ls.Err == nil && ls.Offset > start {
+			// Retention deleted records ClickHouse never got: their usage
+			// is lost to the counters (and to the rollups). Say so loudly.
+			if f, ok := from[e.Partition]; !ok || f < ls.Offset {
+				o.Logger.Warn("restore: records missing from both ClickHouse and Kafka; counters may be low",
+					"partition", e.Partition, "clickhouse", from[e.Partition], "log start", ls.Offset)
+			}
+			start = ls.Offset
 		}
 		if start < e.Offset {
 			starts[e.Partition] = kgo.NewOffset().At(start)
