@@ -83,7 +83,7 @@ type Stats struct {
 	Duration time.Duration // wall time of Restore
 }
 
-// Restore seeds lim from ClickHouse and replays the Kafka tail; returns when
+// Restore seeds o.Limiter from ClickHouse and replays the Kafka tail; returns when
 // the limiter holds every acknowledged unit up to the topic's end offsets at
 // the time of the call.
 func Restore(ctx context.Context, o Options) (Stats, error) {
