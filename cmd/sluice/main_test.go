@@ -33,6 +33,21 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+var monthCurrent2 = regexp.MustCompile(`metric="hits" period="month">.*?<current_value>2</current_value>`)
+
+// waitReady waits until /status says ok: counters are restored.
+func waitReady(t *testing.T, listen string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if code, _ := get(t, "http://"+listen+"/status"); code == 200 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("/status did not become ready within 60s")
+}
+
 var curlLine = regexp.MustCompile(`curl -s "([^"]+)"`)
 
 // startDev runs `sluice dev` in-process over dir and returns the authrep URL
@@ -107,6 +122,7 @@ func TestDevQuickStart(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
 
 	url, stop := startDev(t, dir, listen)
+	waitReady(t, listen)
 	code, body := get(t, url)
 	if code != 200 || !strings.Contains(body, "<authorized>true</authorized>") || !strings.Contains(body, "<current_value>1</current_value>") {
 		t.Fatalf("printed authrep: %d %s", code, body)
@@ -126,8 +142,12 @@ func TestDevQuickStart(t *testing.T) {
 	if url2 != url {
 		t.Fatalf("credentials changed across a restart:\n%s\n%s", url, url2)
 	}
-	if code, body := get(t, url2); code != 200 {
-		t.Fatalf("authrep after restart: %d %s", code, body)
+	waitReady(t, listen)
+	// The month counter survives the restart: the first call counted 1, so
+	// this one reports 2 (restored from ClickHouse or the Kafka tail).
+	code, body = get(t, url2)
+	if code != 200 || !monthCurrent2.MatchString(body) {
+		t.Fatalf("authrep after restart: want month current_value 2: %d %s", code, body)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -17,6 +18,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/configlog"
 	"github.com/sluice-dev/sluice/ingest/kafka"
+	"github.com/sluice-dev/sluice/ingest/restore"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/ingest/smapi"
 	"github.com/sluice-dev/sluice/internal/metrics"
@@ -164,7 +166,9 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 		cleanups = append(cleanups, stopSweep)
 		go sweep(sweepCtx, lim)
 
+		var ready atomic.Bool
 		api := smapi.New(smapi.Options{
+			Ready:   ready.Load,
 			Catalog: proj.Store(),
 			Limiter: lim,
 			Sink:    producer,
@@ -190,8 +194,13 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 				log.Error("http shutdown", "err", err)
 			}
 		})
-		log.Info("api role listening", "addr", ln.Addr().String(),
+		log.Info("api role listening; /status answers starting until counters are restored", "addr", ln.Addr().String(),
 			"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix)
+		if err := restoreCounters(ctx, cfg, lim, proj.Store(), clock.Now(), log); err != nil {
+			return err
+		}
+		ready.Store(true)
+		log.Info("api role ready")
 	}
 
 	select {
@@ -201,6 +210,37 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 	case err := <-errc:
 		return err
 	}
+}
+
+// restoreCounters rebuilds the limiter from ClickHouse's open-window sums and
+// the Kafka tail after them (invariant 3), before the API answers.
+func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, store *catalog.Store, now time.Time, log *slog.Logger) error {
+	if cfg.ClickHouse == "" {
+		log.Warn("no --clickhouse: limiter counters start empty (not restored)")
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	conn, err := rollup.OpenClickHouse(rctx, cfg.ClickHouse, "default", "")
+	if err != nil {
+		return fmt.Errorf("restore counters: %w", err)
+	}
+	defer conn.Close()
+	st, err := restore.Restore(rctx, restore.Options{
+		Limiter:  lim,
+		Catalog:  store,
+		CH:       conn,
+		Database: cfg.Database,
+		Brokers:  cfg.Brokers,
+		Topic:    cfg.Topic,
+		Now:      now,
+		Logger:   log.With("role", "restore"),
+	})
+	if err != nil {
+		return fmt.Errorf("restore counters: %w", err)
+	}
+	log.Info("limiter counters restored", "seeded", st.Seeded, "replayed", st.Replayed, "skipped", st.Skipped, "records", st.Records, "took", st.Duration)
+	return nil
 }
 
 // route sends admin paths to the admin API and /health to a liveness answer;
