@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/configlog"
+	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/flagenv"
@@ -37,8 +38,22 @@ func commonFlags(fs *flag.FlagSet, cfg *nodeConfig) {
 	fs.StringVar(&cfg.Region, "region", "local", "region recorded on usage events")
 	fs.StringVar(&cfg.Node, "node", hostname(), "node name recorded on usage events and used as the rollup's static member id")
 	fs.Int64Var(&cfg.SpoolMax, "spool-max-bytes", 1<<30, "bound of the on-disk event spool used while Kafka is unreachable")
-	fs.StringVar(&cfg.FullPolicy, "spool-full", "refuse", "when the spool is full: refuse (answer 503) or drop (count and drop)")
+	fs.Var((*policyFlag)(&cfg.FullPolicy), "spool-full", "when the spool is full: refuse (answer 503) or drop (count and drop)")
 	fs.BoolVar(&cfg.Raw, "raw-events", false, "rollup also stores every raw event in ClickHouse")
+}
+
+// policyFlag parses --spool-full with the producer's own parser.
+type policyFlag kafka.FullPolicy
+
+func (f *policyFlag) String() string { return kafka.FullPolicy(*f).String() }
+
+func (f *policyFlag) Set(s string) error {
+	p, err := kafka.ParseFullPolicy(s)
+	if err != nil {
+		return fmt.Errorf("--spool-full must be refuse or drop, not %q", s)
+	}
+	*f = policyFlag(p)
+	return nil
 }
 
 func hostname() string {
@@ -47,14 +62,6 @@ func hostname() string {
 		return "sluice"
 	}
 	return h
-}
-
-func checkPolicy(cfg *nodeConfig) error {
-	switch cfg.FullPolicy {
-	case "refuse", "drop":
-		return nil
-	}
-	return usageError{fmt.Sprintf("--spool-full must be refuse or drop, not %q", cfg.FullPolicy)}
 }
 
 // cmdDev runs every role in one process with an embedded Kafka-protocol broker
@@ -66,9 +73,6 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *s
 	commonFlags(fs, &cfg)
 	fs.Usage = flagenv.Usage(fs, "sluice dev [flags]")
 	if err := flagenv.Parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkPolicy(&cfg); err != nil {
 		return err
 	}
 	cfg.Roles, _ = parseRoles("all")
@@ -121,9 +125,6 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 	}
 	var err error
 	if cfg.Roles, err = parseRoles(*roles); err != nil {
-		return err
-	}
-	if err := checkPolicy(&cfg); err != nil {
 		return err
 	}
 	cfg.Brokers = splitList(*brokers)

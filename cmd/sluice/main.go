@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sluice-dev/sluice/internal/flagenv"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -74,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.As(err, new(usageError)):
+	case errors.As(err, new(usageError)), errors.Is(err, flagenv.ErrUsage):
 		fmt.Fprintf(stderr, "sluice %s: %v\n", cmd, err)
 		return 2
 	default:

@@ -169,6 +169,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{"serve rollup without clickhouse", []string{"serve", "--roles", "rollup", "--kafka", "x:1"}, 2, "--clickhouse is required"},
 		{"bad spool policy", []string{"serve", "--roles", "api", "--kafka", "x:1", "--spool-full", "maybe"}, 2, "--spool-full must be"},
 		{"config validate reports the path", []string{"config", "validate", bad}, 1, `tenants[0].services[0].plans[0].limits[0].period: unknown period "fortnight"`},
+		{"unknown flag", []string{"serve", "--kafka", "x:1", "--nope"}, 2, "flag provided but not defined: -nope"},
 		{"config unknown", []string{"config", "frob"}, 2, "unknown config command"},
 	}
 	for _, tc := range tests {

@@ -48,7 +48,7 @@ type nodeConfig struct {
 	Region      string
 	Node        string
 	SpoolMax    int64
-	FullPolicy  string
+	FullPolicy  kafka.FullPolicy
 	Raw         bool
 }
 
@@ -113,6 +113,7 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 			Topic:          cfg.Topic,
 			ClickHouseAddr: cfg.ClickHouse,
 			Database:       cfg.Database,
+			SkipMigrate:    true, // dev and serve migrate before any role starts
 			Hierarchy:      catalogHierarchy{proj.Store()},
 			Raw:            cfg.Raw,
 			InstanceID:     cfg.Node,
@@ -144,7 +145,7 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 			Topic:         cfg.Topic,
 			SpoolDir:      filepath.Join(cfg.DataDir, "spool"),
 			SpoolMaxBytes: cfg.SpoolMax,
-			FullPolicy:    mustFullPolicy(cfg.FullPolicy),
+			FullPolicy:    cfg.FullPolicy,
 			Logger:        log.With("role", "producer"),
 		})
 		if err != nil {
@@ -284,14 +285,6 @@ func applyStartupConfig(ctx context.Context, cfg nodeConfig, proj *configlog.Pro
 	}
 	printDemo(stdout, cfg.Listen, creds)
 	return nil
-}
-
-func mustFullPolicy(s string) kafka.FullPolicy {
-	p, err := kafka.ParseFullPolicy(s)
-	if err != nil {
-		return kafka.FullRefuse
-	}
-	return p
 }
 
 // sweep drops idle applications' counters so memory follows active apps.

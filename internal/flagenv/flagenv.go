@@ -5,6 +5,7 @@
 package flagenv
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -16,9 +17,29 @@ func EnvName(flagName string) string {
 	return "SLUICE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// ErrUsage marks every error of Parse except flag.ErrHelp: the command line
+// or the environment was wrong, not the work (callers exit 2 for it).
+var ErrUsage = errors.New("usage")
+
 // Parse parses args into fs, then fills every flag not given on the command
 // line from its environment variable. It reports which variable was bad.
+// Its errors wrap ErrUsage, except flag.ErrHelp which it returns as is.
 func Parse(fs *flag.FlagSet, args []string) error {
+	err := parse(fs, args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageErr{err}
+}
+
+// usageErr wraps a parse error so it matches ErrUsage yet prints as itself.
+type usageErr struct{ err error }
+
+func (e usageErr) Error() string        { return e.err.Error() }
+func (e usageErr) Is(target error) bool { return target == ErrUsage }
+func (e usageErr) Unwrap() error        { return e.err }
+
+func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package flagenv
 
 import (
+	"errors"
 	"flag"
 	"io"
 	"testing"
@@ -35,6 +36,9 @@ func TestParse(t *testing.T) {
 				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
 			}
 			if tc.wantErr {
+				if !errors.Is(err, ErrUsage) {
+					t.Fatalf("err = %v, want it to match ErrUsage", err)
+				}
 				return
 			}
 			if *listen != tc.want || *n != tc.wantN {
