@@ -372,22 +372,10 @@ func (w *writer) insertUsage(ctx context.Context, table string, rows map[aggKey]
 		code[i], ts[i], value[i] = k.code, time.Unix(k.t, 0).UTC(), v
 		i++
 	}
-	for _, m := range markers {
-		ts[i], kp[i], ko[i], value[i] = now.UTC().Truncate(time.Second), m.kp, m.ko, 1
-		i++
-	}
-	for j := range wr {
-		wr[j] = written
-	}
-	b, err := w.conn.PrepareBatch(ctx, "INSERT INTO "+w.db+"."+table+" (written, tenant_id, service_id, app_id, plan_id, metric, reason, code, region, t, kp, ko, value)")
-	if err != nil {
-		return 0, err
-	}
-	if err := appendCols(b, wr, tenant, service, app, plan, metric, reason, code, region, ts, kp, ko, value); err != nil {
-		b.Abort()
-		return 0, err
-	}
-	return n, b.Send()
+	fillMarkers(markers, now, ts[i:], kp[i:], ko[i:], value[i:])
+	fill(wr, written)
+	return n, w.send(ctx, "INSERT INTO "+w.db+"."+table+" (written, tenant_id, service_id, app_id, plan_id, metric, reason, code, region, t, kp, ko, value)",
+		wr, tenant, service, app, plan, metric, reason, code, region, ts, kp, ko, value)
 }
 
 func (w *writer) insertSets(ctx context.Context, markers []marker, written, now time.Time) (int, error) {
@@ -406,22 +394,10 @@ func (w *writer) insertSets(ctx context.Context, markers []marker, written, now 
 		ts[i], tsMS[i], value[i], kp[i], ko[i] = time.UnixMilli(s.tsMS).UTC().Truncate(time.Second), s.tsMS, s.value, s.kp, s.ko
 		i++
 	}
-	for _, m := range markers {
-		ts[i], kp[i], ko[i], value[i] = now.UTC().Truncate(time.Second), m.kp, m.ko, 1
-		i++
-	}
-	for j := range wr {
-		wr[j] = written
-	}
-	b, err := w.conn.PrepareBatch(ctx, "INSERT INTO "+w.db+".usage_sets (written, tenant_id, service_id, app_id, plan_id, metric, t, ts_ms, value, kp, ko)")
-	if err != nil {
-		return 0, err
-	}
-	if err := appendCols(b, wr, tenant, service, app, plan, metric, ts, tsMS, value, kp, ko); err != nil {
-		b.Abort()
-		return 0, err
-	}
-	return n, b.Send()
+	fillMarkers(markers, now, ts[i:], kp[i:], ko[i:], value[i:])
+	fill(wr, written)
+	return n, w.send(ctx, "INSERT INTO "+w.db+".usage_sets (written, tenant_id, service_id, app_id, plan_id, metric, t, ts_ms, value, kp, ko)",
+		wr, tenant, service, app, plan, metric, ts, tsMS, value, kp, ko)
 }
 
 func (w *writer) insertRaw(ctx context.Context, markers []marker, written, now time.Time) (int, error) {
@@ -444,15 +420,38 @@ func (w *writer) insertRaw(ctx context.Context, markers []marker, written, now t
 		wr[j] = written
 		ts[j] = time.Unix(c.t[j], 0).UTC()
 	}
-	b, err := w.conn.PrepareBatch(ctx, "INSERT INTO "+w.db+".events_raw (written, t, ts_ms, received_ms, id, kind, tenant_id, service_id, app_id, plan_id, metrics, values, sets, code, reason, region, node, kp, ko)")
+	return n, w.send(ctx, "INSERT INTO "+w.db+".events_raw (written, t, ts_ms, received_ms, id, kind, tenant_id, service_id, app_id, plan_id, metrics, values, sets, code, reason, region, node, kp, ko)",
+		wr, ts, c.tsMS, c.receivedMS, c.id, c.kind, c.tenant, c.service, c.app, c.plan, c.metrics, c.values, c.sets, c.code, c.reason, c.region, c.node, c.kp, c.ko)
+}
+
+// send inserts one block of columns as a single batch (one part, see the
+// package doc).
+func (w *writer) send(ctx context.Context, query string, cols ...any) error {
+	b, err := w.conn.PrepareBatch(ctx, query)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	if err := appendCols(b, wr, ts, c.tsMS, c.receivedMS, c.id, c.kind, c.tenant, c.service, c.app, c.plan, c.metrics, c.values, c.sets, c.code, c.reason, c.region, c.node, c.kp, c.ko); err != nil {
+	if err := appendCols(b, cols...); err != nil {
 		b.Abort()
-		return 0, err
+		return err
 	}
-	return n, b.Send()
+	return b.Send()
+}
+
+// fillMarkers writes marker rows into the column tails: value 1 keeps
+// SummingMergeTree from dropping them, t is the write time.
+func fillMarkers(markers []marker, now time.Time, ts []time.Time, kp []int32, ko, value []int64) {
+	t := now.UTC().Truncate(time.Second)
+	for i, m := range markers {
+		ts[i], kp[i], ko[i], value[i] = t, m.kp, m.ko, 1
+	}
+}
+
+// fill sets every element of s to v.
+func fill[T any](s []T, v T) {
+	for i := range s {
+		s[i] = v
+	}
 }
 
 // counters are the rollup's statistics.
