@@ -277,15 +277,15 @@ func (l *FileLog) End(context.Context) (Position, error) {
 // Positions of the file log are byte offsets after the file's header.
 func (l *FileLog) Tail(ctx context.Context, from Position, fn func([]Entry) error) error {
 	pos := int64(from) + headerLen
-	for {
+	return tailLoop(ctx, fn, func() ([]Entry, bool, <-chan struct{}, error) {
 		l.mu.Lock()
 		end, notify, closed := l.end, l.notify, l.closed
 		l.mu.Unlock()
 		if closed {
-			return ErrClosed
+			return nil, false, nil, ErrClosed
 		}
 		if pos > end || pos < headerLen {
-			return fmt.Errorf("configlog: tail from %d outside the log (end %d)", toPos(pos), toPos(end))
+			return nil, false, nil, fmt.Errorf("configlog: tail from %d outside the log (end %d)", toPos(pos), toPos(end))
 		}
 		var batch []Entry
 		start := pos
@@ -296,27 +296,17 @@ func (l *FileLog) Tail(ctx context.Context, from Position, fn func([]Entry) erro
 				closed := l.closed
 				l.mu.Unlock()
 				if closed {
-					return ErrClosed
+					return nil, false, nil, ErrClosed
 				}
-				return fmt.Errorf("configlog: read at offset %d: %w", pos, err)
+				return nil, false, nil, fmt.Errorf("configlog: read at offset %d: %w", pos, err)
 			}
 			for _, r := range recs {
 				batch = append(batch, Entry{Record: r, Pos: toPos(next)})
 			}
 			pos = next
 		}
-		if pos > start {
-			if err := fn(batch); err != nil {
-				return err
-			}
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-notify:
-		}
-	}
+		return batch, pos > start, notify, nil
+	})
 }
 
 // Close closes the file. Tail calls in progress return ErrClosed.

@@ -41,3 +41,27 @@ type Log interface {
 
 // ErrClosed is returned by a closed Log.
 var ErrClosed = errors.New("configlog: log closed")
+
+// tailLoop is the loop every Log's Tail runs: read returns what is available
+// now (progress reports whether it advanced, even over frames without
+// records) and a channel closed when more arrives; fn gets each batch, and
+// the loop sleeps on the channel only when read made no progress.
+func tailLoop(ctx context.Context, fn func([]Entry) error, read func() (batch []Entry, progress bool, notify <-chan struct{}, err error)) error {
+	for {
+		batch, progress, notify, err := read()
+		if err != nil {
+			return err
+		}
+		if progress {
+			if err := fn(batch); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-notify:
+		}
+	}
+}

@@ -59,32 +59,19 @@ func (m *MemLog) End(context.Context) (Position, error) {
 // Tail follows the log from position from.
 func (m *MemLog) Tail(ctx context.Context, from Position, fn func([]Entry) error) error {
 	pos := int(from)
-	for {
+	return tailLoop(ctx, fn, func() ([]Entry, bool, <-chan struct{}, error) {
 		m.mu.Lock()
-		closed, notify := m.closed, m.notify
+		defer m.mu.Unlock()
+		if m.closed {
+			return nil, false, nil, ErrClosed
+		}
 		var batch []Entry
-		if !closed && pos < len(m.recs) {
-			for i := pos; i < len(m.recs); i++ {
-				batch = append(batch, Entry{Record: m.recs[i], Pos: Position(i + 1)})
-			}
-			pos = len(m.recs)
+		for i := pos; i < len(m.recs); i++ {
+			batch = append(batch, Entry{Record: m.recs[i], Pos: Position(i + 1)})
 		}
-		m.mu.Unlock()
-		if closed {
-			return ErrClosed
-		}
-		if len(batch) > 0 {
-			if err := fn(batch); err != nil {
-				return err
-			}
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-notify:
-		}
-	}
+		pos = len(m.recs)
+		return batch, len(batch) > 0, m.notify, nil
+	})
 }
 
 // Close closes the log; Tail calls in progress return ErrClosed.
