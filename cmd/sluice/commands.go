@@ -11,12 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/configlog"
+	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/internal/chlocal"
@@ -119,6 +121,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 	roles := fs.String("roles", "api,rollup,query", "roles this process runs: api, rollup, query (comma separated) or all")
 	brokers := fs.String("kafka", "", "Kafka seed brokers, HOST:PORT,... (required)")
 	fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse native-protocol address HOST:PORT (required for rollup and query)")
+	fs.StringVar(&cfg.ConfigLog, "config-log", configLogKafka, "where configuration changes are kept: kafka (the compacted topic every node shares) or file (this node's data dir only)")
+	fs.StringVar(&cfg.ConfigTopic, "config-topic", kafkalog.DefaultTopic, "Kafka topic of configuration changes (one partition, compacted)")
 	fs.Usage = flagenv.Usage(fs, "sluice serve --roles api,rollup,query --kafka HOST:PORT,... --clickhouse HOST:PORT [flags]")
 	if err := flagenv.Parse(fs, args); err != nil {
 		return err
@@ -130,6 +134,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 	cfg.Brokers = splitList(*brokers)
 	if len(cfg.Brokers) == 0 {
 		return usageError{"--kafka is required"}
+	}
+	if cfg.ConfigLog != configLogKafka && cfg.ConfigLog != configLogFile {
+		return usageError{fmt.Sprintf("--config-log must be kafka or file, not %q", cfg.ConfigLog)}
 	}
 	if (cfg.Roles[roleRollup] || cfg.Roles[roleQuery]) && cfg.ClickHouse == "" {
 		return usageError{"--clickhouse is required for the rollup and query roles"}
@@ -200,11 +207,13 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.SetOutput(stderr)
 		dir := fs.String("data-dir", "./.sluice", "data directory of the node whose config log to read")
 		format := fs.String("format", "yaml", "yaml or json")
+		brokers := fs.String("kafka", "", "read the cluster's config topic on these brokers (HOST:PORT,...) instead of the data dir's file")
+		topic := fs.String("config-topic", kafkalog.DefaultTopic, "Kafka topic of configuration changes (with --kafka)")
 		fs.Usage = flagenv.Usage(fs, "sluice config export [flags]")
 		if err := flagenv.Parse(fs, args[1:]); err != nil {
 			return err
 		}
-		doc, err := configlog.ReadFile(filepath.Join(*dir, "config"))
+		doc, err := readConfig(ctx, *dir, splitList(*brokers), *topic)
 		if err != nil {
 			return err
 		}
@@ -217,6 +226,22 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError{fmt.Sprintf("--format must be yaml or json, not %q", *format)}
 	}
 	return usageError{fmt.Sprintf("unknown config command %q (want validate or export)", args[0])}
+}
+
+// readConfig reads a node's file config log, or with brokers the cluster's
+// config topic.
+func readConfig(ctx context.Context, dir string, brokers []string, topic string) (*catalog.Document, error) {
+	if len(brokers) == 0 {
+		return configlog.ReadFile(filepath.Join(dir, "config"))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	l, err := kafkalog.Open(ctx, kafkalog.Options{Brokers: brokers, Topic: topic})
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	return configlog.ReadLog(ctx, l)
 }
 
 func splitList(s string) []string {

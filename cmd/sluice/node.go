@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/admin"
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/configlog"
+	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/ingest/restore"
 	"github.com/sluice-dev/sluice/ingest/rollup"
@@ -50,6 +51,32 @@ type nodeConfig struct {
 	SpoolMax    int64
 	FullPolicy  kafka.FullPolicy
 	Raw         bool
+	ConfigLog   string // configLogFile or configLogKafka
+	ConfigTopic string
+}
+
+// Where the configuration change log lives.
+const (
+	configLogFile  = "file"
+	configLogKafka = "kafka"
+)
+
+// openConfigLog opens the node's configuration change log.
+func openConfigLog(ctx context.Context, cfg nodeConfig, log *slog.Logger) (configlog.Log, error) {
+	switch cfg.ConfigLog {
+	case configLogKafka:
+		l, err := kafkalog.Open(ctx, kafkalog.Options{Brokers: cfg.Brokers, Topic: cfg.ConfigTopic, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("open config log: %w", err)
+		}
+		return l, nil
+	default:
+		l, err := configlog.OpenFile(filepath.Join(cfg.DataDir, "config"), log)
+		if err != nil {
+			return nil, fmt.Errorf("open config log: %w", err)
+		}
+		return l, nil
+	}
 }
 
 // parseRoles turns "api,rollup" into a set, rejecting unknown names.
@@ -86,10 +113,11 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 		}
 	}()
 
-	// Configuration: the config log in the data dir, projected into the store.
-	clog, err := configlog.OpenFile(filepath.Join(cfg.DataDir, "config"), log)
+	// Configuration: the config log (a file in the data dir, or the Kafka
+	// topic every node of a cluster shares), projected into the store.
+	clog, err := openConfigLog(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("open config log: %w", err)
+		return err
 	}
 	cleanups = append(cleanups, func() { clog.Close() })
 	proj := configlog.NewProjection(clog, &catalog.Store{}, catalog.NewKeyRegistry(), log)

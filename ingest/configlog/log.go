@@ -3,6 +3,9 @@ package configlog
 import (
 	"context"
 	"errors"
+	"fmt"
+
+	"github.com/sluice-dev/sluice/ingest/catalog"
 )
 
 // Position is a place in a Log. Position 0 is the beginning; positions grow
@@ -64,4 +67,33 @@ func tailLoop(ctx context.Context, fn func([]Entry) error, read func() (batch []
 		case <-notify:
 		}
 	}
+}
+
+// errRead ends ReadLog's Tail once the end is reached.
+var errRead = errors.New("configlog: read to end")
+
+// ReadLog reads any Log from its start to its current end and returns the
+// configuration it holds (what `sluice config export` prints).
+func ReadLog(ctx context.Context, l Log) (*catalog.Document, error) {
+	end, err := l.End(ctx)
+	if err != nil {
+		return nil, err
+	}
+	state := State{}
+	if end > 0 {
+		err = l.Tail(ctx, 0, func(batch []Entry) error {
+			for _, e := range batch {
+				state.Apply(e.Record)
+			}
+			if batch[len(batch)-1].Pos >= end {
+				return errRead
+			}
+			return nil
+		})
+		if !errors.Is(err, errRead) {
+			return nil, fmt.Errorf("configlog: read to %d: %w", end, err)
+		}
+	}
+	doc, _ := state.Document()
+	return doc, nil
 }

@@ -1,0 +1,106 @@
+package kafkalog
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/sluice-dev/sluice/ingest/configlog"
+	"github.com/sluice-dev/sluice/ingest/configlog/logtest"
+)
+
+var topicSeq atomic.Int64
+
+// brokers returns an external broker from SLUICE_KAFKA_BROKERS (make
+// test-kafka) or starts kfake on a TCP port.
+func brokers(t *testing.T) []string {
+	t.Helper()
+	if s := os.Getenv("SLUICE_KAFKA_BROKERS"); s != "" {
+		return strings.Split(s, ",")
+	}
+	if testing.Short() {
+		t.Skip("integration test: starts an in-process Kafka broker (kfake)")
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0))
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+func open(t *testing.T, bs []string, topic string) *Log {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l, err := Open(ctx, Options{Brokers: bs, Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func TestConformance(t *testing.T) {
+	bs := brokers(t)
+	logtest.Run(t, func(t *testing.T) configlog.Log {
+		return open(t, bs, fmt.Sprintf("sluice.config.test-%d-%d", time.Now().UnixNano(), topicSeq.Add(1)))
+	})
+}
+
+// Two nodes on one topic see each other's appends in one order: the point
+// of the Kafka log.
+func TestTwoNodesConverge(t *testing.T) {
+	bs := brokers(t)
+	topic := fmt.Sprintf("sluice.config.two-%d", time.Now().UnixNano())
+	a, b := open(t, bs, topic), open(t, bs, topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := a.Append(ctx, []configlog.Record{{Key: "tenant/x", Value: []byte(`{"id":"x"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	end, err := b.Append(ctx, []configlog.Record{{Key: "tenant/x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []*Log{a, b} {
+		var got []string
+		err := l.Tail(ctx, 0, func(es []configlog.Entry) error {
+			for _, e := range es {
+				got = append(got, fmt.Sprintf("%s=%s", e.Key, e.Value))
+			}
+			if es[len(es)-1].Pos >= end {
+				return errStop
+			}
+			return nil
+		})
+		if err != errStop {
+			t.Fatal(err)
+		}
+		if want := `tenant/x={"id":"x"} tenant/x=`; strings.Join(got, " ") != want {
+			t.Errorf("read %q, want %q", strings.Join(got, " "), want)
+		}
+	}
+}
+
+var errStop = fmt.Errorf("stop")
+
+func TestRefusesPartitionedTopic(t *testing.T) {
+	bs := brokers(t)
+	topic := fmt.Sprintf("sluice.config.multi-%d", time.Now().UnixNano())
+	l := open(t, bs, topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := l.adm.CreatePartitions(ctx, 1, topic); err != nil {
+		t.Skipf("broker cannot add partitions: %v", err)
+	}
+	if _, err := Open(ctx, Options{Brokers: bs, Topic: topic}); err == nil || !strings.Contains(err.Error(), "exactly 1") {
+		t.Fatalf("Open on a 2-partition topic = %v, want a refusal", err)
+	}
+}
