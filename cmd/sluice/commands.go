@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -179,11 +178,6 @@ func migrate(ctx context.Context, addr, db string) error {
 		return fmt.Errorf("migrate %s: %w", addr, err)
 	}
 	return nil
-}
-
-// cmdExport writes the billing export. It needs the query API (not built yet).
-func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
-	return errors.New("billing export is not implemented yet (it comes with the query API)")
 }
 
 // cmdConfig validates a configuration file or exports the current one.
