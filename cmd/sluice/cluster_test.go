@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// TestServeNodesShareConfig: two API nodes of one cluster (sluice serve with
+// the default Kafka config log) converge: a change made through one node's
+// admin API authorizes on the other, and a node started without a config
+// file learns the whole configuration from the topic.
+func TestServeNodesShareConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts an in-process Kafka broker (kfake)")
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(2, "sluice.usage"))
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	defer cluster.Close()
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+
+	cfgFile := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(cfgFile, []byte(`tenants:
+  - id: acme
+    admin_token: adm-cluster-test
+    services:
+      - id: svc
+        tokens: [st-cluster]
+        metrics: [{name: hits}]
+        plans:
+          - id: basic
+            limits: [{metric: hits, period: minute, max: 100}]
+        applications:
+          - {id: app1, plan: basic, user_key: uk-one}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	startNode := func(name string, extra ...string) string {
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		listen := fmt.Sprintf("127.0.0.1:%d", port)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan int, 1)
+		errs := &syncBuffer{}
+		args := append([]string{"serve", "--roles", "api", "--kafka", brokers, "--listen", listen,
+			"--data-dir", t.TempDir(), "--node", name}, extra...)
+		go func() { done <- run(ctx, args, &syncBuffer{}, errs) }()
+		t.Cleanup(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Errorf("node %s did not stop", name)
+			}
+		})
+		waitReady(t, listen)
+		return listen
+	}
+	a := startNode("a", "--config", cfgFile)
+	b := startNode("b") // no config file: everything comes from the topic
+
+	authorize := func(listen, userKey string) int {
+		code, _ := get(t, fmt.Sprintf("http://%s/transactions/authorize.xml?service_token=st-cluster&service_id=svc&user_key=%s", listen, userKey))
+		return code
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 20s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	eventually("node b knows app1 from the topic", func() bool { return authorize(b, "uk-one") == 200 })
+	if code := authorize(b, "uk-two"); code != 403 {
+		t.Fatalf("unknown user_key on b = %d, want 403", code)
+	}
+
+	req, _ := http.NewRequest(http.MethodPut, "http://"+a+"/admin/api/v1/services/svc/applications/app2",
+		strings.NewReader(`{"plan":"basic","user_key":"uk-two"}`))
+	req.Header.Set("Authorization", "Bearer adm-cluster-test")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("PUT app2 on node a = %d", resp.StatusCode)
+	}
+	eventually("node b authorizes app2 created on node a", func() bool { return authorize(b, "uk-two") == 200 })
+}
