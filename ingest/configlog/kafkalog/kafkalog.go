@@ -90,7 +90,11 @@ func Open(ctx context.Context, o Options) (*Log, error) {
 }
 
 func (l *Log) ensureTopic(ctx context.Context) error {
-	res, err := l.adm.CreateTopic(ctx, 1, l.o.ReplicationFactor, map[string]*string{
+	rf := l.o.ReplicationFactor
+	if rf == 0 {
+		rf = -1 // the broker's default.replication.factor
+	}
+	res, err := l.adm.CreateTopic(ctx, 1, rf, map[string]*string{
 		"cleanup.policy": kadm.StringPtr("compact"),
 	}, l.o.Topic)
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
