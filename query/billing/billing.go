@@ -69,7 +69,7 @@ const DefaultTimeout = 60 * time.Second
 // blockSize is the max_block_size of the export query: ClickHouse sends the
 // result in blocks of at most this many rows, and the client holds a few
 // blocks at a time, so it bounds the exporter's memory.
-const blockSize = 4096
+const blockSize = 2048
 
 // Errors, for callers to map with errors.Is.
 var (
