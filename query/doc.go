@@ -1,0 +1,43 @@
+// Package query is Sluice's query API over the ClickHouse rollups
+// (spec/query-api.md): usage series with calendar buckets in a time zone,
+// top applications, denials by reason, the billing export (streamed through
+// package billing), and 3scale-style stats endpoints so that tools written
+// for 3scale's analytics API can read Sluice.
+//
+// # Model
+//
+// A call is authenticated by a tenant's admin or query token; the tenant
+// becomes a scope, and the scope is the only way this package builds SQL:
+// every table read starts with `WHERE tenant_id = ?` bound to that tenant
+// (see scope.selectFrom). Every value from a request is a bound argument;
+// only constant SQL written here is ever concatenated, and service and metric
+// names are resolved in the catalog before any query runs.
+//
+// # Buckets and tables
+//
+// Buckets are calendar units in the requested time zone (minute, hour, day,
+// week starting Monday, month) or one total, computed in Go with
+// time.Location, so DST changes give 23- and 25-hour days and a repeated
+// hour is two hourly buckets. The range is widened to whole buckets, and the
+// answer says which range it covers. Empty buckets are present with 0.
+//
+// The rollup tables hold the same usage at four UTC grains (ingest/chschema).
+// Every bucket is split into the coarsest rows that lie wholly inside it:
+// whole UTC months from usage_month, whole UTC days from usage_day, whole
+// hours from usage_hour, and usage_minute only for the minutes left at its
+// ends (zones with half-hour offsets). So a UTC daily chart reads usage_day,
+// a New York daily or hourly chart reads usage_hour, a Kolkata daily chart
+// reads usage_hour plus half an hour of minutes per day, and the answer is
+// exact whichever tables it reads. Rows are summed with sum(value) and GROUP
+// BY (the tables merge only eventually), then folded into buckets in Go.
+//
+// The metric hierarchy is already applied in the rollups (a parent's rows
+// include its children), so a series of hits reads metric = 'hits' only.
+//
+// # Deadlines
+//
+// Every query carries max_execution_time and a Go deadline (QueryTimeout).
+// When the deadline passes first, the query is killed on the server by its
+// query_id (KILL QUERY ... SYNC) before the call answers 503 query_timeout:
+// a context deadline alone would leave it running there.
+package query

@@ -1,0 +1,81 @@
+package query
+
+import (
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+)
+
+// apiError is an error answer: {"error":{"code":..,"message":..}}.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func errf(status int, code, msg string) *apiError {
+	return &apiError{status: status, code: code, message: msg}
+}
+
+func badRequest(code, msg string) *apiError { return errf(400, code, msg) }
+
+// Error codes with their status, documented in the README section and
+// listed here so a test can check that every one is reachable.
+var ErrorCodes = map[string]int{
+	// 400: one code per malformed parameter
+	"invalid_from":        400, // not RFC 3339, or outside 2000-01-01..2100-01-01
+	"invalid_to":          400, // idem
+	"invalid_range":       400, // from is not before to
+	"invalid_granularity": 400, // not minute, hour, day, week, month, total
+	"invalid_tz":          400, // not an IANA time zone name
+	"invalid_group_by":    400, // not app_id, metric, region, code
+	"invalid_limit":       400, // not an integer 1..1000
+	"invalid_app_id":      400, // empty or not printable ASCII without spaces, or over 255 bytes
+	"invalid_month":       400, // not YYYY-MM
+	"future_month":        400, // the month has not begun
+	"invalid_format":      400, // not csv, json, ndjson
+	"invalid_period":      400, // stats: not day, week, month, year
+	"invalid_since":       400, // stats: not YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or RFC 3339
+	"missing_service_id":  400,
+	"missing_metric":      400,
+	"too_many_buckets":    400, // more than MaxBuckets buckets
+	"too_many_groups":     400, // group_by yields more than MaxGroups series
+	"missing_month":       400,
+	"bad_request":         400, // the HTTP request itself is malformed
+	// 401, 403, 404, 405
+	"missing_token":       401,
+	"invalid_token":       401,
+	"forbidden_service":   403, // the service belongs to another tenant
+	"unknown_service":     404,
+	"unknown_metric":      404,
+	"unknown_application": 404, // stats: application not in the service
+	"not_found":           404, // no such endpoint
+	"method_not_allowed":  405,
+	// 500: a bug (a recovered panic); never expected
+	"internal_error": 500,
+	// 503
+	"clickhouse_unavailable": 503,
+	"query_timeout":          503,
+}
+
+// writeError answers e as JSON.
+func writeError(ctx *fasthttp.RequestCtx, e *apiError) {
+	ctx.Response.Reset()
+	ctx.SetStatusCode(e.status)
+	ctx.SetContentType("application/json")
+	if e.status == 401 {
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="sluice-query"`)
+	}
+	if e.status == 503 {
+		ctx.Response.Header.Set("Retry-After", "1")
+	}
+	b := make([]byte, 0, 64+len(e.message))
+	b = append(b, `{"error":{"code":`...)
+	b = strconv.AppendQuote(b, e.code)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, e.message)
+	b = append(b, "}}\n"...)
+	ctx.SetBody(b)
+}

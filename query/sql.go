@@ -1,0 +1,170 @@
+package query
+
+import (
+	"strings"
+)
+
+// scope is the tenant a request is authenticated as. It is the only way to
+// build SQL in this package: every statement starts from scope.selectFrom,
+// which makes `tenant_id = ?` (bound to the credential's tenant) the first
+// condition of every WHERE clause. A scope is made only by authenticate.
+type scope struct{ tenant string }
+
+// stmt is SQL under construction plus its bound arguments. Only constant SQL
+// text written in this package is ever appended; every value that comes from
+// a request is an argument, bound by clickhouse-go, never spliced.
+type stmt struct {
+	sql  strings.Builder
+	args []any
+}
+
+// selectFrom starts `SELECT cols FROM db.table WHERE tenant_id = ?`. db is
+// checked by New (chschema.CheckDatabase); table and cols are constants.
+func (sc scope) selectFrom(db, table, cols string) *stmt {
+	s := &stmt{}
+	s.sql.WriteString("SELECT ")
+	s.sql.WriteString(cols)
+	s.sql.WriteString(" FROM ")
+	s.sql.WriteString(db)
+	s.sql.WriteByte('.')
+	s.sql.WriteString(table)
+	s.sql.WriteString(" WHERE tenant_id = ?")
+	s.args = append(s.args, sc.tenant)
+	return s
+}
+
+// and appends ` AND cond` with cond's arguments.
+func (s *stmt) and(cond string, args ...any) *stmt {
+	s.sql.WriteString(" AND ")
+	s.sql.WriteString(cond)
+	s.args = append(s.args, args...)
+	return s
+}
+
+// in appends ` AND col IN (?, ?, ...)` with one placeholder per value.
+func (s *stmt) in(col string, vals []string) *stmt {
+	s.sql.WriteString(" AND ")
+	s.sql.WriteString(col)
+	s.sql.WriteString(" IN (")
+	for i, v := range vals {
+		if i > 0 {
+			s.sql.WriteString(", ")
+		}
+		s.sql.WriteByte('?')
+		s.args = append(s.args, v)
+	}
+	s.sql.WriteByte(')')
+	return s
+}
+
+// spans appends ` AND ((t >= ? AND t < ?) OR ...)` for the spans of one table.
+func (s *stmt) spans(sp []span) *stmt {
+	s.sql.WriteString(" AND (")
+	for i, x := range sp {
+		if i > 0 {
+			s.sql.WriteString(" OR ")
+		}
+		s.sql.WriteString("(t >= toDateTime(?) AND t < toDateTime(?))")
+		s.args = append(s.args, uint32(x.from.Unix()), uint32(x.to.Unix()))
+	}
+	s.sql.WriteByte(')')
+	return s
+}
+
+// raw appends constant SQL text.
+func (s *stmt) raw(text string) *stmt {
+	s.sql.WriteString(text)
+	return s
+}
+
+// unionAll joins statements with UNION ALL into one.
+func unionAll(parts []*stmt) *stmt {
+	out := &stmt{}
+	for i, p := range parts {
+		if i > 0 {
+			out.sql.WriteString(" UNION ALL ")
+		}
+		out.sql.WriteString(p.sql.String())
+		out.args = append(out.args, p.args...)
+	}
+	return out
+}
+
+// filter is what a usage or denial query selects, besides tenant and time.
+type filter struct {
+	service  string
+	app      string   // "" = every application
+	metrics  []string // usage rows of these metrics; nil = denial rows
+	allUsage bool     // every usage row (metric != '')
+}
+
+// where appends the filter's conditions.
+func (f filter) where(s *stmt) {
+	s.and("service_id = ?", f.service)
+	switch {
+	case f.allUsage:
+		s.and("metric != ''")
+	case len(f.metrics) == 1:
+		s.and("metric = ?", f.metrics[0])
+	case len(f.metrics) > 1:
+		s.in("metric", f.metrics)
+	default:
+		s.and("metric = ''").and("reason != ''")
+	}
+	if f.app != "" {
+		s.and("app_id = ?", f.app)
+	}
+}
+
+// groupCols maps a group_by value to the SQL expression selected as the
+// group key (a String). Only these constants are ever spliced.
+var groupCols = map[string]string{
+	"":       "''",
+	"app_id": "app_id",
+	"metric": "metric",
+	"region": "region",
+	"code":   "toString(code)",
+	"reason": "reason",
+}
+
+// seriesSQL is the series query of f over plan p: per table, the sums per
+// (group, row time), as (g String, ts UInt32, v Int64) rows, UNION ALL'd.
+// Go folds the row times into the calendar buckets.
+func (sc scope) seriesSQL(db string, p plan, f filter, groupBy string, extra string) *stmt {
+	col := groupCols[groupBy]
+	var parts []*stmt
+	for _, table := range p.tables() {
+		s := sc.selectFrom(db, table, col+" AS g, toUInt32(t) AS ts, sum(value) AS v")
+		f.where(s)
+		s.spans(p[table])
+		if extra != "" {
+			s.and(extra)
+		}
+		s.raw(" GROUP BY g, ts")
+		parts = append(parts, s)
+	}
+	return unionAll(parts)
+}
+
+// topSQL is the top-N query: applications by their sum over every table of
+// the plan, descending, ties by app_id.
+func (sc scope) topSQL(db string, p plan, f filter, limit int, extra string) *stmt {
+	var parts []*stmt
+	for _, table := range p.tables() {
+		s := sc.selectFrom(db, table, "app_id, sum(value) AS v")
+		f.where(s)
+		s.spans(p[table])
+		if extra != "" {
+			s.and(extra)
+		}
+		s.raw(" GROUP BY app_id")
+		parts = append(parts, s)
+	}
+	inner := unionAll(parts)
+	out := &stmt{}
+	out.sql.WriteString("SELECT app_id, sum(v) AS total FROM (")
+	out.sql.WriteString(inner.sql.String())
+	out.sql.WriteString(") GROUP BY app_id ORDER BY total DESC, app_id ASC LIMIT ?")
+	out.args = append(inner.args, limit)
+	return out
+}
