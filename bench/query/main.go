@@ -51,8 +51,8 @@ func usage() {
 // config holds the flags shared by every subcommand.
 type config struct {
 	dir, addr, db, month string
-	days, apps         int
-	run                runConfig
+	days, apps           int
+	run                  runConfig
 }
 
 func (c *config) dataset() (Dataset, error) {
