@@ -13,13 +13,19 @@ import (
 	"github.com/sluice-dev/sluice/internal/chlocal"
 )
 
-// sluiceBin is the binary TestMain built; empty under -short.
+// sluiceBin is the binary TestMain built (or $SLUICE_E2E_BIN); empty
+// under -short.
 var sluiceBin string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if testing.Short() {
 		os.Exit(m.Run()) // every test skips itself
+	}
+	if bin := os.Getenv("SLUICE_E2E_BIN"); bin != "" {
+		// A prebuilt binary, e.g. of another commit.
+		sluiceBin = bin
+		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "sluice-e2e-bin-")
 	if err != nil {
@@ -321,7 +327,7 @@ WHERE tenant_id = ? AND metric != '' GROUP BY app_id, metric`, tenantID)
 }
 
 // chWindow sums usage_minute for one app and metric over [from, to) (unix
-// seconds; to = 0: no end).
+// seconds; clamped to DateTime's range).
 func (s *stack) chWindow(app, metric string, from, to int64) int64 {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -331,9 +337,7 @@ func (s *stack) chWindow(app, metric string, from, to int64) int64 {
 		s.t.Fatal(err)
 	}
 	defer conn.Close()
-	if to == 0 {
-		to = 1 << 32
-	}
+	from, to = max(from, 0), min(to, 1<<32-1) // DateTime is a uint32
 	var v int64
 	err = conn.QueryRow(ctx, `SELECT sum(value) FROM sluice.usage_minute
 WHERE tenant_id = ? AND app_id = ? AND metric = ? AND toUInt32(t) >= ? AND toUInt32(t) < ?`,
