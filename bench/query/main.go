@@ -4,6 +4,7 @@
 //	go run ./bench/query gen   [-dir D] [-addr HOST:PORT] [-db NAME]   build and verify the data set
 //	go run ./bench/query verify [...]                                 verify it again
 //	go run ./bench/query run   [...]                                  measure the query API over HTTP
+//	go run ./bench/query config > bench.yaml                           the data set's catalog, for sluice serve --roles query
 //	go run ./bench/query clean [-dir D]                               delete the data directory
 //
 // The data set is generated on the ClickHouse server itself (INSERT ... SELECT
@@ -44,7 +45,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: query gen|verify|run|clean [flags] (-h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: query gen|verify|run|config|clean [flags] (-h for flags)")
 	os.Exit(2)
 }
 
@@ -83,6 +84,8 @@ func runCommand(ctx context.Context, cmd string, args []string) error {
 		return err
 	}
 	switch cmd {
+	case "config":
+		return d.Document().WriteYAML(os.Stdout)
 	case "clean":
 		if c.addr != "" {
 			return fmt.Errorf("clean deletes -dir only; drop database %s on %s yourself", c.db, c.addr)
