@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -30,6 +31,11 @@ type drainer struct {
 
 	backoff    time.Duration
 	lastErrLog time.Time
+
+	// rec is the crash recovery still to finish (nil when there is none
+	// or it is done): it runs before the spool drains, and its skip set
+	// (events found already in Kafka) applies to the spool's frames.
+	rec *recovery
 }
 
 func (p *Producer) drainLoop() {
@@ -40,9 +46,13 @@ func (p *Producer) drainLoop() {
 		recs: make([]kgo.Record, drainBatchRecords),
 		offs: make([]int64, drainBatchRecords),
 		done: make(chan struct{}, 1),
+		rec:  p.rec,
 	}
+	p.rec = nil // the drainer owns it now
 	d.promise = func(r *kgo.Record, err error) {
-		if err != nil {
+		if err == nil {
+			p.noteAck(r.Partition, r.Offset)
+		} else {
 			r.Offset = -1 // marks "not acknowledged" for the retry pass
 			d.lastErr = err
 		}
@@ -81,6 +91,11 @@ func (p *Producer) drainLoop() {
 // false when there was nothing to send (or the producer is stopping).
 func (d *drainer) drainOnce() (progressed bool, err error) {
 	p := d.p
+	defer p.unpinDrain()
+	if d.rec != nil && (!d.rec.checked || len(d.rec.frames) > 0) {
+		done, err := d.recoverStep()
+		return done, err
+	}
 	p.mu.Lock()
 	l := p.retry
 	if !l.pending() {
@@ -93,6 +108,11 @@ func (d *drainer) drainOnce() (progressed bool, err error) {
 		p.state.Store(stateDirect)
 		p.full.Store(false)
 		p.mu.Unlock()
+		if d.rec != nil {
+			d.rec = nil
+			p.startPin.Store(math.MaxUint64) // the previous run's sends are all settled
+			p.log.Info("recovery finished", "resent_from_journal", p.recovered.Load(), "already_in_kafka", p.deduped.Load())
+		}
 		p.log.Info("spool drained; sending events directly again", "spool_drained_total", p.drained.Load())
 		return false, err
 	}
@@ -163,6 +183,13 @@ func (d *drainer) read(dir string, seq uint64, off, end int64) (n int, consumed 
 		fl, ferr := frameAt(b[pos:])
 		if ferr == nil {
 			ts, key, value, perr := parseFrame(b[pos+frameHeader : pos+int64(fl)])
+			if perr == nil && d.skipped(value) {
+				pos += int64(fl)
+				if n > 0 {
+					d.offs[n-1] = pos
+				}
+				continue
+			}
 			if perr == nil {
 				d.recs[n] = kgo.Record{Key: key, Value: value, Timestamp: time.UnixMilli(ts), Topic: d.p.opts.Topic, Offset: -1}
 				pos += int64(fl)
@@ -189,11 +216,30 @@ func (d *drainer) read(dir string, seq uint64, off, end int64) (n int, consumed 
 	return n, pos, bad, nil
 }
 
+// skipped reports whether a recovery found this event already in Kafka,
+// counting it: the drainer then commits it without sending it again.
+func (d *drainer) skipped(value []byte) bool {
+	if d.rec == nil || len(d.rec.skip) == 0 {
+		return false
+	}
+	id, ok := eventID(value)
+	if !ok {
+		return false
+	}
+	if _, found := d.rec.skip[id]; !found {
+		return false
+	}
+	// Kept in the set: a batch that is not committed is read again.
+	d.p.deduped.Add(1)
+	return true
+}
+
 // send produces recs[:n] and waits for all of them, resending those Kafka
 // failed (after a backoff) until all are acknowledged or the producer stops.
 // It returns the length of the acknowledged prefix.
 func (d *drainer) send(n int) int {
 	p := d.p
+	p.pinDrain()
 	for {
 		todo := 0
 		for i := 0; i < n; i++ {
@@ -232,11 +278,11 @@ func (d *drainer) send(n int) int {
 			p.log.Warn("kafka still unavailable; spooled events wait", "err", d.lastErr,
 				"spool_bytes", p.Stats().SpoolBytes)
 		}
-		d.backoff = min(max(2*d.backoff, 100*time.Millisecond), 5*time.Second)
+		d.sleepBackoff()
 		select {
 		case <-p.stop:
 			return acked
-		case <-time.After(d.backoff):
+		default:
 		}
 	}
 }

@@ -2,14 +2,18 @@ package kafka
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -98,6 +102,20 @@ type Options struct {
 	// spool is full. Default FullRefuse.
 	FullPolicy FullPolicy
 
+	// JournalBytes is the size of the ack journal (SpoolDir/journal), the
+	// memory-mapped file that holds every event handed to Kafka until Kafka
+	// acknowledges it, so that a killed process loses none. Default 64 MiB.
+	// It must hold MaxBuffered events with room to spare; when it is full,
+	// new events go to the spool (slower, equally safe) and Stats.JournalFull
+	// counts them. An existing journal keeps the size it was created with.
+	JournalBytes int64
+	// RecoverWait bounds how long New waits, when an earlier process left
+	// events behind (journal or spool), for them to reach Kafka, so that a
+	// counter restore run right after New sees them. New stops waiting
+	// earlier if Kafka makes no progress for DeliveryTimeout. Default 30s;
+	// negative means do not wait.
+	RecoverWait time.Duration
+
 	// Logger receives the producer's own log lines (spool full, outage,
 	// drain progress; rate limited). Default slog.Default().
 	Logger *slog.Logger
@@ -136,6 +154,12 @@ func (o *Options) setDefaults() error {
 	if o.SpoolSyncInterval <= 0 {
 		o.SpoolSyncInterval = 100 * time.Millisecond
 	}
+	if o.JournalBytes <= 0 {
+		o.JournalBytes = DefaultJournalBytes
+	}
+	if o.RecoverWait == 0 {
+		o.RecoverWait = 30 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -158,17 +182,21 @@ func compression(name string) (kgo.CompressionCodec, error) {
 
 // Stats are the producer's counters since it was created, for /metrics.
 type Stats struct {
-	Produced     uint64 // events acknowledged by Kafka (directly or from the spool)
-	Spooled      uint64 // events written to the spool
-	SpoolDrained uint64 // events sent from the spool and acknowledged
-	Dropped      uint64 // events lost: full spool under FullDrop, or a spool write failure
-	Refused      uint64 // Append calls that returned ErrSpoolFull
-	Errors       uint64 // failed produce attempts (each event is spooled or retried) and spool I/O errors
-	Corrupt      uint64 // spool frames skipped because their checksum failed
-	SpoolBytes   int64  // current spool size (files plus write buffer)
-	InFlight     int64  // events handed to Kafka and not yet acknowledged or spooled
-	Spooling     bool   // new events go to the spool (broker slow or down, or spool draining)
-	SpoolFull    bool   // the spool reached SpoolMaxBytes
+	Produced       uint64 // events acknowledged by Kafka (directly or from the spool)
+	Spooled        uint64 // events written to the spool
+	SpoolDrained   uint64 // events sent from the spool and acknowledged
+	Dropped        uint64 // events lost: full spool under FullDrop, or a spool write failure
+	Refused        uint64 // Append calls that returned ErrSpoolFull
+	Errors         uint64 // failed produce attempts (each event is spooled or retried) and spool I/O errors
+	Corrupt        uint64 // spool frames skipped because their checksum failed
+	JournalFull    uint64 // Append calls that found the ack journal full and spooled instead
+	Recovered      uint64 // events an earlier process left in the journal, sent by this one
+	Deduplicated   uint64 // events of an earlier process found already in Kafka and not sent again
+	JournalPending int64  // events in the ack journal not yet acknowledged by Kafka or written to the spool
+	SpoolBytes     int64  // current spool size (files plus write buffer)
+	InFlight       int64  // events handed to Kafka and not yet acknowledged or spooled
+	Spooling       bool   // new events go to the spool (broker slow or down, or spool draining)
+	SpoolFull      bool   // the spool reached SpoolMaxBytes
 }
 
 const (
@@ -189,12 +217,13 @@ type Producer struct {
 	opts   Options
 	cl     *kgo.Client
 	log    *slog.Logger
-	recs   sync.Pool // *kgo.Record with reusable key+value backing arrays
+	recs   sync.Pool // *jrec with a reusable frame buffer
 	direct func(*kgo.Record, error)
+	jr     *journal
 
 	deadline atomic.Pointer[context.Context] // rotating produce deadline for direct records
-	lastDone atomic.Int64                    // unix ns of the last direct promise: the stuck-record watchdog
 	state    atomic.Int32
+	abandon  atomic.Bool // Close gave up on Kafka: failed direct records stay in the journal
 	closing  atomic.Bool
 	full     atomic.Bool  // the spool reached SpoolMaxBytes; cleared by the drainer
 	inflight atomic.Int64 // direct records given to kgo, promise not yet run
@@ -208,15 +237,36 @@ type Producer struct {
 
 	lastWriteErrLog int64 // unix ns; guarded by mu
 
-	kick        chan struct{} // wakes the drainer
-	stop        chan struct{} // closed by Close: background goroutines exit
-	drainCtx    context.Context
-	drainStop   context.CancelFunc
-	wg          sync.WaitGroup
-	lastFullLog atomic.Int64
-	cancels     []context.CancelFunc // of the deadline contexts; deadlineLoop only
+	kick         chan struct{} // wakes the drainer
+	stop         chan struct{} // closed by Close: background goroutines exit
+	deadlineDone chan struct{} // closed by deadlineLoop once every produce context is canceled
+	rec          *recovery     // handed to the drainer at start
+	drainCtx     context.Context
+	drainStop    context.CancelFunc
+	wg           sync.WaitGroup
+	lastFullLog  atomic.Int64
+	cancels      []context.CancelFunc // of the deadline contexts; deadlineLoop only
 
 	produced, spooled, drained, dropped, refused, errs, corrupt atomic.Uint64
+	journalFull, recovered, deduped, recProgress                atomic.Uint64
+	lastJournalLog                                              atomic.Int64
+
+	// Offset checkpoints (checkpoint.go).
+	acked    [maxTrackedPartitions]atomic.Int64 // highest acknowledged offset per partition, -1 unknown
+	nparts   atomic.Int32
+	drainPin atomic.Uint64 // epoch of the drain batch in flight, MaxUint64 none
+	startPin atomic.Uint64 // checkpoint of the previous run, until its spool batch is settled
+	snaps    [ckRing]offsetSnapshot
+	snapNext int
+}
+
+// jrec is a pooled direct record with its journal frame: the promise gets
+// the *kgo.Record back and finds the frame through it (rec is the first
+// field, so the pointers coincide).
+type jrec struct {
+	rec kgo.Record
+	ref int64
+	buf []byte // journal payload: timestamp, key length, key, event
 }
 
 // New opens (and recovers) the spool, connects the franz-go client and starts
@@ -249,6 +299,18 @@ func New(opts Options) (*Producer, error) {
 		unlock()
 		return nil, err
 	}
+	jr, pending, err := openJournal(filepath.Join(opts.SpoolDir, "journal"), opts.JournalBytes)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	retry.jr, mainLog.jr = jr, jr
+	unlock = func() {
+		jr.close()
+		if lock != nil {
+			lock.Close()
+		}
+	}
 	kopts := []kgo.Opt{
 		kgo.SeedBrokers(opts.Brokers...),
 		kgo.DefaultProduceTopic(opts.Topic),
@@ -257,7 +319,11 @@ func New(opts Options) (*Producer, error) {
 		kgo.ProducerBatchCompression(codec),
 		// No kgo.RecordDeliveryTimeout: franz-go measures it from the
 		// record timestamp, which is the event's receive time and may be
-		// old for spooled events. Deadlines come from contexts instead.
+		// old for spooled events. Deadlines come from contexts instead;
+		// franz-go lets one fail a record only while it is sure the record
+		// was not written, so a failed record can be resent without a
+		// duplicate. Records whose fate it does not know stay with it (and
+		// in the journal) until the broker answers.
 		// The producer keeps its own, lower limit (MaxBuffered) and spools
 		// beyond it, so kgo's limit must never be what refuses a record.
 		kgo.MaxBufferedRecords(opts.MaxBuffered + drainBatchRecords + 1024),
@@ -271,29 +337,55 @@ func New(opts Options) (*Producer, error) {
 		return nil, fmt.Errorf("kafka: creating client: %w", err)
 	}
 	p := &Producer{
-		opts:  opts,
-		cl:    cl,
-		log:   opts.Logger.With("component", "kafka-producer", "topic", opts.Topic),
-		retry: retry,
-		main:  mainLog,
-		lock:  lock,
-		kick:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
+		opts:         opts,
+		cl:           cl,
+		log:          opts.Logger.With("component", "kafka-producer", "topic", opts.Topic),
+		retry:        retry,
+		main:         mainLog,
+		jr:           jr,
+		lock:         lock,
+		kick:         make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+		deadlineDone: make(chan struct{}),
 	}
-	p.recs.New = func() any { return &kgo.Record{Key: make([]byte, 0, 256)} }
+	p.recs.New = func() any { return &jrec{buf: make([]byte, 0, 512)} }
 	p.direct = p.directDone
 	p.drainCtx, p.drainStop = context.WithCancel(context.Background())
-	if retry.pending() || mainLog.pending() {
-		p.state.Store(stateSpooling)
-		p.log.Info("spool holds events from an earlier run; draining them before new events",
-			"spool_bytes", retry.bytes()+mainLog.bytes())
+	for i := range p.acked {
+		p.acked[i].Store(-1)
 	}
+	p.drainPin.Store(math.MaxUint64)
+	p.startPin.Store(math.MaxUint64)
+	ckK, floor, _ := jr.readCheckpoint()
+	for i, o := range floor {
+		p.noteAck(int32(i), o)
+	}
+	if p.rec, err = p.planRecovery(pending, floor); err != nil {
+		cl.Close()
+		unlock()
+		return nil, err
+	}
+	if p.rec != nil {
+		p.startPin.Store(ckK)
+		p.state.Store(stateSpooling)
+		p.log.Info("events from an earlier run: checking Kafka for them, then sending the rest before new events",
+			"journal_events", len(p.rec.frames), "spool_bytes", retry.bytes()+mainLog.bytes())
+	}
+	recovering := p.rec != nil // the drainer takes p.rec
 	p.rotateDeadline()
-	p.lastDone.Store(time.Now().UnixNano())
-	p.wg.Add(3)
+	p.wg.Add(2)
 	go p.deadlineLoop()
 	go p.drainLoop()
 	go p.syncLoop()
+	if recovering && opts.RecoverWait > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), opts.RecoverWait)
+		p.waitDrained(ctx, opts.DeliveryTimeout)
+		cancel()
+		if st := p.Stats(); st.Spooling {
+			p.log.Warn("events from an earlier run are not all in Kafka yet; a counter restore now would miss them",
+				"journal_pending", st.JournalPending, "spool_bytes", st.SpoolBytes)
+		}
+	}
 	return p, nil
 }
 
@@ -304,11 +396,11 @@ func hashKey(key []byte) uint32 { return uint32(xxhash.Sum64(key)) }
 // never waits on the network and, in steady state, does not allocate. e may
 // be reused as soon as Append returns.
 //
-// A nil error means the event was accepted: it is either in franz-go's
-// in-memory buffer (acknowledged by Kafka within DeliveryTimeout, or moved to
-// the spool) or in the spool. See the package documentation for what a crash
-// can lose. Append fails with ErrSpoolFull (policy FullRefuse and the spool
-// full), ErrClosed, an invalid event, or a spool write error.
+// A nil error means the event was accepted: it is in the ack journal and
+// franz-go's buffer (until Kafka acknowledges it or it moves to the spool),
+// or written to the spool. Either survives a kill of the process; see the
+// package documentation. Append fails with ErrSpoolFull (policy FullRefuse
+// and the spool full), ErrClosed, an invalid event, or a spool write error.
 func (p *Producer) Append(e *event.Event) error {
 	if err := event.Validate(e); err != nil {
 		return err
@@ -321,21 +413,17 @@ func (p *Producer) Append(e *event.Event) error {
 		// then waits for inflight to reach zero, so a record counted here is
 		// either seen by that wait or sees the new state.
 		n := p.inflight.Add(1)
-		if n == 1 {
-			p.lastDone.Store(time.Now().UnixNano()) // the watchdog measures from here
-		}
 		if p.state.Load() == stateDirect {
 			if n <= int64(p.opts.MaxBuffered) {
-				r := p.recs.Get().(*kgo.Record)
-				buf := event.Key(r.Key[:0], e.ServiceID, e.AppID)
-				k := len(buf)
-				buf = event.AppendEvent(buf, e)
-				*r = kgo.Record{Key: buf[:k], Value: buf[k:], Topic: p.opts.Topic, Timestamp: time.UnixMilli(e.Received)}
-				p.cl.TryProduce(*p.deadline.Load(), r, p.direct)
-				return nil
+				if p.produceDirect(e) {
+					return nil
+				}
+				p.inflight.Add(-1)
+				p.journalIsFull()
+			} else {
+				p.inflight.Add(-1)
+				p.enterSpooling("produce buffer full (broker slow or down)", nil)
 			}
-			p.inflight.Add(-1)
-			p.enterSpooling("produce buffer full (broker slow or down)", nil)
 		} else {
 			p.inflight.Add(-1)
 		}
@@ -344,6 +432,42 @@ func (p *Producer) Append(e *event.Event) error {
 		}
 		// The drainer emptied the spool between our state check and the
 		// lock: send this event directly (order holds, the spool is empty).
+	}
+}
+
+// produceDirect journals e and hands it to franz-go. It is false, with
+// nothing done, when the journal has no room.
+func (p *Producer) produceDirect(e *event.Event) bool {
+	r := p.recs.Get().(*jrec)
+	buf := binary.AppendVarint(r.buf[:0], e.Received)
+	buf = binary.AppendUvarint(buf, uint64(len(e.ServiceID)+1+len(e.AppID)))
+	ks := len(buf)
+	buf = event.Key(buf, e.ServiceID, e.AppID)
+	k := len(buf)
+	buf = event.AppendEvent(buf, e)
+	r.buf = buf
+	ref, ok := p.jr.append(buf, crc32.Checksum(buf, castagnoli))
+	if !ok {
+		p.recs.Put(r)
+		return false
+	}
+	r.ref = ref
+	r.rec = kgo.Record{Key: buf[ks:k], Value: buf[k:], Topic: p.opts.Topic, Timestamp: time.UnixMilli(e.Received)}
+	p.cl.TryProduce(*p.deadline.Load(), &r.rec, p.direct)
+	return true
+}
+
+// journalIsFull switches to spooling, loudly: the journal holds MaxBuffered
+// events at most in normal operation, so a full one means events are much
+// larger than usual or JournalBytes is too small for MaxBuffered.
+func (p *Producer) journalIsFull() {
+	p.journalFull.Add(1)
+	p.enterSpooling("ack journal full", nil)
+	now := time.Now().UnixNano()
+	last := p.lastJournalLog.Load()
+	if now-last >= int64(10*time.Second) && p.lastJournalLog.CompareAndSwap(last, now) {
+		p.log.Error("ack journal is full: spooling new events until Kafka catches up; raise JournalBytes or lower MaxBuffered",
+			"journal_pending", p.jr.pendingFrames(), "journal_full_total", p.journalFull.Load())
 	}
 }
 
@@ -377,7 +501,9 @@ func (p *Producer) spoolNew(e *event.Event) (err error, retry bool) {
 		return fmt.Errorf("kafka: spooling event: %w", err), false
 	}
 	p.spooled.Add(1)
-	if err := p.main.flushBig(); err != nil {
+	// Written through to the file at once: the page cache keeps it if the
+	// process is killed (the syncer fsyncs it within SpoolSyncInterval).
+	if err := p.main.flush(); err != nil {
 		p.spoolWriteFailed(err)
 	}
 	return nil, false
@@ -425,11 +551,21 @@ func (p *Producer) wake() {
 // directDone is the promise of records produced by Append. Failed records go
 // to the retry log (in promise order, which is per-partition produce order)
 // before inflight drops, so the drainer sees them once inflight is zero.
+//
+// A record franz-go fails was not written (it fails idempotent records only
+// while sure of that), so spooling it for a resend cannot duplicate it. Its
+// journal frame is marked done once the retry log's file has it. After Close
+// gave up on Kafka, failed records may have been written: they stay pending
+// in the journal, and the next Producer checks Kafka before resending them.
 func (p *Producer) directDone(r *kgo.Record, err error) {
-	p.lastDone.Store(time.Now().UnixNano())
-	if err == nil {
+	jr := (*jrec)(unsafe.Pointer(r))
+	switch {
+	case err == nil:
+		p.noteAck(r.Partition, r.Offset)
+		p.jr.done(jr.ref)
 		p.produced.Add(1)
-	} else {
+	case p.abandon.Load():
+	default:
 		p.errs.Add(1)
 		p.enterSpooling("produce failed", err)
 		p.mu.Lock()
@@ -437,18 +573,19 @@ func (p *Producer) directDone(r *kgo.Record, err error) {
 		p.retry.wbuf = append(p.retry.wbuf, r.Value...)
 		if werr := p.retry.endFrame(start); werr != nil {
 			p.dropped.Add(1)
+			p.jr.done(jr.ref)
 			p.log.Error("lost an event: could not write it to the spool", "err", werr)
 		} else {
+			p.retry.refs = append(p.retry.refs, jr.ref)
 			p.spooled.Add(1)
-			if err := p.retry.flushBig(); err != nil {
+			if err := p.retry.flush(); err != nil {
 				p.spoolWriteFailed(err)
 			}
 		}
 		p.mu.Unlock()
 	}
-	key := r.Key[:0]
-	*r = kgo.Record{Key: key}
-	p.recs.Put(r)
+	jr.rec = kgo.Record{}
+	p.recs.Put(jr)
 	if p.inflight.Add(-1) == 0 && p.state.Load() == stateSpooling {
 		p.wake()
 	}
@@ -469,7 +606,7 @@ func (p *Producer) rotateDeadline() {
 }
 
 func (p *Producer) deadlineLoop() {
-	defer p.wg.Done()
+	defer close(p.deadlineDone)
 	every := max(p.opts.DeliveryTimeout/20, 5*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -477,10 +614,14 @@ func (p *Producer) deadlineLoop() {
 	for {
 		select {
 		case <-p.stop:
+			// Close: fail now, in franz-go's next pass, every record it
+			// knows it never sent.
+			for _, c := range p.cancels {
+				c()
+			}
 			return
 		case <-t.C:
 			p.rotateDeadline()
-			p.unstick()
 			// Contexts older than DeliveryTimeout have expired: their
 			// cancel only frees bookkeeping now.
 			if len(p.cancels) > keep {
@@ -493,29 +634,12 @@ func (p *Producer) deadlineLoop() {
 	}
 }
 
-// unstick moves records to the spool that franz-go has held past their
-// deadline. franz-go never fails an idempotent record whose request was sent
-// and got no answer (it cannot know whether the broker wrote it), so when the
-// broker dies mid-request those records would wait in memory for the whole
-// outage, where a crash would lose them. After 1.5×DeliveryTimeout without
-// any direct record completing, the producer abandons them (franz-go bumps
-// the producer epoch so sequence numbers stay valid); their promises spool
-// them. The cost: a record the broker did write before dying is sent again,
-// a duplicate the rollup must tolerate (at-least-once), counted in Errors.
-func (p *Producer) unstick() {
-	if p.inflight.Load() <= 0 {
-		return
-	}
-	now := time.Now().UnixNano()
-	limit := int64(p.opts.DeliveryTimeout + p.opts.DeliveryTimeout/2)
-	last := p.lastDone.Load()
-	if now-last < limit || !p.lastDone.CompareAndSwap(last, now) {
-		return
-	}
-	p.log.Warn("kafka has not answered for too long; moving in-flight events to the spool",
-		"in_flight", p.inflight.Load(), "after", time.Duration(limit))
-	p.cl.UnsafeAbortBufferedRecords()
-}
+// Records whose request got no answer (the broker died mid-request) are
+// never abandoned: franz-go resends them with the same producer id and
+// sequence numbers when the broker is back, which the broker deduplicates,
+// and meanwhile the journal keeps them safe from a crash of Sluice. (An
+// earlier version abandoned them after 1.5×DeliveryTimeout and spooled them,
+// which duplicated those the broker had written.)
 
 // syncLoop writes and fsyncs the spool every SpoolSyncInterval.
 func (p *Producer) syncLoop() {
@@ -528,6 +652,7 @@ func (p *Producer) syncLoop() {
 			return
 		case <-t.C:
 			p.syncSpool()
+			p.checkpoint()
 		}
 	}
 }
@@ -565,15 +690,15 @@ func (p *Producer) syncSpool() {
 // waitDrained waits until the spool is empty and nothing is in flight, ctx
 // ends, or the drainer made no progress for a while (Kafka is down: the
 // spool keeps the events for the next start).
-func (p *Producer) waitDrained(ctx context.Context) {
-	stall := min(p.opts.DeliveryTimeout, 2*time.Second)
-	last, lastChange := p.drained.Load()+p.produced.Load(), time.Now()
+func (p *Producer) waitDrained(ctx context.Context, stall time.Duration) {
+	progress := func(st Stats) uint64 { return st.SpoolDrained + st.Produced + st.Deduplicated + p.recProgress.Load() }
+	last, lastChange := progress(p.Stats()), time.Now()
 	for {
 		st := p.Stats()
 		if !st.Spooling && st.InFlight == 0 {
 			return
 		}
-		if now := st.SpoolDrained + st.Produced; now != last {
+		if now := progress(st); now != last {
 			last, lastChange = now, time.Now()
 		} else if time.Since(lastChange) > stall {
 			return
@@ -604,24 +729,30 @@ func (p *Producer) Stats() Stats {
 	full := p.full.Load()
 	p.mu.Unlock()
 	return Stats{
-		Produced:     p.produced.Load(),
-		Spooled:      p.spooled.Load(),
-		SpoolDrained: p.drained.Load(),
-		Dropped:      p.dropped.Load(),
-		Refused:      p.refused.Load(),
-		Errors:       p.errs.Load(),
-		Corrupt:      p.corrupt.Load(),
-		SpoolBytes:   bytes,
-		InFlight:     p.inflight.Load(),
-		Spooling:     p.state.Load() == stateSpooling,
-		SpoolFull:    full,
+		Produced:       p.produced.Load(),
+		Spooled:        p.spooled.Load(),
+		SpoolDrained:   p.drained.Load(),
+		Dropped:        p.dropped.Load(),
+		Refused:        p.refused.Load(),
+		Errors:         p.errs.Load(),
+		Corrupt:        p.corrupt.Load(),
+		JournalFull:    p.journalFull.Load(),
+		Recovered:      p.recovered.Load(),
+		Deduplicated:   p.deduped.Load(),
+		JournalPending: p.jr.pendingFrames(),
+		SpoolBytes:     bytes,
+		InFlight:       p.inflight.Load(),
+		Spooling:       p.state.Load() == stateSpooling,
+		SpoolFull:      full,
 	}
 }
 
 // Close stops accepting events and flushes what is buffered: to Kafka if it
-// answers before ctx ends, otherwise into the spool, which is fsync'd. The
-// spool's contents are sent by the next Producer opened on the same SpoolDir.
-// Close waits for the background goroutines and closes the client.
+// answers before ctx ends, otherwise into the spool, which is fsync'd.
+// Records franz-go cannot give up safely (sent, no answer) stay in the ack
+// journal. The next Producer opened on the same SpoolDir sends both, after
+// checking Kafka for the journal's. Close waits for the background
+// goroutines and closes the client.
 func (p *Producer) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {
@@ -634,16 +765,24 @@ func (p *Producer) Close(ctx context.Context) error {
 
 	// Give the drainer the chance to empty the spool while Kafka answers:
 	// wait as long as it makes progress (and ctx allows).
-	p.waitDrained(ctx)
+	p.waitDrained(ctx, min(p.opts.DeliveryTimeout, 2*time.Second))
 	if err := p.cl.Flush(ctx); err != nil {
 		p.log.Warn("kafka did not acknowledge buffered events before shutdown; spooling them", "err", err)
 	}
 	close(p.stop)
 	p.drainStop()
-	// Whatever is still buffered fails now and its promise spools it.
-	p.cl.UnsafeAbortBufferedRecords()
+	<-p.deadlineDone
+	// Records franz-go never sent fail on their canceled contexts at its
+	// next retry and their promises spool them; give that a moment.
+	giveUp := time.Now().Add(min(p.opts.DeliveryTimeout, 2*time.Second))
+	for p.inflight.Load() > 0 && time.Now().Before(giveUp) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The rest may have been written: leave them in the journal.
+	p.abandon.Store(true)
+	p.cl.Close()
 	p.wg.Wait()
-	for p.inflight.Load() > 0 { // promises run on franz-go's goroutine
+	for p.inflight.Load() > 0 { // promises run on franz-go's goroutines
 		time.Sleep(time.Millisecond)
 	}
 	var errs []error
@@ -654,7 +793,12 @@ func (p *Producer) Close(ctx context.Context) error {
 		}
 	}
 	p.mu.Unlock()
-	p.cl.Close()
+	if n := p.jr.pendingFrames(); n > 0 {
+		p.log.Info("events Kafka did not acknowledge stay in the ack journal for the next start", "events", n)
+	}
+	if err := p.jr.close(); err != nil {
+		errs = append(errs, err)
+	}
 	if p.lock != nil {
 		p.lock.Close()
 	}

@@ -432,6 +432,9 @@ func TestRestartDrainsSpool(t *testing.T) {
 
 	c := startBroker(t, port, "")
 	defer c.Close()
+	// RecoverWait < 0: New returns at once (by default it would wait for
+	// the spool to drain), so that new events arrive while it drains.
+	o.RecoverWait = -1
 	p2 := newProducer(t, o) // same SpoolDir
 	if !p2.Stats().Spooling {
 		t.Fatal("a producer opened on a non-empty spool is not spooling")

@@ -46,6 +46,12 @@ type segLog struct {
 	readOff int64  // cursor: its offset in that segment
 
 	diskBytes int64 // sum of segs' sizes
+
+	// jr and refs: journal frames of the events in wbuf, marked done once
+	// flush has written them to the file (the page cache keeps them across
+	// a process kill from then on). jr is nil in logs without a journal.
+	jr   *journal
+	refs []int64
 }
 
 type segInfo struct {
@@ -215,7 +221,8 @@ func (l *segLog) startFrame(ts int64, key []byte) int {
 
 // endFrame fills in the header of the frame started at start. It fails
 // only for a frame over the size limit, which it removes again. The frame
-// stays in memory until flushBig or the syncer writes it out.
+// stays in memory until the caller flushes it (the producer writes each
+// frame through at once).
 func (l *segLog) endFrame(start int) error {
 	payload := l.wbuf[start+frameHeader:]
 	if len(payload) > maxFrameBytes {
@@ -224,14 +231,6 @@ func (l *segLog) endFrame(start int) error {
 	}
 	binary.LittleEndian.PutUint32(l.wbuf[start:], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(l.wbuf[start+4:], crc32.Checksum(payload, castagnoli))
-	return nil
-}
-
-// flushBig writes the buffer out once it holds wbufFlush bytes.
-func (l *segLog) flushBig() error {
-	if len(l.wbuf) >= wbufFlush {
-		return l.flush()
-	}
 	return nil
 }
 
@@ -282,6 +281,10 @@ func (l *segLog) flush() error {
 	tail.size += int64(n)
 	l.diskBytes += int64(n)
 	l.wbuf = l.wbuf[:0]
+	for _, ref := range l.refs {
+		l.jr.done(ref)
+	}
+	l.refs = l.refs[:0]
 	return nil
 }
 
