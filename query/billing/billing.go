@@ -36,6 +36,7 @@ package billing
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -231,13 +232,15 @@ func validate(db string, req Request) error {
 }
 
 // Export writes the export selected by req to w and returns the number of
-// rows written. It runs one parameterized query on db.usage_month with a
-// server-side max_execution_time, and streams the rows as they arrive.
+// rows written. It runs one parameterized query on db.usage_month and streams
+// the rows as they arrive.
 //
-// Nothing reaches w unless the query has started and produced its first row
-// (or finished empty); an error wrapping ErrUnavailable guarantees that w
-// got no byte, so an HTTP handler can still answer 503. Once bytes reached
-// w, errors wrap ErrInterrupted.
+// The query's server-side max_execution_time is req.Timeout, or less when ctx
+// has an earlier deadline, so the server stops it by itself. Nothing reaches
+// w unless the query has started and produced its first row (or finished
+// empty); an error wrapping ErrUnavailable guarantees that w got no byte, so
+// an HTTP handler can still answer 503. Once bytes reached w, errors wrap
+// ErrInterrupted. Canceling ctx stops the export at the next row.
 func Export(ctx context.Context, conn driver.Conn, db string, req Request, w io.Writer) (rows int, err error) {
 	if err := validate(db, req); err != nil {
 		return 0, err
@@ -246,8 +249,21 @@ func Export(ctx context.Context, conn driver.Conn, db string, req Request, w io.
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	if err := ctx.Err(); err != nil || timeout <= 0 {
+		return 0, fmt.Errorf("%w: export query: %w", ErrUnavailable, cmp.Or(err, context.DeadlineExceeded))
+	}
 	secs := int((timeout + time.Second - 1) / time.Second)
-	qctx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+	// The driver never sees ctx's cancellation or deadline: clickhouse-go
+	// v2.50 closes its block channel when the context ends while its reader
+	// goroutine may still be sending on it, a "send on closed channel" panic
+	// that would take the whole process down (clickhouse-go PR #1677). A
+	// canceled export instead stops reading, and rs.Close drains what the
+	// server still sends; max_execution_time, set to ctx's deadline, bounds
+	// both on the server.
+	qctx := clickhouse.Context(context.WithoutCancel(ctx), clickhouse.WithSettings(clickhouse.Settings{
 		"max_execution_time": secs,
 		"max_block_size":     blockSize,
 	}))
@@ -273,6 +289,11 @@ func Export(ctx context.Context, conn driver.Conn, db string, req Request, w io.
 	var r Row
 	buf = enc.begin(buf)
 	for rs.Next() {
+		if rows%64 == 0 {
+			if err := ctx.Err(); err != nil {
+				return fail("export", err)
+			}
+		}
 		if err := rs.Scan(&r.TenantID, &r.ServiceID, &r.AppID, &r.PlanID, &r.Metric, &r.Value); err != nil {
 			return fail("scan", err)
 		}

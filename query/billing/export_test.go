@@ -273,6 +273,8 @@ func TestExportClickHouse(t *testing.T) {
 		defer dead.Close()
 		canceled, cancel := context.WithCancel(ctx)
 		cancel()
+		expired, cancel2 := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+		defer cancel2()
 		for name, c := range map[string]struct {
 			ctx  context.Context
 			conn driver.Conn
@@ -280,6 +282,7 @@ func TestExportClickHouse(t *testing.T) {
 		}{
 			"connection refused": {ctx, dead, db},
 			"canceled":           {canceled, conn, db},
+			"deadline passed":    {expired, conn, db},
 			"no schema":          {ctx, conn, "nosuchdb"},
 		} {
 			for _, f := range formats {
@@ -316,6 +319,20 @@ func (w *failWriter) Write(p []byte) (int, error) {
 		return k, errFull
 	}
 	w.n += len(p)
+	return len(p), nil
+}
+
+// cancelWriter cancels the export's context once it got after bytes.
+type cancelWriter struct {
+	n, after int64
+	cancel   context.CancelFunc
+}
+
+func (w *cancelWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	if w.n >= w.after {
+		w.cancel()
+	}
 	return len(p), nil
 }
 
@@ -384,6 +401,22 @@ func testStreamingMemory(t *testing.T, conn driver.Conn) {
 			t.Errorf("%s: %d writes for %d MB: output is not streamed", f, p.writes, p.n>>20)
 		}
 	}
+	// Stopping half-way (the client went away, or the writer failed) must
+	// neither panic nor hang, and says the output is truncated.
+	for i := range 3 {
+		cctx, cancel := context.WithCancel(ctx)
+		w := &cancelWriter{after: int64(i+1) << 20, cancel: cancel}
+		n, err := Export(cctx, conn, db, Request{TenantID: "acme", Month: nov, Format: CSV}, w)
+		cancel()
+		if !errors.Is(err, ErrInterrupted) || !errors.Is(err, context.Canceled) || n == 0 || n == nRows {
+			t.Fatalf("canceled after %d bytes: n=%d err=%v, want ErrInterrupted wrapping context.Canceled", w.after, n, err)
+		}
+		fw := &failWriter{limit: (i + 1) << 20}
+		if _, err := Export(ctx, conn, db, Request{TenantID: "acme", Month: nov, Format: JSON}, fw); !errors.Is(err, ErrInterrupted) || !errors.Is(err, errFull) {
+			t.Fatalf("writer failing after %d bytes: %v", fw.limit, err)
+		}
+	}
+
 	// The bytes are right too: the totals add up.
 	var sum int64
 	var buf bytes.Buffer
