@@ -341,11 +341,10 @@ func (w *cancelWriter) Write(p []byte) (int, error) {
 // what the exporter holds while it streams (garbage it leaves behind is the
 // collector's business, and would make the figure noise).
 type heapProbe struct {
-	h          hash.Hash
-	n, next    int64
-	peak       uint64
-	writes     int
-	firstAtRow int
+	h       hash.Hash
+	n, next int64
+	peak    uint64
+	writes  int
 }
 
 func (p *heapProbe) Write(b []byte) (int, error) {
