@@ -382,7 +382,7 @@ func (j *journal) readCheckpoint() (k uint64, offs []int64, ok bool) {
 		return 0, nil, false
 	}
 	j.ckSlot, j.ckK = best, k
-	return k, offs, ok
+	return k, offs, true
 }
 
 // close unmaps and closes the file. No frame may be touched afterwards.
