@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -34,9 +35,11 @@ func (s *Server) run(ctx context.Context, q *stmt, scan func(driver.Rows) error)
 	secs := int((s.timeout + time.Second - 1) / time.Second)
 	qctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	qctx = clickhouse.Context(qctx,
-		clickhouse.WithQueryID(id),
-		clickhouse.WithSettings(clickhouse.Settings{"max_execution_time": secs}))
+	settings := clickhouse.Settings{"max_execution_time": secs}
+	if s.slowdown != "" {
+		settings["max_block_size"] = 16 // the slow test query notices a kill at once
+	}
+	qctx = clickhouse.Context(qctx, clickhouse.WithQueryID(id), clickhouse.WithSettings(settings))
 	start := time.Now()
 	err := func() error {
 		rows, err := s.conn.Query(qctx, q.sql.String(), q.args...)
@@ -62,9 +65,14 @@ func (s *Server) run(ctx context.Context, q *stmt, scan func(driver.Rows) error)
 		}
 		return ae
 	}
+	// The driver turns the deadline into the connection's read deadline, so
+	// its i/o timeout may come a moment before qctx reports the deadline.
+	dl, _ := qctx.Deadline()
+	var ne net.Error
+	deadline := qctx.Err() != nil || !time.Now().Before(dl) || errors.As(err, &ne) && ne.Timeout()
 	var ex *clickhouse.Exception
 	switch {
-	case qctx.Err() != nil && ctx.Err() == nil, errors.As(err, &ex) && ex.Code == timeoutExceeded:
+	case deadline && ctx.Err() == nil, errors.As(err, &ex) && ex.Code == timeoutExceeded:
 		// The Go deadline passed (or the server's): a context does not stop
 		// the server's query, so kill it.
 		s.kill(id)
@@ -89,5 +97,3 @@ func (s *Server) kill(id string) {
 		s.log.Warn("kill timed-out query", "query_id", id, "err", err)
 	}
 }
-
-

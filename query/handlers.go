@@ -67,8 +67,8 @@ func (s *Server) series(ctx context.Context, sc scope, f filter, groupBy string,
 		}
 		g := groups[key]
 		if g == nil {
-			if len(groups) >= MaxGroups {
-				return badRequest("too_many_groups", "group_by yields more than 1000 series; filter with app_id or use /api/v1/top")
+			if len(groups) >= s.maxGroups {
+				return badRequest("too_many_groups", "group_by yields more than "+strconv.Itoa(s.maxGroups)+" series; filter with app_id or use /api/v1/top")
 			}
 			g = &group{key: key, values: make([]int64, b.n())}
 			groups[key] = g

@@ -62,6 +62,8 @@ type Server struct {
 	// slowdown, if set, is a constant SQL condition added to every table
 	// read: the tests' way to make a query genuinely slow on the server.
 	slowdown string
+	// maxGroups is MaxGroups, lowered by a test.
+	maxGroups int
 }
 
 // New checks o and returns a Server.
@@ -88,7 +90,7 @@ func New(o Options) (*Server, error) {
 		o.Now = time.Now
 	}
 	return &Server{cat: o.Catalog, conn: o.Conn, db: o.Database, timeout: o.QueryTimeout,
-		export: o.ExportTimeout, log: o.Logger, now: o.Now}, nil
+		export: o.ExportTimeout, log: o.Logger, now: o.Now, maxGroups: MaxGroups}, nil
 }
 
 // Paths of the API.
@@ -219,6 +221,7 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		WriteTimeout:       s.export + 30*time.Second,
 		IdleTimeout:        2 * time.Minute,
 		NoDefaultDate:      true,
+		Logger:             httpLogger{s.log},
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
 			writeError(ctx, errf(400, "bad_request", "malformed HTTP request"))
 		},
@@ -242,4 +245,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("query API shutdown: %w", err)
 	}
 	return nil
+}
+
+// httpLogger sends fasthttp's own messages (malformed requests, broken
+// connections) to the debug level: a client's mistake is not the server's
+// error.
+type httpLogger struct{ log *slog.Logger }
+
+func (l httpLogger) Printf(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "http")
 }
