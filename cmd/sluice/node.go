@@ -164,7 +164,11 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 	}
 
 	if cfg.Roles[roleQuery] {
-		log.Warn("query role: the query API is not implemented yet; nothing listens on the query address", "query_listen", cfg.QueryListen)
+		stop, err := startQueryRole(ctx, cfg, proj.Store(), errc, log.With("role", roleQuery))
+		if err != nil {
+			return err
+		}
+		cleanups = append(cleanups, stop)
 	}
 
 	if cfg.Roles[roleAPI] {

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/query"
+)
+
+// queryTimeout is --query-timeout: the deadline of every query API query,
+// enforced on the ClickHouse server too (max_execution_time).
+var queryTimeout = query.DefaultQueryTimeout
+
+// registerQueryFlags adds the query role's flags to fs (serve and dev).
+func registerQueryFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&queryTimeout, "query-timeout", query.DefaultQueryTimeout,
+		"deadline of each query API query; past it the query is killed on ClickHouse and the call answers 503 query_timeout")
+}
+
+// startQueryRole serves the query API on cfg.QueryListen until the returned
+// stop function is called. A ClickHouse that is down at startup is not fatal:
+// the API answers 503 until it is back.
+func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, errc chan<- error, log *slog.Logger) (stop func(), err error) {
+	if cfg.ClickHouse == "" {
+		return nil, fmt.Errorf("query role: no ClickHouse address (--clickhouse)")
+	}
+	if queryTimeout < time.Second {
+		return nil, usageError{fmt.Sprintf("--query-timeout must be at least 1s, not %v", queryTimeout)}
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr:         []string{cfg.ClickHouse},
+		Auth:         clickhouse.Auth{Username: "default"},
+		DialTimeout:  5 * time.Second,
+		MaxOpenConns: 32,
+		MaxIdleConns: 8,
+		Compression:  &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("query role: open ClickHouse %s: %w", cfg.ClickHouse, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := conn.Ping(pctx); err != nil {
+		log.Warn("query role: ClickHouse does not answer yet; the query API answers 503 until it does", "clickhouse", cfg.ClickHouse, "err", err)
+	}
+	cancel()
+	srv, err := query.New(query.Options{
+		Catalog:      store,
+		Conn:         conn,
+		Database:     cfg.Database,
+		QueryTimeout: queryTimeout,
+		Logger:       log,
+	})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.QueryListen)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("listen %s: %w", cfg.QueryListen, err)
+	}
+	sctx, stopServe := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(sctx, ln); err != nil {
+			errc <- fmt.Errorf("query API %s: %w", cfg.QueryListen, err)
+		}
+	}()
+	log.Info("query role listening", "addr", ln.Addr().String(), "clickhouse", cfg.ClickHouse, "database", cfg.Database,
+		"query_timeout", queryTimeout, "endpoints", "/api/v1/usage /api/v1/top /api/v1/denials /api/v1/export /stats/services/{id}/usage.json /stats/applications/{id}/usage.json /health")
+	return func() {
+		stopServe()
+		<-done
+		conn.Close()
+	}, nil
+}
