@@ -393,7 +393,6 @@ func rolledUp(ctx context.Context, chAddr string, ends map[int32]int64) (string,
 	return strings.Join(missing, ", "), nil
 }
 
-
 // TailFile returns the last n bytes of a file, for failure messages.
 func TailFile(path string, n int) string {
 	b, err := os.ReadFile(path)

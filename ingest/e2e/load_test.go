@@ -55,7 +55,7 @@ type ledger struct {
 	loose   []call
 
 	ackedUnits, unknownUnits, ambiguous int64
-	answers                            map[string]int
+	answers                             map[string]int
 }
 
 func newLedger() *ledger {
