@@ -31,7 +31,7 @@ import (
 //	        4096 and 40960: two checkpoint slots (see writeCheckpoint)
 //	segment 0: u64 generation, u64 ^generation, 48 bytes reserved; frames from byte 64
 //	frame   0: u32 payload length, u32 CRC-32C of the payload, u32 state (0 pending,
-//	           1 done), u32 reserved, u64 generation, u64 sequence, u64 epoch,
+//	           1 done), u32 kind (jDirect, jMain), u64 generation, u64 sequence, u64 epoch,
 //	           payload (the spool's frame payload: varint timestamp, uvarint key
 //	           length, key, encoded event), padding to 8 bytes
 //
@@ -73,8 +73,15 @@ type jseg struct {
 type jframe struct {
 	ref     int64  // offset of the frame in the mapping
 	seq     uint64 // write order
+	kind    uint32 // jDirect or jMain
 	payload []byte // aliases the mapping (stable: the frame's segment is pinned until done)
 }
+
+// Frame kinds: where the event went after the journal.
+const (
+	jDirect uint32 = iota // handed to franz-go (or, if it failed, to the retry log)
+	jMain                 // buffered for the spool's main log, not yet written to its file
+)
 
 const (
 	journalMagic       = "SLCJRNL1"
@@ -220,7 +227,7 @@ func (j *journal) scan() (pending []jframe, maxE uint64) {
 			}
 			if le.Uint32(fr[8:]) == 0 {
 				j.segs[i].pending.Add(1)
-				pending = append(pending, jframe{ref: int64(base + off), seq: seq, payload: payload})
+				pending = append(pending, jframe{ref: int64(base + off), seq: seq, kind: le.Uint32(fr[12:]), payload: payload})
 			}
 			off += align8(jFrameHeader + n)
 		}
@@ -234,11 +241,12 @@ func align8(n int) int { return (n + 7) &^ 7 }
 // maxPayload is the largest payload a frame can hold.
 func (j *journal) maxPayload() int { return j.segBytes - jSegHeader - jFrameHeader }
 
-// append copies payload (whose CRC-32C is crc) into a new pending frame and
+// append copies payload (whose CRC-32C is crc) into a new pending frame of
+// the given kind and
 // returns its reference for done. ok is false when the journal has no room:
 // every segment holds a pending frame (or the payload exceeds a segment).
 // It never allocates or makes a system call.
-func (j *journal) append(payload []byte, crc uint32) (ref int64, ok bool) {
+func (j *journal) append(payload []byte, crc uint32, kind uint32) (ref int64, ok bool) {
 	need := align8(jFrameHeader + len(payload))
 	if len(payload) > j.maxPayload() {
 		return 0, false
@@ -256,7 +264,7 @@ func (j *journal) append(payload []byte, crc uint32) (ref int64, ok bool) {
 	le := binary.LittleEndian
 	le.PutUint64(fr[32:], j.epoch.Load())
 	le.PutUint64(fr[24:], j.seq)
-	le.PutUint32(fr[12:], 0)
+	le.PutUint32(fr[12:], kind)
 	atomic.StoreUint32(j.u32(at+8), 0)
 	le.PutUint32(fr[4:], crc)
 	le.PutUint32(fr[0:], uint32(len(payload)))

@@ -446,7 +446,7 @@ func (p *Producer) produceDirect(e *event.Event) bool {
 	k := len(buf)
 	buf = event.AppendEvent(buf, e)
 	r.buf = buf
-	ref, ok := p.jr.append(buf, crc32.Checksum(buf, castagnoli))
+	ref, ok := p.jr.append(buf, crc32.Checksum(buf, castagnoli), jDirect)
 	if !ok {
 		p.recs.Put(r)
 		return false
@@ -501,8 +501,17 @@ func (p *Producer) spoolNew(e *event.Event) (err error, retry bool) {
 		return fmt.Errorf("kafka: spooling event: %w", err), false
 	}
 	p.spooled.Add(1)
-	// Written through to the file at once: the page cache keeps it if the
-	// process is killed (the syncer fsyncs it within SpoolSyncInterval).
+	// The frame stays in the write buffer until 64 KiB accumulate or the
+	// syncer runs; meanwhile the journal keeps a copy (the spool frame's
+	// payload and checksum are the journal's), so a kill loses nothing.
+	// Without room in the journal, the frame is written through at once.
+	frame := p.main.wbuf[start:]
+	if ref, ok := p.jr.append(frame[frameHeader:], binary.LittleEndian.Uint32(frame[4:]), jMain); ok {
+		p.main.refs = append(p.main.refs, ref)
+		if len(p.main.wbuf) < wbufFlush {
+			return nil, false
+		}
+	}
 	if err := p.main.flush(); err != nil {
 		p.spoolWriteFailed(err)
 	}

@@ -68,12 +68,25 @@ func (p *Producer) planRecovery(pending []jframe, floor []int64) (*recovery, err
 		if err != nil {
 			return nil, err
 		}
+		inMain, err := p.main.lastSegmentIDs()
+		if err != nil {
+			return nil, err
+		}
+		var toMain []jframe
 		for _, f := range pending {
 			_, key, value, err := parseFrame(f.payload)
 			id, ok := eventID(value)
 			if err != nil || !ok {
 				p.corrupt.Add(1) // cannot happen: the frame's checksum held
 				p.jr.done(f.ref)
+				continue
+			}
+			if f.kind == jMain {
+				if _, ok := inMain[id]; ok {
+					p.jr.done(f.ref) // killed between the flush and done
+				} else {
+					toMain = append(toMain, f) // still in the write buffer
+				}
 				continue
 			}
 			if _, dup := inRetry[id]; dup {
@@ -83,6 +96,12 @@ func (p *Producer) planRecovery(pending []jframe, floor []int64) (*recovery, err
 			rec.frames = append(rec.frames, f)
 			rec.cands = append(rec.cands, candidate{id: id, key: key})
 		}
+		if err := p.restoreMainTail(toMain); err != nil {
+			return nil, err
+		}
+	}
+	if len(rec.frames) == 0 && !p.retry.pending() && !p.main.pending() {
+		return nil, nil
 	}
 	for _, l := range []*segLog{p.retry, p.main} {
 		c, err := l.peekCandidates(drainBatchRecords, drainBatchBytes)
@@ -92,6 +111,39 @@ func (p *Producer) planRecovery(pending []jframe, floor []int64) (*recovery, err
 		rec.cands = append(rec.cands, c...)
 	}
 	return rec, nil
+}
+
+// restoreMainTail appends to the main log the frames that were in its
+// write buffer when the process died: they are the log's suffix, in journal
+// order. One flush writes them all into the last segment, so that if this
+// is interrupted the next recovery finds them there.
+func (p *Producer) restoreMainTail(fs []jframe) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	for _, f := range fs {
+		start := len(p.main.wbuf)
+		p.main.wbuf = append(p.main.wbuf, make([]byte, frameHeader)...)
+		p.main.wbuf = append(p.main.wbuf, f.payload...)
+		if err := p.main.endFrame(start); err != nil {
+			return err
+		}
+	}
+	tail, retired, err := p.main.syncTargets()
+	for _, f := range retired {
+		err = errors.Join(err, f.Sync(), f.Close())
+	}
+	if tail != nil {
+		err = errors.Join(err, tail.Sync())
+	}
+	if err != nil {
+		return fmt.Errorf("spool: restoring the main log's unwritten tail: %w", err)
+	}
+	for _, f := range fs {
+		p.jr.done(f.ref)
+	}
+	p.log.Info("recovery: restored spooled events that were not yet written to the spool file", "events", len(fs))
+	return nil
 }
 
 // lastSegmentIDs returns the ids of the events in the log's last segment.
