@@ -15,50 +15,89 @@
 //
 // # Two modes
 //
-// Direct: Append encodes the event into a pooled record and hands it to
-// franz-go with TryProduce, which never blocks; a promise counts the
-// acknowledgement and recycles the record. Nothing allocates per call.
+// Direct: Append encodes the event into a pooled buffer, copies the frame
+// into the ack journal (below) and hands the record to franz-go with
+// TryProduce, which never blocks; a promise marks the journal frame done
+// and recycles the record. Nothing allocates per call.
 //
-// Spooling: when MaxBuffered events are already waiting for Kafka, or a
-// record fails (deadline, unknown topic, any error), the producer switches to
-// spooling. New events are appended to the spool's main log; records that
-// franz-go fails are appended, in promise order, to the spool's retry log.
-// Append then costs one buffered write under a mutex: it does not wait for
-// the network or for fsync.
+// Spooling: when MaxBuffered events are already waiting for Kafka, a record
+// fails (deadline, unknown topic, any error), or the journal is full, the
+// producer switches to spooling. New events are appended to the spool's main
+// log; records that franz-go fails are appended, in promise order, to the
+// spool's retry log. Append then costs a buffered write under a mutex plus
+// the journal copy: it does not wait for the network or for fsync.
 //
 // A background drainer waits until no direct record is in flight, then sends
 // the retry log and then the main log, oldest first, in batches; each batch
 // is committed (cursor file, fsync'd) only when Kafka acknowledged it, and
 // failed records of a batch are resent after a backoff (franz-go fails
 // records per partition as a suffix, so resending keeps order). When both
-// logs are empty the producer returns to direct mode. A new Producer on the
-// same SpoolDir drains what an earlier process left, before any new event.
+// logs are empty the producer returns to direct mode.
+//
+// # The ack journal
+//
+// SpoolDir/journal is a fixed-size file (JournalBytes, default 64 MiB)
+// mapped MAP_SHARED. Before Append returns nil, the event's frame (CRC-32C,
+// sequence number, payload) is copied into the mapping: a memcpy into the
+// page cache, no system call, and the kernel keeps those pages when the
+// process dies. A frame is marked done when the event is durable elsewhere:
+// Kafka acknowledged it, or it was written to a spool file. The file is 16
+// segments used round robin; a segment is reused only when all its frames
+// are done. A full journal (more than about JournalBytes of unacknowledged
+// events — MaxBuffered should fit several times over) sends new events to
+// the spool, written through to the file at once, and counts them in
+// Stats.JournalFull with a rate-limited error log: slower, equally safe.
+//
+// # Recovery
+//
+// New, before it returns, recovers what an earlier process left: journal
+// frames not done, and the first batch of each spool log (the drainer may
+// have sent it and died before committing). Kafka may already hold some of
+// them, so first it reads each partition they hash to, from just after an
+// offset checkpoint kept in the journal's header (the highest offsets Kafka
+// had acknowledged before any of those sends began) to the current end, and
+// drops every event whose id it finds. Then it sends the journal's remaining
+// events, then drains the spool, skipping the ids found. Spooled frames that
+// had not reached the spool file are appended to it from the journal first.
+// New waits for all of this up to RecoverWait (default 30s; less if Kafka
+// makes no progress for DeliveryTimeout), so that a counter restore run right
+// after New sees these events in Kafka; if Kafka is down, the check runs when
+// it returns, before anything is resent, while new events spool.
 //
 // Order per key holds across all of this: direct records precede the records
 // spooled while they were in flight, and the retry log is drained first. The
-// exception is a window of one promise latency after a failure, during which
+// exceptions: a window of one promise latency after a failure, during which
 // a later event of the same key can still go direct and overtake the failed
-// one.
+// one; and after a crash, events recovered from the journal are sent before
+// the retry log.
 //
 // # What Append's nil guarantees
 //
+//   - A crash of the process (SIGKILL, OOM kill, panic) loses nothing and
+//     duplicates nothing: every accepted event is in Kafka exactly once after
+//     a new Producer on the same SpoolDir has recovered (TestSIGKILLLosesNothing
+//     kills producers at random moments, while sending, spooling, draining,
+//     with a full journal and during a broker outage, and checks this).
 //   - Broker outages of any length, up to SpoolMaxBytes of spooled events:
-//     no loss. Events wait in the spool and are sent when Kafka returns.
+//     no loss, no duplicate. Events wait in the spool and are sent when Kafka
+//     returns. Records in a request the broker never answered are never
+//     abandoned: franz-go resends them with the same producer id and
+//     sequence numbers, which the broker deduplicates, and the journal keeps
+//     them safe meanwhile.
 //   - Graceful shutdown (Close): no loss. Close waits for Kafka while it
-//     makes progress, then moves everything still buffered into the spool
-//     and fsyncs it.
-//   - A crash of the process (SIGKILL, OOM) or of the machine loses what was
-//     only in memory: events in franz-go's buffer not yet acknowledged
-//     (normally a few milliseconds' worth: linger plus a round trip; at most
-//     MaxBuffered events, and only for up to 1.5×DeliveryTimeout once the
-//     broker stops answering, after which they are moved to disk), and spooled
-//     events not yet fsync'd (at most SpoolSyncInterval, default 100 ms).
-//     An event acknowledged by Kafka survives a crash of Sluice.
+//     makes progress, moves to the spool what franz-go knows it never sent,
+//     and leaves the rest in the journal for the next start.
+//   - A crash of the machine (power loss, kernel panic) is out of scope: it
+//     can lose journal pages and spool writes the kernel had not written back
+//     (the spool is fsync'd every SpoolSyncInterval, the journal never).
 //
-// Delivery is at-least-once. Duplicates arise when franz-go has to abandon
-// records the broker may have written (the broker died mid-request, or Close
-// ran out of time), and when a crash hits between Kafka's acknowledgement of
-// a spooled batch and the cursor commit. Consumers that need exact totals
+// Exactly-once rests on two assumptions: the broker keeps its idempotent
+// producer state across restarts (Apache Kafka rebuilds it from the log and
+// expires it after producer.id.expiration.ms, 1 day by default; kfake saves
+// it when closed), and the usage topic's offsets are contiguous (no
+// transactions or compaction), as the counter restore assumes too. If a
+// broker forgets a producer mid-outage, franz-go starts a new producer id
+// and may write a batch twice; consumers that must be exact can still
 // deduplicate by event id.
 //
 // # Full spool

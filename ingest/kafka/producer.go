@@ -71,13 +71,15 @@ type Options struct {
 	// is sent. Default 5ms: batches well at thousands of events/s and adds
 	// little to end-to-end freshness. Negative means no linger.
 	Linger time.Duration
-	// MaxBuffered is how many events may wait in memory for Kafka's
-	// acknowledgement before new events go to the spool instead. Default
-	// 50,000. It bounds what a crash (SIGKILL) can lose while the broker is
-	// slow; see the package documentation.
+	// MaxBuffered is how many events may wait in memory (and in the ack
+	// journal) for Kafka's acknowledgement before new events go to the
+	// spool instead. Default 50,000. The journal must hold this many events
+	// with room to spare (see JournalBytes).
 	MaxBuffered int
 	// DeliveryTimeout is how long an event may wait for Kafka's
-	// acknowledgement before it is moved to the spool. Default 10s.
+	// acknowledgement before it is moved to the spool, if franz-go has not
+	// sent it yet; one in a request the broker has not answered waits for
+	// the broker (in the journal). Default 10s.
 	DeliveryTimeout time.Duration
 	// Compression is "lz4" (default: cheap, supported by every Kafka broker
 	// since 0.10), "zstd" (smaller, brokers 2.1+), "snappy" or "none".
@@ -94,9 +96,9 @@ type Options struct {
 	// and a new one started; drained segments are deleted whole. Default
 	// 64 MiB (or SpoolMaxBytes/8 if that is smaller).
 	SpoolSegmentBytes int64
-	// SpoolSyncInterval bounds how long a spooled event stays only in
-	// memory or the page cache: the spool is written and fsync'd at least
-	// this often. Default 100ms.
+	// SpoolSyncInterval bounds how long a spooled event stays only in the
+	// write buffer (and the ack journal) or the page cache: the spool is
+	// written and fsync'd at least this often. Default 100ms.
 	SpoolSyncInterval time.Duration
 	// FullPolicy chooses between refusing and dropping new events while the
 	// spool is full. Default FullRefuse.
@@ -104,7 +106,8 @@ type Options struct {
 
 	// JournalBytes is the size of the ack journal (SpoolDir/journal), the
 	// memory-mapped file that holds every event handed to Kafka until Kafka
-	// acknowledges it, so that a killed process loses none. Default 64 MiB.
+	// acknowledges it (and every spooled event until it is written to the
+	// spool file), so that a killed process loses none. Default 64 MiB.
 	// It must hold MaxBuffered events with room to spare; when it is full,
 	// new events go to the spool (slower, equally safe) and Stats.JournalFull
 	// counts them. An existing journal keeps the size it was created with.
