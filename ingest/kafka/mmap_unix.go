@@ -21,7 +21,3 @@ func mapFile(f *os.File, size int) ([]byte, error) {
 
 // unmapFile releases a mapping made by mapFile.
 func unmapFile(_ *os.File, b []byte) error { return syscall.Munmap(b) }
-
-// journalSurvivesKill says whether the journal's mapping survives the death
-// of the process (true where mmap MAP_SHARED is used).
-const journalSurvivesKill = true
