@@ -259,6 +259,7 @@ func run(rate float64, duration, warmup time.Duration, conns, apps int, poll tim
 		}
 	}()
 
+	load0 := loadavg()
 	log.Printf("warming up for %v at %.0f calls/s over %d connections, %d apps", warmup, rate, conns, apps)
 	time.Sleep(warmup)
 	measureFrom := time.Now()
@@ -336,6 +337,7 @@ func run(rate float64, duration, warmup time.Duration, conns, apps int, poll tim
 	fmt.Fprintf(out, "authrep latency      p50 %v  p99 %v  (%d calls)\n", q(lat, 0.5).Round(time.Microsecond), q(lat, 0.99).Round(time.Microsecond), len(lat))
 	fmt.Fprintf(out, "freshness            p50 %v  p99 %v  max %v  (%d units)\n", q(fresh, 0.5).Round(time.Millisecond), q(fresh, 0.99).Round(time.Millisecond), q(fresh, 1).Round(time.Millisecond), len(fresh))
 	fmt.Fprintf(out, "ClickHouse polls     %d, mean %v each, %d failed\n", polls, meanPoll.Round(time.Millisecond), pollErrs)
+	fmt.Fprintf(out, "load average         %s at the start, %s at the end (1, 5, 15 min)\n", load0, loadavg())
 	if invisible > 0 || extra > 0 {
 		fmt.Fprintf(out, "MISMATCH             %d acknowledged units never became visible, %d units more than acknowledged\n", invisible, extra)
 		return fmt.Errorf("ClickHouse does not match the acknowledged usage")
@@ -368,4 +370,18 @@ WHERE tenant_id = 'fresh' AND metric = 'hits' GROUP BY app_id`)
 		out[n] = v
 	}
 	return out, rows.Err()
+}
+
+// loadavg returns the first three fields of /proc/loadavg: how busy the
+// shared machine was, which the figures depend on.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
