@@ -44,6 +44,10 @@ type group struct {
 	total  int64
 }
 
+// Handlers run their queries under context.Background(): the deadline comes
+// from run, and a fasthttp.RequestCtx is not a context to hand to a driver
+// (it is tied to the server's shutdown, not to the client).
+
 // series runs the series query of f over the buckets b and folds rows into
 // buckets, one group per distinct key (just "" without group_by). Missing
 // buckets stay zero.
@@ -206,7 +210,7 @@ func (s *Server) usage(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.Snapsho
 		return e
 	}
 	f.app = p.app
-	groups, total, e := s.series(ctx, sc, f, groupBy, p.b)
+	groups, total, e := s.series(context.Background(), sc, f, groupBy, p.b)
 	if e != nil {
 		return e
 	}
@@ -228,7 +232,7 @@ func (s *Server) denials(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.Snaps
 	if e != nil {
 		return e
 	}
-	groups, total, e := s.series(ctx, sc, filter{service: svc.ID, app: p.app}, "reason", p.b)
+	groups, total, e := s.series(context.Background(), sc, filter{service: svc.ID, app: p.app}, "reason", p.b)
 	if e != nil {
 		return e
 	}
@@ -280,7 +284,7 @@ func (s *Server) top(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.Snapshot)
 	b, _ := makeBuckets(from, to, Total, time.UTC, 1)
 	q := sc.topSQL(s.db, planFor(b), filter{service: svc.ID, metrics: []string{m.Name}}, limit, s.slowdown)
 	ans := topAnswer{From: fmtTime(b[0], time.UTC), To: fmtTime(b[1], time.UTC), ServiceID: svc.ID, Metric: m.Name, Apps: []topApp{}}
-	e = s.run(ctx, q, func(r driver.Rows) error {
+	e = s.run(context.Background(), q, func(r driver.Rows) error {
 		var a topApp
 		if err := r.Scan(&a.AppID, &a.Value); err != nil {
 			return err

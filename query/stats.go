@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -165,7 +166,7 @@ func (s *Server) stats(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.Snapsho
 	if app != nil {
 		f.app = app.ID
 	}
-	groups, total, e := s.series(ctx, sc, f, "", b)
+	groups, total, e := s.series(context.Background(), sc, f, "", b)
 	if e != nil {
 		return e
 	}
