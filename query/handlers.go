@@ -325,6 +325,10 @@ func (s *Server) exportHandler(ctx *fasthttp.RequestCtx, sc scope, snap *catalog
 		}
 		req.ServiceID = svc.ID
 	}
+	if ctx.IsHead() { // headers only: do not run an export nobody reads
+		ctx.SetContentType(billing.ContentType(req.Format))
+		return nil
+	}
 	return s.stream(ctx, req)
 }
 
