@@ -60,7 +60,7 @@
 // events, then drains the spool, skipping the ids found. Spooled frames that
 // had not reached the spool file are appended to it from the journal first.
 // New waits for all of this up to RecoverWait (default 30s; less if Kafka
-// makes no progress for DeliveryTimeout), so that a counter restore run right
+// makes no progress for DeliveryTimeout, at least 5s), so that a counter restore run right
 // after New sees these events in Kafka; if Kafka is down, the check runs when
 // it returns, before anything is resent, while new events spool.
 //

@@ -115,7 +115,8 @@ type Options struct {
 	// RecoverWait bounds how long New waits, when an earlier process left
 	// events behind (journal or spool), for them to reach Kafka, so that a
 	// counter restore run right after New sees them. New stops waiting
-	// earlier if Kafka makes no progress for DeliveryTimeout. Default 30s;
+	// earlier if Kafka makes no progress for DeliveryTimeout (at least 5s).
+	// Default 30s;
 	// negative means do not wait.
 	RecoverWait time.Duration
 
@@ -382,7 +383,7 @@ func New(opts Options) (*Producer, error) {
 	go p.syncLoop()
 	if recovering && opts.RecoverWait > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), opts.RecoverWait)
-		p.waitDrained(ctx, opts.DeliveryTimeout)
+		p.waitDrained(ctx, max(opts.DeliveryTimeout, 5*time.Second))
 		cancel()
 		if st := p.Stats(); st.Spooling {
 			p.log.Warn("events from an earlier run are not all in Kafka yet; a counter restore now would miss them",

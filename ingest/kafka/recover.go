@@ -275,6 +275,7 @@ func (p *Producer) findInKafka(ctx context.Context, cands []candidate, floor []i
 		kgo.SeedBrokers(p.opts.Brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), // retention deleted the floor
+		kgo.FetchMaxWait(250 * time.Millisecond),
 	}, p.opts.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -287,6 +288,7 @@ func (p *Producer) findInKafka(ctx context.Context, cands []candidate, floor []i
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("kafka: reading partitions for recovery (%d records read, %d partitions left): %w", read, len(endOf), err)
 		}
+		p.recProgress.Add(uint64(fs.NumRecords())) // New's wait sees a long read as progress
 		fs.EachRecord(func(r *kgo.Record) {
 			read++
 			if id, ok := eventID(r.Value); ok {
