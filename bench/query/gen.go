@@ -67,12 +67,14 @@ WHERE k < 3 OR intHash64(g * 8 + 4) %% %[17]d = 0`,
 		day*perDay, apps, perDay, denialOneIn)
 }
 
-// grains are the coarser tables and how a minute's unix time truncates to
-// their bucket (arithmetic on the instant, so the server's time zone does not
+// grain is a coarser table and how a finer row's unix time truncates to its
+// bucket (arithmetic on the instant, so the server's time zone does not
 // matter; the data set lies within one month, so its month bucket is the
 // month's first instant).
-func (d Dataset) grains() []struct{ table, trunc string } {
-	return []struct{ table, trunc string }{
+type grain struct{ table, trunc string }
+
+func (d Dataset) grains() []grain {
+	return []grain{
 		{chschema.UsageHour, "intDiv(toUInt32(t), 3600) * 3600"},
 		{chschema.UsageDay, "intDiv(toUInt32(t), 86400) * 86400"},
 		{chschema.UsageMonth, fmt.Sprint(d.Month.Unix())},
