@@ -54,6 +54,8 @@ func crashChild() {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	switch mode {
+	case "early":
+		// Killed after a random 20-420ms, during New's recovery or soon after.
 	case "spool": // the spool fills and drains all the time
 		o.MaxBuffered = 30
 	case "journal": // the journal fills up: events fall back to the spool
@@ -139,8 +141,13 @@ func runCrashChild(t *testing.T, mode, broker, dir string, rng *rand.Rand, durin
 		}
 		done <- sc.Err()
 	}()
+	wait := first
+	if mode == "early" { // kill at any moment, likely while New recovers
+		wait = make(chan struct{})
+		close(wait)
+	}
 	select {
-	case <-first:
+	case <-wait:
 	case err := <-done:
 		t.Fatalf("child (%s) ended before acknowledging 100 events: %v (%v)", mode, err, cmd.Wait())
 	case <-time.After(60 * time.Second):
@@ -177,7 +184,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	acked := map[[16]byte]bool{}
-	modes := []string{"direct", "spool", "journal", "outage", "direct", "spool", "outage", "direct"}
+	modes := []string{"direct", "spool", "journal", "outage", "early", "direct", "spool", "early", "outage", "direct"}
 	for round, mode := range modes {
 		var during func()
 		childMode := mode
@@ -436,6 +443,80 @@ func TestRecoveryRestoresSpoolTail(t *testing.T) {
 	}
 	got := consume(t, port, 40, 10*time.Second)
 	got.check(t, src, 40)
+	if got.duplicates != 0 {
+		t.Fatalf("%d duplicates", got.duplicates)
+	}
+}
+
+// TestRecoveryWhileBrokerDown: a producer restarts after a kill while the
+// broker is down. New returns (after RecoverWait), new events queue in the
+// spool, and when the broker is back the journal's events are checked,
+// resent if missing, and everything arrives exactly once.
+func TestRecoveryWhileBrokerDown(t *testing.T) {
+	port := freePort(t)
+	kdir := t.TempDir()
+	c := startBroker(t, port, kdir)
+	o := testOptions(t, port)
+	src := newSource(2)
+	evs := make([]event.Event, 20)
+	for i := range evs {
+		src.next(&evs[i])
+		evs[i].Usage = append([]event.Usage(nil), evs[i].Usage...)
+	}
+	// Kafka has 0-4 (written before the kill, acknowledgement lost); the
+	// journal has all 20 pending.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...), kgo.DefaultProduceTopic(testTopic),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.KafkaHasher(hashKey))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		r := &kgo.Record{Key: event.Key(nil, evs[i].ServiceID, evs[i].AppID), Value: event.AppendEvent(nil, &evs[i]),
+			Timestamp: time.UnixMilli(evs[i].Received)}
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	c.Close()
+	j, _, err := openJournal(filepath.Join(o.SpoolDir, "journal"), DefaultJournalBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range evs {
+		b := journalFrame(&evs[i])
+		if _, ok := j.append(b, crc32.Checksum(b, castagnoli), jDirect); !ok {
+			t.Fatal("journal full")
+		}
+	}
+	j.close()
+
+	o.RecoverWait = 500 * time.Millisecond
+	start := time.Now()
+	p := newProducer(t, o)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("New took %v with the broker down; RecoverWait is %v", d, o.RecoverWait)
+	}
+	st := p.Stats()
+	if !st.Spooling || st.JournalPending != 20 {
+		t.Fatalf("stats %+v: want spooling with the 20 journal events pending", st)
+	}
+	appendTimed(t, p, src, 30) // queue behind the recovered ones
+	c = startBroker(t, port, kdir)
+	defer c.Close()
+	waitFor(t, "recovery and drain", 60*time.Second, func() bool {
+		st := p.Stats()
+		return !st.Spooling && st.JournalPending == 0
+	})
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st = p.Stats()
+	if st.Recovered != 15 || st.Deduplicated != 5 || st.SpoolDrained != 30 {
+		t.Fatalf("stats %+v: want 15 resent from the journal, 5 found in Kafka, 30 drained", st)
+	}
+	got := consume(t, port, 50, 10*time.Second)
+	got.check(t, src, 50) // once each, in order per app
 	if got.duplicates != 0 {
 		t.Fatalf("%d duplicates", got.duplicates)
 	}
