@@ -111,7 +111,7 @@ func runCommand(ctx context.Context, cmd string, args []string) error {
 			return err
 		}
 		slog.Info("data set verified", "took", time.Since(t0).Round(time.Second))
-		return nil
+		return reportDisk(ctx, ch, c.db)
 	default:
 		return runBench(ctx, ch, c, d)
 	}
