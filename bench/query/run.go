@@ -29,13 +29,13 @@ import (
 
 // runConfig are the flags of the run subcommand.
 type runConfig struct {
-	url                    string
-	token                  string
-	runs                   int
-	nSeries, nTZ, nTop     int
-	nExport                int
-	warmup                 int
-	seed                   uint64
+	url                string
+	token              string
+	runs               int
+	nSeries, nTZ, nTop int
+	nExport            int
+	warmup             int
+	seed               uint64
 }
 
 func (r *runConfig) flags(fs *flag.FlagSet) {
