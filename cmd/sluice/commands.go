@@ -32,6 +32,7 @@ const usagePartitions = 12
 func commonFlags(fs *flag.FlagSet, cfg *nodeConfig) {
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:3001", "address of the Service Management API, admin API and /metrics")
 	fs.StringVar(&cfg.QueryListen, "query-listen", "127.0.0.1:3002", "address of the query API")
+	registerQueryFlags(fs, cfg)
 	fs.StringVar(&cfg.DataDir, "data-dir", "./.sluice", "directory for the config log and the event spool (dev: also the broker's log and ClickHouse's data)")
 	fs.StringVar(&cfg.ConfigFile, "config", "", "declarative configuration file (YAML or JSON) applied at startup")
 	fs.StringVar(&cfg.Topic, "topic", "sluice.usage", "Kafka topic of usage events")

@@ -36,23 +36,24 @@ const (
 // nodeConfig is everything a node needs, from flags (serve) or from the
 // embedded services (dev).
 type nodeConfig struct {
-	Roles       map[string]bool
-	Listen      string
-	QueryListen string
-	Brokers     []string
-	Topic       string
-	ClickHouse  string
-	Database    string
-	DataDir     string
-	ConfigFile  string
-	Demo        bool // load the demo tenant when no config file is given
-	Region      string
-	Node        string
-	SpoolMax    int64
-	FullPolicy  kafka.FullPolicy
-	Raw         bool
-	ConfigLog   string // configLogFile or configLogKafka
-	ConfigTopic string
+	Roles        map[string]bool
+	Listen       string
+	QueryListen  string
+	Brokers      []string
+	Topic        string
+	ClickHouse   string
+	Database     string
+	DataDir      string
+	ConfigFile   string
+	Demo         bool // load the demo tenant when no config file is given
+	Region       string
+	Node         string
+	SpoolMax     int64
+	FullPolicy   kafka.FullPolicy
+	Raw          bool
+	ConfigLog    string // configLogFile or configLogKafka
+	ConfigTopic  string
+	QueryTimeout time.Duration
 }
 
 // Where the configuration change log lives.

@@ -14,14 +14,10 @@ import (
 	"github.com/sluice-dev/sluice/query"
 )
 
-// queryTimeout is --query-timeout: the deadline of every query API query,
-// enforced on the ClickHouse server too (max_execution_time).
-var queryTimeout = query.DefaultQueryTimeout
-
 // registerQueryFlags adds the query role's flags to fs (serve and dev).
-func registerQueryFlags(fs *flag.FlagSet) {
-	fs.DurationVar(&queryTimeout, "query-timeout", query.DefaultQueryTimeout,
-		"deadline of each query API query; past it the query is killed on ClickHouse and the call answers 503 query_timeout")
+func registerQueryFlags(fs *flag.FlagSet, cfg *nodeConfig) {
+	fs.DurationVar(&cfg.QueryTimeout, "query-timeout", query.DefaultQueryTimeout,
+		"deadline of each query API query, also enforced on ClickHouse (max_execution_time); past it the query is killed and the call answers 503 query_timeout")
 }
 
 // startQueryRole serves the query API on cfg.QueryListen until the returned
@@ -31,8 +27,8 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, e
 	if cfg.ClickHouse == "" {
 		return nil, fmt.Errorf("query role: no ClickHouse address (--clickhouse)")
 	}
-	if queryTimeout < time.Second {
-		return nil, usageError{fmt.Sprintf("--query-timeout must be at least 1s, not %v", queryTimeout)}
+	if cfg.QueryTimeout < time.Second {
+		return nil, usageError{fmt.Sprintf("--query-timeout must be at least 1s, not %v", cfg.QueryTimeout)}
 	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:         []string{cfg.ClickHouse},
@@ -54,7 +50,7 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, e
 		Catalog:      store,
 		Conn:         conn,
 		Database:     cfg.Database,
-		QueryTimeout: queryTimeout,
+		QueryTimeout: cfg.QueryTimeout,
 		Logger:       log,
 	})
 	if err != nil {
@@ -75,7 +71,7 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, e
 		}
 	}()
 	log.Info("query role listening", "addr", ln.Addr().String(), "clickhouse", cfg.ClickHouse, "database", cfg.Database,
-		"query_timeout", queryTimeout, "endpoints", "/api/v1/usage /api/v1/top /api/v1/denials /api/v1/export /stats/services/{id}/usage.json /stats/applications/{id}/usage.json /health")
+		"query_timeout", cfg.QueryTimeout, "endpoints", "/api/v1/usage /api/v1/top /api/v1/denials /api/v1/export /stats/services/{id}/usage.json /stats/applications/{id}/usage.json /health")
 	return func() {
 		stopServe()
 		<-done

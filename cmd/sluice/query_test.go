@@ -18,14 +18,14 @@ import (
 )
 
 func TestQueryTimeoutFlag(t *testing.T) {
-	defer func() { queryTimeout = query.DefaultQueryTimeout }()
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	registerQueryFlags(fs)
-	if queryTimeout != query.DefaultQueryTimeout {
-		t.Fatalf("default %v", queryTimeout)
+	var cfg nodeConfig
+	commonFlags(fs, &cfg)
+	if cfg.QueryTimeout != query.DefaultQueryTimeout {
+		t.Fatalf("default %v", cfg.QueryTimeout)
 	}
-	if err := fs.Parse([]string{"--query-timeout", "3s"}); err != nil || queryTimeout != 3*time.Second {
-		t.Fatalf("parse: %v %v", err, queryTimeout)
+	if err := fs.Parse([]string{"--query-timeout", "3s"}); err != nil || cfg.QueryTimeout != 3*time.Second {
+		t.Fatalf("parse: %v %v", err, cfg.QueryTimeout)
 	}
 }
 
