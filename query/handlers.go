@@ -358,8 +358,9 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, req billing.Request) *apiError
 		default:
 			pr.Close()
 			switch {
-			case err == nil: // cannot happen: a successful export writes bytes
-				return errf(503, "clickhouse_unavailable", "export produced nothing")
+			case err == nil: // no rows in a format without framing (NDJSON): an empty file
+				exportHeaders(ctx, req)
+				return nil
 			case errors.Is(err, billing.ErrInvalidFormat), errors.Is(err, billing.ErrInvalidMonth), errors.Is(err, billing.ErrInvalidRequest):
 				return badRequest("invalid_month", err.Error())
 			default:
@@ -367,11 +368,16 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, req billing.Request) *apiError
 			}
 		}
 	}
+	exportHeaders(ctx, req)
+	ctx.SetBodyStream(pr, -1) // fasthttp closes pr when done, which stops the export if the client left
+	return nil
+}
+
+// exportHeaders starts a successful export answer.
+func exportHeaders(ctx *fasthttp.RequestCtx, req billing.Request) {
 	ctx.SetStatusCode(200)
 	ctx.SetContentType(billing.ContentType(req.Format))
 	ctx.Response.Header.Set("Content-Disposition", `attachment; filename="sluice-`+req.Month.Format("2006-01")+"."+string(req.Format)+`"`)
-	ctx.SetBodyStream(pr, -1) // fasthttp closes pr when done, which stops the export if the client left
-	return nil
 }
 
 // firstWrite signals the first Write before passing it on.

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -384,6 +385,13 @@ func (f *fixture) testExport(t *testing.T) {
 		}
 		if len(want) == 0 || fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("export %v:\ngot  %v\nwant %v", c, got, want)
+		}
+	}
+	// A month without usage is an empty file, not an error, in every format.
+	for format, want := range map[string]string{"ndjson": "", "json": "[]", "csv": "month,tenant_id,service_id,app_id,plan_id,metric,value"} {
+		status, body, _ := get(t, f.base, t1Query, "/api/v1/export?month=2026-01&format="+format)
+		if status != 200 || strings.TrimSpace(string(body)) != want {
+			t.Errorf("empty %s export: %d %q, want 200 %q", format, status, body, want)
 		}
 	}
 }
