@@ -4,6 +4,7 @@
 //	go run ./bench/query gen   [-dir D] [-addr HOST:PORT] [-db NAME]   build and verify the data set
 //	go run ./bench/query verify [...]                                 verify it again
 //	go run ./bench/query run   [...]                                  measure the query API over HTTP
+//	go run ./bench/query clickhouse [-dir D]                          keep the scratch server up (for run -url against sluice serve)
 //	go run ./bench/query config > bench.yaml                           the data set's catalog, for sluice serve --roles query
 //	go run ./bench/query clean [-dir D]                               delete the data directory
 //
@@ -45,7 +46,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: query gen|verify|run|config|clean [flags] (-h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: query gen|verify|run|config|clickhouse|clean [flags] (-h for flags)")
 	os.Exit(2)
 }
 
@@ -92,7 +93,7 @@ func runCommand(ctx context.Context, cmd string, args []string) error {
 		}
 		slog.Info("deleting", "dir", c.dir)
 		return os.RemoveAll(c.dir)
-	case "gen", "verify", "run":
+	case "gen", "verify", "run", "clickhouse":
 	default:
 		usage()
 	}
@@ -105,6 +106,10 @@ func runCommand(ctx context.Context, cmd string, args []string) error {
 	switch cmd {
 	case "gen":
 		return gen(ctx, ch, c, d)
+	case "clickhouse":
+		fmt.Printf("ClickHouse on %s (native), database %s; ^C stops it\n", ch.addr, c.db)
+		<-ctx.Done()
+		return nil
 	case "verify":
 		t0 := time.Now()
 		if err := d.verify(ctx, ch.conn, c.db); err != nil {
