@@ -5,7 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"net"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -26,66 +26,95 @@ func newQueryID() string {
 }
 
 // run executes q with the server's deadline: max_execution_time on the
-// server, a Go deadline on the client. scan is called for each row. When the
-// Go deadline passes first, the server query is killed by its query_id (KILL
-// QUERY ... SYNC) before run returns, so no query outlives its answer. Errors
-// are *apiError with status 503.
+// server and a Go deadline in run. scan is called for each row. When the Go
+// deadline passes first (or the caller's context ends), the server query is
+// killed by its query_id (KILL QUERY ... SYNC) before run returns, so no
+// query outlives its answer. Errors are *apiError with status 503.
+//
+// The driver never sees a cancellable context: clickhouse-go v2.50 can panic
+// with "send on closed channel" when a query's context ends while its reader
+// goroutine still delivers blocks (upstream PR #1677), and that panic is in a
+// goroutine of its own, so it would take the whole process down. Instead the
+// query runs in a goroutine of run's own; run stops waiting for it at the
+// deadline, kills the server query (which ends the driver's read), and the
+// goroutine stops calling scan from then on.
 func (s *Server) run(ctx context.Context, q *stmt, scan func(driver.Rows) error) *apiError {
 	id := newQueryID()
 	secs := int((s.timeout + time.Second - 1) / time.Second)
-	qctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	settings := clickhouse.Settings{"max_execution_time": secs}
 	if s.slowdown != "" {
 		settings["max_block_size"] = 16 // the slow test query notices a kill at once
 	}
-	qctx = clickhouse.Context(qctx, clickhouse.WithQueryID(id), clickhouse.WithSettings(settings))
+	qctx := clickhouse.Context(context.WithoutCancel(ctx), clickhouse.WithQueryID(id), clickhouse.WithSettings(settings))
+
+	var (
+		mu        sync.Mutex // held while scan runs; abandoned is set under it
+		abandoned bool
+		done      = make(chan error, 1)
+	)
 	start := time.Now()
-	err := func() error {
-		rows, err := s.conn.Query(qctx, q.sql.String(), q.args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := scan(rows); err != nil {
+	go func() {
+		done <- func() error {
+			rows, err := s.conn.Query(qctx, q.sql.String(), q.args...)
+			if err != nil {
 				return err
 			}
-		}
-		return rows.Err()
+			defer rows.Close()
+			for rows.Next() {
+				mu.Lock()
+				if abandoned {
+					mu.Unlock()
+					return errAbandoned
+				}
+				err := scan(rows)
+				mu.Unlock()
+				if err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		}()
 	}()
+	abandon := func() {
+		mu.Lock()
+		abandoned = true
+		mu.Unlock()
+	}
+
+	timer := time.NewTimer(s.timeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case err = <-done:
+	case <-timer.C:
+		abandon()
+		s.kill(id)
+		s.log.Warn("query timed out", "query_id", id, "after", time.Since(start).Round(time.Millisecond), "timeout", s.timeout)
+		return errf(503, "query_timeout", "the query did not finish within "+s.timeout.String())
+	case <-ctx.Done():
+		abandon()
+		s.kill(id)
+		return errf(503, "clickhouse_unavailable", "the request was cancelled")
+	}
 	if err == nil {
 		return nil
 	}
 	var ae *apiError
 	if errors.As(err, &ae) { // from scan: a bound was exceeded
-		if qctx.Err() == nil {
-			cancel()
-			s.kill(id)
-		}
+		s.kill(id)
 		return ae
 	}
-	// The driver turns the deadline into the connection's read deadline, so
-	// its i/o timeout may come a moment before qctx reports the deadline.
-	dl, _ := qctx.Deadline()
-	var ne net.Error
-	deadline := qctx.Err() != nil || !time.Now().Before(dl) || errors.As(err, &ne) && ne.Timeout()
 	var ex *clickhouse.Exception
-	switch {
-	case deadline && ctx.Err() == nil, errors.As(err, &ex) && ex.Code == timeoutExceeded:
-		// The Go deadline passed (or the server's): a context does not stop
-		// the server's query, so kill it.
-		s.kill(id)
-		s.log.Warn("query timed out", "query_id", id, "after", time.Since(start).Round(time.Millisecond), "timeout", s.timeout)
+	if errors.As(err, &ex) && ex.Code == timeoutExceeded {
+		s.log.Warn("query timed out on the server", "query_id", id, "after", time.Since(start).Round(time.Millisecond), "timeout", s.timeout)
 		return errf(503, "query_timeout", "the query did not finish within "+s.timeout.String())
-	default:
-		if ctx.Err() != nil {
-			s.kill(id)
-		}
-		s.log.Error("query failed", "query_id", id, "err", err)
-		return errf(503, "clickhouse_unavailable", "ClickHouse could not answer; try again")
 	}
+	s.log.Error("query failed", "query_id", id, "err", err)
+	return errf(503, "clickhouse_unavailable", "ClickHouse could not answer; try again")
 }
+
+// errAbandoned ends a query goroutine whose caller stopped waiting.
+var errAbandoned = errors.New("query: abandoned after its deadline")
 
 // kill ends the server query id and waits until it is gone (SYNC). It is
 // bounded: when ClickHouse does not answer, the query will still stop at its
