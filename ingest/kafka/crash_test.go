@@ -13,12 +13,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/ingest/event"
@@ -43,8 +45,8 @@ func TestMain(m *testing.M) {
 func crashChild() {
 	mode := os.Getenv(crashChildEnv)
 	o := Options{
-		Brokers:         []string{os.Getenv("SLUICE_KAFKA_CRASH_BROKER")},
-		Topic:           testTopic,
+		Brokers:         strings.Split(os.Getenv("SLUICE_KAFKA_CRASH_BROKER"), ","),
+		Topic:           os.Getenv("SLUICE_KAFKA_CRASH_TOPIC"),
 		SpoolDir:        os.Getenv("SLUICE_KAFKA_CRASH_DIR"),
 		DeliveryTimeout: time.Second,
 		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -105,11 +107,11 @@ func crashChild() {
 // runCrashChild starts a child on dir, waits until it has acknowledged
 // some events, lets it run for a random while (meanwhile calling during, if
 // set), SIGKILLs it and returns the ids it printed.
-func runCrashChild(t *testing.T, mode, broker, dir string, rng *rand.Rand, during func()) [][16]byte {
+func runCrashChild(t *testing.T, mode, broker, topic, dir string, rng *rand.Rand, during func()) [][16]byte {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+mode,
-		"SLUICE_KAFKA_CRASH_BROKER="+broker, "SLUICE_KAFKA_CRASH_DIR="+dir)
+		"SLUICE_KAFKA_CRASH_BROKER="+broker, "SLUICE_KAFKA_CRASH_TOPIC="+topic, "SLUICE_KAFKA_CRASH_DIR="+dir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -118,6 +120,7 @@ func runCrashChild(t *testing.T, mode, broker, dir string, rng *rand.Rand, durin
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting the child: %v", err)
 	}
+	defer cmd.Process.Kill() // if the test fails before the SIGKILL below
 	var ids [][16]byte
 	first := make(chan struct{})
 	done := make(chan error, 1)
@@ -173,41 +176,67 @@ func runCrashChild(t *testing.T, mode, broker, dir string, rng *rand.Rand, durin
 // the broker is down — each new one recovering what the last left, then
 // checks that Kafka holds every event any of them acknowledged exactly once
 // and no event twice.
+//
+// With SLUICE_KAFKA_BROKERS set it runs against that broker (a fresh topic)
+// instead; the outage rounds then run only if SLUICE_KAFKA_STOP_CMD and
+// SLUICE_KAFKA_START_CMD give shell commands that stop and start it (e.g.
+// deploy/kafka/start.sh --stop DIR and deploy/kafka/start.sh DIR PORT).
 func TestSIGKILLLosesNothing(t *testing.T) {
-	port := freePort(t)
-	kdir := t.TempDir()
-	c := startBroker(t, port, kdir)
-	defer func() { c.Close() }()
-	broker := "127.0.0.1:" + strconv.Itoa(port)
+	var c *kfake.Cluster
+	var port int
+	var kdir string
+	broker, topic := os.Getenv("SLUICE_KAFKA_BROKERS"), testTopic
+	if broker == "" {
+		port = freePort(t)
+		kdir = t.TempDir()
+		c = startBroker(t, port, kdir)
+		defer func() { c.Close() }()
+		broker = "127.0.0.1:" + strconv.Itoa(port)
+	} else {
+		topic = createTopic(t, broker)
+	}
 	dir := t.TempDir()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	acked := map[[16]byte]bool{}
 	modes := []string{"direct", "spool", "journal", "outage", "early", "direct", "spool", "early", "outage", "direct"}
+	stopCmd, startCmd := os.Getenv("SLUICE_KAFKA_STOP_CMD"), os.Getenv("SLUICE_KAFKA_START_CMD")
+	shell := func(cmd string) {
+		if out, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+	}
+	stop, start := func() { c.Close() }, func() { c = startBroker(t, port, kdir) }
+	if c == nil {
+		stop, start = func() { shell(stopCmd) }, func() { shell(startCmd) }
+	}
 	for round, mode := range modes {
+		if mode == "outage" && c == nil && (stopCmd == "" || startCmd == "") {
+			continue
+		}
 		var during func()
 		childMode := mode
 		if mode == "outage" {
 			childMode = "direct"
 			during = func() { // the broker goes away under the child's feet
 				time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond)
-				c.Close()
+				stop()
 				time.Sleep(300 * time.Millisecond)
 			}
 		}
-		ids := runCrashChild(t, childMode, broker, dir, rng, during)
+		ids := runCrashChild(t, childMode, broker, topic, dir, rng, during)
 		for _, id := range ids {
 			acked[id] = true
 		}
 		if mode == "outage" {
-			c = startBroker(t, port, kdir)
+			start()
 		}
 		t.Logf("round %d (%s): %d events acknowledged before SIGKILL", round, mode, len(ids))
 	}
 	// A last producer recovers what the last child left, and stops cleanly.
 	o := testOptions(t, port)
-	o.SpoolDir = dir
+	o.Brokers, o.Topic, o.SpoolDir = strings.Split(broker, ","), topic, dir
 	p := newProducer(t, o)
 	st := p.Stats()
 	if st.Spooling || st.JournalPending != 0 {
@@ -220,7 +249,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	}
 	t.Logf("final producer: %+v", st)
 
-	counts := readAll(t, []string{broker}, testTopic)
+	counts := readAll(t, strings.Split(broker, ","), topic)
 	missing, dups := 0, 0
 	for id := range acked {
 		if counts[id] == 0 {
@@ -236,6 +265,23 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	if missing > 0 || dups > 0 {
 		t.Fatalf("%d acknowledged events missing from Kafka, %d events in Kafka more than once", missing, dups)
 	}
+}
+
+// createTopic makes a fresh 4-partition topic on an external broker.
+func createTopic(t *testing.T, brokers string) string {
+	t.Helper()
+	topic := fmt.Sprintf("sluice.usage.test.%d", time.Now().UnixNano())
+	adm, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(adm).CreateTopic(ctx, 4, 1, nil, topic); err != nil {
+		t.Fatalf("creating topic %s on %s: %v", topic, brokers, err)
+	}
+	return topic
 }
 
 // readAll reads the whole topic up to its current end offsets and counts
