@@ -77,7 +77,8 @@
 //     duplicates nothing: every accepted event is in Kafka exactly once after
 //     a new Producer on the same SpoolDir has recovered (TestSIGKILLLosesNothing
 //     kills producers at random moments, while sending, spooling, draining,
-//     with a full journal and during a broker outage, and checks this).
+//     recovering, with a full journal and during broker outages, and checks
+//     this against kfake and against Apache Kafka 3.9.1).
 //   - Broker outages of any length, up to SpoolMaxBytes of spooled events:
 //     no loss, no duplicate. Events wait in the spool and are sent when Kafka
 //     returns. Records in a request the broker never answered are never
@@ -86,7 +87,7 @@
 //     them safe meanwhile.
 //   - Graceful shutdown (Close): no loss. Close waits for Kafka while it
 //     makes progress, moves to the spool what franz-go knows it never sent,
-//     and leaves the rest in the journal for the next start.
+//     and leaves the rest in the journal (fsync'd) for the next start.
 //   - A crash of the machine (power loss, kernel panic) is out of scope: it
 //     can lose journal pages and spool writes the kernel had not written back
 //     (the spool is fsync'd every SpoolSyncInterval, the journal never).

@@ -807,6 +807,11 @@ func (p *Producer) Close(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	if n := p.jr.pendingFrames(); n > 0 {
+		// Written back now, so that they also survive a machine crash
+		// after this clean shutdown, like the fsync'd spool.
+		if err := p.jr.f.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("journal: %w", err))
+		}
 		p.log.Info("events Kafka did not acknowledge stay in the ack journal for the next start", "events", n)
 	}
 	if err := p.jr.close(); err != nil {
