@@ -14,12 +14,13 @@ import (
 )
 
 // The ack journal makes an accepted event survive the death of the process
-// while it is only in franz-go's memory. It is one file, SpoolDir/journal,
+// while it is only in memory: in franz-go's buffer, or in the spool's write
+// buffer. It is one file, SpoolDir/journal,
 // mapped MAP_SHARED: Append copies the event's frame into the mapping before
 // it returns, which is a memcpy into the page cache — no system call, no
 // fsync — and the kernel keeps those pages when the process is killed. A
 // frame is marked done when the event is durable elsewhere (Kafka
-// acknowledged it, or it was written to the spool), and a New producer on the
+// acknowledged it, or it was written to a spool file), and a New producer on the
 // same directory resends the frames not marked done, after checking Kafka for
 // the ones that did arrive (see recover.go). A machine crash or power loss
 // can lose pages the kernel had not written back: out of scope, like the
