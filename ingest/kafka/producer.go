@@ -410,13 +410,16 @@ func (p *Producer) Append(e *event.Event) error {
 		return err
 	}
 	for {
-		if p.closing.Load() {
-			return ErrClosed
-		}
 		// Count first, then read the state: the drainer flips the state and
 		// then waits for inflight to reach zero, so a record counted here is
-		// either seen by that wait or sees the new state.
+		// either seen by that wait or sees the new state. Close likewise
+		// sets closing and then waits for inflight to drop to zero before
+		// it unmaps the journal.
 		n := p.inflight.Add(1)
+		if p.closing.Load() {
+			p.inflight.Add(-1)
+			return ErrClosed
+		}
 		if p.state.Load() == stateDirect {
 			if n <= int64(p.opts.MaxBuffered) {
 				if p.produceDirect(e) {
@@ -466,7 +469,7 @@ func (p *Producer) produceDirect(e *event.Event) bool {
 // larger than usual or JournalBytes is too small for MaxBuffered.
 func (p *Producer) journalIsFull() {
 	p.journalFull.Add(1)
-	p.enterSpooling("ack journal full", nil)
+	p.enterSpooling("ack journal full (or an event larger than a journal segment)", nil)
 	now := time.Now().UnixNano()
 	last := p.lastJournalLog.Load()
 	if now-last >= int64(10*time.Second) && p.lastJournalLog.CompareAndSwap(last, now) {
