@@ -337,6 +337,10 @@ func run(rate float64, duration, warmup time.Duration, conns, apps int, poll tim
 	fmt.Fprintf(out, "authrep latency      p50 %v  p99 %v  (%d calls)\n", q(lat, 0.5).Round(time.Microsecond), q(lat, 0.99).Round(time.Microsecond), len(lat))
 	fmt.Fprintf(out, "freshness            p50 %v  p99 %v  max %v  (%d units)\n", q(fresh, 0.5).Round(time.Millisecond), q(fresh, 0.99).Round(time.Millisecond), q(fresh, 1).Round(time.Millisecond), len(fresh))
 	fmt.Fprintf(out, "ClickHouse polls     %d, mean %v each, %d failed\n", polls, meanPoll.Round(time.Millisecond), pollErrs)
+	if m, err := e2e.Scrape(ctx, listen); err == nil {
+		fmt.Fprintf(out, "producer             produced %.0f, spooled %.0f (drained %.0f), errors %.0f\n",
+			m["sluice_events_produced_total"], m["sluice_events_spooled_total"], m["sluice_events_spool_drained_total"], m["sluice_producer_errors_total"])
+	}
 	fmt.Fprintf(out, "load average         %s at the start, %s at the end (1, 5, 15 min)\n", load0, loadavg())
 	if invisible > 0 || extra > 0 {
 		fmt.Fprintf(out, "MISMATCH             %d acknowledged units never became visible, %d units more than acknowledged\n", invisible, extra)
