@@ -75,7 +75,7 @@ func requireAllAnswered(t *testing.T, l *ledger) {
 
 // TestBrokerOutage: under steady load the broker is stopped for 30 s and
 // started again with its log. Authrep keeps answering 200 with its normal
-// latency (p99 during the outage within 5× the p99 before, plus 50 ms), the
+// latency (p99 during the outage within 10× the p99 before, plus 100 ms), the
 // producer spools (spool size and spooled counter rise) and drains (every
 // spooled event is sent, the spool ends empty), and ClickHouse's usage
 // equals the acknowledged usage exactly afterwards.
@@ -130,8 +130,10 @@ func TestBrokerOutage(t *testing.T) {
 	if nb < 1000 || nd < 1000 {
 		t.Errorf("too few authreps to compare latency: %d before, %d during", nb, nd)
 	}
-	if bound := 5*before + 50*time.Millisecond; during > bound {
-		t.Errorf("authrep p99 during the broker outage %v > %v (5× the p99 before, %v, plus 50ms)", during, bound, before)
+	// Generous, for a shared machine: an authrep that waited on the broker
+	// (dial or delivery timeouts) would take seconds.
+	if bound := 10*before + 100*time.Millisecond; during > bound {
+		t.Errorf("authrep p99 during the broker outage %v > %v (10× the p99 before, %v, plus 100ms)", during, bound, before)
 	}
 	s.checkClickHouse(l)
 }
