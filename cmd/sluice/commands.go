@@ -132,11 +132,12 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 		return err
 	}
 	cfg.Brokers = splitList(*brokers)
-	if len(cfg.Brokers) == 0 {
-		return usageError{"--kafka is required"}
-	}
 	if cfg.ConfigLog != configLogKafka && cfg.ConfigLog != configLogFile {
 		return usageError{fmt.Sprintf("--config-log must be kafka or file, not %q", cfg.ConfigLog)}
+	}
+	// A query-only node with a file config log never talks to Kafka.
+	if needsKafka := cfg.Roles[roleAPI] || cfg.Roles[roleRollup] || cfg.ConfigLog == configLogKafka; needsKafka && len(cfg.Brokers) == 0 {
+		return usageError{"--kafka is required (a query-only node with --config-log file is the one that runs without it)"}
 	}
 	if (cfg.Roles[roleRollup] || cfg.Roles[roleQuery]) && cfg.ClickHouse == "" {
 		return usageError{"--clickhouse is required for the rollup and query roles"}

@@ -165,6 +165,8 @@ func TestCommandLineErrors(t *testing.T) {
 		{"no command", nil, 2, "usage:"},
 		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"serve without kafka", []string{"serve", "--roles", "api"}, 2, "--kafka is required"},
+		{"query node with the kafka config log needs kafka", []string{"serve", "--roles", "query", "--clickhouse", "x:1"}, 2, "--kafka is required"},
+		{"bad config log", []string{"serve", "--roles", "api", "--kafka", "x:1", "--config-log", "etcd"}, 2, "--config-log must be kafka or file"},
 		{"serve unknown role", []string{"serve", "--roles", "api,web", "--kafka", "x:1"}, 2, `unknown role "web"`},
 		{"serve rollup without clickhouse", []string{"serve", "--roles", "rollup", "--kafka", "x:1"}, 2, "--clickhouse is required"},
 		{"bad spool policy", []string{"serve", "--roles", "api", "--kafka", "x:1", "--spool-full", "maybe"}, 2, "--spool-full must be"},
