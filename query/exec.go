@@ -26,7 +26,8 @@ func newQueryID() string {
 }
 
 // run executes q with the server's deadline: max_execution_time on the
-// server and a Go deadline in run. scan is called for each row. When the Go
+// server and a Go deadline in run (ctx's deadline when it is earlier, so that
+// the queries of one request share one budget). scan is called for each row. When the Go
 // deadline passes first (or the caller's context ends), the server query is
 // killed by its query_id (KILL QUERY ... SYNC) before run returns, so no
 // query outlives its answer. Errors are *apiError with status 503.
@@ -40,7 +41,14 @@ func newQueryID() string {
 // goroutine stops calling scan from then on.
 func (s *Server) run(ctx context.Context, q *stmt, scan func(driver.Rows) error) *apiError {
 	id := newQueryID()
-	secs := int((s.timeout + time.Second - 1) / time.Second)
+	wait := s.timeout
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
+		wait = time.Until(d) // a request running several queries shares one deadline
+	}
+	if wait <= 0 {
+		return errf(503, "query_timeout", "the query did not finish within "+s.timeout.String())
+	}
+	secs := int((wait + time.Second - 1) / time.Second)
 	settings := clickhouse.Settings{"max_execution_time": secs}
 	if s.slowdown != "" {
 		settings["max_block_size"] = 16 // the slow test query notices a kill at once
@@ -81,7 +89,7 @@ func (s *Server) run(ctx context.Context, q *stmt, scan func(driver.Rows) error)
 		mu.Unlock()
 	}
 
-	timer := time.NewTimer(s.timeout)
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var err error
 	select {
@@ -94,6 +102,10 @@ func (s *Server) run(ctx context.Context, q *stmt, scan func(driver.Rows) error)
 	case <-ctx.Done():
 		abandon()
 		s.kill(id)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) { // the request's deadline: as the timer
+			s.log.Warn("query timed out", "query_id", id, "after", time.Since(start).Round(time.Millisecond), "timeout", s.timeout)
+			return errf(503, "query_timeout", "the query did not finish within "+s.timeout.String())
+		}
 		return errf(503, "clickhouse_unavailable", "the request was cancelled")
 	}
 	if err == nil {

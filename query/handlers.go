@@ -258,7 +258,7 @@ type topApp struct {
 }
 
 // top answers GET /api/v1/top: applications by usage of a metric,
-// descending (ties by app_id).
+// descending (ties by app_id), computed by topApps.
 func (s *Server) top(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.Snapshot) *apiError {
 	id, ok := arg(ctx, "service_id")
 	svc, e := service(snap, sc, id, ok)
@@ -282,19 +282,14 @@ func (s *Server) top(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.Snapshot)
 		return e
 	}
 	b, _ := makeBuckets(from, to, Total, time.UTC, 1)
-	q := sc.topSQL(s.db, planFor(b), filter{service: svc.ID, metrics: []string{m.Name}}, limit, s.slowdown)
-	ans := topAnswer{From: fmtTime(b[0], time.UTC), To: fmtTime(b[1], time.UTC), ServiceID: svc.ID, Metric: m.Name, Apps: []topApp{}}
-	e = s.run(context.Background(), q, func(r driver.Rows) error {
-		var a topApp
-		if err := r.Scan(&a.AppID, &a.Value); err != nil {
-			return err
-		}
-		ans.Apps = append(ans.Apps, a)
-		return nil
-	})
+	// One deadline for the whole answer: topApps may run two or three queries.
+	qctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	apps, _, e := s.topApps(qctx, sc, filter{service: svc.ID, metrics: []string{m.Name}}, b, limit)
 	if e != nil {
 		return e
 	}
+	ans := topAnswer{From: fmtTime(b[0], time.UTC), To: fmtTime(b[1], time.UTC), ServiceID: svc.ID, Metric: m.Name, Apps: apps}
 	return writeJSON(ctx, ans)
 }
 

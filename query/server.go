@@ -64,6 +64,8 @@ type Server struct {
 	slowdown string
 	// maxGroups is MaxGroups, lowered by a test.
 	maxGroups int
+	// maxCandidates is MaxTopCandidates, lowered by a test.
+	maxCandidates int
 }
 
 // New checks o and returns a Server.
@@ -90,7 +92,8 @@ func New(o Options) (*Server, error) {
 		o.Now = time.Now
 	}
 	return &Server{cat: o.Catalog, conn: o.Conn, db: o.Database, timeout: o.QueryTimeout,
-		export: o.ExportTimeout, log: o.Logger, now: o.Now, maxGroups: MaxGroups}, nil
+		export: o.ExportTimeout, log: o.Logger, now: o.Now, maxGroups: MaxGroups,
+		maxCandidates: MaxTopCandidates}, nil
 }
 
 // Paths of the API.

@@ -2,6 +2,10 @@ package query
 
 import (
 	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/sluice-dev/sluice/ingest/chschema"
 )
 
 // scope is the tenant a request is authenticated as. It is the only way to
@@ -167,4 +171,70 @@ func (sc scope) topSQL(db string, p plan, f filter, limit int, extra string) *st
 	out.sql.WriteString(") GROUP BY app_id ORDER BY total DESC, app_id ASC LIMIT ?")
 	out.args = append(inner.args, limit)
 	return out
+}
+
+// inSet appends ` AND col IN ?` with vals bound as one argument, a
+// clickhouse.GroupSet that the driver renders as a parenthesized list of
+// escaped literals (ClickHouse 18.16 has no IN over an array). Used for the
+// top-N candidates, which may be thousands: one argument instead of one
+// placeholder each. vals must not be empty.
+func (s *stmt) inSet(col string, vals []string) *stmt {
+	set := clickhouse.GroupSet{Value: make([]any, len(vals))}
+	for i, v := range vals {
+		set.Value[i] = v
+	}
+	s.sql.WriteString(" AND ")
+	s.sql.WriteString(col)
+	s.sql.WriteString(" IN ?")
+	s.args = append(s.args, set)
+	return s
+}
+
+// topBoundsSQL is the first query of the candidate top-N (see topApps): per
+// application, lo = the sum over the whole-hour part of the range (plan
+// inner, coarsest tables) and hi = lo + the sum over the partial hours at the
+// ends (edgeHours, from usage_hour), and whole = 1 if the application has a
+// row in the whole-hour part. Rows (app_id String, lo Int64, hi Int64,
+// whole UInt8), in no order.
+func (sc scope) topBoundsSQL(db string, inner plan, edgeHours []span, f filter, extra string) *stmt {
+	var parts []*stmt
+	part := func(table, kind string, sp []span) {
+		s := sc.selectFrom(db, table, "app_id, toUInt8("+kind+") AS k, sum(value) AS v")
+		f.where(s)
+		s.spans(sp)
+		if extra != "" {
+			s.and(extra)
+		}
+		s.raw(" GROUP BY app_id")
+		parts = append(parts, s)
+	}
+	for _, table := range inner.tables() {
+		part(table, "0", inner[table])
+	}
+	if len(edgeHours) > 0 {
+		part(chschema.UsageHour, "1", edgeHours)
+	}
+	u := unionAll(parts)
+	out := &stmt{}
+	out.sql.WriteString("SELECT app_id, sumIf(v, k = 0) AS lo, sum(v) AS hi, toUInt8(min(k) = 0) AS whole FROM (")
+	out.sql.WriteString(u.sql.String())
+	out.sql.WriteString(") GROUP BY app_id")
+	out.args = u.args
+	return out
+}
+
+// topEdgeSQL is the second query of the candidate top-N: the exact sums over
+// the ragged minutes at the ends of the range (edges, from usage_minute) of
+// the candidate applications only, so that the sort key (…, metric, app_id,
+// t) narrows the read to their rows. Rows (app_id String, v Int64).
+func (sc scope) topEdgeSQL(db string, edges []span, f filter, apps []string, extra string) *stmt {
+	s := sc.selectFrom(db, chschema.UsageMinute, "app_id, sum(value) AS v")
+	f.where(s)
+	s.inSet("app_id", apps)
+	s.spans(edges)
+	if extra != "" {
+		s.and(extra)
+	}
+	s.raw(" GROUP BY app_id")
+	return s
 }
