@@ -31,6 +31,22 @@
 // exact whichever tables it reads. Rows are summed with sum(value) and GROUP
 // BY (the tables merge only eventually), then folded into buckets in Go.
 //
+// # Top applications
+//
+// /api/v1/top is one bucket over [from, to). When both ends are whole UTC
+// hours, one query sums the day and hour rows per application. When an end
+// is ragged ("the last 30 days" ending now), the minutes at the ends would
+// have to come from usage_minute filtered on t alone, which its sort key
+// (…, metric, app_id, t) cannot narrow: every minute row of the metric is
+// read. Instead the answer is computed from bounds (topApps): the sum over
+// the whole hours inside the range is a lower bound of each application's
+// total, and adding the (at most two) partial hours at the ends from
+// usage_hour gives an upper bound. With T the limit-th largest lower bound,
+// only applications whose upper bound reaches T can be in the answer, and
+// only their edge minutes are read (app_id IN the candidates, one bound
+// argument). The answer is exact, ties included; with no whole hour in the
+// range or more than MaxTopCandidates candidates, the single query answers.
+//
 // The metric hierarchy is already applied in the rollups (a parent's rows
 // include its children), so a series of hits reads metric = 'hits' only.
 //
