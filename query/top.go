@@ -95,7 +95,7 @@ func (s *Server) topApps(ctx context.Context, sc scope, f filter, b buckets, lim
 		whole  uint8
 	}
 	var rows []bound
-	e := s.run(ctx, sc.topBoundsSQL(s.db, planFor(buckets{lo, hi}), edgeHours, f, s.slowdown), func(r driver.Rows) error {
+	e := s.run(ctx, sc.topBoundsSQL(s.db, planFor(buckets{lo, hi}), lo, hi, edgeHours, f, s.slowdown), func(r driver.Rows) error {
 		var x bound
 		if err := r.Scan(&x.app, &x.lo, &x.hi, &x.whole); err != nil {
 			return err
