@@ -2,6 +2,7 @@ package query
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,26 +121,44 @@ func TestPlanProperties(t *testing.T) {
 	}
 }
 
-// TestEveryQueryIsTenantScoped: each table read of every query shape starts
-// with tenant_id = ? bound to the scope's tenant.
+// TestEveryQueryIsTenantScoped: each table read of every query shape has
+// `WHERE tenant_id = ?` bound to the scope's tenant (the top-N reads put
+// their time spans first, as PREWHERE), and every placeholder has its
+// argument.
 func TestEveryQueryIsTenantScoped(t *testing.T) {
 	b, _ := makeBuckets(d(2026, 9, 14, 10, 17), d(2026, 11, 2, 3, 0), Total, time.UTC, 10)
 	p := planFor(b)
 	sc := scope{tenant: "t1"}
 	f := filter{service: "s1", metrics: []string{"hits", "search"}, app: "a"}
-	for name, q := range map[string]*stmt{
-		"series":  sc.seriesSQL("db", p, f, "app_id", ""),
-		"denials": sc.seriesSQL("db", p, filter{service: "s1"}, "reason", ""),
-		"top":     sc.topSQL("db", p, f, 10, ""),
+	lo, hi := d(2026, 9, 14, 11, 0), d(2026, 11, 2, 3, 0)
+	inner := planFor(buckets{lo, hi})
+	edgeHours := []span{{lo.Add(-time.Hour), lo}}
+	edges := []span{{b[0], lo}}
+	for name, c := range map[string]struct {
+		q     *stmt
+		reads int
+	}{
+		"series":     {sc.seriesSQL("db", p, f, "app_id", ""), 4},
+		"denials":    {sc.seriesSQL("db", p, filter{service: "s1"}, "reason", ""), 4},
+		"top":        {sc.topSQL("db", p, f, 10, ""), 4},
+		"top bounds": {sc.topBoundsSQL("db", inner, lo, hi, edgeHours, f, ""), 3},
+		"top edges":  {sc.topEdgeSQL("db", edges, f, []string{"a", "b'c"}, ""), 1},
 	} {
-		sql := q.sql.String()
+		sql := c.q.sql.String()
 		reads := countOf(sql, " FROM db.")
 		scoped := countOf(sql, " WHERE tenant_id = ?")
-		if reads != 4 || scoped != reads {
+		if reads != c.reads || scoped != reads {
 			t.Errorf("%s: %d table reads, %d scoped: %s", name, reads, scoped, sql)
 		}
-		if q.args[0] != "t1" || countOf(sql, "?") != len(q.args) {
-			t.Errorf("%s: args %v for %d placeholders", name, q.args, countOf(sql, "?"))
+		if countOf(sql, "?") != len(c.q.args) {
+			t.Fatalf("%s: args %v for %d placeholders", name, c.q.args, countOf(sql, "?"))
+		}
+		for i := 0; i+len(" WHERE tenant_id = ?") <= len(sql); i++ {
+			if strings.HasPrefix(sql[i:], " WHERE tenant_id = ?") {
+				if arg := c.q.args[countOf(sql[:i], "?")]; arg != "t1" {
+					t.Errorf("%s: tenant placeholder bound to %v", name, arg)
+				}
+			}
 		}
 	}
 }

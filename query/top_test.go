@@ -32,7 +32,12 @@ func topModel(seed uint64, start time.Time, days int) (rows []topRow, hot []time
 		return start.Add(time.Duration(r.Int64N(int64(span/time.Minute))) * time.Minute)
 	}
 	const apps = 24
-	app := func(i int) string { return fmt.Sprintf("a%02d", i) }
+	app := func(i int) string {
+		if i == 5 { // stored ids may hold quotes and backslashes: the IN set must bind them
+			return `a'05\`
+		}
+		return fmt.Sprintf("a%02d", i)
+	}
 	var own []topRow
 	for i := 0; i < apps-1; i++ {
 		rate := int64(1 + i%7)
