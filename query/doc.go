@@ -8,8 +8,9 @@
 //
 // A call is authenticated by a tenant's admin or query token; the tenant
 // becomes a scope, and the scope is the only way this package builds SQL:
-// every table read starts with `WHERE tenant_id = ?` bound to that tenant
-// (see scope.selectFrom). Every value from a request is a bound argument;
+// every table read's WHERE starts with `tenant_id = ?` bound to that tenant
+// (see scope.selectFrom; top-N reads put only their time spans before it, as
+// PREWHERE, see scope.selectPre). Every value from a request is a bound argument;
 // only constant SQL written here is ever concatenated, and service and metric
 // names are resolved in the catalog before any query runs.
 //
@@ -46,6 +47,8 @@
 // only their edge minutes are read (app_id IN the candidates, one bound
 // argument). The answer is exact, ties included; with no whole hour in the
 // range or more than MaxTopCandidates candidates, the single query answers.
+// Top-N reads give their time condition as PREWHERE, so the rows the sort
+// key cannot exclude cost one column (t), not all of them.
 //
 // The metric hierarchy is already applied in the rollups (a parent's rows
 // include its children), so a series of hits reads metric = 'hits' only.
