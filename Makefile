@@ -6,7 +6,7 @@ DATA_DIR  ?= ./.sluice
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build deps run test test-unit test-kafka fuzz bench bench-freshness lint clean
+.PHONY: all build deps run test test-unit test-kafka fuzz bench bench-freshness bench-query lint clean
 
 all: build
 
@@ -42,6 +42,12 @@ bench:
 ## bench-freshness: end-to-end freshness (authrep -> visible in ClickHouse) at a paced 20,000 calls/s.
 bench-freshness:
 	$(GO) run ./bench/freshness
+
+## bench-query: the query API benchmarks (30 days x 1,000 apps x 3 metrics; generation takes 7-13 min).
+bench-query:
+	$(GO) run ./bench/query gen
+	$(GO) run ./bench/query run
+	$(GO) run ./bench/query clean
 
 lint:
 	$(GO) vet ./...
