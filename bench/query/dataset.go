@@ -88,9 +88,8 @@ func rate(a uint64) uint64 {
 	return 1 + r*r*r/20000000
 }
 
-// plan and region of application a.
-func plan(a uint64) string   { return Plans[intHash64(a*2+2)%uint64(len(Plans))] }
-func region(a uint64) string { return Regions[a%uint64(len(Regions))] }
+// plan of application a (its region, Regions[a % len], is computed in SQL).
+func plan(a uint64) string { return Plans[intHash64(a*2+2)%uint64(len(Plans))] }
 
 // Values of one (minute, app): g = global minute index * 1000... see gIndex.
 type minuteValues struct {
