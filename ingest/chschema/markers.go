@@ -17,7 +17,7 @@ func Markers(ctx context.Context, conn driver.Conn, db, table string) (map[int32
 	if _, ok := Info(table); !ok {
 		return nil, fmt.Errorf("chschema: markers: unknown table %q", table)
 	}
-	rows, err := conn.Query(Settings(ctx, QueryTimeout), "SELECT kp, max(ko) FROM "+db+"."+table+" WHERE tenant_id = '' GROUP BY kp")
+	rows, err := Query(ctx, conn, QueryTimeout, "SELECT kp, max(ko) FROM "+db+"."+table+" WHERE tenant_id = '' GROUP BY kp")
 	if err != nil {
 		return nil, fmt.Errorf("chschema: read markers of %s: %w", table, err)
 	}

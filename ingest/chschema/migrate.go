@@ -93,7 +93,7 @@ func Applied(ctx context.Context, conn driver.Conn, db string) (map[int]bool, er
 	if err := CheckDatabase(db); err != nil {
 		return nil, err
 	}
-	rows, err := conn.Query(Settings(ctx, QueryTimeout), "SELECT DISTINCT version FROM "+db+"."+MigrationsTable)
+	rows, err := Query(ctx, conn, QueryTimeout, "SELECT DISTINCT version FROM "+db+"."+MigrationsTable)
 	if err != nil {
 		return nil, fmt.Errorf("chschema: read %s: %w", MigrationsTable, err)
 	}
@@ -129,4 +129,18 @@ func execRetry(ctx context.Context, conn driver.Conn, q string) error {
 		}
 	}
 	return err
+}
+
+// Query runs a SELECT whose caller may be cancelled, without handing the
+// cancellation to the driver: clickhouse-go v2.50 can panic with "send on
+// closed channel" in its own reader goroutine when a query's context ends
+// while blocks are still arriving (upstream PR #1677), which would take the
+// whole process down. The query is bounded on the server by
+// max_execution_time = timeout instead, so a cancelled caller waits at most
+// that long.
+func Query(ctx context.Context, conn driver.Conn, timeout time.Duration, query string, args ...any) (driver.Rows, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return conn.Query(Settings(context.WithoutCancel(ctx), timeout), query, args...)
 }

@@ -84,7 +84,7 @@ func DropExpired(ctx context.Context, conn driver.Conn, db, table string, keep t
 	}
 	ctx = Settings(ctx, QueryTimeout)
 	cutoff := now.UTC().Add(-keep)
-	rows, err := conn.Query(ctx, "SELECT DISTINCT partition_id, partition FROM system.parts WHERE database = ? AND table = ? AND active", db, table)
+	rows, err := Query(ctx, conn, QueryTimeout, "SELECT DISTINCT partition_id, partition FROM system.parts WHERE database = ? AND table = ? AND active", db, table)
 	if err != nil {
 		return nil, fmt.Errorf("chschema: list partitions of %s: %w", table, err)
 	}
@@ -144,7 +144,7 @@ var partitionExprRE = regexp.MustCompile(`^([0-9]{4,8}|'[0-9]{4}-[0-9]{2}-[0-9]{
 func carryMarkers(ctx context.Context, conn driver.Conn, db string, info TableInfo, expiredIDs []string, now time.Time) error {
 	q := fmt.Sprintf(`SELECT kp, max(ko) AS all_max, maxIf(ko, %s NOT IN (%s)) AS kept_max
 FROM %s.%s WHERE tenant_id = '' GROUP BY kp`, info.PartitionID, strings.Join(expiredIDs, ", "), db, info.Name)
-	rows, err := conn.Query(ctx, q)
+	rows, err := Query(ctx, conn, QueryTimeout, q)
 	if err != nil {
 		return fmt.Errorf("chschema: read markers of %s: %w", info.Name, err)
 	}

@@ -44,10 +44,15 @@ func ResumeOffsets(ctx context.Context, conn driver.Conn, db string) (map[int32]
 	return out, nil
 }
 
+// openWindowsTimeout bounds each restore read on the server. Generous: the
+// API does not report ready without these sums, and a large minute table
+// may take a while.
+const openWindowsTimeout = 10 * time.Minute
+
 // lastSets reads the latest set per (tenant, service, app, metric) and the
 // markers of usage_sets in one SELECT (one snapshot).
 func lastSets(ctx context.Context, conn driver.Conn, db string) ([]LastSet, map[int32]int64, error) {
-	rows, err := conn.Query(ctx, `SELECT tenant_id, service_id, app_id, metric, kp, max(ko), max(ts_ms), argMax(value, ts_ms)
+	rows, err := chschema.Query(ctx, conn, openWindowsTimeout, `SELECT tenant_id, service_id, app_id, metric, kp, max(ko), max(ts_ms), argMax(value, ts_ms)
 FROM `+db+`.usage_sets GROUP BY tenant_id, service_id, app_id, metric, kp`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rollup: last sets: %w", err)
@@ -232,7 +237,7 @@ func OpenWindowSums(ctx context.Context, conn driver.Conn, db string, now time.T
 FROM %s.%s
 WHERE tenant_id = '' OR (metric != '' AND t >= toDateTime(%d, 'UTC') AND t < toDateTime(%d, 'UTC'))
 GROUP BY tenant_id, service_id, app_id, metric, kp`, sel, db, q.table, max(lo.Unix(), 0), hi.Unix())
-		rows, err := conn.Query(ctx, sql)
+		rows, err := chschema.Query(ctx, conn, openWindowsTimeout, sql)
 		if err != nil {
 			return nil, fmt.Errorf("rollup: open windows from %s: %w", q.table, err)
 		}
