@@ -46,11 +46,7 @@ func TestServeNodesShareConfig(t *testing.T) {
 	}
 
 	startNode := func(name string, extra ...string) string {
-		port, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		listen := fmt.Sprintf("127.0.0.1:%d", port)
+		listen := freeAddr(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
 		errs := &syncBuffer{}

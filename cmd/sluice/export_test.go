@@ -210,11 +210,7 @@ func TestExportDev(t *testing.T) {
 		t.Skip("starts ClickHouse and an embedded broker")
 	}
 	dir := filepath.Join(t.TempDir(), "data")
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	listen := freeAddr(t)
 	url, stop := startDev(t, dir, listen)
 	defer stop()
 	waitReady(t, listen)

@@ -50,20 +50,39 @@ func waitReady(t *testing.T, listen string) {
 
 var curlLine = regexp.MustCompile(`curl -s "([^"]+)"`)
 
+// freeAddr returns a loopback address with a free port.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
 // startDev runs `sluice dev` in-process over dir and returns the authrep URL
 // it printed, and a stop function that waits for the drain.
 func startDev(t *testing.T, dir, listen string) (string, func()) {
 	t.Helper()
+	url, _, _, stop := startDevOut(t, dir, listen)
+	return url, stop
+}
+
+// startDevOut is startDev with extra flags, also returning what dev prints
+// on stdout and stderr.
+func startDevOut(t *testing.T, dir, listen string, extra ...string) (url string, out, errs *syncBuffer, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out, errs := &syncBuffer{}, &syncBuffer{}
+	out, errs = &syncBuffer{}, &syncBuffer{}
 	done := make(chan int, 1)
+	args := append([]string{"dev", "--data-dir", dir, "--listen", listen, "--node", "test"}, extra...)
 	go func() {
-		done <- run(ctx, []string{"dev", "--data-dir", dir, "--listen", listen, "--node", "test"}, out, errs)
+		done <- run(ctx, args, out, errs)
 	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if m := curlLine.FindStringSubmatch(out.String()); m != nil {
-			stop := func() {
+			stop = func() {
 				cancel()
 				select {
 				case code := <-done:
@@ -74,7 +93,7 @@ func startDev(t *testing.T, dir, listen string) (string, func()) {
 					t.Error("sluice dev did not stop within 60s")
 				}
 			}
-			return m[1], stop
+			return m[1], out, errs, stop
 		}
 		select {
 		case code := <-done:
@@ -115,11 +134,7 @@ func TestDevQuickStart(t *testing.T) {
 		t.Skip("starts ClickHouse and an embedded broker")
 	}
 	dir := filepath.Join(t.TempDir(), "data")
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	listen := freeAddr(t)
 
 	url, stop := startDev(t, dir, listen)
 	waitReady(t, listen)

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -39,51 +37,20 @@ func TestDevQueryAPI(t *testing.T) {
 		t.Skip("starts ClickHouse and an embedded broker")
 	}
 	dir := filepath.Join(t.TempDir(), "data")
-	p1, err := freePort()
-	if err != nil {
-		t.Fatal(err)
+	listen, qlisten := freeAddr(t), freeAddr(t)
+	authrep, out, errs, stop := startDevOut(t, dir, listen, "--query-listen", qlisten)
+	defer stop()
+	m := queryTokenLine.FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no query token printed:\n%s", out.String())
 	}
-	p2, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen, qlisten := fmt.Sprintf("127.0.0.1:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)
-	ctx, cancel := context.WithCancel(context.Background())
-	out, errs := &syncBuffer{}, &syncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"dev", "--data-dir", dir, "--listen", listen, "--query-listen", qlisten, "--node", "test"}, out, errs)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("sluice dev exited %d: %s", code, errs.String())
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("sluice dev did not stop within 60s")
-		}
-	}()
-	var authrep, token string
-	deadline := time.Now().Add(60 * time.Second)
-	for authrep == "" {
-		if m := curlLine.FindStringSubmatch(out.String()); m != nil {
-			authrep = m[1]
-			token = queryTokenLine.FindStringSubmatch(out.String())[1]
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no credentials printed:\n%s\n%s", out.String(), errs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	token := m[1]
 	waitReady(t, listen)
 	if code, body := get(t, authrep); code != 200 {
 		t.Fatalf("authrep: %d %s", code, body)
 	}
 	url := "http://" + qlisten + "/api/v1/usage?service_id=" + catalog.DemoServiceID + "&metric=hits&granularity=total"
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		req, _ := http.NewRequest("GET", url, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
