@@ -52,7 +52,7 @@ type group struct {
 // buckets, one group per distinct key (just "" without group_by). Missing
 // buckets stay zero.
 func (s *Server) series(ctx context.Context, sc scope, f filter, groupBy string, b buckets) ([]*group, int64, *apiError) {
-	q := sc.seriesSQL(s.db, planFor(b), f, groupBy, s.slowdown)
+	q := sc.seriesSQL(s.db, planFor(b), f, groupBy)
 	groups := map[string]*group{}
 	if groupBy == "" {
 		groups[""] = &group{values: make([]int64, b.n())}

@@ -138,11 +138,11 @@ func TestEveryQueryIsTenantScoped(t *testing.T) {
 		q     *stmt
 		reads int
 	}{
-		"series":     {sc.seriesSQL("db", p, f, "app_id", ""), 4},
-		"denials":    {sc.seriesSQL("db", p, filter{service: "s1"}, "reason", ""), 4},
-		"top":        {sc.topSQL("db", p, f, 10, ""), 4},
-		"top bounds": {sc.topBoundsSQL("db", inner, lo, hi, edgeHours, f, ""), 3},
-		"top edges":  {sc.topEdgeSQL("db", edges, f, []string{"a", "b'c"}, ""), 1},
+		"series":     {sc.seriesSQL("db", p, f, "app_id"), 4},
+		"denials":    {sc.seriesSQL("db", p, filter{service: "s1"}, "reason"), 4},
+		"top":        {sc.topSQL("db", p, f, 10), 4},
+		"top bounds": {sc.topBoundsSQL("db", inner, lo, hi, edgeHours, f), 3},
+		"top edges":  {sc.topEdgeSQL("db", edges, f, []string{"a", "b'c"}), 1},
 	} {
 		sql := c.q.sql.String()
 		reads := countOf(sql, " FROM db.")

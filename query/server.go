@@ -165,6 +165,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 	if e != nil {
 		return e
 	}
+	sc.slowdown = s.slowdown
 	return h(ctx, sc, snap)
 }
 

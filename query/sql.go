@@ -14,7 +14,12 @@ import (
 // build SQL in this package: every statement starts from scope.selectFrom,
 // which makes `tenant_id = ?` (bound to the credential's tenant) the first
 // condition of every WHERE clause. A scope is made only by authenticate.
-type scope struct{ tenant string }
+type scope struct {
+	tenant string
+	// slowdown is Server.slowdown, the tests' constant condition that makes
+	// every table read genuinely slow on the server.
+	slowdown string
+}
 
 // stmt is SQL under construction plus its bound arguments. Only constant SQL
 // text written in this package is ever appended; every value that comes from
@@ -56,6 +61,9 @@ func (sc scope) selectPre(db, table, cols string, colArgs []any, pre []span) *st
 	}
 	s.sql.WriteString(" WHERE tenant_id = ?")
 	s.args = append(s.args, sc.tenant)
+	if sc.slowdown != "" {
+		s.and(sc.slowdown)
+	}
 	return s
 }
 
@@ -162,16 +170,13 @@ var groupCols = map[string]string{
 // seriesSQL is the series query of f over plan p: per table, the sums per
 // (group, row time), as (g String, ts UInt32, v Int64) rows, UNION ALL'd.
 // Go folds the row times into the calendar buckets.
-func (sc scope) seriesSQL(db string, p plan, f filter, groupBy string, extra string) *stmt {
+func (sc scope) seriesSQL(db string, p plan, f filter, groupBy string) *stmt {
 	col := groupCols[groupBy]
 	var parts []*stmt
 	for _, table := range p.tables() {
 		s := sc.selectFrom(db, table, col+" AS g, toUInt32(t) AS ts, sum(value) AS v")
 		f.where(s)
 		s.spans(p[table])
-		if extra != "" {
-			s.and(extra)
-		}
 		s.raw(" GROUP BY g, ts")
 		parts = append(parts, s)
 	}
@@ -180,14 +185,11 @@ func (sc scope) seriesSQL(db string, p plan, f filter, groupBy string, extra str
 
 // topSQL is the top-N query: applications by their sum over every table of
 // the plan, descending, ties by app_id.
-func (sc scope) topSQL(db string, p plan, f filter, limit int, extra string) *stmt {
+func (sc scope) topSQL(db string, p plan, f filter, limit int) *stmt {
 	var parts []*stmt
 	for _, table := range p.tables() {
 		s := sc.selectPre(db, table, "app_id, sum(value) AS v", nil, p[table])
 		f.where(s)
-		if extra != "" {
-			s.and(extra)
-		}
 		s.raw(" GROUP BY app_id")
 		parts = append(parts, s)
 	}
@@ -224,7 +226,7 @@ func (s *stmt) inSet(col string, vals []string) *stmt {
 // if the application has a row in the whole-hour part. usage_hour is read
 // once for both: a row's k says whether it lies outside [lo, hi). Rows
 // (app_id String, lo Int64, hi Int64, whole UInt8), in no order.
-func (sc scope) topBoundsSQL(db string, inner plan, lo, hi time.Time, edgeHours []span, f filter, extra string) *stmt {
+func (sc scope) topBoundsSQL(db string, inner plan, lo, hi time.Time, edgeHours []span, f filter) *stmt {
 	var parts []*stmt
 	for _, table := range inner.tables() {
 		if table == chschema.UsageHour {
@@ -232,9 +234,6 @@ func (sc scope) topBoundsSQL(db string, inner plan, lo, hi time.Time, edgeHours 
 		}
 		s := sc.selectPre(db, table, "app_id, toUInt8(0) AS k, sum(value) AS v", nil, inner[table])
 		f.where(s)
-		if extra != "" {
-			s.and(extra)
-		}
 		s.raw(" GROUP BY app_id")
 		parts = append(parts, s)
 	}
@@ -243,9 +242,6 @@ func (sc scope) topBoundsSQL(db string, inner plan, lo, hi time.Time, edgeHours 
 		s := sc.selectPre(db, chschema.UsageHour, "app_id, toUInt8(t < toDateTime(?) OR t >= toDateTime(?)) AS k, sum(value) AS v",
 			[]any{uint32(lo.Unix()), uint32(hi.Unix())}, hours)
 		f.where(s)
-		if extra != "" {
-			s.and(extra)
-		}
 		s.raw(" GROUP BY app_id, k")
 		parts = append(parts, s)
 	}
@@ -278,13 +274,10 @@ func mergeSpans(sp []span) []span {
 // the ragged minutes at the ends of the range (edges, from usage_minute) of
 // the candidate applications only, so that the sort key (…, metric, app_id,
 // t) narrows the read to their rows. Rows (app_id String, v Int64).
-func (sc scope) topEdgeSQL(db string, edges []span, f filter, apps []string, extra string) *stmt {
+func (sc scope) topEdgeSQL(db string, edges []span, f filter, apps []string) *stmt {
 	s := sc.selectPre(db, chschema.UsageMinute, "app_id, sum(value) AS v", nil, edges)
 	f.where(s)
 	s.inSet("app_id", apps)
-	if extra != "" {
-		s.and(extra)
-	}
 	s.raw(" GROUP BY app_id")
 	return s
 }

@@ -95,7 +95,7 @@ func (s *Server) topApps(ctx context.Context, sc scope, f filter, b buckets, lim
 		whole  uint8
 	}
 	var rows []bound
-	e := s.run(ctx, sc.topBoundsSQL(s.db, planFor(buckets{lo, hi}), lo, hi, edgeHours, f, s.slowdown), func(r driver.Rows) error {
+	e := s.run(ctx, sc.topBoundsSQL(s.db, planFor(buckets{lo, hi}), lo, hi, edgeHours, f), func(r driver.Rows) error {
 		var x bound
 		if err := r.Scan(&x.app, &x.lo, &x.hi, &x.whole); err != nil {
 			return err
@@ -133,7 +133,7 @@ func (s *Server) topApps(ctx context.Context, sc scope, f filter, b buckets, lim
 	}
 	if len(cands) > 0 {
 		sort.Strings(cands) // a stable statement for the same candidates
-		e = s.run(ctx, sc.topEdgeSQL(s.db, edges, f, cands, s.slowdown), func(r driver.Rows) error {
+		e = s.run(ctx, sc.topEdgeSQL(s.db, edges, f, cands), func(r driver.Rows) error {
 			var app string
 			var v int64
 			if err := r.Scan(&app, &v); err != nil {
@@ -169,7 +169,7 @@ func (s *Server) topApps(ctx context.Context, sc scope, f filter, b buckets, lim
 // application (topSQL).
 func (s *Server) topDirect(ctx context.Context, sc scope, p plan, f filter, limit int) ([]topApp, *apiError) {
 	apps := []topApp{}
-	e := s.run(ctx, sc.topSQL(s.db, p, f, limit, s.slowdown), func(r driver.Rows) error {
+	e := s.run(ctx, sc.topSQL(s.db, p, f, limit), func(r driver.Rows) error {
 		var a topApp
 		if err := r.Scan(&a.AppID, &a.Value); err != nil {
 			return err

@@ -194,7 +194,7 @@ func TestTopCandidates(t *testing.T) {
 			limit := limits[i%len(limits)]
 			b, _ := makeBuckets(c.from, c.to, Total, time.UTC, 1)
 			qctx, cancel := context.WithTimeout(ctx, srv.timeout)
-			got, path, e := srv.topApps(qctx, scope{"t1"}, filter{service: "s1", metrics: []string{"hits"}}, b, limit)
+			got, path, e := srv.topApps(qctx, scope{tenant: "t1"}, filter{service: "s1", metrics: []string{"hits"}}, b, limit)
 			cancel()
 			if e != nil {
 				t.Fatalf("%s %v–%v limit %d: %v", c.name, c.from, c.to, limit, e)
