@@ -156,21 +156,41 @@ func (l *segLog) lastSegmentIDs() (map[[16]byte]struct{}, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
+	eachFrameEvent(b, func(_ int, _ []byte, id [16]byte, ok bool) bool {
+		if ok {
+			ids[id] = struct{}{}
+		}
+		return true
+	})
+	return ids, nil
+}
+
+// eachFrameEvent walks the spool frames in b up to the first incomplete one,
+// calling fn with each frame's length and, when the frame is intact and its
+// value carries an event id, its key and id (ok true). fn returns false to
+// stop the walk.
+func eachFrameEvent(b []byte, fn func(n int, key []byte, id [16]byte, ok bool) bool) {
 	for len(b) > 0 {
 		n, err := frameAt(b)
 		if n == 0 {
-			break
+			return
 		}
+		var (
+			key []byte
+			id  [16]byte
+			ok  bool
+		)
 		if err == nil {
-			if _, _, value, perr := parseFrame(b[frameHeader:n]); perr == nil {
-				if id, ok := eventID(value); ok {
-					ids[id] = struct{}{}
-				}
+			if _, k, value, perr := parseFrame(b[frameHeader:n]); perr == nil {
+				key = k
+				id, ok = eventID(value)
 			}
+		}
+		if !fn(n, key, id, ok) {
+			return
 		}
 		b = b[n:]
 	}
-	return ids, nil
 }
 
 // peekCandidates returns the events of the first frames after the cursor,
@@ -189,23 +209,17 @@ func (l *segLog) peekCandidates(maxFrames int, maxBytes int64) ([]candidate, err
 		if s.seq == l.readSeq {
 			b = b[min(int64(len(b)), l.readOff):]
 		}
-		for len(b) > 0 {
-			n, err := frameAt(b)
-			if n == 0 {
-				break
+		full := false
+		eachFrameEvent(b, func(n int, key []byte, id [16]byte, ok bool) bool {
+			if ok {
+				out = append(out, candidate{id: id, key: append([]byte(nil), key...)})
 			}
-			if err == nil {
-				if _, key, value, perr := parseFrame(b[frameHeader:n]); perr == nil {
-					if id, ok := eventID(value); ok {
-						out = append(out, candidate{id: id, key: append([]byte(nil), key...)})
-					}
-				}
-			}
-			b = b[n:]
 			read += int64(n)
-			if len(out) >= maxFrames || read >= maxBytes {
-				return out, nil
-			}
+			full = len(out) >= maxFrames || read >= maxBytes
+			return !full
+		})
+		if full {
+			return out, nil
 		}
 	}
 	return out, nil
