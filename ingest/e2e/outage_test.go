@@ -73,6 +73,25 @@ func requireAllAnswered(t *testing.T, l *ledger) {
 	}
 }
 
+// outageUnderLoad takes a component down for `outage` while ld runs (load
+// phase 1), brings it back, keeps the load 8 s more (phase 2), stops the load
+// and requires every call to have been acknowledged.
+func outageUnderLoad(t *testing.T, l *ledger, ld *load, what string, stop, start func()) {
+	t.Helper()
+	ld.phase.Store(1)
+	down := time.Now()
+	stop()
+	time.Sleep(outage)
+	start()
+	t.Logf("%s down for %v", what, time.Since(down).Round(time.Millisecond))
+	ld.phase.Store(2)
+	time.Sleep(8 * time.Second)
+	ld.Stop()
+	ld.logLatency(t, "before the outage", "during the outage", "after the outage")
+	t.Log(l.summary())
+	requireAllAnswered(t, l)
+}
+
 // TestBrokerOutage: under steady load the broker is stopped for 30 s and
 // started again with its log. Authrep keeps answering 200 with its normal
 // latency (p99 during the outage within 10× the p99 before, plus 100 ms), the
@@ -87,21 +106,12 @@ func TestBrokerOutage(t *testing.T) {
 	spool := watchSpool(s.listen)
 
 	time.Sleep(8 * time.Second)
-	ld.phase.Store(1)
-	down := time.Now()
-	s.broker.Stop()
-	time.Sleep(outage)
-	if err := s.broker.Start(); err != nil {
-		ld.Stop()
-		t.Fatal(err)
-	}
-	t.Logf("broker down for %v", time.Since(down).Round(time.Millisecond))
-	ld.phase.Store(2)
-	time.Sleep(8 * time.Second)
-	ld.Stop()
-	ld.logLatency(t, "before the outage", "during the outage", "after the outage")
-	t.Log(l.summary())
-	requireAllAnswered(t, l)
+	outageUnderLoad(t, l, ld, "broker", s.broker.Stop, func() {
+		if err := s.broker.Start(); err != nil {
+			ld.Stop()
+			t.Fatal(err)
+		}
+	})
 
 	s.settle(2 * time.Minute)
 	maxSpool, scrapes := spool.Stop()
@@ -149,20 +159,11 @@ func TestClickHouseOutage(t *testing.T) {
 	ld := steadyLoad(s, l)
 
 	time.Sleep(5 * time.Second)
-	ld.phase.Store(1)
-	down := time.Now()
-	if err := s.ch.Stop(); err != nil {
-		t.Logf("stop ClickHouse: %v", err)
-	}
-	time.Sleep(outage)
-	s.restartClickHouse()
-	t.Logf("ClickHouse down for %v", time.Since(down).Round(time.Millisecond))
-	ld.phase.Store(2)
-	time.Sleep(8 * time.Second)
-	ld.Stop()
-	ld.logLatency(t, "before the outage", "during the outage", "after the outage")
-	t.Log(l.summary())
-	requireAllAnswered(t, l)
+	outageUnderLoad(t, l, ld, "ClickHouse", func() {
+		if err := s.ch.Stop(); err != nil {
+			t.Logf("stop ClickHouse: %v", err)
+		}
+	}, s.restartClickHouse)
 
 	select {
 	case <-s.rollup.Done():

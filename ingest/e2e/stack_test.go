@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 )
@@ -263,8 +265,8 @@ type minuteKey struct {
 
 type appMetric struct{ app, metric string }
 
-// chMinutes reads usage_minute summed per (app, metric, minute).
-func (s *stack) chMinutes() map[minuteKey]int64 {
+// chEach runs query on the stack's ClickHouse and calls scan for every row.
+func (s *stack) chEach(query string, args []any, scan func(driver.Rows) error) {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -273,56 +275,53 @@ func (s *stack) chMinutes() map[minuteKey]int64 {
 		s.t.Fatal(err)
 	}
 	defer conn.Close()
-	rows, err := conn.Query(ctx, `SELECT app_id, metric, toUInt32(t), sum(value) FROM sluice.usage_minute
-WHERE tenant_id = ? AND metric != '' GROUP BY app_id, metric, t`, tenantID)
+	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
-		s.t.Fatalf("query usage_minute: %v", err)
+		s.t.Fatalf("query %q: %v", query, err)
 	}
 	defer rows.Close()
-	out := make(map[minuteKey]int64)
 	for rows.Next() {
-		var app, metric string
-		var t uint32
-		var v int64
-		if err := rows.Scan(&app, &metric, &t, &v); err != nil {
+		if err := scan(rows); err != nil {
 			s.t.Fatal(err)
 		}
-		out[minuteKey{app, metric, int64(t) / 60}] += v
 	}
 	if err := rows.Err(); err != nil {
 		s.t.Fatal(err)
 	}
+}
+
+// chMinutes reads usage_minute summed per (app, metric, minute).
+func (s *stack) chMinutes() map[minuteKey]int64 {
+	s.t.Helper()
+	out := make(map[minuteKey]int64)
+	s.chEach(`SELECT app_id, metric, toUInt32(t), sum(value) FROM sluice.usage_minute
+WHERE tenant_id = ? AND metric != '' GROUP BY app_id, metric, t`, []any{tenantID}, func(r driver.Rows) error {
+		var app, metric string
+		var t uint32
+		var v int64
+		if err := r.Scan(&app, &metric, &t, &v); err != nil {
+			return err
+		}
+		out[minuteKey{app, metric, int64(t) / 60}] += v
+		return nil
+	})
 	return out
 }
 
 // chTotals reads a rollup table summed per (app, metric).
 func (s *stack) chTotals(table string) map[appMetric]int64 {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	conn, err := rollup.OpenClickHouse(ctx, s.ch.Addr(), "default", "")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer conn.Close()
-	rows, err := conn.Query(ctx, `SELECT app_id, metric, sum(value) FROM sluice.`+table+`
-WHERE tenant_id = ? AND metric != '' GROUP BY app_id, metric`, tenantID)
-	if err != nil {
-		s.t.Fatalf("query %s: %v", table, err)
-	}
-	defer rows.Close()
 	out := make(map[appMetric]int64)
-	for rows.Next() {
+	s.chEach(`SELECT app_id, metric, sum(value) FROM sluice.`+table+`
+WHERE tenant_id = ? AND metric != '' GROUP BY app_id, metric`, []any{tenantID}, func(r driver.Rows) error {
 		var app, metric string
 		var v int64
-		if err := rows.Scan(&app, &metric, &v); err != nil {
-			s.t.Fatal(err)
+		if err := r.Scan(&app, &metric, &v); err != nil {
+			return err
 		}
 		out[appMetric{app, metric}] = v
-	}
-	if err := rows.Err(); err != nil {
-		s.t.Fatal(err)
-	}
+		return nil
+	})
 	return out
 }
 
@@ -330,21 +329,11 @@ WHERE tenant_id = ? AND metric != '' GROUP BY app_id, metric`, tenantID)
 // seconds; clamped to DateTime's range).
 func (s *stack) chWindow(app, metric string, from, to int64) int64 {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	conn, err := rollup.OpenClickHouse(ctx, s.ch.Addr(), "default", "")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer conn.Close()
 	from, to = max(from, 0), min(to, 1<<32-1) // DateTime is a uint32
 	var v int64
-	err = conn.QueryRow(ctx, `SELECT sum(value) FROM sluice.usage_minute
+	s.chEach(`SELECT sum(value) FROM sluice.usage_minute
 WHERE tenant_id = ? AND app_id = ? AND metric = ? AND toUInt32(t) >= ? AND toUInt32(t) < ?`,
-		tenantID, app, metric, uint32(from), uint32(to)).Scan(&v)
-	if err != nil {
-		s.t.Fatalf("query window: %v", err)
-	}
+		[]any{tenantID, app, metric, uint32(from), uint32(to)}, func(r driver.Rows) error { return r.Scan(&v) })
 	return v
 }
 
