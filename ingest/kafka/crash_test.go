@@ -351,28 +351,10 @@ func TestRecoveryChecksKafka(t *testing.T) {
 	defer c.Close()
 	o := testOptions(t, port)
 	src := newSource(1) // one app: one partition, so order is checkable
-	evs := make([]event.Event, 60)
-	for i := range evs {
-		src.next(&evs[i])
-		evs[i].Usage = append([]event.Usage(nil), evs[i].Usage...)
-	}
+	evs := src.events(60)
 	// Kafka already has events 0-9 (acknowledged before the kill) and
 	// 10-14 (written, acknowledgement lost).
-	cl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...), kgo.DefaultProduceTopic(testTopic),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.KafkaHasher(hashKey))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	produce := func(from, to int) {
-		for i := from; i < to; i++ {
-			key := event.Key(nil, evs[i].ServiceID, evs[i].AppID)
-			r := &kgo.Record{Key: key, Value: event.AppendEvent(nil, &evs[i]), Timestamp: time.UnixMilli(evs[i].Received)}
-			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	produce(0, 15)
+	produceDirect(t, o.Brokers, evs[0:15])
 	// The journal holds 10-29 pending (10-14 written, 15-29 not).
 	j, _, err := openJournal(filepath.Join(o.SpoolDir, "journal"), DefaultJournalBytes)
 	if err != nil {
@@ -402,8 +384,7 @@ func TestRecoveryChecksKafka(t *testing.T) {
 	if err := l.closeAll(); err != nil {
 		t.Fatal(err)
 	}
-	produce(30, 40)
-	cl.Close()
+	produceDirect(t, o.Brokers, evs[30:40])
 
 	p := newProducer(t, o)
 	st := p.Stats()
@@ -443,11 +424,7 @@ func TestRecoveryRestoresSpoolTail(t *testing.T) {
 	port := freePort(t)
 	o := testOptions(t, port)
 	src := newSource(1)
-	evs := make([]event.Event, 40)
-	for i := range evs {
-		src.next(&evs[i])
-		evs[i].Usage = append([]event.Usage(nil), evs[i].Usage...)
-	}
+	evs := src.events(40)
 	// The main log's file has events 0-24; the journal has 20-39 as
 	// spooled frames not marked done (20-24 were flushed just before the
 	// kill, 25-39 were only in the write buffer).
@@ -504,26 +481,10 @@ func TestRecoveryWhileBrokerDown(t *testing.T) {
 	c := startBroker(t, port, kdir)
 	o := testOptions(t, port)
 	src := newSource(2)
-	evs := make([]event.Event, 20)
-	for i := range evs {
-		src.next(&evs[i])
-		evs[i].Usage = append([]event.Usage(nil), evs[i].Usage...)
-	}
+	evs := src.events(20)
 	// Kafka has 0-4 (written before the kill, acknowledgement lost); the
 	// journal has all 20 pending.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...), kgo.DefaultProduceTopic(testTopic),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.KafkaHasher(hashKey))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 5 {
-		r := &kgo.Record{Key: event.Key(nil, evs[i].ServiceID, evs[i].AppID), Value: event.AppendEvent(nil, &evs[i]),
-			Timestamp: time.UnixMilli(evs[i].Received)}
-		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cl.Close()
+	produceDirect(t, o.Brokers, evs[0:5])
 	c.Close()
 	j, _, err := openJournal(filepath.Join(o.SpoolDir, "journal"), DefaultJournalBytes)
 	if err != nil {
@@ -565,5 +526,25 @@ func TestRecoveryWhileBrokerDown(t *testing.T) {
 	got.check(t, src, 50) // once each, in order per app
 	if got.duplicates != 0 {
 		t.Fatalf("%d duplicates", got.duplicates)
+	}
+}
+
+// produceDirect writes evs to the topic the way a Producer does (same key,
+// partitioner and record timestamp) but around it: what the broker already
+// holds when a recovery test's Producer starts.
+func produceDirect(t *testing.T, brokers []string, evs []event.Event) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(testTopic),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.KafkaHasher(hashKey))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range evs {
+		key := event.Key(nil, evs[i].ServiceID, evs[i].AppID)
+		r := &kgo.Record{Key: key, Value: event.AppendEvent(nil, &evs[i]), Timestamp: time.UnixMilli(evs[i].Received)}
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

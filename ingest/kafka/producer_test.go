@@ -115,6 +115,16 @@ func (s *eventSource) next(e *event.Event) {
 	}
 }
 
+// events returns n new events. Each has its own Usage slice: next reuses the
+// slice of the event it overwrites, and these start empty.
+func (s *eventSource) events(n int) []event.Event {
+	evs := make([]event.Event, n)
+	for i := range evs {
+		s.next(&evs[i])
+	}
+	return evs
+}
+
 // consumed is what a test reads back from the topic.
 type consumed struct {
 	byID       map[[16]byte]int // occurrences
@@ -527,10 +537,7 @@ func BenchmarkAppend(b *testing.B) {
 	o := testOptions(b, port)
 	p := newProducer(b, o)
 	src := newSource(100)
-	evs := make([]event.Event, 1024)
-	for i := range evs {
-		src.next(&evs[i])
-	}
+	evs := src.events(1024)
 	// Warm the record pool and franz-go's buffers.
 	for i := 0; i < 20000; i++ {
 		_ = p.Append(&evs[i%len(evs)])
@@ -574,10 +581,7 @@ func BenchmarkThroughput(b *testing.B) {
 	defer c.Close()
 	p := newProducer(b, testOptions(b, port))
 	src := newSource(1000)
-	evs := make([]event.Event, 4096)
-	for i := range evs {
-		src.next(&evs[i])
-	}
+	evs := src.events(4096)
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
@@ -647,10 +651,7 @@ func BenchmarkAppendSpooling(b *testing.B) {
 	o.SpoolMaxBytes = 4 << 30
 	p := newProducer(b, o)
 	src := newSource(100)
-	evs := make([]event.Event, 1024)
-	for i := range evs {
-		src.next(&evs[i])
-	}
+	evs := src.events(1024)
 	for i := 0; i < 10000; i++ { // reach spooling mode, warm buffers
 		_ = p.Append(&evs[i%len(evs)])
 	}
