@@ -368,7 +368,7 @@ func get(t *testing.T, base, token, path string) (int, []byte, http.Header) {
 // while the data does not.
 func checksum(t *testing.T, conn driver.Conn) string {
 	t.Helper()
-	const usageKey = "tenant_id, service_id, metric, app_id, t, plan_id, reason, code, region, kp, ko"
+	const usageKey = chschema.UsageKey
 	const setsRow = "written, tenant_id, service_id, app_id, plan_id, metric, t, ts_ms, value, kp, ko"
 	var sb strings.Builder
 	for _, table := range append(append([]string{}, chschema.RollupTables...), chschema.UsageSets, "schema_migrations") {

@@ -60,6 +60,12 @@ const (
 	MigrationsTable = "schema_migrations"
 )
 
+// UsageKey is the sorting key of the rollup tables. Their SummingMergeTree
+// engine folds rows with equal keys into one as parts merge in the
+// background (and drops rows whose value sums to zero), so rows are only
+// comparable grouped by it.
+const UsageKey = "tenant_id, service_id, metric, app_id, t, plan_id, reason, code, region, kp, ko"
+
 // RollupTables are the tables with usage rows, finest grain first.
 var RollupTables = []string{UsageMinute, UsageHour, UsageDay, UsageMonth}
 
@@ -122,7 +128,7 @@ func usageTable(name, partition string) string {
     value      Int64
 ) ENGINE = SummingMergeTree((value))
 PARTITION BY %s
-ORDER BY (tenant_id, service_id, metric, app_id, t, plan_id, reason, code, region, kp, ko)`, name, partition)
+ORDER BY (%s)`, name, partition, UsageKey)
 }
 
 // Migrations is the ordered list of schema versions. Append only: never edit

@@ -193,11 +193,7 @@ func TestConsumerExactHierarchyAndReplay(t *testing.T) {
 
 	rows := func() (n uint64) {
 		for _, tb := range chschema.Tables {
-			var c uint64
-			if err := conn.QueryRow(context.Background(), "SELECT count() FROM "+testDB+"."+tb.Name).Scan(&c); err != nil {
-				t.Fatal(err)
-			}
-			n += c
+			n += countRows(t, conn, tb.Name)
 		}
 		return n
 	}
