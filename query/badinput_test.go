@@ -80,6 +80,9 @@ func (f *fixture) testBadInput(t *testing.T) {
 		{"unknown application", "/stats/applications/nope/usage.json?metric_name=hits", t1Query, 404, "unknown_application"},
 		{"unknown application of service", "/stats/applications/solo/usage.json?metric_name=hits&service_id=s1", t1Query, 404, "unknown_application"},
 		{"unknown path", "/api/v2/usage", t1Query, 404, "not_found"},
+		{"stats without a service id", "/stats/services//usage.json?metric_name=hits", t1Query, 404, "not_found"},
+		{"stats without an application id", "/stats/applications//usage.json?metric_name=hits", t1Query, 404, "not_found"},
+		{"stats service id that is the suffix", "/stats/services/usage.json", t1Query, 404, "not_found"},
 	} {
 		status, body, hdr := get(t, f.base, c.token, c.path)
 		var e errorBody

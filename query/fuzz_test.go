@@ -48,6 +48,7 @@ func FuzzHandler(f *testing.F) {
 		"/stats/services/s1/usage.json?metric_name=hits&period=year&since=2026-01-01",
 		"/stats/applications/app1/usage.json?metric_name=hits&service_id=s1&timezone=Asia/Kolkata",
 		"/api/v1/usage?service_id=s1&metric=hits&app_id=%00%27",
+		"/stats/services//usage.json?metric_name=hits", // folded to a path shorter than prefix+suffix
 	} {
 		f.Add(s, t1Query)
 	}

@@ -138,13 +138,13 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 		h = s.denials
 	case path == PathExport:
 		h = s.exportHandler
-	case strings.HasPrefix(path, statsService) && strings.HasSuffix(path, statsSuffix):
+	case isStats(path, statsService):
 		id := path[len(statsService) : len(path)-len(statsSuffix)]
 		h = func(c *fasthttp.RequestCtx, sc scope, snap *catalog.Snapshot) *apiError {
 			return s.stats(c, sc, snap, id, "")
 		}
 		stats = true
-	case strings.HasPrefix(path, statsApp) && strings.HasSuffix(path, statsSuffix):
+	case isStats(path, statsApp):
 		id := path[len(statsApp) : len(path)-len(statsSuffix)]
 		h = func(c *fasthttp.RequestCtx, sc scope, snap *catalog.Snapshot) *apiError {
 			return s.stats(c, sc, snap, "", id)
@@ -167,6 +167,13 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 	}
 	sc.slowdown = s.slowdown
 	return h(ctx, sc, snap)
+}
+
+// isStats reports whether path is prefix + id + statsSuffix. The prefix and
+// the suffix must not overlap: fasthttp folds "//" in paths, so an empty id
+// turns "/stats/services//usage.json" into "/stats/services/usage.json".
+func isStats(path, prefix string) bool {
+	return len(path) >= len(prefix)+len(statsSuffix) && strings.HasPrefix(path, prefix) && strings.HasSuffix(path, statsSuffix)
 }
 
 // authenticate maps the request's token to its tenant: the only place a
