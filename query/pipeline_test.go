@@ -368,7 +368,6 @@ func get(t *testing.T, base, token, path string) (int, []byte, http.Header) {
 // while the data does not.
 func checksum(t *testing.T, conn driver.Conn) string {
 	t.Helper()
-	const usageKey = chschema.UsageKey
 	const setsRow = "written, tenant_id, service_id, app_id, plan_id, metric, t, ts_ms, value, kp, ko"
 	var sb strings.Builder
 	for _, table := range append(append([]string{}, chschema.RollupTables...), chschema.UsageSets, "schema_migrations") {
@@ -381,8 +380,8 @@ func checksum(t *testing.T, conn driver.Conn) string {
 		case chschema.UsageSets:
 			q = "SELECT count(), sum(value), groupBitXor(cityHash64(" + setsRow + ")) FROM " + testDB + "." + table
 		default:
-			q = "SELECT count(), sum(v), groupBitXor(cityHash64(" + usageKey + ", v)) FROM (SELECT " + usageKey +
-				", sum(value) AS v FROM " + testDB + "." + table + " GROUP BY " + usageKey + " HAVING v != 0)"
+			q = "SELECT count(), sum(v), groupBitXor(cityHash64(" + chschema.UsageKey + ", v)) FROM (SELECT " + chschema.UsageKey +
+				", sum(value) AS v FROM " + testDB + "." + table + " GROUP BY " + chschema.UsageKey + " HAVING v != 0)"
 		}
 		if err := conn.QueryRow(context.Background(), q).Scan(&n, &s, &fp); err != nil {
 			t.Fatalf("checksum %s: %v", table, err)
