@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestServeNodesShareConfig: two API nodes of one cluster (sluice serve with
@@ -98,4 +100,75 @@ func TestServeNodesShareConfig(t *testing.T) {
 		t.Fatalf("PUT app2 on node a = %d", resp.StatusCode)
 	}
 	eventually("node b authorizes app2 created on node a", func() bool { return authorize(b, "uk-two") == 200 })
+}
+
+// TestServeCreatesUsageTopic: on a broker without the usage topic (a fresh
+// cluster), an API node creates it with --topic-partitions partitions before
+// it reports ready, and its events land there.
+func TestServeCreatesUsageTopic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts an in-process Kafka broker (kfake)")
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0))
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	defer cluster.Close()
+	brokers := strings.Join(cluster.ListenAddrs(), ",")
+	cfgFile := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(cfgFile, []byte(`tenants:
+  - id: acme
+    admin_token: adm-topic-test
+    services:
+      - id: svc
+        tokens: [st-topic]
+        metrics: [{name: hits}]
+        plans: [{id: basic, limits: [{metric: hits, period: minute, max: 100}]}]
+        applications: [{id: app1, plan: basic, user_key: uk-one}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	listen := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	errs := &syncBuffer{}
+	go func() {
+		done <- run(ctx, []string{"serve", "--roles", "api", "--kafka", brokers, "--listen", listen,
+			"--data-dir", t.TempDir(), "--config", cfgFile, "--topic", "usage.fresh", "--topic-partitions", "5"}, &syncBuffer{}, errs)
+	}()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("node did not stop")
+		}
+	}()
+	waitReady(t, listen)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics("usage.fresh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	md, err := kadm.NewClient(cl).ListTopics(context.Background(), "usage.fresh")
+	if err != nil || md["usage.fresh"].Err != nil {
+		t.Fatalf("usage topic after ready: %v, %v", err, md["usage.fresh"].Err)
+	}
+	if n := len(md["usage.fresh"].Partitions); n != 5 {
+		t.Fatalf("usage topic has %d partitions, want 5 (--topic-partitions)", n)
+	}
+	if code, body := get(t, "http://"+listen+"/transactions/authrep.xml?service_token=st-topic&service_id=svc&user_key=uk-one&usage%5Bhits%5D=3"); code != 200 {
+		t.Fatalf("authrep = %d %s", code, body)
+	}
+	fctx, fcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer fcancel()
+	fs := cl.PollFetches(fctx)
+	if err := fs.Err0(); err != nil {
+		t.Fatalf("consume usage.fresh: %v (node stderr: %s)", err, errs.String())
+	}
+	if n := fs.NumRecords(); n != 1 {
+		t.Fatalf("%d records on usage.fresh, want 1", n)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,9 +25,12 @@ import (
 	"github.com/sluice-dev/sluice/internal/flagenv"
 )
 
-// usagePartitions is the partition count of the usage topic the embedded
-// broker creates: room for several rollup consumers.
-const usagePartitions = 12
+// defaultUsagePartitions is the partition count of the usage topic when
+// Sluice creates it: room for several rollup consumers.
+const defaultUsagePartitions = 12
+
+// maxUsagePartitions bounds --topic-partitions.
+const maxUsagePartitions = 10000
 
 // commonFlags are the node flags serve and dev share.
 func commonFlags(fs *flag.FlagSet, cfg *nodeConfig) {
@@ -36,6 +40,8 @@ func commonFlags(fs *flag.FlagSet, cfg *nodeConfig) {
 	fs.StringVar(&cfg.DataDir, "data-dir", "./.sluice", "directory for the config log and the event spool (dev: also the broker's log and ClickHouse's data)")
 	fs.StringVar(&cfg.ConfigFile, "config", "", "declarative configuration file (YAML or JSON) applied at startup")
 	fs.StringVar(&cfg.Topic, "topic", "sluice.usage", "Kafka topic of usage events")
+	cfg.TopicPartitions = defaultUsagePartitions
+	fs.Var((*partitionsFlag)(&cfg.TopicPartitions), "topic-partitions", "partitions of the usage topic when Sluice creates it (an existing topic is left as it is)")
 	fs.StringVar(&cfg.Database, "database", chschema.DefaultDatabase, "ClickHouse database")
 	fs.StringVar(&cfg.Region, "region", "local", "region recorded on usage events")
 	fs.StringVar(&cfg.Node, "node", hostname(), "node name recorded on usage events and used as the rollup's static member id")
@@ -55,6 +61,20 @@ func (f *policyFlag) Set(s string) error {
 		return fmt.Errorf("--spool-full must be refuse or drop, not %q", s)
 	}
 	*f = policyFlag(p)
+	return nil
+}
+
+// partitionsFlag parses --topic-partitions.
+type partitionsFlag int32
+
+func (f *partitionsFlag) String() string { return strconv.Itoa(int(*f)) }
+
+func (f *partitionsFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > maxUsagePartitions {
+		return fmt.Errorf("--topic-partitions must be an integer from 1 to %d, not %q", maxUsagePartitions, s)
+	}
+	*f = partitionsFlag(n)
 	return nil
 }
 
@@ -90,7 +110,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *s
 		kfake.NumBrokers(1),
 		kfake.Ports(brokerPort),
 		kfake.DataDir(filepath.Join(cfg.DataDir, "kafka")),
-		kfake.SeedTopics(usagePartitions, cfg.Topic),
+		kfake.SeedTopics(cfg.TopicPartitions, cfg.Topic),
 	)
 	if err != nil {
 		return fmt.Errorf("embedded broker: %w", err)

@@ -185,6 +185,8 @@ func TestCommandLineErrors(t *testing.T) {
 		{"serve unknown role", []string{"serve", "--roles", "api,web", "--kafka", "x:1"}, 2, `unknown role "web"`},
 		{"serve rollup without clickhouse", []string{"serve", "--roles", "rollup", "--kafka", "x:1"}, 2, "--clickhouse is required"},
 		{"bad spool policy", []string{"serve", "--roles", "api", "--kafka", "x:1", "--spool-full", "maybe"}, 2, "--spool-full must be"},
+		{"zero topic partitions", []string{"serve", "--roles", "api", "--kafka", "x:1", "--topic-partitions", "0"}, 2, "--topic-partitions must be an integer from 1 to 10000"},
+		{"topic partitions not a number", []string{"dev", "--topic-partitions", "many"}, 2, "--topic-partitions must be an integer from 1 to 10000"},
 		{"config validate reports the path", []string{"config", "validate", bad}, 1, `tenants[0].services[0].plans[0].limits[0].period: unknown period "fortnight"`},
 		{"unknown flag", []string{"serve", "--kafka", "x:1", "--nope"}, 2, "flag provided but not defined: -nope"},
 		{"config unknown", []string{"config", "frob"}, 2, "unknown config command"},

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-dev/sluice/ingest/admin"
@@ -22,6 +24,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/restore"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/ingest/smapi"
+	"github.com/sluice-dev/sluice/internal/kafkatopic"
 	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/limiter"
 )
@@ -36,24 +39,27 @@ const (
 // nodeConfig is everything a node needs, from flags (serve) or from the
 // embedded services (dev).
 type nodeConfig struct {
-	Roles        map[string]bool
-	Listen       string
-	QueryListen  string
-	Brokers      []string
-	Topic        string
-	ClickHouse   string
-	Database     string
-	DataDir      string
-	ConfigFile   string
-	Demo         bool // load the demo tenant when no config file is given
-	Region       string
-	Node         string
-	SpoolMax     int64
-	FullPolicy   kafka.FullPolicy
-	Raw          bool
-	ConfigLog    string // configLogFile or configLogKafka
-	ConfigTopic  string
-	QueryTimeout time.Duration
+	Roles       map[string]bool
+	Listen      string
+	QueryListen string
+	Brokers     []string
+	Topic       string
+	// TopicPartitions is the usage topic's partition count when a node
+	// creates it.
+	TopicPartitions int32
+	ClickHouse      string
+	Database        string
+	DataDir         string
+	ConfigFile      string
+	Demo            bool // load the demo tenant when no config file is given
+	Region          string
+	Node            string
+	SpoolMax        int64
+	FullPolicy      kafka.FullPolicy
+	Raw             bool
+	ConfigLog       string // configLogFile or configLogKafka
+	ConfigTopic     string
+	QueryTimeout    time.Duration
 }
 
 // Where the configuration change log lives.
@@ -230,6 +236,9 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 		})
 		log.Info("api role listening; /status answers starting until counters are restored", "addr", ln.Addr().String(),
 			"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix)
+		if err := ensureUsageTopic(ctx, cfg, log); err != nil {
+			return err
+		}
 		if err := restoreCounters(ctx, cfg, lim, proj.Store(), clock.Now(), log); err != nil {
 			return err
 		}
@@ -244,6 +253,30 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 	case err := <-errc:
 		return err
 	}
+}
+
+// ensureUsageTopic creates the usage topic when it does not exist yet, with
+// --topic-partitions partitions and the broker's default replication factor.
+// Without it a fresh cluster has no usage topic, or one a broker auto-created
+// with its default of one partition, which no consumer group can share.
+func ensureUsageTopic(ctx context.Context, cfg nodeConfig, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	if err != nil {
+		return fmt.Errorf("usage topic: kafka client: %w", err)
+	}
+	defer cl.Close()
+	n, created, err := kafkatopic.Ensure(ctx, kadm.NewClient(cl), cfg.Topic, cfg.TopicPartitions, -1, nil)
+	if err != nil {
+		return fmt.Errorf("usage topic: %w", err)
+	}
+	if created {
+		log.Info("usage topic created", "topic", cfg.Topic, "partitions", n)
+	} else if n != int(cfg.TopicPartitions) {
+		log.Info("usage topic exists; --topic-partitions applies only when creating it", "topic", cfg.Topic, "partitions", n)
+	}
+	return nil
 }
 
 // restoreCounters rebuilds the limiter from ClickHouse's open-window sums and

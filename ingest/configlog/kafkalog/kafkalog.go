@@ -24,10 +24,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/ingest/configlog"
+	"github.com/sluice-dev/sluice/internal/kafkatopic"
 )
 
 // DefaultTopic is the configuration topic.
@@ -94,24 +94,13 @@ func (l *Log) ensureTopic(ctx context.Context) error {
 	if rf == 0 {
 		rf = -1 // the broker's default.replication.factor
 	}
-	res, err := l.adm.CreateTopic(ctx, 1, rf, map[string]*string{
+	n, _, err := kafkatopic.Ensure(ctx, l.adm, l.o.Topic, 1, rf, map[string]*string{
 		"cleanup.policy": kadm.StringPtr("compact"),
-	}, l.o.Topic)
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("kafkalog: create topic %s: %w", l.o.Topic, err)
-	}
-	if res.Err != nil && !errors.Is(res.Err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("kafkalog: create topic %s: %w", l.o.Topic, res.Err)
-	}
-	md, err := l.adm.ListTopics(ctx, l.o.Topic)
+	})
 	if err != nil {
-		return fmt.Errorf("kafkalog: describe topic %s: %w", l.o.Topic, err)
+		return fmt.Errorf("kafkalog: %w", err)
 	}
-	td, ok := md[l.o.Topic]
-	if !ok || td.Err != nil {
-		return fmt.Errorf("kafkalog: describe topic %s: %v", l.o.Topic, td.Err)
-	}
-	if n := len(td.Partitions); n != 1 {
+	if n != 1 {
 		return fmt.Errorf("kafkalog: topic %s has %d partitions; the config log needs exactly 1", l.o.Topic, n)
 	}
 	return nil

@@ -1,0 +1,83 @@
+package kafkatopic
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// admin returns a client of an external broker from SLUICE_KAFKA_BROKERS
+// (make test-kafka) or of kfake started on a TCP port with no topics.
+func admin(t *testing.T) *kadm.Client {
+	t.Helper()
+	bs := strings.Split(os.Getenv("SLUICE_KAFKA_BROKERS"), ",")
+	if bs[0] == "" {
+		if testing.Short() {
+			t.Skip("integration test: starts an in-process Kafka broker (kfake)")
+		}
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0))
+		if err != nil {
+			t.Fatalf("start kfake: %v", err)
+		}
+		t.Cleanup(c.Close)
+		bs = c.ListenAddrs()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(bs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
+// TestExternalEnsure (also run against Apache Kafka by make test-kafka): a
+// missing topic is created with the partitions asked for and is usable at
+// once; an existing one is left as it is, whatever is asked.
+func TestExternalEnsure(t *testing.T) {
+	adm := admin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topic := fmt.Sprintf("sluice.topic-test.%d", time.Now().UnixNano())
+	for _, tc := range []struct {
+		partitions  int32
+		wantN       int
+		wantCreated bool
+	}{
+		{5, 5, true},
+		{7, 5, false},
+		{1, 5, false},
+	} {
+		n, created, err := Ensure(ctx, adm, topic, tc.partitions, -1, nil)
+		if err != nil || n != tc.wantN || created != tc.wantCreated {
+			t.Fatalf("Ensure(%d partitions) = %d, %v, %v; want %d, %v", tc.partitions, n, created, err, tc.wantN, tc.wantCreated)
+		}
+	}
+	// Usable at once: every partition has a leader that answers.
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil || ends.Error() != nil {
+		t.Fatalf("end offsets right after creation: %v, %v", err, ends.Error())
+	}
+	if got := len(ends[topic]); got != 5 {
+		t.Fatalf("end offsets of %d partitions, want 5", got)
+	}
+}
+
+func TestEnsureUnreachable(t *testing.T) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, _, err := Ensure(ctx, kadm.NewClient(cl), "sluice.usage", 3, -1, nil); err == nil {
+		t.Fatal("Ensure with no broker succeeded")
+	}
+}
