@@ -28,7 +28,7 @@ echo "Apache Kafka at $addr (started in $((SECONDS - t0))s)" >&2
 t1=$SECONDS
 status=0
 SLUICE_KAFKA_BROKERS=$addr "$gobin" test -count=1 -run 'External' ./ingest/kafka || status=$?
-SLUICE_KAFKA_BROKERS=$addr "$gobin" test -count=1 -run 'Consumer|Crash|ClickHouseOutage' ./ingest/rollup || status=$?
+SLUICE_KAFKA_BROKERS=$addr "$gobin" test -count=1 -run 'Consumer|Crash|Rebalance|ClickHouseOutage' ./ingest/rollup || status=$?
 SLUICE_KAFKA_BROKERS=$addr "$gobin" test -count=1 ./ingest/configlog/kafkalog || status=$?
 SLUICE_KAFKA_BROKERS=$addr "$gobin" test -count=1 -run 'External' ./internal/kafkatopic || status=$?
 echo "tests against $addr took $((SECONDS - t1))s" >&2

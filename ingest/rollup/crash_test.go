@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/sluice-dev/sluice/internal/chlocal"
 )
 
@@ -27,6 +29,10 @@ func TestMain(m *testing.M) {
 }
 
 func runChild() int {
+	var kopts []kgo.Opt
+	if d, err := time.ParseDuration(os.Getenv("SLUICE_ROLLUP_SESSION")); err == nil {
+		kopts = append(kopts, kgo.SessionTimeout(d), kgo.RebalanceTimeout(2*d))
+	}
 	r, err := New(Options{
 		Brokers:        strings.Split(os.Getenv("SLUICE_ROLLUP_BROKERS"), ","),
 		Topic:          os.Getenv("SLUICE_ROLLUP_TOPIC"),
@@ -35,7 +41,8 @@ func runChild() int {
 		Database:       testDB,
 		Hierarchy:      testHierarchy,
 		Raw:            true,
-		InstanceID:     "crash-child",
+		InstanceID:     os.Getenv("SLUICE_ROLLUP_INSTANCE"),
+		KafkaOpts:      kopts,
 		MaxBatchEvents: 5000,
 		WriteRetryFor:  5 * time.Second,
 		Logger:         quietLogger(),
@@ -59,11 +66,15 @@ type child struct {
 	done chan struct{}
 }
 
-func startChild(t *testing.T, brokers []string, chAddr string, logf *os.File) *child {
+// startChild starts a rollup child process with the static member id
+// instance; env adds variables (SLUICE_ROLLUP_SESSION=<duration>: the group
+// session timeout, and twice it the rebalance timeout).
+func startChild(t *testing.T, brokers []string, chAddr string, logf *os.File, instance string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SLUICE_ROLLUP_CHILD=1",
+	cmd.Env = append(os.Environ(), "SLUICE_ROLLUP_CHILD=1", "SLUICE_ROLLUP_INSTANCE="+instance,
 		"SLUICE_ROLLUP_BROKERS="+strings.Join(brokers, ","), "SLUICE_ROLLUP_CH="+chAddr, "SLUICE_ROLLUP_TOPIC="+testTopic, "SLUICE_TEST_LOG=1")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -71,6 +82,27 @@ func startChild(t *testing.T, brokers []string, chAddr string, logf *os.File) *c
 	c := &child{cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(c.done) }()
 	return c
+}
+
+// childrenLog is the file the children write to; its tail is logged if the
+// test fails.
+func childrenLog(t *testing.T) *os.File {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(t.TempDir(), "children.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		defer logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			if len(b) > 6000 {
+				b = b[len(b)-6000:]
+			}
+			t.Logf("children's log tail:\n%s", b)
+		}
+	})
+	return logf
 }
 
 func (c *child) kill() {
@@ -82,23 +114,9 @@ func (c *child) kill() {
 // moments while events flow, and kills ClickHouse once for a few seconds;
 // the totals in every rollup table must still equal the events produced.
 func TestCrashExactlyOnce(t *testing.T) {
-	dir := t.TempDir()
 	ch, conn := startCH(t)
 	brokers := startKafka(t, 4)
-	logf, err := os.Create(filepath.Join(dir, "children.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	defer func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			if len(b) > 6000 {
-				b = b[len(b)-6000:]
-			}
-			t.Logf("children's log tail:\n%s", b)
-		}
-	}()
+	logf := childrenLog(t)
 
 	const events = 150_000
 	g, m := newGen(11), newModel()
@@ -115,7 +133,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 	kills := 0
 	chKilled := false
 	for {
-		c := startChild(t, brokers, ch.Addr(), logf)
+		c := startChild(t, brokers, ch.Addr(), logf, "crash-child")
 		if kills == 2 && !chKilled {
 			// ClickHouse crashes while the rollup runs, stays down, comes back.
 			time.Sleep(700 * time.Millisecond)
@@ -152,7 +170,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 	if total != events {
 		t.Errorf("the topic holds %d records, want %d", total, events)
 	}
-	c := startChild(t, brokers, ch.Addr(), logf)
+	c := startChild(t, brokers, ch.Addr(), logf, "crash-child")
 	waitCaughtUp(t, conn, ends, 90*time.Second)
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	<-c.done
