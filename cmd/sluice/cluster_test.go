@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
 )
 
 // TestServeNodesShareConfig: two API nodes of one cluster (sluice serve with
@@ -170,5 +172,49 @@ func TestServeCreatesUsageTopic(t *testing.T) {
 	}
 	if n := fs.NumRecords(); n != 1 {
 		t.Fatalf("%d records on usage.fresh, want 1", n)
+	}
+}
+
+// TestRollupNodeServesMetrics: a rollup-only node (no API listener) serves
+// /metrics and /health on --listen, with the rollup's progress in it.
+func TestRollupNodeServesMetrics(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(2, "sluice.usage"))
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	defer cluster.Close()
+	ch, _ := chtest.Start(t)
+	listen := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	errs := &syncBuffer{}
+	go func() {
+		done <- run(ctx, []string{"serve", "--roles", "rollup", "--kafka", strings.Join(cluster.ListenAddrs(), ","),
+			"--clickhouse", ch.Addr(), "--listen", listen, "--data-dir", t.TempDir(), "--node", "r1"}, &syncBuffer{}, errs)
+	}()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("node did not stop")
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if code, _ := get(t, "http://"+listen+"/health"); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/health of the rollup node not 200 within 60s; stderr: %s", errs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, body := get(t, "http://"+listen+"/metrics")
+	if code != 200 || !strings.Contains(body, "sluice_rollup_events_total") {
+		t.Fatalf("/metrics = %d, want the rollup's metrics:\n%s", code, body)
+	}
+	if code, _ := get(t, "http://"+listen+"/transactions/authrep.xml"); code != 404 {
+		t.Fatalf("a rollup node answers the Service Management API: %d", code)
 	}
 }

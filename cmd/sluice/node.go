@@ -170,6 +170,15 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 		log.Info("rollup role running", "brokers", strings.Join(cfg.Brokers, ","), "clickhouse", cfg.ClickHouse)
 	}
 
+	if !cfg.Roles[roleAPI] && cfg.Roles[roleRollup] {
+		// The API role serves /metrics; a rollup-only node needs its own.
+		stop, err := startOpsListener(cfg.Listen, reg, errc, log)
+		if err != nil {
+			return err
+		}
+		cleanups = append(cleanups, stop)
+	}
+
 	if cfg.Roles[roleQuery] {
 		stop, err := startQueryRole(ctx, cfg, proj.Store(), errc, log.With("role", roleQuery))
 		if err != nil {
@@ -253,6 +262,45 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 	case err := <-errc:
 		return err
 	}
+}
+
+// startOpsListener serves /metrics and /health on addr until the returned
+// stop function is called.
+func startOpsListener(addr string, reg *metrics.Registry, errc chan<- error, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	srv := &fasthttp.Server{
+		Name:        "sluice",
+		ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute,
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			switch string(ctx.Path()) {
+			case "/metrics":
+				ctx.SetContentType(metrics.ContentType)
+				if err := reg.WritePrometheus(ctx); err != nil {
+					ctx.Error("metrics: "+err.Error(), fasthttp.StatusInternalServerError)
+				}
+			case "/health":
+				ctx.SetContentType("application/json")
+				ctx.SetBodyString(`{"status":"ok"}` + "\n")
+			default:
+				ctx.Error("not found: /metrics and /health are served here", fasthttp.StatusNotFound)
+			}
+		},
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil {
+			errc <- fmt.Errorf("serve %s: %w", addr, err)
+		}
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String(), "endpoints", "/metrics /health")
+	return func() {
+		if err := srv.ShutdownWithContext(context.Background()); err != nil {
+			log.Error("metrics listener shutdown", "err", err)
+		}
+	}, nil
 }
 
 // ensureUsageTopic creates the usage topic when it does not exist yet, with
