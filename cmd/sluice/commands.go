@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
@@ -64,6 +65,19 @@ func (f *policyFlag) Set(s string) error {
 	return nil
 }
 
+// chAuth is the ClickHouse user a command connects as.
+type chAuth struct{ User, Password string }
+
+func (a *chAuth) flags(fs *flag.FlagSet) {
+	fs.StringVar(&a.User, "clickhouse-user", "default", "ClickHouse user")
+	fs.StringVar(&a.Password, "clickhouse-password", "", "password of --clickhouse-user (prefer SLUICE_CLICKHOUSE_PASSWORD: a command line is visible to other users)")
+}
+
+// open connects to the ClickHouse at addr and pings it.
+func (a chAuth) open(ctx context.Context, addr string) (driver.Conn, error) {
+	return rollup.OpenClickHouse(ctx, addr, a.User, a.Password)
+}
+
 // partitionsFlag parses --topic-partitions.
 type partitionsFlag int32
 
@@ -91,7 +105,7 @@ func hostname() string {
 func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := nodeConfig{Demo: true}
+	cfg := nodeConfig{Demo: true, CH: chAuth{User: "default"}}
 	commonFlags(fs, &cfg)
 	fs.Usage = flagenv.Usage(fs, "sluice dev [flags]")
 	if err := flagenv.Parse(fs, args); err != nil {
@@ -126,7 +140,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *s
 	defer ch.Stop()
 	cfg.ClickHouse = ch.Addr()
 	log.Info("local ClickHouse running", "addr", ch.Addr(), "dir", filepath.Join(cfg.DataDir, "clickhouse"))
-	if err := migrate(ctx, cfg.ClickHouse, cfg.Database); err != nil {
+	if err := migrate(ctx, cfg.CH, cfg.ClickHouse, cfg.Database); err != nil {
 		return err
 	}
 	return runNode(ctx, cfg, stdout, log)
@@ -141,6 +155,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 	roles := fs.String("roles", "api,rollup,query", "roles this process runs: api, rollup, query (comma separated) or all")
 	brokers := fs.String("kafka", "", "Kafka seed brokers, HOST:PORT,... (required)")
 	fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse native-protocol address HOST:PORT (required for rollup and query)")
+	cfg.CH.flags(fs)
 	fs.StringVar(&cfg.ConfigLog, "config-log", configLogKafka, "where configuration changes are kept: kafka (the compacted topic every node shares) or file (this node's data dir only)")
 	fs.StringVar(&cfg.ConfigTopic, "config-topic", kafkalog.DefaultTopic, "Kafka topic of configuration changes (one partition, compacted)")
 	fs.Usage = flagenv.Usage(fs, "sluice serve --roles api,rollup,query --kafka HOST:PORT,... --clickhouse HOST:PORT [flags]")
@@ -166,7 +181,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 		return fmt.Errorf("data dir: %w", err)
 	}
 	if cfg.ClickHouse != "" {
-		if err := migrate(ctx, cfg.ClickHouse, cfg.Database); err != nil {
+		if err := migrate(ctx, cfg.CH, cfg.ClickHouse, cfg.Database); err != nil {
 			return err
 		}
 	}
@@ -179,19 +194,21 @@ func cmdMigrate(ctx context.Context, args []string, stderr io.Writer, log *slog.
 	fs.SetOutput(stderr)
 	addr := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native-protocol address HOST:PORT")
 	db := fs.String("database", chschema.DefaultDatabase, "ClickHouse database")
+	var auth chAuth
+	auth.flags(fs)
 	fs.Usage = flagenv.Usage(fs, "sluice migrate [flags]")
 	if err := flagenv.Parse(fs, args); err != nil {
 		return err
 	}
-	if err := migrate(ctx, *addr, *db); err != nil {
+	if err := migrate(ctx, auth, *addr, *db); err != nil {
 		return err
 	}
 	log.Info("schema up to date", "clickhouse", *addr, "database", *db)
 	return nil
 }
 
-func migrate(ctx context.Context, addr, db string) error {
-	conn, err := rollup.OpenClickHouse(ctx, addr, "default", "")
+func migrate(ctx context.Context, auth chAuth, addr, db string) error {
+	conn, err := auth.open(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("connect ClickHouse %s: %w", addr, err)
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
-	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/internal/flagenv"
 	"github.com/sluice-dev/sluice/query/billing"
 )
@@ -48,6 +47,8 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	dataDir := fs.String("data-dir", "./.sluice", "data directory of a `sluice dev` whose ClickHouse to use when --clickhouse is not given")
 	db := fs.String("database", chschema.DefaultDatabase, "ClickHouse database")
 	timeout := fs.Duration("timeout", billing.DefaultTimeout, "server-side limit on the export query (max_execution_time)")
+	var auth chAuth
+	auth.flags(fs)
 	fs.Usage = flagenv.Usage(fs, "sluice export --month YYYY-MM [--format csv|json|ndjson] [--tenant T [--service-id S]] [flags] > file")
 	if err := flagenv.Parse(fs, args); err != nil {
 		return err
@@ -74,7 +75,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, log
 			return err
 		}
 	}
-	conn, err := rollup.OpenClickHouse(ctx, target, "default", "")
+	conn, err := auth.open(ctx, target)
 	if err != nil {
 		return fmt.Errorf("cannot reach ClickHouse at %s (%s): %w", target, origin, err)
 	}

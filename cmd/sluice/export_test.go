@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -233,5 +234,95 @@ func TestExportDev(t *testing.T) {
 			t.Fatalf("export of a running dev did not list %q within 30s: code %d\nstdout %q\nstderr %s", want, code, out, errs)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestClickHouseCredentials: commands connect as --clickhouse-user with
+// --clickhouse-password (or SLUICE_CLICKHOUSE_PASSWORD); a wrong password is
+// a clear failure, not a hang.
+func TestClickHouseCredentials(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs clickhouse-server")
+	}
+	dir := t.TempDir()
+	// ClickHouse merges users.d/*.xml into its users.xml. The default user
+	// may read only system tables, so what works below works as sluice.
+	if err := os.MkdirAll(filepath.Join(dir, "users.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.d", "sluice.xml"), []byte(`<?xml version="1.0"?>
+<yandex><users><sluice>
+  <password>s3cret</password>
+  <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+  <profile>default</profile><quota>default</quota>
+</sluice>
+<default><allow_databases><database>system</database></allow_databases></default>
+</users></yandex>
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := chlocal.Start(context.Background(), chlocal.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("start ClickHouse: %v", err)
+	}
+	defer srv.Stop()
+
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		env      string
+		wantCode int
+		wantErr  string
+	}{
+		{"migrate with the password", []string{"migrate", "--clickhouse-user", "sluice", "--clickhouse-password", "s3cret"}, "", 0, ""},
+		{"migrate with the password from the environment", []string{"migrate", "--clickhouse-user", "sluice"}, "s3cret", 0, ""},
+		{"migrate with a wrong password", []string{"migrate", "--clickhouse-user", "sluice", "--clickhouse-password", "nope"}, "", 1, "password"},
+		{"migrate as sluice without a password", []string{"migrate", "--clickhouse-user", "sluice"}, "", 1, "password"},
+		{"export with the password", []string{"export", "--month", "2026-10", "--clickhouse-user", "sluice", "--clickhouse-password", "s3cret"}, "", 0, ""},
+		{"export with a wrong password", []string{"export", "--month", "2026-10", "--clickhouse-user", "sluice", "--clickhouse-password", "nope"}, "", 1, "password"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("SLUICE_CLICKHOUSE_PASSWORD", tc.env)
+			var out, errs bytes.Buffer
+			code := run(context.Background(), append(tc.args, "--clickhouse", srv.Addr()), &out, &errs)
+			if code != tc.wantCode || !strings.Contains(strings.ToLower(errs.String()), tc.wantErr) {
+				t.Fatalf("code %d, stderr %q; want %d containing %q", code, errs.String(), tc.wantCode, tc.wantErr)
+			}
+		})
+	}
+
+	// A query node answers from ClickHouse as that user; with a wrong
+	// password serve does not start (its migration is refused).
+	cfgFile := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(cfgFile, []byte("tenants:\n  - id: acme\n    admin_token: adm-x\n    query_tokens: [q-x]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serve := func(ctx context.Context, password, listen string, errs *syncBuffer) int {
+		return run(ctx, []string{"serve", "--roles", "query", "--config-log", "file", "--config", cfgFile, "--data-dir", t.TempDir(),
+			"--clickhouse", srv.Addr(), "--clickhouse-user", "sluice", "--clickhouse-password", password, "--query-listen", listen}, &syncBuffer{}, errs)
+	}
+	errs := &syncBuffer{}
+	if code := serve(context.Background(), "nope", freeAddr(t), errs); code != 1 || !strings.Contains(errs.String(), "password") {
+		t.Fatalf("serve with a wrong password: code %d, stderr %q; want 1 naming the password", code, errs.String())
+	}
+	listen := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- serve(ctx, "s3cret", listen, &syncBuffer{}) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+listen+"/api/v1/export?month=2026-10", nil)
+		req.Header.Set("Authorization", "Bearer q-x")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("query node as sluice: export = %d, want 200", resp.StatusCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("query node did not answer: %v", err)
+		}
 	}
 }

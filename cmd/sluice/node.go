@@ -48,6 +48,7 @@ type nodeConfig struct {
 	// creates it.
 	TopicPartitions int32
 	ClickHouse      string
+	CH              chAuth // the ClickHouse user
 	Database        string
 	DataDir         string
 	ConfigFile      string
@@ -144,15 +145,17 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 
 	if cfg.Roles[roleRollup] {
 		r, err := rollup.New(rollup.Options{
-			Brokers:        cfg.Brokers,
-			Topic:          cfg.Topic,
-			ClickHouseAddr: cfg.ClickHouse,
-			Database:       cfg.Database,
-			SkipMigrate:    true, // dev and serve migrate before any role starts
-			Hierarchy:      catalogHierarchy{proj.Store()},
-			Raw:            cfg.Raw,
-			InstanceID:     cfg.Node,
-			Logger:         log.With("role", roleRollup),
+			Brokers:            cfg.Brokers,
+			Topic:              cfg.Topic,
+			ClickHouseAddr:     cfg.ClickHouse,
+			ClickHouseUser:     cfg.CH.User,
+			ClickHousePassword: cfg.CH.Password,
+			Database:           cfg.Database,
+			SkipMigrate:        true, // dev and serve migrate before any role starts
+			Hierarchy:          catalogHierarchy{proj.Store()},
+			Raw:                cfg.Raw,
+			InstanceID:         cfg.Node,
+			Logger:             log.With("role", roleRollup),
 		})
 		if err != nil {
 			return fmt.Errorf("rollup: %w", err)
@@ -336,7 +339,7 @@ func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, 
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	conn, err := rollup.OpenClickHouse(rctx, cfg.ClickHouse, "default", "")
+	conn, err := cfg.CH.open(rctx, cfg.ClickHouse)
 	if err != nil {
 		return fmt.Errorf("restore counters: %w", err)
 	}

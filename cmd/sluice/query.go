@@ -32,7 +32,7 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, e
 	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:         []string{cfg.ClickHouse},
-		Auth:         clickhouse.Auth{Username: "default"},
+		Auth:         clickhouse.Auth{Username: cfg.CH.User, Password: cfg.CH.Password},
 		DialTimeout:  5 * time.Second,
 		MaxOpenConns: 32,
 		MaxIdleConns: 8,
