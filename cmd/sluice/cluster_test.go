@@ -29,7 +29,7 @@ func TestServeNodesShareConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start kfake: %v", err)
 	}
-	defer cluster.Close()
+	t.Cleanup(cluster.Close) // after the nodes (cleanups run last-registered first)
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
 
 	cfgFile := filepath.Join(t.TempDir(), "sluice.yaml")
@@ -51,20 +51,8 @@ func TestServeNodesShareConfig(t *testing.T) {
 
 	startNode := func(name string, extra ...string) string {
 		listen := freeAddr(t)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan int, 1)
-		errs := &syncBuffer{}
-		args := append([]string{"serve", "--roles", "api", "--kafka", brokers, "--listen", listen,
-			"--data-dir", t.TempDir(), "--node", name}, extra...)
-		go func() { done <- run(ctx, args, &syncBuffer{}, errs) }()
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				t.Errorf("node %s did not stop", name)
-			}
-		})
+		startServe(t, append([]string{"serve", "--roles", "api", "--kafka", brokers, "--listen", listen,
+			"--data-dir", t.TempDir(), "--node", name}, extra...)...)
 		waitReady(t, listen)
 		return listen
 	}
@@ -115,7 +103,7 @@ func TestServeCreatesUsageTopic(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start kfake: %v", err)
 	}
-	defer cluster.Close()
+	t.Cleanup(cluster.Close) // after the nodes (cleanups run last-registered first)
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
 	cfgFile := filepath.Join(t.TempDir(), "sluice.yaml")
 	if err := os.WriteFile(cfgFile, []byte(`tenants:
@@ -132,21 +120,8 @@ func TestServeCreatesUsageTopic(t *testing.T) {
 	}
 
 	listen := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	errs := &syncBuffer{}
-	go func() {
-		done <- run(ctx, []string{"serve", "--roles", "api", "--kafka", brokers, "--listen", listen,
-			"--data-dir", t.TempDir(), "--config", cfgFile, "--topic", "usage.fresh", "--topic-partitions", "5"}, &syncBuffer{}, errs)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("node did not stop")
-		}
-	}()
+	errs := startServe(t, "serve", "--roles", "api", "--kafka", brokers, "--listen", listen,
+		"--data-dir", t.TempDir(), "--config", cfgFile, "--topic", "usage.fresh", "--topic-partitions", "5")
 	waitReady(t, listen)
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics("usage.fresh"))
@@ -182,24 +157,11 @@ func TestRollupNodeServesMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start kfake: %v", err)
 	}
-	defer cluster.Close()
+	t.Cleanup(cluster.Close) // after the nodes (cleanups run last-registered first)
 	ch, _ := chtest.Start(t)
 	listen := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	errs := &syncBuffer{}
-	go func() {
-		done <- run(ctx, []string{"serve", "--roles", "rollup", "--kafka", strings.Join(cluster.ListenAddrs(), ","),
-			"--clickhouse", ch.Addr(), "--listen", listen, "--data-dir", t.TempDir(), "--node", "r1"}, &syncBuffer{}, errs)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("node did not stop")
-		}
-	}()
+	errs := startServe(t, "serve", "--roles", "rollup", "--kafka", strings.Join(cluster.ListenAddrs(), ","),
+		"--clickhouse", ch.Addr(), "--listen", listen, "--data-dir", t.TempDir(), "--node", "r1")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if code, _ := get(t, "http://"+listen+"/health"); code == 200 {

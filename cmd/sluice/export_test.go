@@ -297,19 +297,16 @@ func TestClickHouseCredentials(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte("tenants:\n  - id: acme\n    admin_token: adm-x\n    query_tokens: [q-x]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	serve := func(ctx context.Context, password, listen string, errs *syncBuffer) int {
-		return run(ctx, []string{"serve", "--roles", "query", "--config-log", "file", "--config", cfgFile, "--data-dir", t.TempDir(),
-			"--clickhouse", srv.Addr(), "--clickhouse-user", "sluice", "--clickhouse-password", password, "--query-listen", listen}, &syncBuffer{}, errs)
+	args := func(password, listen string) []string {
+		return []string{"serve", "--roles", "query", "--config-log", "file", "--config", cfgFile, "--data-dir", t.TempDir(),
+			"--clickhouse", srv.Addr(), "--clickhouse-user", "sluice", "--clickhouse-password", password, "--query-listen", listen}
 	}
-	errs := &syncBuffer{}
-	if code := serve(context.Background(), "nope", freeAddr(t), errs); code != 1 || !strings.Contains(errs.String(), "password") {
+	var errs bytes.Buffer
+	if code := run(context.Background(), args("nope", freeAddr(t)), &bytes.Buffer{}, &errs); code != 1 || !strings.Contains(errs.String(), "password") {
 		t.Fatalf("serve with a wrong password: code %d, stderr %q; want 1 naming the password", code, errs.String())
 	}
 	listen := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() { done <- serve(ctx, "s3cret", listen, &syncBuffer{}) }()
-	defer func() { cancel(); <-done }()
+	startServe(t, args("s3cret", listen)...)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+listen+"/api/v1/export?month=2026-10", nil)
 		req.Header.Set("Authorization", "Bearer q-x")

@@ -36,6 +36,25 @@ func (s *syncBuffer) String() string {
 var monthCurrent2 = regexp.MustCompile(`metric="hits" period="month">.*?<current_value>2</current_value>`)
 
 // waitReady waits until /status says ok: counters are restored.
+// startServe runs sluice with args in the background until the test ends;
+// the returned buffer collects its stderr.
+func startServe(t *testing.T, args ...string) *syncBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	errs := &syncBuffer{}
+	go func() { done <- run(ctx, args, &syncBuffer{}, errs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("sluice %s did not stop", strings.Join(args, " "))
+		}
+	})
+	return errs
+}
+
 func waitReady(t *testing.T, listen string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)

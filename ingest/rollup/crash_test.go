@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -84,6 +83,17 @@ func startChild(t *testing.T, brokers []string, chAddr string, logf *os.File, in
 	return c
 }
 
+// produceInBackground runs produce in a goroutine; the channel is closed
+// when every record is acknowledged.
+func produceInBackground(t *testing.T, brokers []string, g *gen, m *model, n int, pace time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		produce(t, brokers, g, m, n, pace)
+	}()
+	return done
+}
+
 // childrenLog is the file the children write to; its tail is logged if the
 // test fails.
 func childrenLog(t *testing.T) *os.File {
@@ -120,14 +130,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 
 	const events = 150_000
 	g, m := newGen(11), newModel()
-	var wg sync.WaitGroup
-	producing := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(producing)
-		produce(t, brokers, g, m, events, 50*time.Millisecond) // ≈ 8 s
-	}()
+	producing := produceInBackground(t, brokers, g, m, events, 50*time.Millisecond) // ≈ 8 s
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	kills := 0
@@ -159,7 +162,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 			break
 		}
 	}
-	wg.Wait()
+	<-producing
 	t.Logf("rollup killed %d times, ClickHouse killed once", kills)
 
 	ends := endOffsets(t, brokers)

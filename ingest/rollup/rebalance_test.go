@@ -3,7 +3,6 @@ package rollup
 import (
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,14 +22,7 @@ func TestRebalanceExactlyOnce(t *testing.T) {
 
 	const events = 150_000
 	g, m := newGen(23), newModel()
-	var wg sync.WaitGroup
-	producing := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(producing)
-		produce(t, brokers, g, m, events, 80*time.Millisecond) // ≈ 12 s
-	}()
+	producing := produceInBackground(t, brokers, g, m, events, 80*time.Millisecond) // ≈ 12 s
 
 	// A short session so that the partitions of a member that is gone move
 	// within seconds (static members do not leave the group on close).
@@ -81,7 +73,7 @@ func TestRebalanceExactlyOnce(t *testing.T) {
 			kills++
 		}
 	}
-	wg.Wait()
+	<-producing
 	for len(live) < 2 {
 		start()
 	}
