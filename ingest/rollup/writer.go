@@ -2,6 +2,7 @@ package rollup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -136,13 +137,53 @@ func (w *writer) fence(ctx context.Context, kps []int32) error {
 	for _, kp := range kps {
 		conds = append(conds, "query_id LIKE '"+queryIDPrefix(w.db)+"%.p"+strconv.Itoa(int(kp))+".%'")
 	}
+	where := strings.Join(conds, " OR ")
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	q := "KILL QUERY WHERE " + strings.Join(conds, " OR ") + " SYNC"
-	if err := w.conn.Exec(chschema.Settings(fctx, 30*time.Second), q); err != nil {
+	err := w.conn.Exec(chschema.Settings(fctx, 30*time.Second), "KILL QUERY WHERE "+where+" SYNC")
+	if err == nil {
+		return nil
+	}
+	if ex := (*clickhouse.Exception)(nil); !errors.As(err, &ex) || ex.Code != cannotKill {
 		return fmt.Errorf("rollup: fence in-flight inserts: %w", err)
 	}
-	return nil
+	// The insert is past the point where it can be stopped (it is writing
+	// its part, or has written it and is still listed): it ends on its own.
+	// Waiting until it is gone fences as well as the kill: then it is
+	// committed, with its markers visible, or failed.
+	for {
+		n, err := w.running(fctx, where)
+		if err != nil {
+			return fmt.Errorf("rollup: fence in-flight inserts: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-fctx.Done():
+			return fmt.Errorf("rollup: fence: %d unkillable inserts still running: %w", n, fctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// cannotKill is ClickHouse's CANNOT_KILL: "it consists of unkillable stages".
+const cannotKill = 380
+
+// running counts the server's queries matching where.
+func (w *writer) running(ctx context.Context, where string) (uint64, error) {
+	rows, err := chschema.Query(ctx, w.conn, 10*time.Second, "SELECT count() FROM system.processes WHERE "+where)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var n uint64
+	for rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			return 0, err
+		}
+	}
+	return n, rows.Err()
 }
 
 // startOffsets returns where to start consuming each partition: the smallest
