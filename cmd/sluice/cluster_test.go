@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,18 +20,8 @@ import (
 // admin API authorizes on the other, and a node started without a config
 // file learns the whole configuration from the topic.
 func TestServeNodesShareConfig(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: starts an in-process Kafka broker (kfake)")
-	}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(2, "sluice.usage"))
-	if err != nil {
-		t.Fatalf("start kfake: %v", err)
-	}
-	t.Cleanup(cluster.Close) // after the nodes (cleanups run last-registered first)
-	brokers := strings.Join(cluster.ListenAddrs(), ",")
-
-	cfgFile := filepath.Join(t.TempDir(), "sluice.yaml")
-	if err := os.WriteFile(cfgFile, []byte(`tenants:
+	brokers := startKfake(t, kfake.SeedTopics(2, "sluice.usage"))
+	cfgFile := writeConfig(t, `tenants:
   - id: acme
     admin_token: adm-cluster-test
     services:
@@ -45,9 +33,7 @@ func TestServeNodesShareConfig(t *testing.T) {
             limits: [{metric: hits, period: minute, max: 100}]
         applications:
           - {id: app1, plan: basic, user_key: uk-one}
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`)
 
 	startNode := func(name string, extra ...string) string {
 		listen := freeAddr(t)
@@ -96,17 +82,8 @@ func TestServeNodesShareConfig(t *testing.T) {
 // cluster), an API node creates it with --topic-partitions partitions before
 // it reports ready, and its events land there.
 func TestServeCreatesUsageTopic(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: starts an in-process Kafka broker (kfake)")
-	}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0))
-	if err != nil {
-		t.Fatalf("start kfake: %v", err)
-	}
-	t.Cleanup(cluster.Close) // after the nodes (cleanups run last-registered first)
-	brokers := strings.Join(cluster.ListenAddrs(), ",")
-	cfgFile := filepath.Join(t.TempDir(), "sluice.yaml")
-	if err := os.WriteFile(cfgFile, []byte(`tenants:
+	brokers := startKfake(t)
+	cfgFile := writeConfig(t, `tenants:
   - id: acme
     admin_token: adm-topic-test
     services:
@@ -115,16 +92,14 @@ func TestServeCreatesUsageTopic(t *testing.T) {
         metrics: [{name: hits}]
         plans: [{id: basic, limits: [{metric: hits, period: minute, max: 100}]}]
         applications: [{id: app1, plan: basic, user_key: uk-one}]
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`)
 
 	listen := freeAddr(t)
 	errs := startServe(t, "serve", "--roles", "api", "--kafka", brokers, "--listen", listen,
 		"--data-dir", t.TempDir(), "--config", cfgFile, "--topic", "usage.fresh", "--topic-partitions", "5")
 	waitReady(t, listen)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics("usage.fresh"))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.ConsumeTopics("usage.fresh"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,14 +128,10 @@ func TestServeCreatesUsageTopic(t *testing.T) {
 // TestRollupNodeServesMetrics: a rollup-only node (no API listener) serves
 // /metrics and /health on --listen, with the rollup's progress in it.
 func TestRollupNodeServesMetrics(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(2, "sluice.usage"))
-	if err != nil {
-		t.Fatalf("start kfake: %v", err)
-	}
-	t.Cleanup(cluster.Close) // after the nodes (cleanups run last-registered first)
+	brokers := startKfake(t, kfake.SeedTopics(2, "sluice.usage"))
 	ch, _ := chtest.Start(t)
 	listen := freeAddr(t)
-	errs := startServe(t, "serve", "--roles", "rollup", "--kafka", strings.Join(cluster.ListenAddrs(), ","),
+	errs := startServe(t, "serve", "--roles", "rollup", "--kafka", brokers,
 		"--clickhouse", ch.Addr(), "--listen", listen, "--data-dir", t.TempDir(), "--node", "r1")
 	deadline := time.Now().Add(60 * time.Second)
 	for {

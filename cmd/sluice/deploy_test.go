@@ -56,12 +56,8 @@ func checkServe(t *testing.T, where string, args []string, envNames []string, fl
 // validateConfig runs `sluice config validate` on a configuration.
 func validateConfig(t *testing.T, where, doc string) {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), "sluice.yaml")
-	if err := os.WriteFile(f, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	var out, errs bytes.Buffer
-	if code := run(context.Background(), []string{"config", "validate", f}, &out, &errs); code != 0 {
+	if code := run(context.Background(), []string{"config", "validate", writeConfig(t, doc)}, &out, &errs); code != 0 {
 		t.Errorf("%s: configuration invalid: %s", where, errs.String())
 	}
 }

@@ -265,7 +265,8 @@ func TestClickHouseCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start ClickHouse: %v", err)
 	}
-	defer srv.Stop()
+	// After the node started below: a server with clients connected stops slowly.
+	t.Cleanup(func() { srv.Stop() })
 
 	for _, tc := range []struct {
 		name     string
@@ -293,10 +294,7 @@ func TestClickHouseCredentials(t *testing.T) {
 
 	// A query node answers from ClickHouse as that user; with a wrong
 	// password serve does not start (its migration is refused).
-	cfgFile := filepath.Join(t.TempDir(), "sluice.yaml")
-	if err := os.WriteFile(cfgFile, []byte("tenants:\n  - id: acme\n    admin_token: adm-x\n    query_tokens: [q-x]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeConfig(t, "tenants:\n  - id: acme\n    admin_token: adm-x\n    query_tokens: [q-x]\n")
 	args := func(password, listen string) []string {
 		return []string{"serve", "--roles", "query", "--config-log", "file", "--config", cfgFile, "--data-dir", t.TempDir(),
 			"--clickhouse", srv.Addr(), "--clickhouse-user", "sluice", "--clickhouse-password", password, "--query-listen", listen}

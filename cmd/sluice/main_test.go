@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // syncBuffer is a bytes.Buffer safe for the node writing while the test reads.
@@ -36,6 +38,33 @@ func (s *syncBuffer) String() string {
 var monthCurrent2 = regexp.MustCompile(`metric="hits" period="month">.*?<current_value>2</current_value>`)
 
 // waitReady waits until /status says ok: counters are restored.
+// writeConfig writes a configuration document to a file of its own and
+// returns the file's path.
+func writeConfig(t *testing.T, doc string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(f, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// startKfake starts a one-broker kfake cluster on a TCP port (closed when
+// the test ends, after the nodes the test starts later) and returns its
+// address.
+func startKfake(t *testing.T, opts ...kfake.Opt) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: starts an in-process Kafka broker (kfake)")
+	}
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.Ports(0)}, opts...)...)
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return strings.Join(c.ListenAddrs(), ",")
+}
+
 // startServe runs sluice with args in the background until the test ends;
 // the returned buffer collects its stderr.
 func startServe(t *testing.T, args ...string) *syncBuffer {
@@ -186,10 +215,7 @@ func TestDevQuickStart(t *testing.T) {
 }
 
 func TestCommandLineErrors(t *testing.T) {
-	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	if err := os.WriteFile(bad, []byte("tenants:\n  - id: acme\n    admin_token: a\n    services:\n      - id: s1\n        plans:\n          - id: p\n            limits:\n              - {metric: hits, period: fortnight, max: 1}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	bad := writeConfig(t, "tenants:\n  - id: acme\n    admin_token: a\n    services:\n      - id: s1\n        plans:\n          - id: p\n            limits:\n              - {metric: hits, period: fortnight, max: 1}\n")
 	tests := []struct {
 		name     string
 		args     []string
