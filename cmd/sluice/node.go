@@ -267,6 +267,12 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 	}
 }
 
+// serveHealth answers a liveness probe: the process is up.
+func serveHealth(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"status":"ok"}`)
+}
+
 // startOpsListener serves /metrics and /health on addr until the returned
 // stop function is called.
 func startOpsListener(addr string, reg *metrics.Registry, errc chan<- error, log *slog.Logger) (stop func(), err error) {
@@ -286,8 +292,7 @@ func startOpsListener(addr string, reg *metrics.Registry, errc chan<- error, log
 					ctx.Error("metrics: "+err.Error(), fasthttp.StatusInternalServerError)
 				}
 			case "/health":
-				ctx.SetContentType("application/json")
-				ctx.SetBodyString(`{"status":"ok"}` + "\n")
+				serveHealth(ctx)
 			default:
 				ctx.Error("not found: /metrics and /health are served here", fasthttp.StatusNotFound)
 			}
@@ -371,8 +376,7 @@ func route(api *smapi.Server, adm *admin.API) fasthttp.RequestHandler {
 		case len(path) >= len(prefix) && string(path[:len(prefix)]) == admin.Prefix:
 			adm.Handler(ctx)
 		case string(path) == "/health":
-			ctx.SetContentType("application/json")
-			ctx.SetBodyString(`{"status":"ok"}`)
+			serveHealth(ctx)
 		default:
 			api.Handler(ctx)
 		}
