@@ -2,8 +2,12 @@ package limiter
 
 import "time"
 
-// MetricID indexes a metric within its service's metric table. The catalog
-// assigns them densely from 0 in the order the service declares its metrics.
+// MetricID identifies a metric within its service; counters are keyed by it.
+// The catalog gives each metric name of a service its own id for the life of
+// the process and never gives it to another metric of that service, so
+// adding, deleting or reordering metrics never moves usage from one metric to
+// another. Ids start at 0 and stay below NoParent; the ids of a service's
+// current metrics may have holes.
 type MetricID uint16
 
 // NoParent marks a root metric in a parent table.
@@ -73,7 +77,7 @@ const (
 type Request struct {
 	App     AppKey
 	Limits  []Limit    // the application's plan
-	Parents []MetricID // the service's hierarchy: Parents[m] is m's parent or NoParent
+	Parents []MetricID // the service's hierarchy, by id: Parents[m] is m's parent or NoParent
 	Usage   []Usage    // at most MaxUsage entries
 	Flat    bool       // usage already includes children in parents: don't propagate
 	Mode    Mode

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/limiter"
 )
 
 // MaxGroups bounds the series of one group_by answer.
@@ -142,24 +143,27 @@ func service(snap *catalog.Snapshot, sc scope, id string, present bool) (*catalo
 
 // metric resolves a metric name of svc: 404 unknown.
 func metric(svc *catalog.Service, name string) (catalog.Metric, *apiError) {
-	id, ok := svc.MetricIndex[name]
+	m, ok := svc.MetricByName(name)
 	if !ok {
 		return catalog.Metric{}, errf(404, "unknown_metric", "service "+quote(svc.ID)+" has no metric "+quote(name))
 	}
-	return svc.Metrics[id], nil
+	return m, nil
 }
 
 // descendants returns name and every metric below it in svc's hierarchy.
 func descendants(svc *catalog.Service, m catalog.Metric) []string {
 	out := []string{m.Name}
-	queue := []int{int(m.ID)}
+	queue := []limiter.MetricID{m.ID}
 	for len(queue) > 0 && len(out) <= len(svc.Metrics) {
-		id := queue[0]
+		i := svc.MetricPos(queue[0])
 		queue = queue[1:]
-		if id < len(svc.Children) {
-			for _, c := range svc.Children[id] {
-				out = append(out, svc.Metrics[c].Name)
-				queue = append(queue, int(c))
+		if i < 0 || i >= len(svc.Children) {
+			continue
+		}
+		for _, c := range svc.Children[i] {
+			if name := svc.MetricName(c); name != "" {
+				out = append(out, name)
+				queue = append(queue, c)
 			}
 		}
 	}

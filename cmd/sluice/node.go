@@ -436,7 +436,7 @@ func (h catalogHierarchy) Ancestors(tenant, service, metric string, fn func(pare
 		return
 	}
 	for p := svc.Parents[id]; p != limiter.NoParent; p = svc.Parents[p] {
-		fn(svc.Metrics[p].Name)
+		fn(svc.MetricName(p))
 	}
 }
 

@@ -146,7 +146,7 @@ func (a *API) routeMetrics(r *request, sid string, s []string) error {
 				*cur = m
 				return 200, m, nil
 			}
-			// New metrics go last: existing metrics keep their MetricID.
+			// New metrics go last, after those declared before.
 			svc.Metrics = append(svc.Metrics, m)
 			return 201, m, nil
 		})

@@ -1,29 +1,51 @@
 package catalog
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/sluice-dev/sluice/limiter"
 )
 
-// KeyRegistry assigns each (tenant, service, application) a limiter.AppKey.
-// A key, once assigned, never changes and is never given to another
-// application for the life of the process, across any number of rebuilds:
-// the limiter's counters follow the application through configuration
-// changes, and an application deleted and created again gets its old key
-// back (3scale keeps counters by application id too). Keys are not stable
-// across processes; anything persisted names applications by id. The
-// registry only grows, by one small entry per application ever seen. The zero
-// value is ready to use; it is safe for concurrent use.
+// KeyRegistry assigns each (tenant, service, application) a limiter.AppKey
+// and each (tenant, service, metric name) a limiter.MetricID: the identities
+// the limiter keys its counters by. An identity, once assigned, never
+// changes and is never given to another application or metric for the life
+// of the process, across any number of rebuilds: the limiter's counters
+// follow the application and the metric through configuration changes
+// (adding, deleting, reordering or reparenting metrics moves no usage), and
+// an application or metric deleted and created again gets its old identity,
+// and its counters, back (3scale keeps counters by application id and metric
+// name too; a restart rebuilds them from the events, which name both).
+// Identities are not stable across processes; anything persisted names
+// applications and metrics by id and name. The registry only grows, by one
+// small entry per application and per metric name ever seen. The zero value
+// is ready to use; it is safe for concurrent use.
+//
+// A service has at most MaxMetricIDs metric ids for the life of the process:
+// a configuration that would give one service more distinct metric names
+// than that, counting those it has deleted, is refused (Build, Reserve).
 type KeyRegistry struct {
-	mu   sync.Mutex
-	keys map[appRef]limiter.AppKey
-	last limiter.AppKey
+	mu      sync.Mutex
+	keys    map[appRef]limiter.AppKey
+	last    limiter.AppKey
+	metrics map[svcRef]map[string]limiter.MetricID // ids 0..len-1, in order of first sight
 }
 
 type appRef struct{ tenant, service, app string }
+
+type svcRef struct{ tenant, service string }
+
+// MaxMetricIDs is how many limiter.MetricIDs one service can be given in
+// the life of a process: 0 to 0xFFFE, as limiter.NoParent is 0xFFFF. Every
+// distinct metric name the service has had since the process started holds
+// one (at most MaxMetrics at a time), so it takes 256 complete renamings of
+// a full service to run out; a restart starts again from the names in the
+// configuration.
+const MaxMetricIDs = int(limiter.NoParent)
 
 // NewKeyRegistry returns an empty registry.
 func NewKeyRegistry() *KeyRegistry { return &KeyRegistry{} }
@@ -53,10 +75,90 @@ func (r *KeyRegistry) Lookup(tenant, service, app string) (limiter.AppKey, bool)
 	return k, ok
 }
 
+// MetricID returns the id of the service's metric name if one was assigned.
+func (r *KeyRegistry) MetricID(tenant, service, metric string) (limiter.MetricID, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id, ok := r.metrics[svcRef{tenant, service}][metric]
+	return id, ok
+}
+
+// metricIDs fills ids[i] with the id of ms[i], assigning the next free ids
+// to names the service never had. All or nothing: when the new names do not
+// fit in the service's ids, it assigns none and returns how many are left.
+func (r *KeyRegistry) metricIDs(tenant, service string, ms []MetricSpec, ids []limiter.MetricID) (left int, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ref := svcRef{tenant, service}
+	known := r.metrics[ref]
+	fresh := 0
+	for i := range ms {
+		if _, ok := known[ms[i].Name]; !ok {
+			fresh++
+		}
+	}
+	if left = MaxMetricIDs - len(known); fresh > left {
+		return left, false
+	}
+	if known == nil {
+		if r.metrics == nil {
+			r.metrics = make(map[svcRef]map[string]limiter.MetricID)
+		}
+		known = make(map[string]limiter.MetricID, len(ms))
+		r.metrics[ref] = known
+	}
+	for i := range ms {
+		id, ok := known[ms[i].Name]
+		if !ok {
+			id = limiter.MetricID(len(known))
+			known[ms[i].Name] = id
+		}
+		ids[i] = id
+	}
+	return left - fresh, true
+}
+
+// metricIDsProblem describes a service that would need more metric ids
+// than it has left.
+func metricIDsProblem(path string, sd *ServiceSpec, left int) Problem {
+	return Problem{Path: field(path, "metrics"), Message: fmt.Sprintf(
+		"service %q would need more metric ids than the %d it has left: a service has at most %d distinct metric names "+
+			"for the life of a node process, deleted ones included (a deleted metric keeps its id so that no other metric "+
+			"inherits its counters); reuse earlier names, or restart the nodes", sd.ID, left, MaxMetricIDs)}
+}
+
+// Reserve assigns the limiter ids of every metric in doc, so that Build of
+// doc (or of any document whose services' metric names are among doc's and
+// those seen before) cannot run out of them. It returns a
+// *ValidationError naming every service whose new metric names do not fit
+// in its ids (see MaxMetricIDs); such a service gets no new id. Writers call
+// it before appending a configuration to the log: a refusal there keeps the
+// log free of a configuration this process could not build.
+func (r *KeyRegistry) Reserve(doc *Document) error {
+	var probs []Problem
+	var ids []limiter.MetricID
+	for ti := range doc.Tenants {
+		td := &doc.Tenants[ti]
+		for si := range td.Services {
+			sd := &td.Services[si]
+			ids = slices.Grow(ids[:0], len(sd.Metrics))[:len(sd.Metrics)]
+			if left, ok := r.metricIDs(td.ID, sd.ID, sd.Metrics, ids); !ok {
+				probs = append(probs, metricIDsProblem(index(field(index("tenants", ti), "services"), si), sd, left))
+			}
+		}
+	}
+	if len(probs) > 0 {
+		return &ValidationError{Problems: probs}
+	}
+	return nil
+}
+
 // Build validates doc and builds its fully indexed Snapshot, with application
-// keys from keys (a nil keys uses a fresh registry, which is only right for
-// tests and tools: the serving process keeps one registry for its lifetime).
-// doc is not retained: the Snapshot shares no memory with it.
+// keys and metric ids from keys (a nil keys uses a fresh registry, which is
+// only right for tests and tools: the serving process keeps one registry for
+// its lifetime). It returns a *ValidationError when doc is invalid, or when
+// a service would need more metric ids than keys has left for it (see
+// MaxMetricIDs). doc is not retained: the Snapshot shares no memory with it.
 func Build(doc *Document, keys *KeyRegistry) (*Snapshot, error) {
 	if err := doc.Validate(); err != nil {
 		return nil, err
@@ -86,9 +188,14 @@ func Build(doc *Document, keys *KeyRegistry) (*Snapshot, error) {
 			snap.QueryTokens[q] = t
 		}
 		for si := range td.Services {
-			s, err := buildService(t, &td.Services[si], keys)
+			path := index(field(index("tenants", ti), "services"), si)
+			s, err := buildService(t, &td.Services[si], keys, path)
 			if err != nil {
-				return nil, fmt.Errorf("catalog: build %s: %w", index(field(index("tenants", ti), "services"), si), err)
+				var ve *ValidationError
+				if errors.As(err, &ve) {
+					return nil, err
+				}
+				return nil, fmt.Errorf("catalog: build %s: %w", path, err)
 			}
 			t.Services[s.ID] = s
 			snap.Services[s.ID] = s
@@ -159,9 +266,23 @@ func (s State) String() string {
 	return StateActive
 }
 
-func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry) (*Service, error) {
+// noPos marks a metric id the service does not have in Service.pos.
+const noPos = 0xFFFF
+
+func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry, path string) (*Service, error) {
 	mode, _ := ParseAuthMode(sd.AuthMode)
 	state, _ := ParseState(sd.State)
+	ids := make([]limiter.MetricID, len(sd.Metrics))
+	if left, ok := keys.metricIDs(t.ID, sd.ID, sd.Metrics, ids); !ok {
+		return nil, &ValidationError{Problems: []Problem{metricIDsProblem(path, sd, left)}}
+	}
+	// Tables by id span the ids in use: ids never come back to a metric that
+	// left, so after many renamings they grow sparse (2 bytes a hole, 128 KiB
+	// each at most, by MaxMetricIDs).
+	n := 0
+	for _, id := range ids {
+		n = max(n, int(id)+1)
+	}
 	s := &Service{
 		Tenant:                  t,
 		ID:                      sd.ID,
@@ -173,23 +294,30 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry) (*Service, erro
 		State:                   state,
 		Metrics:                 make([]Metric, len(sd.Metrics)),
 		MetricIndex:             make(map[string]limiter.MetricID, len(sd.Metrics)),
-		Parents:                 make([]limiter.MetricID, len(sd.Metrics)),
+		Parents:                 make([]limiter.MetricID, n),
 		Children:                make([][]limiter.MetricID, len(sd.Metrics)),
+		pos:                     make([]uint16, n),
 		Plans:                   make(map[string]*Plan, len(sd.Plans)),
 		Apps:                    make(map[string]*App, len(sd.Applications)),
 		UserKeys:                make(map[string]*App),
 	}
+	for id := range n {
+		s.Parents[id], s.pos[id] = limiter.NoParent, noPos
+	}
+	at := make(map[string]int, len(sd.Metrics)) // name -> position
 	for i, m := range sd.Metrics {
-		s.MetricIndex[m.Name] = limiter.MetricID(i)
+		s.MetricIndex[m.Name] = ids[i]
+		s.pos[ids[i]] = uint16(i)
+		at[m.Name] = i
 	}
 	for i, m := range sd.Metrics {
 		parent := limiter.NoParent
 		if m.Parent != "" {
 			parent = s.MetricIndex[m.Parent]
-			s.Children[parent] = append(s.Children[parent], limiter.MetricID(i))
+			s.Children[at[m.Parent]] = append(s.Children[at[m.Parent]], ids[i])
 		}
-		s.Metrics[i] = Metric{Name: m.Name, ID: limiter.MetricID(i), Parent: parent}
-		s.Parents[i] = parent
+		s.Metrics[i] = Metric{Name: m.Name, ID: ids[i], Parent: parent}
+		s.Parents[ids[i]] = parent
 	}
 	for pi := range sd.Plans {
 		pd := &sd.Plans[pi]

@@ -17,9 +17,17 @@
 //     Snapshot; Store publishes it through an atomic pointer, so readers
 //     never lock and a change is a whole new Snapshot swapped in.
 //
-// Application keys for the limiter (limiter.AppKey) come from a
-// KeyRegistry the process keeps for its lifetime, so an application keeps
-// its key, and its counters, across every rebuild.
+// Application keys and metric ids for the limiter (limiter.AppKey,
+// limiter.MetricID) come from a KeyRegistry the process keeps for its
+// lifetime, so an application and a metric keep their identity, and their
+// counters, across every rebuild: a metric's id belongs to its name, never
+// to its position in the service's list, so adding, deleting or reordering
+// metrics moves no usage. A Service lists its metrics in declared order;
+// tables by id (Parents, MetricIndex's values, MetricName) may have holes.
+// A service gets at most MaxMetricIDs distinct metric names in a process's
+// life (Build and KeyRegistry.Reserve refuse more with a ValidationError).
+// Nothing persisted holds these ids: events, rollups and the configuration
+// log name applications and metrics by id and name.
 //
 // Validation rules (see Validate; bounds are the Max* constants):
 //

@@ -43,8 +43,10 @@ type ServiceSpec struct {
 	Applications            []AppSpec    `yaml:"applications,omitempty" json:"applications,omitempty"`
 }
 
-// MetricSpec is one metric of a service. Its position in the service's list
-// is its limiter.MetricID.
+// MetricSpec is one metric of a service, named by Name. Its position in the
+// service's list is the order of listings only: the limiter knows it by a
+// limiter.MetricID given by name (see KeyRegistry), which adding, deleting or
+// reordering other metrics never changes.
 type MetricSpec struct {
 	Name   string `yaml:"name" json:"name"`
 	Parent string `yaml:"parent,omitempty" json:"parent,omitempty"`

@@ -65,13 +65,19 @@ type Service struct {
 	ReferrerFiltersRequired bool
 	State                   State
 
-	Metrics     []Metric                    // index is the limiter.MetricID
-	MetricIndex map[string]limiter.MetricID // by metric name
-	Parents     []limiter.MetricID          // Parents[m]: m's parent or limiter.NoParent
-	Children    [][]limiter.MetricID        // direct children, for the hierarchy extension
+	// Metrics in the order the service declares them. A metric's ID is its
+	// identity in the limiter (see KeyRegistry), not its position: ids stay
+	// with their metric when others are added, deleted or reordered, so
+	// tables indexed by id may have holes.
+	Metrics     []Metric
+	MetricIndex map[string]limiter.MetricID // metric name -> id
+	Parents     []limiter.MetricID          // by id: the metric's parent, limiter.NoParent for a root or a hole
+	Children    [][]limiter.MetricID        // Children[i]: ids of Metrics[i]'s direct children, in declared order
 	Plans       map[string]*Plan
 	Apps        map[string]*App // by application id
 	UserKeys    map[string]*App // by user_key
+
+	pos []uint16 // by id: the metric's index in Metrics, noPos for a hole
 }
 
 // Metric is a countable thing of a service (hits, search, ...).
@@ -79,6 +85,47 @@ type Metric struct {
 	Name   string
 	ID     limiter.MetricID
 	Parent limiter.MetricID // limiter.NoParent for a root metric
+}
+
+// MetricPos returns the index in s.Metrics of the metric with id, or -1 if
+// the service has no such metric. It does not allocate.
+func (s *Service) MetricPos(id limiter.MetricID) int {
+	if s.pos != nil {
+		if int(id) < len(s.pos) && s.pos[id] != noPos {
+			return int(s.pos[id])
+		}
+		return -1
+	}
+	// A Service assembled by hand, without Build: few metrics, scan them.
+	for i := range s.Metrics {
+		if s.Metrics[i].ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// MetricName returns the name of the metric with id, or "" if the service
+// has no such metric. It does not allocate.
+func (s *Service) MetricName(id limiter.MetricID) string {
+	if i := s.MetricPos(id); i >= 0 {
+		return s.Metrics[i].Name
+	}
+	return ""
+}
+
+// MetricByName returns the named metric, or false if the service has none.
+// It does not allocate.
+func (s *Service) MetricByName(name string) (Metric, bool) {
+	id, ok := s.MetricIndex[name]
+	if !ok {
+		return Metric{}, false
+	}
+	i := s.MetricPos(id)
+	if i < 0 {
+		return Metric{}, false
+	}
+	return s.Metrics[i], true
 }
 
 // Plan is a named set of limits applications subscribe to.

@@ -164,7 +164,8 @@ func (p *Projection) Sync(ctx context.Context) error {
 // Update changes the configuration: change edits a private copy of the
 // current state's document; if change returns an error, nothing is written
 // and that error is returned as is. Otherwise the result is validated (a
-// *catalog.ValidationError if invalid), the records that turn the current
+// *catalog.ValidationError if invalid, or if a service would need more
+// metric ids than this process has left for it: catalog.MaxMetricIDs), the records that turn the current
 // state into it are appended to the log, and Update returns once this
 // projection has applied them (Run must be running). Updates are
 // serialized.
@@ -182,6 +183,12 @@ func (p *Projection) Update(ctx context.Context, change func(doc *catalog.Docume
 		return err
 	}
 	if err := desired.Validate(); err != nil {
+		return err
+	}
+	// A service out of metric ids could not be built: refuse it here, before
+	// the log holds it, not on apply, where the whole node would keep its
+	// previous configuration.
+	if err := p.keys.Reserve(desired); err != nil {
 		return err
 	}
 	recs := Diff(base, desired)

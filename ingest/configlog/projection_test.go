@@ -3,7 +3,9 @@ package configlog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -217,5 +219,68 @@ func TestProjectionReplacePrunes(t *testing.T) {
 	st := StateOf(only)
 	if got := Diff(st, p.Document()); len(got) != 0 {
 		t.Errorf("log state differs from the replacement: %q", keysOf(got))
+	}
+}
+
+// TestUpdateRefusesServiceOutOfMetricIDs: a change that would give a service
+// more metric ids than the process has left for it is refused before it
+// reaches the log, so the node keeps building its configuration and other
+// changes, of that tenant or another, still go through.
+func TestUpdateRefusesServiceOutOfMetricIDs(t *testing.T) {
+	l := NewMemLog()
+	keys := catalog.NewKeyRegistry()
+	p := startProjection(t, l, keys)
+	if err := p.Apply(ctx5(t), fullDoc(t)); err != nil {
+		t.Fatal(err)
+	}
+	const sid = "2555417777820" // acme's service with hits, search, search.deep
+	// Use up the service's ids with names it had at some point.
+	for used := 3; used < catalog.MaxMetricIDs; {
+		n := min(catalog.MaxMetrics, catalog.MaxMetricIDs-used)
+		ms := make([]catalog.MetricSpec, n)
+		for i := range ms {
+			ms[i].Name = fmt.Sprint("old", used+i)
+		}
+		d := &catalog.Document{Tenants: []catalog.TenantSpec{{ID: "acme", Services: []catalog.ServiceSpec{{ID: sid, Metrics: ms}}}}}
+		if err := keys.Reserve(d); err != nil {
+			t.Fatal(err)
+		}
+		used += n
+	}
+	end, err := l.End(ctx5(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Update(ctx5(t), func(d *catalog.Document) error {
+		s := d.Tenant("acme").Service(sid)
+		s.Metrics = append(s.Metrics, catalog.MetricSpec{Name: "fresh"})
+		return nil
+	})
+	var ve *catalog.ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 1 || !strings.HasSuffix(ve.Problems[0].Path, ".metrics") {
+		t.Fatalf("update = %v, want a *catalog.ValidationError on the service's metrics", err)
+	}
+	if now, _ := l.End(ctx5(t)); now != end {
+		t.Errorf("refused update appended records: log end %d -> %d", end, now)
+	}
+	// Names the service had are still fine, and so is everyone else.
+	for _, change := range []func(d *catalog.Document){
+		func(d *catalog.Document) {
+			d.Tenant("acme").Service(sid).Metrics = append(d.Tenant("acme").Service(sid).Metrics, catalog.MetricSpec{Name: "old42"})
+		},
+		func(d *catalog.Document) {
+			d.Tenant("globex").Service("globex-1").Metrics = append(d.Tenant("globex").Service("globex-1").Metrics, catalog.MetricSpec{Name: "fresh"})
+		},
+	} {
+		if err := p.Update(ctx5(t), func(d *catalog.Document) error { change(d); return nil }); err != nil {
+			t.Fatalf("update after the refusal: %v", err)
+		}
+	}
+	snap := p.Store().Load()
+	if _, ok := snap.Services[sid].MetricIndex["old42"]; !ok || p.Err() != nil {
+		t.Errorf("acme's change not published (err %v)", p.Err())
+	}
+	if _, ok := snap.Services["globex-1"].MetricIndex["fresh"]; !ok {
+		t.Error("globex's change not published")
 	}
 }

@@ -23,9 +23,13 @@ import (
 //	plan/<tenant>/<service>/<plan>      a plan with its limits
 //	app/<tenant>/<service>/<app>        an application with keys and referrer filters
 //
-// Metrics travel inside their service's record because their order is their
-// limiter.MetricID, and a compacted log does not keep the order of separate
-// records. Values hold secrets (tokens, keys): never log them.
+// Metrics travel inside their service's record because their declared order
+// is part of the service (it is the order of every listing, such as the
+// hierarchy extension), and a compacted log does not keep the order of
+// separate records. Records name metrics by name only: a metric's
+// limiter.MetricID is given by each process's catalog.KeyRegistry by name,
+// so neither record order nor compaction can move a counter from one metric
+// to another. Values hold secrets (tokens, keys): never log them.
 type Record struct {
 	Key   string
 	Value []byte

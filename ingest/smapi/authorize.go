@@ -226,7 +226,7 @@ func (s *Server) emit(st *reqState, kind event.Kind, svc *catalog.Service, app *
 	ev := &st.ev
 	u := ev.Usage[:0]
 	for _, x := range usage {
-		u = append(u, event.Usage{Metric: svc.Metrics[x.Metric].Name, Value: x.Value, Set: x.Set})
+		u = append(u, event.Usage{Metric: svc.MetricName(x.Metric), Value: x.Value, Set: x.Set})
 	}
 	*ev = event.Event{
 		ID:        s.ids.Next(),

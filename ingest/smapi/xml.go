@@ -99,9 +99,7 @@ func AppendStatus(dst []byte, s *Status) []byte {
 
 func appendUsageReport(dst []byte, svc *catalog.Service, r *limiter.Report) []byte {
 	dst = append(dst, `<usage_report metric="`...)
-	if int(r.Limit.Metric) < len(svc.Metrics) {
-		dst = appendEscapedString(dst, svc.Metrics[r.Limit.Metric].Name)
-	}
+	dst = appendEscapedString(dst, svc.MetricName(r.Limit.Metric))
 	dst = append(dst, `" period="`...)
 	dst = r.Limit.Period.AppendText(dst)
 	dst = append(dst, '"')
@@ -123,7 +121,7 @@ func appendUsageReport(dst []byte, svc *catalog.Service, r *limiter.Report) []by
 	return append(dst, "</current_value></usage_report>"...)
 }
 
-// appendHierarchy lists every metric with children, in metric order.
+// appendHierarchy lists every metric with children, in declared order.
 func appendHierarchy(dst []byte, svc *catalog.Service) []byte {
 	dst = append(dst, "<hierarchy>"...)
 	for m, children := range svc.Children {
@@ -137,9 +135,7 @@ func appendHierarchy(dst []byte, svc *catalog.Service) []byte {
 			if i > 0 {
 				dst = append(dst, ' ')
 			}
-			if int(c) < len(svc.Metrics) {
-				dst = appendEscapedString(dst, svc.Metrics[c].Name)
-			}
+			dst = appendEscapedString(dst, svc.MetricName(c))
 		}
 		dst = append(dst, `"/>`...)
 	}
