@@ -200,6 +200,7 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry) (*Service, erro
 				return nil, err // Validate has checked it; defensive
 			}
 			p.Limits[li] = limiter.Limit{Metric: s.MetricIndex[l.Metric], Period: per, Max: l.Max}
+			p.Exact = p.Exact || l.Consistency != ConsistencyLocal
 		}
 		s.Plans[p.ID] = p
 	}
