@@ -206,9 +206,14 @@ func (n *Node) Owned() []int32 {
 	return ps
 }
 
+// directoryRefresh is how often a node re-reads the group's assignments.
+const directoryRefresh = time.Second
+
 // Close hands every owned partition over (the revoke of the handoff rule)
-// by leaving the group, then stops. Calls routed after Close are forwarded
-// to the new owners while the listener still runs.
+// by leaving the group, then gives the other nodes one directory refresh to
+// learn the new owners, while this node still answers the calls they
+// forward to it ("not owner") and forwards its own callers' calls to the new
+// owners. The listener should stop only after Close returns.
 func (n *Node) Close() {
 	n.closeOnce.Do(func() {
 		if n.cl == nil {
@@ -216,6 +221,7 @@ func (n *Node) Close() {
 		}
 		n.cl.LeaveGroup()
 		n.requestRefresh()
+		time.Sleep(directoryRefresh + 200*time.Millisecond)
 		close(n.stop)
 		n.wg.Wait()
 		n.cl.Close()
@@ -322,7 +328,7 @@ func (n *Node) requestRefresh() {
 // after a forward found it stale.
 func (n *Node) refresher() {
 	defer n.wg.Done()
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(directoryRefresh)
 	defer t.Stop()
 	for {
 		n.refreshDirectory()
