@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,7 +16,9 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
@@ -62,6 +66,8 @@ func clusterApps() string {
 type clusterHarness struct {
 	t       *testing.T
 	brokers string
+	topic   string
+	common  []string // flags every process of the cluster gets
 	chAddr  string
 	conn    driver.Conn
 	cfgFile string
@@ -72,17 +78,28 @@ type apiNode struct {
 	p                 *process
 }
 
+// newClusterHarness starts kfake (or, with SLUICE_KAFKA_BROKERS, uses that
+// broker with topics and a region of the test's own), ClickHouse and a
+// rollup process.
 func newClusterHarness(t *testing.T) *clusterHarness {
 	t.Helper()
-	brokers := startKfake(t, kfake.SeedTopics(clusterPartitions, "sluice.usage"))
+	uniq := strconv.FormatInt(time.Now().UnixNano(), 36)
+	h := &clusterHarness{t: t, topic: "sluice.usage." + uniq}
+	h.common = []string{"--topic", h.topic, "--topic-partitions", strconv.Itoa(clusterPartitions),
+		"--config-topic", "sluice.config." + uniq, "--region", "r" + uniq}
+	if ext := os.Getenv("SLUICE_KAFKA_BROKERS"); ext != "" {
+		h.brokers = ext // the first API node creates the topics
+	} else {
+		h.brokers = startKfake(t, kfake.SeedTopics(clusterPartitions, h.topic))
+	}
 	ch, conn := chtest.Start(t)
 	if err := migrate(context.Background(), chAuth{User: "default"}, ch.Addr(), "sluice"); err != nil {
 		t.Fatal(err)
 	}
-	h := &clusterHarness{t: t, brokers: brokers, chAddr: ch.Addr(), conn: conn,
-		cfgFile: writeConfig(t, fmt.Sprintf(clusterConfig, clusterApps()))}
-	startProcess(t, "rollup", "serve", "--roles", "rollup", "--kafka", brokers, "--clickhouse", ch.Addr(),
-		"--listen", freeAddr(t), "--data-dir", t.TempDir(), "--node", "rollup")
+	h.chAddr, h.conn = ch.Addr(), conn
+	h.cfgFile = writeConfig(t, fmt.Sprintf(clusterConfig, clusterApps()))
+	startProcess(t, "rollup", append([]string{"serve", "--roles", "rollup", "--kafka", h.brokers, "--clickhouse", ch.Addr(),
+		"--listen", freeAddr(t), "--data-dir", t.TempDir(), "--node", "rollup"}, h.common...)...)
 	return h
 }
 
@@ -98,7 +115,8 @@ func (h *clusterHarness) startAPI(name string, extra ...string) *apiNode {
 func (h *clusterHarness) restartAPI(n *apiNode, extra ...string) {
 	h.t.Helper()
 	args := append([]string{"serve", "--roles", "api", "--kafka", h.brokers, "--clickhouse", h.chAddr,
-		"--listen", n.listen, "--data-dir", n.dir, "--node", n.name, "--config", h.cfgFile}, extra...)
+		"--listen", n.listen, "--data-dir", n.dir, "--node", n.name, "--config", h.cfgFile}, h.common...)
+	args = append(args, extra...)
 	n.p = startProcess(h.t, n.name, args...)
 	waitReady(h.t, n.listen)
 }
@@ -181,13 +199,14 @@ type load struct {
 
 	mu       sync.Mutex
 	admitted map[string]map[string]int // app -> minute window start -> 200s
+	times    map[string][]time.Time       // app -> when each 200 arrived
 	denied   map[string]int
 	unknown  int // 5xx or a broken connection: the call may or may not have counted
 	refused  int // no connection: the call never reached a node
 }
 
 func newLoad(nodes []*apiNode, pace time.Duration) *load {
-	l := &load{pace: pace, admitted: map[string]map[string]int{}, denied: map[string]int{}}
+	l := &load{pace: pace, admitted: map[string]map[string]int{}, denied: map[string]int{}, times: map[string][]time.Time{}}
 	l.nodes.Store(&nodes)
 	return l
 }
@@ -258,6 +277,7 @@ func (l *load) call(ctx context.Context, client *http.Client, n *apiNode, app st
 			l.admitted[app] = w
 		}
 		w[string(m[1])]++
+		l.times[app] = append(l.times[app], time.Now())
 	case resp.StatusCode == 409:
 		l.denied[app]++
 	default:
@@ -370,4 +390,274 @@ func TestClusterExactLimit(t *testing.T) {
 	if l.unknown > 0 || l.refused > 0 {
 		t.Errorf("%d calls failed and %d were refused; want none in a steady cluster", l.unknown, l.refused)
 	}
+}
+
+// phase runs a paced load on apps over nodes while during runs (given the
+// load, after it started), until every app has seen enough denials.
+func phase(t *testing.T, nodes []*apiNode, apps []string, pace time.Duration, during func(l *load)) *load {
+	t.Helper()
+	l := newLoad(nodes, pace)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.run(ctx, apps); close(done) }()
+	if during != nil {
+		during(l)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		l.mu.Lock()
+		enough := true
+		for _, a := range apps {
+			enough = enough && l.denied[a] >= 200
+		}
+		l.mu.Unlock()
+		if enough {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("apps %v not all past their limit within 90s: admitted %v, denied %v", apps, l.admitted, l.denied)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	return l
+}
+
+// sumMetric adds a metric over nodes.
+func sumMetric(t *testing.T, name string, nodes ...*apiNode) float64 {
+	s := 0.0
+	for _, n := range nodes {
+		s += scrape(t, n, name)
+	}
+	return s
+}
+
+// eventsBy counts the usage units of app's authrep events in the usage
+// topic, by the node that recorded them.
+func (h *clusterHarness) eventsBy(app string) map[string]int64 {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	part := int32(appPartition(app))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(h.brokers, ",")...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{h.topic: {part: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, h.topic)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	end, _ := ends.Lookup(h.topic, part)
+	by := map[string]int64{}
+	var ev event.Event
+	for next := int64(0); next < end.Offset; {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			h.t.Fatalf("reading partition %d: %v", part, ctx.Err())
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			next = r.Offset + 1
+			if err := event.Decode(r.Value, &ev); err != nil || ev.AppID != app || ev.Kind != event.KindAuthrep {
+				return
+			}
+			for _, u := range ev.Usage {
+				by[ev.Node] += u.Value
+			}
+		})
+	}
+	return by
+}
+
+// checkRecorded asserts that ClickHouse holds every unit the clients were
+// admitted, and at most the calls whose outcome they could not know besides.
+func (h *clusterHarness) checkRecorded(t *testing.T, l *load, apps ...string) {
+	t.Helper()
+	acked := 0
+	for _, a := range apps {
+		s, _ := l.total(a)
+		acked += s
+	}
+	got := 0
+	for _, a := range apps {
+		s, _ := l.total(a)
+		got += h.chUsage(a, s)
+	}
+	if got < acked || got > acked+l.unknown {
+		t.Errorf("apps %v: ClickHouse holds %d hits; clients were admitted %d, and %d calls had an unknown outcome", apps, got, acked, l.unknown)
+	}
+}
+
+// TestClusterFaults: under load, an owner SIGKILLed, a node joining and a
+// node draining. Exact limits never admit more than max plus the bound of
+// the unreachable-owner window, computed from what the nodes counted; once
+// the group settles admission is exact again; nothing acknowledged is lost
+// or counted twice.
+func TestClusterFaults(t *testing.T) {
+	h := newClusterHarness(t)
+	n1, n2, n3 := h.startAPI("n1"), h.startAPI("n2"), h.startAPI("n3")
+	nodes := []*apiNode{n1, n2, n3}
+	h.settle(nodes...)
+	// ~150 calls/s in all: 1,000 units take several seconds, so the faults
+	// land while the limit is being spent.
+	const pace = 200 * time.Millisecond
+
+	t.Run("owner killed", func(t *testing.T) {
+		const app = "x3"
+		owner := h.settle(nodes...)[appPartition(app)]
+		var survivors []*apiNode
+		for _, n := range nodes {
+			if n != owner {
+				survivors = append(survivors, n)
+			}
+		}
+		before := sumMetric(t, "sluice_cluster_unreachable_units_total", survivors...)
+		awaitMinuteRoom(40 * time.Second)
+		l := phase(t, nodes, []string{app}, pace, func(l *load) {
+			time.Sleep(1500 * time.Millisecond)
+			owner.p.kill()
+		})
+		unreachable := sumMetric(t, "sluice_cluster_unreachable_units_total", survivors...) - before
+		inKafka := h.eventsBy(app)[owner.name]
+		h.restartAPI(owner) // its ack journal goes to Kafka now
+		for deadline := time.Now().Add(30 * time.Second); scrape(t, owner, "sluice_journal_pending") > 0 || scrape(t, owner, "sluice_spool_bytes") > 0; {
+			if time.Now().After(deadline) {
+				t.Fatal("the restarted owner did not deliver its journal within 30s")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		late := h.eventsBy(app)[owner.name] - inKafka
+		sum, most := l.total(app)
+		bound := clusterMax + int(unreachable) + int(late)
+		t.Logf("owner %s killed: %d admitted (most in a window %d); unreachable-owner units %v, units the owner had not delivered %d: bound %d; refused %d, unknown %d",
+			owner.name, sum, most, unreachable, late, bound, l.refused, l.unknown)
+		if most > bound {
+			t.Errorf("admitted %d in a window, over the bound max + U + D = %d", most, bound)
+		}
+		if unreachable == 0 {
+			t.Errorf("no decision was made while the owner was unreachable: the kill did not land under load")
+		}
+		h.checkRecorded(t, l, app)
+
+		// Settled again: a fresh application is exact.
+		h.settle(nodes...)
+		awaitMinuteRoom(20 * time.Second)
+		l2 := phase(t, nodes, []string{"x4"}, 0, nil)
+		if s, m := l2.total("x4"); m != clusterMax || s != clusterMax*len(l2.admitted["x4"]) {
+			t.Errorf("after the group settled: admitted %v per window, want exactly %d", l2.admitted["x4"], clusterMax)
+		}
+		h.checkRecorded(t, l2, "x4")
+	})
+
+	t.Run("node joining", func(t *testing.T) {
+		apps := []string{"x5", "x6", "x7"}
+		before := sumMetric(t, "sluice_cluster_unreachable_units_total", nodes...)
+		handoffsBefore := sumMetric(t, "sluice_cluster_handoffs_total", nodes...)
+		var n4 *apiNode
+		awaitMinuteRoom(40 * time.Second)
+		l := phase(t, nodes, apps, pace, func(l *load) {
+			time.Sleep(1500 * time.Millisecond)
+			n4 = h.startAPI("n4")
+			all := append(append([]*apiNode{}, nodes...), n4)
+			l.nodes.Store(&all)
+		})
+		all := append(append([]*apiNode{}, nodes...), n4)
+		unreachable := sumMetric(t, "sluice_cluster_unreachable_units_total", all...) - before
+		if sumMetric(t, "sluice_cluster_handoffs_total", all...) == handoffsBefore {
+			t.Error("no partition moved when n4 joined")
+		}
+		for _, a := range apps {
+			sum, most := l.total(a)
+			t.Logf("app %s: %d admitted (most in a window %d), unreachable-owner units %v", a, sum, most, unreachable)
+			if most > clusterMax+int(unreachable) {
+				t.Errorf("app %s: admitted %d in a window, over max + U = %d", a, most, clusterMax+int(unreachable))
+			}
+		}
+		h.checkRecorded(t, l, apps...)
+		nodes = all
+	})
+
+	t.Run("node draining", func(t *testing.T) {
+		apps := []string{"x0", "x1", "x2"}
+		owner := h.settle(nodes...)[appPartition("x0")]
+		var rest []*apiNode
+		for _, n := range nodes {
+			if n != owner {
+				rest = append(rest, n)
+			}
+		}
+		before := sumMetric(t, "sluice_cluster_unreachable_units_total", rest...)
+		awaitMinuteRoom(40 * time.Second)
+		l := phase(t, nodes, apps, pace, func(l *load) {
+			time.Sleep(1500 * time.Millisecond)
+			l.nodes.Store(&rest) // the load balancer stops sending to it
+			owner.p.stop(30 * time.Second)
+		})
+		unreachable := sumMetric(t, "sluice_cluster_unreachable_units_total", rest...) - before
+		for _, a := range apps {
+			sum, most := l.total(a)
+			t.Logf("app %s: %d admitted (most in a window %d), unreachable-owner units %v", a, sum, most, unreachable)
+			if most > clusterMax+int(unreachable) {
+				t.Errorf("app %s: admitted %d in a window, over max + U = %d", a, most, clusterMax+int(unreachable))
+			}
+		}
+		h.checkRecorded(t, l, apps...)
+		h.settle(rest...)
+	})
+}
+
+// mostWithin returns the largest number of ts within any interval of length d.
+func mostWithin(ts []time.Time, d time.Duration) int {
+	ts = append([]time.Time(nil), ts...)
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	most, lo := 0, 0
+	for hi := range ts {
+		for ts[hi].Sub(ts[lo]) > d {
+			lo++
+		}
+		most = max(most, hi-lo+1)
+	}
+	return most
+}
+
+// TestClusterLocalConsistency: a limit with consistency local is decided by
+// whichever node gets the call, without forwarding; its overshoot stays
+// within the stated bound, the admissions made within one replication lag
+// (the longest lag the nodes measured), counted from what the clients saw.
+func TestClusterLocalConsistency(t *testing.T) {
+	h := newClusterHarness(t)
+	nodes := []*apiNode{h.startAPI("n1"), h.startAPI("n2"), h.startAPI("n3")}
+	h.settle(nodes...)
+	apps := []string{"l0", "l1"}
+	forwardedBefore := sumMetric(t, "sluice_cluster_forwarded_total", nodes...)
+	awaitMinuteRoom(30 * time.Second)
+	l := phase(t, nodes, apps, 0, nil)
+	if f := sumMetric(t, "sluice_cluster_forwarded_total", nodes...) - forwardedBefore; f != 0 {
+		t.Errorf("%v calls of local limits were forwarded", f)
+	}
+	lag := 0.0
+	for _, n := range nodes {
+		lag = max(lag, scrape(t, n, "sluice_cluster_projection_lag_max_seconds"))
+	}
+	// Client-side times trail the decisions by a request's return trip.
+	window := time.Duration(lag*float64(time.Second)) + 10*time.Millisecond
+	for _, a := range apps {
+		sum, most := l.total(a)
+		l.mu.Lock()
+		bound := mostWithin(l.times[a], window)
+		windows := len(l.admitted[a])
+		l.mu.Unlock()
+		t.Logf("app %s: %d admitted in %d window(s) (most %d); replication lag %.3fs; admissions within one lag: %d", a, sum, windows, most, lag, bound)
+		if most < clusterMax {
+			t.Errorf("app %s: only %d admitted in a window, want at least max %d", a, most, clusterMax)
+		}
+		if most-clusterMax > bound {
+			t.Errorf("app %s: overshoot %d over the bound %d (admissions within one replication lag of %v)", a, most-clusterMax, bound, window)
+		}
+	}
+	h.checkRecorded(t, l, apps...)
 }

@@ -48,6 +48,7 @@ type Projection struct {
 	applied []atomic.Int64 // next offset to apply, per partition
 	hw      []atomic.Int64 // the partition's high watermark at the last fetch
 	lagMs   []atomic.Int64 // receive-to-apply time of the last record applied, ms
+	maxLag  atomic.Int64   // the longest receive-to-apply time seen, ms
 	events  atomic.Uint64  // events applied
 	own     atomic.Uint64  // own events skipped
 	skipped atomic.Uint64  // undecodable, denied or unknown events
@@ -104,6 +105,11 @@ func (pr *Projection) Applied(p int32) int64 { return pr.applied[p].Load() }
 func (pr *Projection) Lag(p int32) (records int64, last time.Duration) {
 	return max(pr.hw[p].Load()-pr.applied[p].Load(), 0), time.Duration(pr.lagMs[p].Load()) * time.Millisecond
 }
+
+// MaxLag is the longest time from an event's receipt by another node to its
+// application here, since the projection started: the replication lag that
+// bounds the overshoot of local limits.
+func (pr *Projection) MaxLag() time.Duration { return time.Duration(pr.maxLag.Load()) * time.Millisecond }
 
 // WaitApplied waits until partition p has been applied up to offset (that
 // is, every record below it), or ctx ends.
@@ -166,7 +172,11 @@ func (pr *Projection) apply(ap *restore.Applier, snap *catalog.Snapshot, r *kgo.
 		pr.own.Add(1)
 		return
 	}
-	pr.lagMs[r.Partition].Store(max(now-ev.Received, 0))
+	lag := max(now-ev.Received, 0)
+	pr.lagMs[r.Partition].Store(lag)
+	if lag > pr.maxLag.Load() {
+		pr.maxLag.Store(lag) // one writer: the projection goroutine
+	}
 	if ap.Apply(snap, ev, nil) {
 		pr.events.Add(1)
 	} else {
