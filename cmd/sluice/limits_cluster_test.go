@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -660,4 +661,50 @@ func TestClusterLocalConsistency(t *testing.T) {
 		}
 	}
 	h.checkRecorded(t, l, apps...)
+}
+
+var joinLine = regexp.MustCompile(`sluice serve --roles api --kafka (\S+) --clickhouse (\S+) --listen`)
+
+// TestDevClusterReadme: the README's "Running a cluster" on one machine: a
+// dev instance with --kafka-listen prints how another API node joins; the
+// node started that way learns the demo tenant from the broker, and the two
+// share the demo plan's 100 hits a minute.
+func TestDevClusterReadme(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts ClickHouse and an embedded broker")
+	}
+	listen := freeAddr(t)
+	url, out, _, stop := startDevOut(t, filepath.Join(t.TempDir(), "data"), listen, "--kafka-listen", freeAddr(t))
+	defer stop()
+	m := joinLine.FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("dev did not print how a node joins:\n%s", out.String())
+	}
+	second := freeAddr(t)
+	errs := startServe(t, "serve", "--roles", "api", "--kafka", m[1], "--clickhouse", m[2], "--listen", second,
+		"--data-dir", t.TempDir(), "--node", "n2")
+	waitReady(t, listen)
+	waitReady(t, second)
+	awaitMinuteRoom(20 * time.Second)
+	byNode := map[string]int{}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < 150; i++ {
+		u := url
+		if i%2 == 1 {
+			u = strings.Replace(url, listen, second, 1)
+		}
+		code, body := get(t, u)
+		if code == 403 && time.Now().Before(deadline) {
+			i-- // the second node has not read the demo tenant yet
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if code != 200 && code != 409 {
+			t.Fatalf("authrep %d: %d %s\n%s", i, code, body, errs.String())
+		}
+		byNode[fmt.Sprint(i%2, code)]++
+	}
+	if admitted := byNode["0 200"] + byNode["1 200"]; admitted != 100 {
+		t.Errorf("admitted %d of 150 calls over two nodes (%v), want the plan's 100", admitted, byNode)
+	}
 }
