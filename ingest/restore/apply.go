@@ -27,6 +27,11 @@ type Applier struct {
 // Decode decodes one record value into the Applier's event, valid until the
 // next call.
 func (a *Applier) Decode(value []byte) (*event.Event, error) {
+	if a.dec.MaxStrings == 0 {
+		// Room for the ids of a million applications, so that a stream over
+		// all of them does not clear the intern table and allocate again.
+		a.dec.MaxStrings = 1 << 21
+	}
 	if err := a.dec.Decode(value, &a.ev); err != nil {
 		return nil, err
 	}
