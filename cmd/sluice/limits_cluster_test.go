@@ -200,7 +200,7 @@ type load struct {
 
 	mu       sync.Mutex
 	admitted map[string]map[string]int // app -> minute window start -> 200s
-	times    map[string][]time.Time       // app -> when each 200 arrived
+	times    map[string][]time.Time    // app -> when each 200 arrived
 	denied   map[string]int
 	unknown  int // 5xx or a broken connection: the call may or may not have counted
 	refused  int // no connection: the call never reached a node

@@ -109,7 +109,9 @@ func (pr *Projection) Lag(p int32) (records int64, last time.Duration) {
 // MaxLag is the longest time from an event's receipt by another node to its
 // application here, since the projection started: the replication lag that
 // bounds the overshoot of local limits.
-func (pr *Projection) MaxLag() time.Duration { return time.Duration(pr.maxLag.Load()) * time.Millisecond }
+func (pr *Projection) MaxLag() time.Duration {
+	return time.Duration(pr.maxLag.Load()) * time.Millisecond
+}
 
 // WaitApplied waits until partition p has been applied up to offset (that
 // is, every record below it), or ctx ends.
