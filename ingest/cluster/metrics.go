@@ -11,6 +11,7 @@ type nodeMetrics struct {
 	forwarded            *metrics.Counter
 	forwardErrors        *metrics.Counter
 	forwardLatency       *metrics.Histogram
+	relayed              *metrics.Counter
 	notOwner             *metrics.Counter
 	callsWaited          *metrics.Counter
 	handoffTimeouts      *metrics.Counter
@@ -26,6 +27,7 @@ func (m *nodeMetrics) register(r *metrics.Registry, n *Node) {
 	m.forwarded = r.Counter("sluice_cluster_forwarded_total", "Calls forwarded to their partition's owner and relayed back.")
 	m.forwardErrors = r.Counter("sluice_cluster_forward_errors_total", "Forwards whose connection broke after the request was sent (answered 503).")
 	m.forwardLatency = r.Histogram("sluice_cluster_forward_duration_seconds", "Round trip of a forwarded call to its owner.", metrics.DefaultLatencyBuckets)
+	m.relayed = r.Counter("sluice_cluster_relayed_total", "Calls other nodes forwarded to this node as their owner, decided here and answered back.")
 	m.notOwner = r.Counter("sluice_cluster_not_owner_total", "Forwarded calls this node received for partitions it does not own (the forwarder retries).")
 	m.callsWaited = r.Counter("sluice_cluster_calls_waited_total", "Calls that waited for a partition handoff before they were decided.")
 	m.handoffTimeouts = r.Counter("sluice_cluster_handoff_timeouts_total", "Calls answered 503 because no owner could decide them within --handoff-timeout.")

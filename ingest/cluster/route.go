@@ -61,6 +61,9 @@ func (n *Node) Route(ctx *fasthttp.RequestCtx, svc *catalog.Service, app *catalo
 			if waited {
 				n.m.callsWaited.Inc()
 			}
+			if forwarded {
+				n.m.relayed.Inc()
+			}
 			return p, smapi.Decide
 		}
 		n.inflight[p].Add(-1)
