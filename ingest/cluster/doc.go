@@ -73,7 +73,9 @@
 //
 // A node whose forward cannot connect to the owner (killed, cut off) before
 // the group has moved the owner's partitions (within the group session
-// timeout, 6 s) decides the call itself from its projection when
+// timeout, 6 s), or that cannot itself read the group's assignments for 3 s
+// (Kafka unreachable from it, so that it has lost its own partitions and
+// knows no owner), decides the call itself from its projection when
 // Options.OwnerUnreachable is Local (the default), counting the decision in
 // sluice_cluster_unreachable_decisions_total and the units it admitted in
 // sluice_cluster_unreachable_units_total; with Refuse it answers 503. A

@@ -109,6 +109,7 @@ type Node struct {
 	state    []atomic.Int32
 	inflight []atomic.Int64
 	dir      atomic.Pointer[[]string] // owner address per partition, "" none
+	dirOK    atomic.Int64             // unix ns of the last successful directory refresh
 	refresh  chan struct{}
 	fwd      forwarder
 	m        nodeMetrics
@@ -377,6 +378,19 @@ func (n *Node) refreshDirectory() {
 		}
 	}
 	n.dir.Store(&dir)
+	n.dirOK.Store(time.Now().UnixNano())
+}
+
+// cutOffAfter is how long the directory may fail to refresh before the node
+// counts itself cut off from the group.
+const cutOffAfter = 3 * directoryRefresh
+
+// cutOff reports whether this node has not been able to read the group's
+// assignments for cutOffAfter: Kafka is unreachable from here, so no owner
+// is known for the partitions this node does not hold.
+func (n *Node) cutOff() bool {
+	last := n.dirOK.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) > cutOffAfter
 }
 
 // owner returns the directory's owner of p, "" if none.

@@ -68,12 +68,16 @@ func (n *Node) Route(ctx *fasthttp.RequestCtx, svc *catalog.Service, app *catalo
 		}
 		n.inflight[p].Add(-1)
 		switch {
-		case st == catchingUp || st == revoking:
-			// The rule's wait: the partition is moving to or from here.
 		case forwarded:
 			n.m.notOwner.Inc()
 			ctx.Response.Header.SetBytesKV(hdrNotOwner, valueYes)
 			return tokenNone, smapi.Unavailable
+		case n.cutOff():
+			// This node cannot see the group (Kafka unreachable from here):
+			// it cannot know the owner, as when the owner is unreachable.
+			return n.ownerUnreachable()
+		case st == catchingUp || st == revoking:
+			// The rule's wait: the partition is moving to or from here.
 		default:
 			owner := n.owner(p)
 			if owner == "" || owner == n.o.Advertise {
@@ -84,12 +88,7 @@ func (n *Node) Route(ctx *fasthttp.RequestCtx, svc *catalog.Service, app *catalo
 			case relayed:
 				return tokenNone, smapi.Answered
 			case unreachable:
-				n.m.unreachable.Inc()
-				if n.o.OwnerUnreachable == Local {
-					n.m.unreachableDecisions.Inc()
-					return tokenUnreachable, smapi.Decide
-				}
-				return tokenNone, smapi.Unavailable
+				return n.ownerUnreachable()
 			case broken:
 				return tokenNone, smapi.Unavailable
 			case stale:
@@ -103,6 +102,16 @@ func (n *Node) Route(ctx *fasthttp.RequestCtx, svc *catalog.Service, app *catalo
 		waited = true
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// ownerUnreachable applies the owner-unreachable policy to a call.
+func (n *Node) ownerUnreachable() (int32, smapi.Verdict) {
+	n.m.unreachable.Inc()
+	if n.o.OwnerUnreachable == Local {
+		n.m.unreachableDecisions.Inc()
+		return tokenUnreachable, smapi.Decide
+	}
+	return tokenNone, smapi.Unavailable
 }
 
 // Done ends a decision Route let this node make; units is the usage it
