@@ -75,7 +75,9 @@
 // the group has moved the owner's partitions (within the group session
 // timeout, 6 s), or that cannot itself read the group's assignments for 3 s
 // (Kafka unreachable from it, so that it has lost its own partitions and
-// knows no owner), decides the call itself from its projection when
+// knows no owner), or whose own session expired and whose lost partitions
+// have no caught-up owner yet, decides the call itself from its projection
+// when
 // Options.OwnerUnreachable is Local (the default), counting the decision in
 // sluice_cluster_unreachable_decisions_total and the units it admitted in
 // sluice_cluster_unreachable_units_total; with Refuse it answers 503. A

@@ -108,11 +108,15 @@ type Node struct {
 
 	state    []atomic.Int32
 	inflight []atomic.Int64
-	dir      atomic.Pointer[[]string] // owner address per partition, "" none
-	dirOK    atomic.Int64             // unix ns of the last successful directory refresh
-	refresh  chan struct{}
-	fwd      forwarder
-	m        nodeMetrics
+	// orphan marks partitions this node lost without handing them over (its
+	// group session expired): until it owns them again, no owner can be
+	// known to have caught up on them.
+	orphan  []atomic.Bool
+	dir     atomic.Pointer[[]string] // owner address per partition, "" none
+	dirOK   atomic.Int64             // unix ns of the last successful directory refresh
+	refresh chan struct{}
+	fwd     forwarder
+	m       nodeMetrics
 
 	joined     chan struct{} // closed after the first assignment
 	joinedOnce sync.Once
@@ -145,6 +149,7 @@ func New(o Options) (*Node, error) {
 		joined:   make(chan struct{}),
 		state:    make([]atomic.Int32, o.Partitions),
 		inflight: make([]atomic.Int64, o.Partitions),
+		orphan:   make([]atomic.Bool, o.Partitions),
 	}
 	empty := make([]string, n.n)
 	n.dir.Store(&empty)
@@ -265,6 +270,7 @@ func (n *Node) assigned(ctx context.Context, _ *kgo.Client, m map[string][]int32
 			continue
 		}
 		n.state[p].Store(owned)
+		n.orphan[p].Store(false)
 	}
 	n.m.handoffs.Inc()
 	n.m.handoffWait.ObserveDuration(time.Since(began))
@@ -311,6 +317,7 @@ func (n *Node) giveUp(ctx context.Context, ps []int32, flush bool) {
 	}
 	for _, p := range ps {
 		if int(p) < n.n {
+			n.orphan[p].Store(!flush)
 			n.state[p].Store(notOwned)
 		}
 	}

@@ -76,6 +76,10 @@ func (n *Node) Route(ctx *fasthttp.RequestCtx, svc *catalog.Service, app *catalo
 			// This node cannot see the group (Kafka unreachable from here):
 			// it cannot know the owner, as when the owner is unreachable.
 			return n.ownerUnreachable()
+		case n.orphan[p].Load() && (st == catchingUp || n.owner(p) == "" || n.owner(p) == n.o.Advertise):
+			// Lost by this node's expired session and not yet decided by
+			// anyone who caught up: as with an unreachable owner.
+			return n.ownerUnreachable()
 		case st == catchingUp || st == revoking:
 			// The rule's wait: the partition is moving to or from here.
 		default:
