@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/ingest/cluster"
 	"github.com/sluice-dev/sluice/ingest/configlog"
 	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
 	"github.com/sluice-dev/sluice/ingest/kafka"
@@ -44,11 +45,65 @@ func commonFlags(fs *flag.FlagSet, cfg *nodeConfig) {
 	cfg.TopicPartitions = defaultUsagePartitions
 	fs.Var((*partitionsFlag)(&cfg.TopicPartitions), "topic-partitions", "partitions of the usage topic when Sluice creates it (an existing topic is left as it is)")
 	fs.StringVar(&cfg.Database, "database", chschema.DefaultDatabase, "ClickHouse database")
-	fs.StringVar(&cfg.Region, "region", "local", "region recorded on usage events")
+	fs.StringVar(&cfg.Region, "region", "local", "region of this node: recorded on usage events; the API nodes of a region share limits (Kafka group sluice-api-REGION)")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "HOST:PORT where the other API nodes of the region reach this node's --listen (default: the listen address, with this host's name when it listens on all interfaces)")
+	fs.DurationVar(&cfg.HandoffTimeout, "handoff-timeout", cluster.DefaultHandoffTimeout, "how long a call waits while its application's partition moves between API nodes before it gets 503 with Retry-After")
+	fs.Var((*unreachableFlag)(&cfg.OwnerUnreachable), "owner-unreachable", "when an application's owning API node cannot be reached: local (decide from this node's counters, counted in /metrics) or refuse (503)")
 	fs.StringVar(&cfg.Node, "node", hostname(), "node name recorded on usage events and used as the rollup's static member id")
 	fs.Int64Var(&cfg.SpoolMax, "spool-max-bytes", 1<<30, "bound of the on-disk event spool used while Kafka is unreachable")
 	fs.Var((*policyFlag)(&cfg.FullPolicy), "spool-full", "when the spool is full: refuse (answer 503) or drop (count and drop)")
 	fs.BoolVar(&cfg.Raw, "raw-events", false, "rollup also stores every raw event in ClickHouse")
+}
+
+// clusterDefaults validates the cluster flags and fills --advertise from
+// --listen.
+func clusterDefaults(cfg *nodeConfig) error {
+	if !validRegion(cfg.Region) {
+		return usageError{fmt.Sprintf("--region %q: use 1-64 letters, digits, '.', '_' or '-'", cfg.Region)}
+	}
+	if cfg.HandoffTimeout <= 0 {
+		return usageError{"--handoff-timeout must be positive"}
+	}
+	if cfg.Advertise == "" {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return usageError{fmt.Sprintf("--listen %q: %v", cfg.Listen, err)}
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			host = hostname()
+		}
+		cfg.Advertise = net.JoinHostPort(host, port)
+	}
+	if _, _, err := net.SplitHostPort(cfg.Advertise); err != nil {
+		return usageError{fmt.Sprintf("--advertise %q: %v", cfg.Advertise, err)}
+	}
+	return nil
+}
+
+func validRegion(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// unreachableFlag parses --owner-unreachable.
+type unreachableFlag cluster.Policy
+
+func (f *unreachableFlag) String() string { return cluster.Policy(*f).String() }
+
+func (f *unreachableFlag) Set(s string) error {
+	p, err := cluster.ParsePolicy(s)
+	if err != nil {
+		return err
+	}
+	*f = unreachableFlag(p)
+	return nil
 }
 
 // policyFlag parses --spool-full with the producer's own parser.
@@ -107,17 +162,29 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *s
 	fs.SetOutput(stderr)
 	cfg := nodeConfig{Demo: true, CH: chAuth{User: "default"}}
 	commonFlags(fs, &cfg)
+	kafkaListen := fs.String("kafka-listen", "", "pin the embedded broker to 127.0.0.1:PORT (default a free port), so that `sluice serve` nodes can join this instance; the configuration then lives on the broker's config topic")
 	fs.Usage = flagenv.Usage(fs, "sluice dev [flags]")
 	if err := flagenv.Parse(fs, args); err != nil {
 		return err
 	}
 	cfg.Roles, _ = parseRoles("all")
+	if err := clusterDefaults(&cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
 
-	brokerPort, err := freePort()
-	if err != nil {
+	var brokerPort int
+	var err error
+	if *kafkaListen != "" {
+		// A pinned broker address is for other nodes to join: they share
+		// the configuration through the broker's config topic.
+		if brokerPort, err = listenPort(*kafkaListen); err != nil {
+			return usageError{fmt.Sprintf("--kafka-listen: %v", err)}
+		}
+		cfg.ConfigLog, cfg.ConfigTopic = configLogKafka, kafkalog.DefaultTopic
+	} else if brokerPort, err = freePort(); err != nil {
 		return err
 	}
 	cluster, err := kfake.NewCluster(
@@ -140,6 +207,8 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *s
 	defer ch.Stop()
 	cfg.ClickHouse = ch.Addr()
 	log.Info("local ClickHouse running", "addr", ch.Addr(), "dir", filepath.Join(cfg.DataDir, "clickhouse"))
+	fmt.Fprintf(stdout, "Kafka (embedded broker): %s\nClickHouse (native):     %s\nAnother API node joins with:\n  sluice serve --roles api --kafka %s --clickhouse %s --listen 127.0.0.1:PORT --data-dir DIR\n",
+		strings.Join(cfg.Brokers, ","), ch.Addr(), strings.Join(cfg.Brokers, ","), ch.Addr())
 	if err := migrate(ctx, cfg.CH, cfg.ClickHouse, cfg.Database); err != nil {
 		return err
 	}
@@ -167,6 +236,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 		return err
 	}
 	cfg.Brokers = splitList(*brokers)
+	if err := clusterDefaults(&cfg); err != nil {
+		return err
+	}
 	if cfg.ConfigLog != configLogKafka && cfg.ConfigLog != configLogFile {
 		return usageError{fmt.Sprintf("--config-log must be kafka or file, not %q", cfg.ConfigLog)}
 	}
@@ -285,6 +357,23 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// listenPort parses the port of a loopback HOST:PORT for the embedded
+// broker, which listens on 127.0.0.1.
+func listenPort(addr string) (int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	if host != "" && host != "127.0.0.1" && host != "localhost" {
+		return 0, fmt.Errorf("the embedded broker listens on 127.0.0.1 only, not %q", host)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n <= 0 || n > 65535 {
+		return 0, fmt.Errorf("bad port %q", port)
+	}
+	return n, nil
 }
 
 func freePort() (int, error) {

@@ -18,8 +18,10 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/admin"
 	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/cluster"
 	"github.com/sluice-dev/sluice/ingest/configlog"
 	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/ingest/restore"
 	"github.com/sluice-dev/sluice/ingest/rollup"
@@ -61,6 +63,11 @@ type nodeConfig struct {
 	ConfigLog       string // configLogFile or configLogKafka
 	ConfigTopic     string
 	QueryTimeout    time.Duration
+	// Cluster: where the other API nodes reach this one, how long calls wait
+	// for a partition handoff, and what to do when an owner is unreachable.
+	Advertise        string
+	HandoffTimeout   time.Duration
+	OwnerUnreachable cluster.Policy
 }
 
 // Where the configuration change log lives.
@@ -191,71 +198,9 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 	}
 
 	if cfg.Roles[roleAPI] {
-		producer, err := kafka.New(kafka.Options{
-			Brokers:       cfg.Brokers,
-			Topic:         cfg.Topic,
-			SpoolDir:      filepath.Join(cfg.DataDir, "spool"),
-			SpoolMaxBytes: cfg.SpoolMax,
-			FullPolicy:    cfg.FullPolicy,
-			Logger:        log.With("role", "producer"),
-		})
-		if err != nil {
-			return fmt.Errorf("usage producer: %w", err)
-		}
-		cleanups = append(cleanups, func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			if err := producer.Close(cctx); err != nil {
-				log.Error("usage producer: close", "err", err)
-			}
-		})
-		registerProducerMetrics(reg, producer)
-
-		clock := limiter.NewCoarseClock(time.Millisecond)
-		cleanups = append(cleanups, clock.Stop)
-		lim := limiter.New(limiter.Options{Clock: clock.Now, HugePages: true})
-		sweepCtx, stopSweep := context.WithCancel(context.Background())
-		cleanups = append(cleanups, stopSweep)
-		go sweep(sweepCtx, lim)
-
-		var ready atomic.Bool
-		api := smapi.New(smapi.Options{
-			Ready:   ready.Load,
-			Catalog: proj.Store(),
-			Limiter: lim,
-			Sink:    producer,
-			Clock:   clock.Now,
-			Region:  cfg.Region,
-			Node:    cfg.Node,
-			Version: version,
-			Metrics: reg,
-		})
-		adm := admin.New(proj, log.With("role", "admin"), 0)
-		srv := smapi.NewServer(route(api, adm))
-		ln, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-		}
-		go func() {
-			if err := srv.Serve(ln); err != nil {
-				errc <- fmt.Errorf("serve %s: %w", cfg.Listen, err)
-			}
-		}()
-		cleanups = append(cleanups, func() {
-			if err := srv.ShutdownWithContext(context.Background()); err != nil {
-				log.Error("http shutdown", "err", err)
-			}
-		})
-		log.Info("api role listening; /status answers starting until counters are restored", "addr", ln.Addr().String(),
-			"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix)
-		if err := ensureUsageTopic(ctx, cfg, log); err != nil {
+		if err := runAPI(ctx, cfg, proj, reg, errc, &cleanups, log); err != nil {
 			return err
 		}
-		if err := restoreCounters(ctx, cfg, lim, proj.Store(), clock.Now(), log); err != nil {
-			return err
-		}
-		ready.Store(true)
-		log.Info("api role ready")
 	}
 
 	select {
@@ -265,6 +210,129 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 	case err := <-errc:
 		return err
 	}
+}
+
+// runAPI starts the API role: the usage producer, the limiter, the
+// Service Management and admin APIs on --listen, the counter restore and
+// the node's membership in its region's cluster. It returns once the node is
+// ready; cleanups receives what stops it, in start order.
+func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg *metrics.Registry, errc chan<- error, cleanups *[]func(), log *slog.Logger) error {
+	partitions, err := ensureUsageTopic(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	producer, err := kafka.New(kafka.Options{
+		Brokers:       cfg.Brokers,
+		Topic:         cfg.Topic,
+		Partitions:    int32(partitions),
+		SpoolDir:      filepath.Join(cfg.DataDir, "spool"),
+		SpoolMaxBytes: cfg.SpoolMax,
+		FullPolicy:    cfg.FullPolicy,
+		Logger:        log.With("role", "producer"),
+	})
+	if err != nil {
+		return fmt.Errorf("usage producer: %w", err)
+	}
+	*cleanups = append(*cleanups, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := producer.Close(cctx); err != nil {
+			log.Error("usage producer: close", "err", err)
+		}
+	})
+	registerProducerMetrics(reg, producer)
+
+	clock := limiter.NewCoarseClock(time.Millisecond)
+	*cleanups = append(*cleanups, clock.Stop)
+	lim := limiter.New(limiter.Options{Clock: clock.Now, HugePages: true})
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	*cleanups = append(*cleanups, stopSweep)
+	go sweep(sweepCtx, lim)
+
+	node, err := cluster.New(cluster.Options{
+		Brokers:          cfg.Brokers,
+		Topic:            cfg.Topic,
+		Region:           cfg.Region,
+		Advertise:        cfg.Advertise,
+		Partitions:       partitions,
+		Flush:            producer.FlushPartitions,
+		HandoffTimeout:   cfg.HandoffTimeout,
+		OwnerUnreachable: cfg.OwnerUnreachable,
+		Metrics:          reg,
+		Logger:           log.With("role", "cluster"),
+	})
+	if err != nil {
+		return err
+	}
+	ids := event.NewIDGenerator()
+	var ready atomic.Bool
+	api := smapi.New(smapi.Options{
+		Ready:   ready.Load,
+		Catalog: proj.Store(),
+		Limiter: lim,
+		Sink:    producer,
+		Clock:   clock.Now,
+		Region:  cfg.Region,
+		Node:    cfg.Node,
+		Version: version,
+		Metrics: reg,
+		Router:  node,
+		IDs:     ids,
+		Status:  node.AppendStatus,
+	})
+	adm := admin.New(proj, log.With("role", "admin"), 0)
+	srv := smapi.NewServer(route(api, adm))
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil {
+			errc <- fmt.Errorf("serve %s: %w", cfg.Listen, err)
+		}
+	}()
+	var pr *cluster.Projection
+	*cleanups = append(*cleanups, func() {
+		// Drain: hand the partitions over first (their calls are forwarded
+		// to the new owners meanwhile), then stop the listener, then the
+		// projection; the producer closes after this.
+		node.Close()
+		if err := srv.ShutdownWithContext(context.Background()); err != nil {
+			log.Error("http shutdown", "err", err)
+		}
+		if pr != nil {
+			pr.Close()
+		}
+	})
+	log.Info("api role listening; /status answers starting until counters are restored", "addr", ln.Addr().String(),
+		"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix)
+	ends, err := restoreCounters(ctx, cfg, lim, proj.Store(), clock.Now(), log)
+	if err != nil {
+		return err
+	}
+	pr, err = cluster.NewProjection(cluster.ProjectionOptions{
+		Brokers: cfg.Brokers,
+		Topic:   cfg.Topic,
+		From:    ends,
+		Limiter: lim,
+		Catalog: proj.Store(),
+		Own:     ids.Prefix(),
+		Logger:  log.With("role", "projection"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := node.Start(pr); err != nil {
+		return err
+	}
+	select {
+	case <-node.Joined():
+	case <-ctx.Done():
+		return nil
+	}
+	ready.Store(true)
+	log.Info("api role ready", "region", cfg.Region, "advertise", cfg.Advertise, "owned partitions", len(node.Owned()))
+	return nil
 }
 
 // serveHealth answers a liveness probe: the process is up.
@@ -312,41 +380,44 @@ func startOpsListener(addr string, reg *metrics.Registry, errc chan<- error, log
 }
 
 // ensureUsageTopic creates the usage topic when it does not exist yet, with
-// --topic-partitions partitions and the broker's default replication factor.
-// Without it a fresh cluster has no usage topic, or one a broker auto-created
-// with its default of one partition, which no consumer group can share.
-func ensureUsageTopic(ctx context.Context, cfg nodeConfig, log *slog.Logger) error {
+// --topic-partitions partitions and the broker's default replication factor,
+// and returns its partition count. Without it a fresh cluster has no usage
+// topic, or one a broker auto-created with its default of one partition,
+// which no consumer group can share.
+func ensureUsageTopic(ctx context.Context, cfg nodeConfig, log *slog.Logger) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
 	if err != nil {
-		return fmt.Errorf("usage topic: kafka client: %w", err)
+		return 0, fmt.Errorf("usage topic: kafka client: %w", err)
 	}
 	defer cl.Close()
 	n, created, err := kafkatopic.Ensure(ctx, kadm.NewClient(cl), cfg.Topic, cfg.TopicPartitions, -1, nil)
 	if err != nil {
-		return fmt.Errorf("usage topic: %w", err)
+		return 0, fmt.Errorf("usage topic: %w", err)
 	}
 	if created {
 		log.Info("usage topic created", "topic", cfg.Topic, "partitions", n)
 	} else if n != int(cfg.TopicPartitions) {
 		log.Info("usage topic exists; --topic-partitions applies only when creating it", "topic", cfg.Topic, "partitions", n)
 	}
-	return nil
+	return n, nil
 }
 
 // restoreCounters rebuilds the limiter from ClickHouse's open-window sums and
-// the Kafka tail after them (invariant 3), before the API answers.
-func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, store *catalog.Store, now time.Time, log *slog.Logger) error {
-	if cfg.ClickHouse == "" {
-		log.Warn("no --clickhouse: limiter counters start empty (not restored)")
-		return nil
-	}
+// the Kafka tail after them (invariant 3), before the API answers. It
+// returns the end offsets the counters hold every record below, where the
+// cluster projection takes over.
+func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, store *catalog.Store, now time.Time, log *slog.Logger) (map[int32]int64, error) {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
+	if cfg.ClickHouse == "" {
+		log.Warn("no --clickhouse: limiter counters start empty (not restored)")
+		return endOffsets(rctx, cfg)
+	}
 	conn, err := cfg.CH.open(rctx, cfg.ClickHouse)
 	if err != nil {
-		return fmt.Errorf("restore counters: %w", err)
+		return nil, fmt.Errorf("restore counters: %w", err)
 	}
 	defer conn.Close()
 	st, err := restore.Restore(rctx, restore.Options{
@@ -360,10 +431,29 @@ func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, 
 		Logger:   log.With("role", "restore"),
 	})
 	if err != nil {
-		return fmt.Errorf("restore counters: %w", err)
+		return nil, fmt.Errorf("restore counters: %w", err)
 	}
 	log.Info("limiter counters restored", "seeded", st.Seeded, "replayed", st.Replayed, "skipped", st.Skipped, "records", st.Records, "took", st.Duration)
-	return nil
+	return st.Ends, nil
+}
+
+// endOffsets lists the usage topic's end offsets.
+func endOffsets(ctx context.Context, cfg nodeConfig) (map[int32]int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	if err != nil {
+		return nil, fmt.Errorf("usage topic: kafka client: %w", err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, cfg.Topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", cfg.Topic, err)
+	}
+	m := make(map[int32]int64)
+	ends.Each(func(o kadm.ListedOffset) { m[o.Partition] = o.Offset })
+	return m, nil
 }
 
 // route sends admin paths to the admin API and /health to a liveness answer;

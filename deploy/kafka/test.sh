@@ -8,7 +8,8 @@
 #
 # Env: GO (default go), SLUICE_KAFKA_PORT (default 19092), plus start.sh's.
 # The tests that read SLUICE_KAFKA_BROKERS are TestExternalBroker in
-# ingest/kafka and, in ingest/rollup, every test that calls startKafka.
+# ingest/kafka, in ingest/rollup every test that calls startKafka, and the
+# cluster tests of cmd/sluice (API processes sharing limits).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,5 +32,6 @@ SLUICE_KAFKA_BROKERS=$addr "$gobin" test -count=1 -run 'External' ./ingest/kafka
 SLUICE_KAFKA_BROKERS=$addr "$gobin" test -count=1 -run 'Consumer|Crash|Rebalance|ClickHouseOutage' ./ingest/rollup || status=$?
 SLUICE_KAFKA_BROKERS=$addr "$gobin" test -count=1 ./ingest/configlog/kafkalog || status=$?
 SLUICE_KAFKA_BROKERS=$addr "$gobin" test -count=1 -run 'External' ./internal/kafkatopic || status=$?
+SLUICE_KAFKA_BROKERS=$addr "$gobin" test -count=1 -run 'TestCluster' ./cmd/sluice || status=$?
 echo "tests against $addr took $((SECONDS - t1))s" >&2
 exit "$status"

@@ -656,3 +656,32 @@ func BenchmarkPutLimit(b *testing.B) {
 		}
 	}
 }
+
+// TestLimitConsistency: a limit's consistency is set and read through the
+// admin API, decides whether the plan is exact, and is validated.
+func TestLimitConsistency(t *testing.T) {
+	e := newEnv(t)
+	limits := v1 + "/services/" + acmeSvc + "/plans/basic/limits"
+	exact := func() bool { return e.proj.Store().Load().Services[acmeSvc].Plans["basic"].Exact }
+	if !exact() {
+		t.Fatal("a plan whose limits do not say is not exact")
+	}
+	for _, l := range e.doc().Tenant("acme").Service(acmeSvc).Plan("basic").Limits {
+		e.expect("PUT", limits+"/"+l.Metric+"/"+url.PathEscape(l.Period), acmeTok, `{"consistency":"local"}`, 200, "")
+	}
+	if exact() {
+		t.Error("a plan whose limits are all local is exact")
+	}
+	r := e.expect("GET", limits+"/hits/minute", acmeTok, "", 200, "")
+	if m := r.json(t); m["consistency"] != "local" {
+		t.Errorf("limit: %s", r.body)
+	}
+	e.expect("POST", limits, acmeTok, `{"metric":"hits","period":"day","max":5,"consistency":"exact"}`, 201, "")
+	if !exact() {
+		t.Error("a plan with an exact limit is not exact")
+	}
+	r = e.expect("PUT", limits+"/hits/day", acmeTok, `{"consistency":"eventual"}`, 422, "invalid_config")
+	if got := details(t, r); len(got) != 1 || !strings.Contains(got[0], `consistency: unknown consistency "eventual"`) {
+		t.Errorf("details %q", got)
+	}
+}

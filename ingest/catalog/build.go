@@ -328,6 +328,7 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry, path string) (*
 				return nil, err // Validate has checked it; defensive
 			}
 			p.Limits[li] = limiter.Limit{Metric: s.MetricIndex[l.Metric], Period: per, Max: l.Max}
+			p.Exact = p.Exact || l.Consistency != ConsistencyLocal
 		}
 		s.Plans[p.ID] = p
 	}

@@ -481,6 +481,8 @@ func (d *decoder) limit(n *node, path string, l *LimitSpec) {
 			l.Period = d.str(v, p)
 		case "max":
 			l.Max = d.integer(v, p)
+		case "consistency":
+			l.Consistency = d.str(v, p)
 		default:
 			return false
 		}

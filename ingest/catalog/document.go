@@ -61,11 +61,21 @@ type PlanSpec struct {
 
 // LimitSpec is one usage limit of a plan: at most Max units of Metric per
 // Period (minute, hour, day, week, month, year, eternity or sliding:<duration>).
+// Consistency says how the API nodes of a cluster decide it: exact (empty
+// means exact: the application's owner decides every call) or local (every
+// node decides from its own projection of the usage log).
 type LimitSpec struct {
-	Metric string `yaml:"metric" json:"metric"`
-	Period string `yaml:"period" json:"period"`
-	Max    int64  `yaml:"max" json:"max"`
+	Metric      string `yaml:"metric" json:"metric"`
+	Period      string `yaml:"period" json:"period"`
+	Max         int64  `yaml:"max" json:"max"`
+	Consistency string `yaml:"consistency,omitempty" json:"consistency,omitempty"`
 }
+
+// Limit consistencies.
+const (
+	ConsistencyExact = "exact"
+	ConsistencyLocal = "local"
+)
 
 // AppSpec is one application of a service. Empty State means active.
 type AppSpec struct {
@@ -95,6 +105,13 @@ func (l LimitSpec) MarshalYAML() (any, error) {
 	add("metric", &m)
 	add("period", &p)
 	add("max", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: fmt.Sprint(l.Max)})
+	if l.Consistency != "" {
+		var c yaml.Node
+		if err := c.Encode(l.Consistency); err != nil {
+			return nil, err
+		}
+		add("consistency", &c)
+	}
 	return n, nil
 }
 

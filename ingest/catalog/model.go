@@ -133,6 +133,9 @@ type Plan struct {
 	ID     string
 	Name   string
 	Limits []limiter.Limit // compiled, in the order the plan declares them
+	// Exact is true when a limit has consistency exact: in a cluster the
+	// application's owner decides its calls.
+	Exact bool
 }
 
 // App is one application (a consumer of the service) with its credentials.

@@ -424,6 +424,11 @@ func (v *validator) plans(p string, ps []PlanSpec, metrics map[string]int) planI
 			if l.Max < 0 {
 				v.add(field(lp, "max"), "max must be >= 0, got %d", l.Max)
 			}
+			switch l.Consistency {
+			case "", ConsistencyExact, ConsistencyLocal:
+			default:
+				v.add(field(lp, "consistency"), "unknown consistency %q (want exact or local)", l.Consistency)
+			}
 			if okMetric && err == nil {
 				k := lkey{l.Metric, per}
 				if j, dup := limits[k]; dup {

@@ -26,6 +26,10 @@ func NewIDGenerator() *IDGenerator {
 	return g
 }
 
+// Prefix returns the random first 8 bytes every id of this generator starts
+// with: the events of one process are recognised by it.
+func (g *IDGenerator) Prefix() [8]byte { return g.prefix }
+
 // Next returns a new id. It is safe for concurrent use and never allocates.
 func (g *IDGenerator) Next() [16]byte {
 	var id [16]byte

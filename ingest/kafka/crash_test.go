@@ -535,7 +535,7 @@ func TestRecoveryWhileBrokerDown(t *testing.T) {
 func produceDirect(t *testing.T, brokers []string, evs []event.Event) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(testTopic),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.KafkaHasher(hashKey))))
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.PartitionerHasher(partitionOf))))
 	if err != nil {
 		t.Fatal(err)
 	}

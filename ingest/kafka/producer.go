@@ -126,6 +126,10 @@ type Options struct {
 	// ClientOpts are extra franz-go options, applied after Sluice's (for
 	// TLS, SASL, client id, ...).
 	ClientOpts []kgo.Opt
+	// Partitions is the usage topic's partition count. With it the producer
+	// tracks, per partition, the events it handed to Kafka and those Kafka
+	// acknowledged, for FlushPartitions. Zero disables that tracking.
+	Partitions int32
 }
 
 func (o *Options) setDefaults() error {
@@ -256,12 +260,15 @@ type Producer struct {
 	lastJournalLog                                              atomic.Int64
 
 	// Offset checkpoints (checkpoint.go).
-	acked    [maxTrackedPartitions]atomic.Int64 // highest acknowledged offset per partition, -1 unknown
-	nparts   atomic.Int32
-	drainPin atomic.Uint64 // epoch of the drain batch in flight, MaxUint64 none
-	startPin atomic.Uint64 // checkpoint of the previous run, until its spool batch is settled
-	snaps    [ckRing]offsetSnapshot
-	snapNext int
+	acked [maxTrackedPartitions]atomic.Int64 // highest acknowledged offset per partition, -1 unknown
+	// With Options.Partitions: direct records handed to Kafka, and of those
+	// the acknowledged and the failed (spooled or lost), per partition.
+	sentP, ackedP, failedP [maxTrackedPartitions]atomic.Uint64
+	nparts                 atomic.Int32
+	drainPin               atomic.Uint64 // epoch of the drain batch in flight, MaxUint64 none
+	startPin               atomic.Uint64 // checkpoint of the previous run, until its spool batch is settled
+	snaps                  [ckRing]offsetSnapshot
+	snapNext               int
 }
 
 // jrec is a pooled direct record with its journal frame: the promise gets
@@ -331,7 +338,7 @@ func New(opts Options) (*Producer, error) {
 		// The producer keeps its own, lower limit (MaxBuffered) and spools
 		// beyond it, so kgo's limit must never be what refuses a record.
 		kgo.MaxBufferedRecords(opts.MaxBuffered + drainBatchRecords + 1024),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.KafkaHasher(hashKey))),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.PartitionerHasher(partitionOf))),
 		kgo.UnknownTopicRetries(3),
 	}
 	kopts = append(kopts, opts.ClientOpts...)
@@ -393,8 +400,15 @@ func New(opts Options) (*Producer, error) {
 	return p, nil
 }
 
-// hashKey is the partitioner's hash: the low 32 bits of XXH64(key, seed 0).
-func hashKey(key []byte) uint32 { return uint32(xxhash.Sum64(key)) }
+// Partition returns the partition of the usage topic's n partitions that the
+// producer writes events with key (event.Key) to: Kafka's rule for a keyed
+// record (the hash's low 31 bits modulo n) over the low 32 bits of
+// XXH64(key, seed 0). The cluster's ownership of applications follows it.
+func Partition(key []byte, n int) int32 { return int32(partitionOf(key, n)) }
+
+func partitionOf(key []byte, n int) int {
+	return int(uint32(xxhash.Sum64(key))&0x7fffffff) % n
+}
 
 // Append hands e to Kafka, or to the spool while Kafka is slow or down. It
 // never waits on the network and, in steady state, does not allocate. e may
@@ -460,6 +474,9 @@ func (p *Producer) produceDirect(e *event.Event) bool {
 	}
 	r.ref = ref
 	r.rec = kgo.Record{Key: buf[ks:k], Value: buf[k:], Topic: p.opts.Topic, Timestamp: time.UnixMilli(e.Received)}
+	if part := p.trackedPartition(r.rec.Key); part >= 0 {
+		p.sentP[part].Add(1)
+	}
 	p.cl.TryProduce(*p.deadline.Load(), &r.rec, p.direct)
 	return true
 }
@@ -575,6 +592,13 @@ func (p *Producer) wake() {
 // in the journal, and the next Producer checks Kafka before resending them.
 func (p *Producer) directDone(r *kgo.Record, err error) {
 	jr := (*jrec)(unsafe.Pointer(r))
+	if part := p.trackedPartition(r.Key); part >= 0 {
+		if err == nil {
+			p.ackedP[part].Add(1)
+		} else {
+			p.failedP[part].Add(1)
+		}
+	}
 	switch {
 	case err == nil:
 		p.noteAck(r.Partition, r.Offset)
@@ -761,6 +785,67 @@ func (p *Producer) Stats() Stats {
 		Spooling:       p.state.Load() == stateSpooling,
 		SpoolFull:      full,
 	}
+}
+
+// trackedPartition is key's partition when per-partition tracking is on,
+// else -1.
+func (p *Producer) trackedPartition(key []byte) int {
+	n := p.opts.Partitions
+	if n <= 0 || n > maxTrackedPartitions {
+		return -1
+	}
+	return partitionOf(key, int(n))
+}
+
+// FlushPartitions returns nil once every event appended before the call whose
+// key falls in one of parts has been acknowledged by Kafka. Records of the
+// other partitions do not delay it, so it finishes under steady load. It
+// fails when ctx ends first, when such an event went to the spool (Kafka was
+// slow or down) and the spool did not drain before ctx ended, or without
+// Options.Partitions. The cluster's handoff rule calls it before giving
+// partitions up.
+func (p *Producer) FlushPartitions(ctx context.Context, parts []int32) error {
+	if p.opts.Partitions <= 0 || p.opts.Partitions > maxTrackedPartitions {
+		return errors.New("kafka: FlushPartitions needs Options.Partitions")
+	}
+	target := make([]uint64, len(parts))
+	failed := make([]uint64, len(parts))
+	for i, part := range parts {
+		if part >= 0 && part < p.opts.Partitions {
+			target[i], failed[i] = p.sentP[part].Load(), p.failedP[part].Load()
+		}
+	}
+	spooled := false
+	for i := 0; i < len(parts); {
+		part := parts[i]
+		if part < 0 || part >= p.opts.Partitions {
+			i++
+			continue
+		}
+		if p.ackedP[part].Load()+p.failedP[part].Load() >= target[i] {
+			spooled = spooled || p.failedP[part].Load() > failed[i]
+			i++
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka: flush of partition %d: %w", part, ctx.Err())
+		case <-time.After(100 * time.Microsecond):
+		}
+	}
+	// Failed records, and events written while Kafka was away, are in the
+	// spool: in Kafka once it has drained.
+	for spooled || p.state.Load() == stateSpooling {
+		if p.state.Load() == stateDirect && p.Stats().SpoolBytes == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka: flush: events still in the spool: %w", ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // Close stops accepting events and flushes what is buffered: to Kafka if it

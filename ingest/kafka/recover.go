@@ -255,7 +255,7 @@ func (p *Producer) findInKafka(ctx context.Context, cands []candidate, floor []i
 	parts := map[int32]bool{}
 	for _, c := range cands {
 		want[c.id] = struct{}{}
-		parts[int32(int(hashKey(c.key)&0x7fffffff)%nparts)] = true
+		parts[Partition(c.key, nparts)] = true
 	}
 	var starts kadm.ListedOffsets
 	for part := range parts {

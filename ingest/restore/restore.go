@@ -39,7 +39,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
-	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/limiter"
 )
@@ -76,10 +75,14 @@ type Options struct {
 
 // Stats describe one Restore.
 type Stats struct {
-	Seeded   int           // window sums from ClickHouse seeded into counters
-	Replayed int           // tail events applied to at least one limit
-	Skipped  int           // tail events applied to nothing (denied, unknown app, nothing open, undecodable)
-	Records  int           // tail records read
+	Seeded   int // window sums from ClickHouse seeded into counters
+	Replayed int // tail events applied to at least one limit
+	Skipped  int // tail events applied to nothing (denied, unknown app, nothing open, undecodable)
+	Records  int // tail records read
+	// Ends are the end offsets of every partition captured when Restore
+	// began: the counters hold every record below them, so a consumer that
+	// keeps the limiter current (the cluster projection) starts there.
+	Ends     map[int32]int64
 	Duration time.Duration // wall time of Restore
 }
 
@@ -142,7 +145,9 @@ func Restore(ctx context.Context, o Options) (Stats, error) {
 	from := win.From()
 	starts := map[int32]kgo.Offset{}
 	endAt := map[int32]int64{}
+	st.Ends = make(map[int32]int64)
 	ends.Each(func(e kadm.ListedOffset) {
+		st.Ends[e.Partition] = e.Offset
 		// A partition ClickHouse never saw is read from the start of the log.
 		start := int64(0)
 		if f, ok := from[e.Partition]; ok {
@@ -204,22 +209,6 @@ func seed(lim *limiter.Limiter, snap *catalog.Snapshot, win *rollup.OpenWindows)
 	return n
 }
 
-// lookup finds an application with a plan, or nil.
-func lookup(snap *catalog.Snapshot, tenant, service, app string) *catalog.App {
-	if snap == nil {
-		return nil
-	}
-	svc := snap.Services[service]
-	if svc == nil || svc.Tenant == nil || svc.Tenant.ID != tenant {
-		return nil
-	}
-	a := svc.Apps[app]
-	if a == nil || a.Plan == nil || a.Service == nil {
-		return nil
-	}
-	return a
-}
-
 // replay reads each partition from starts up to endAt (exclusive) and
 // applies each record to the limits that do not have it yet.
 func replay(ctx context.Context, o *Options, snap *catalog.Snapshot, win *rollup.OpenWindows,
@@ -233,12 +222,18 @@ func replay(ctx context.Context, o *Options, snap *catalog.Snapshot, win *rollup
 	left := len(endAt)
 	done := map[int32]bool{}
 	slidingFrom := o.Now.Add(-o.MaxSliding).UnixMilli()
+	ap := Applier{Limiter: o.Limiter}
 	var (
-		dec    event.Decoder
-		ev     event.Event
-		limits []limiter.Limit
-		usage  []limiter.Usage
+		sliding bool
+		offset  int64
+		part    int32
 	)
+	keep := func(l limiter.Limit) bool {
+		if l.Period.Unit == limiter.Sliding {
+			return sliding
+		}
+		return !win.Includes(l.Period.Unit, part, offset)
+	}
 	for left > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
@@ -263,43 +258,17 @@ func replay(ctx context.Context, o *Options, snap *catalog.Snapshot, win *rollup
 				done[r.Partition] = true
 				left--
 			}
-			if err := dec.Decode(r.Value, &ev); err != nil {
+			ev, err := ap.Decode(r.Value)
+			if err != nil {
 				o.Logger.Warn("restore: undecodable record", "partition", r.Partition, "offset", r.Offset, "err", err)
 				st.Skipped++
 				return
 			}
-			if ev.Kind != event.KindAuthrep && ev.Kind != event.KindReport {
+			sliding, part, offset = ev.TS >= slidingFrom, r.Partition, r.Offset
+			if !ap.Apply(snap, ev, keep) {
 				st.Skipped++
 				return
 			}
-			app := lookup(snap, ev.TenantID, ev.ServiceID, ev.AppID)
-			if app == nil {
-				st.Skipped++
-				return
-			}
-			svc := app.Service
-			usage = usage[:0]
-			for _, u := range ev.Usage {
-				if m, ok := svc.MetricIndex[u.Metric]; ok && len(usage) < limiter.MaxUsage {
-					usage = append(usage, limiter.Usage{Metric: m, Value: u.Value, Set: u.Set})
-				}
-			}
-			sliding := ev.TS >= slidingFrom
-			limits = limits[:0]
-			for _, l := range app.Plan.Limits {
-				if l.Period.Unit == limiter.Sliding {
-					if sliding {
-						limits = append(limits, l)
-					}
-				} else if !win.Includes(l.Period.Unit, r.Partition, r.Offset) {
-					limits = append(limits, l)
-				}
-			}
-			if len(usage) == 0 || len(limits) == 0 {
-				st.Skipped++
-				return
-			}
-			o.Limiter.Record(app.Key, limits, svc.Parents, usage, false, time.UnixMilli(ev.TS))
 			st.Replayed++
 		})
 	}

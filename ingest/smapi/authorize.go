@@ -12,6 +12,7 @@ import (
 )
 
 var (
+	msgHandoff  = []byte("the application's limits are being handed over between nodes, retry later")
 	msgNoConfig = []byte("no configuration loaded")
 	msgSinkFull = []byte("usage events cannot be recorded right now, retry later")
 )
@@ -181,6 +182,45 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, st *reqState, ep endpoint) 
 	if ec != errNone {
 		return s.writeError(ctx, st, ec, nil, nil)
 	}
+	token := int32(-1)
+	if s.router != nil && deny == denyNone {
+		var v Verdict
+		token, v = s.router.Route(ctx, svc, app)
+		switch v {
+		case Answered:
+			return outcomeOf(ctx.Response.StatusCode())
+		case Unavailable:
+			ctx.Response.Header.Set("Retry-After", "1")
+			return s.writeError(ctx, st, errServiceUnavailable, msgHandoff, nil)
+		}
+		out := s.decide(ctx, st, svc, app, deny, denyArg, oauth, rep)
+		units := int64(0)
+		if rep && out == outAuthorized {
+			for _, u := range st.usage {
+				units += u.Value
+			}
+		}
+		s.router.Done(token, units)
+		return out
+	}
+	return s.decide(ctx, st, svc, app, deny, denyArg, oauth, rep)
+}
+
+// outcomeOf classifies a relayed answer by its status.
+func outcomeOf(status int) outcome {
+	switch {
+	case status < 300:
+		return outAuthorized
+	case status == fasthttp.StatusConflict:
+		return outDenied
+	}
+	return outError
+}
+
+// decide checks and counts the call's usage against its limits, records its
+// event and answers.
+func (s *Server) decide(ctx *fasthttp.RequestCtx, st *reqState, svc *catalog.Service, app *catalog.App, deny denial, denyArg []byte, oauth, rep bool) outcome {
+	p := &st.p
 
 	req := &st.lreq
 	req.App = app.Key

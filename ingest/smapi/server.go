@@ -30,6 +30,31 @@ type SinkHealth interface {
 	Accepting() bool
 }
 
+// Verdict is a Router's answer for one call.
+type Verdict uint8
+
+const (
+	// Decide: this node decides the call.
+	Decide Verdict = iota
+	// Answered: the answer is in the request context already (relayed from
+	// the node that decided it).
+	Answered
+	// Unavailable: no node can decide the call now; it is answered 503 with
+	// Retry-After.
+	Unavailable
+)
+
+// Router places calls in a cluster of API nodes (cluster.Node implements
+// it). Route is called for authorize and authrep calls (and their OAuth
+// variants) that passed every check before the limits, so that a call is
+// decided by the node that owns its application. After a Decide verdict the
+// server calls Done(token, units) once the call's event is appended, with the
+// usage units it admitted (0 for a denial or an authorize).
+type Router interface {
+	Route(ctx *fasthttp.RequestCtx, svc *catalog.Service, app *catalog.App) (token int32, v Verdict)
+	Done(token int32, units int64)
+}
+
 // Options configure a Server. Catalog and Limiter are required.
 type Options struct {
 	// Catalog publishes the configuration snapshot; Load is called once per
@@ -55,6 +80,16 @@ type Options struct {
 	// Metrics receives the server's metrics and is served at GET /metrics.
 	// Default: a private registry (nothing is served).
 	Metrics *metrics.Registry
+	// Router, in a cluster, says which node decides each call. Default:
+	// this node decides every call.
+	Router Router
+	// IDs hands out event ids. Default: a fresh generator. A cluster node
+	// shares it with its projection, which skips this process's own events
+	// by their id prefix.
+	IDs *event.IDGenerator
+	// Status, if set, appends further members to the /status JSON object
+	// (`"name":value`, without a leading comma).
+	Status func(dst []byte) []byte
 }
 
 // Server answers the 3scale Service Management API. Its Handler is safe for
@@ -71,6 +106,8 @@ type Server struct {
 	ids     *event.IDGenerator
 	reg     *metrics.Registry
 	serveMx bool
+	router  Router
+	status  func(dst []byte) []byte
 
 	statusOK, statusStarting []byte
 
@@ -92,8 +129,13 @@ func New(o Options) *Server {
 		ready:  o.Ready,
 		region: o.Region,
 		node:   o.Node,
-		ids:    event.NewIDGenerator(),
+		ids:    o.IDs,
 		reg:    o.Metrics,
+		router: o.Router,
+		status: o.Status,
+	}
+	if s.ids == nil {
+		s.ids = event.NewIDGenerator()
 	}
 	if s.sink == nil {
 		s.sink = discardSink{}
@@ -312,7 +354,13 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, ep endpoint) outcome {
 			ctx.Response.SetBody(s.statusStarting)
 			return outError
 		}
-		ctx.Response.SetBody(s.statusOK)
+		if s.status == nil {
+			ctx.Response.SetBody(s.statusOK)
+			return outAuthorized
+		}
+		body := append(make([]byte, 0, 256), s.statusOK[:len(s.statusOK)-1]...)
+		body = append(s.status(append(body, ',')), '}')
+		ctx.Response.SetBody(body)
 		return outAuthorized
 	case epCheck, epAvailable:
 		if !ctx.IsGet() && !ctx.IsHead() {
