@@ -160,32 +160,14 @@ func (w *OpenWindows) Includes(u limiter.Unit, partition int32, offset int64) bo
 	return offset < w.Offsets[u][partition]
 }
 
-// window returns the calendar window [start, end) of u containing now (UTC).
+// window returns the calendar window [start, end) of u containing now (UTC),
+// as the limiter counts it; eternity spans DateTime's whole range.
 func window(u limiter.Unit, now time.Time) (time.Time, time.Time) {
-	now = now.UTC()
-	y, mo, d := now.Date()
-	switch u {
-	case limiter.Minute:
-		s := now.Truncate(time.Minute)
-		return s, s.Add(time.Minute)
-	case limiter.Hour:
-		s := now.Truncate(time.Hour)
-		return s, s.Add(time.Hour)
-	case limiter.Day:
-		s := time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)
-		return s, s.AddDate(0, 0, 1)
-	case limiter.Week:
-		back := (int(now.Weekday()) + 6) % 7 // days since Monday
-		s := time.Date(y, mo, d-back, 0, 0, 0, 0, time.UTC)
-		return s, s.AddDate(0, 0, 7)
-	case limiter.Month:
-		s := time.Date(y, mo, 1, 0, 0, 0, 0, time.UTC)
-		return s, s.AddDate(0, 1, 0)
-	case limiter.Year:
-		s := time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
-		return s, s.AddDate(1, 0, 0)
+	if u == limiter.Eternity {
+		return time.Time{}, time.Unix(1<<32-1, 0).UTC()
 	}
-	return time.Time{}, time.Unix(1<<32-1, 0).UTC() // eternity: DateTime's range
+	s, e := limiter.WindowBounds(limiter.Period{Unit: u}, now)
+	return time.Unix(s, 0).UTC(), time.Unix(e, 0).UTC()
 }
 
 // windowQuery reads several units from one table in ONE select, so the
