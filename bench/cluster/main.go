@@ -88,7 +88,7 @@ func run(rate float64, conns int, round time.Duration, rounds int, bin string) e
 			return fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	}
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(partitions, "sluice.usage"))
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(partitions, event.Topic))
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/cluster"
 	"github.com/sluice-dev/sluice/ingest/configlog"
 	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/internal/chlocal"
@@ -41,7 +42,7 @@ func commonFlags(fs *flag.FlagSet, cfg *nodeConfig) {
 	registerQueryFlags(fs, cfg)
 	fs.StringVar(&cfg.DataDir, "data-dir", "./.sluice", "directory for the config log and the event spool (dev: also the broker's log and ClickHouse's data)")
 	fs.StringVar(&cfg.ConfigFile, "config", "", "declarative configuration file (YAML or JSON) applied at startup")
-	fs.StringVar(&cfg.Topic, "topic", "sluice.usage", "Kafka topic of usage events")
+	fs.StringVar(&cfg.Topic, "topic", event.Topic, "Kafka topic of usage events")
 	cfg.TopicPartitions = defaultUsagePartitions
 	fs.Var((*partitionsFlag)(&cfg.TopicPartitions), "topic-partitions", "partitions of the usage topic when Sluice creates it (an existing topic is left as it is)")
 	fs.StringVar(&cfg.Database, "database", chschema.DefaultDatabase, "ClickHouse database")

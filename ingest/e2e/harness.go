@@ -22,11 +22,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 )
 
 // UsageTopic is the usage topic the harness's broker creates.
-const UsageTopic = "sluice.usage"
+const UsageTopic = event.Topic
 
 // Build compiles the sluice command into dir and returns the binary's path.
 // It must run inside the module (go test's working directory is).

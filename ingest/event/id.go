@@ -38,6 +38,9 @@ func (g *IDGenerator) Next() [16]byte {
 	return id
 }
 
+// Topic is the default Kafka topic of usage events.
+const Topic = "sluice.usage"
+
 // Key appends the Kafka record key of an event, "service_id/app_id", to dst.
 // All events of one application share a key, so they land in one partition
 // and keep their order.

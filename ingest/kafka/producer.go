@@ -65,7 +65,7 @@ var (
 type Options struct {
 	// Brokers are the seed brokers, host:port. Required.
 	Brokers []string
-	// Topic receives the events. Default "sluice.usage".
+	// Topic receives the events. Default event.Topic.
 	Topic string
 	// Linger is how long a partition waits for more records before a batch
 	// is sent. Default 5ms: batches well at thousands of events/s and adds
@@ -140,7 +140,7 @@ func (o *Options) setDefaults() error {
 		return errors.New("kafka: Options.SpoolDir is empty")
 	}
 	if o.Topic == "" {
-		o.Topic = "sluice.usage"
+		o.Topic = event.Topic
 	}
 	if o.Linger == 0 {
 		o.Linger = 5 * time.Millisecond

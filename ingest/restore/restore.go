@@ -39,6 +39,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/limiter"
 )
@@ -59,7 +60,7 @@ type Options struct {
 	Database string
 	// Brokers are the Kafka seed brokers. Required.
 	Brokers []string
-	// Topic is the usage topic. Default "sluice.usage".
+	// Topic is the usage topic. Default event.Topic.
 	Topic string
 	// Now is the restore time: the windows open at Now are seeded. Default
 	// time.Now(). It should agree with the limiter's clock.
@@ -96,7 +97,7 @@ func Restore(ctx context.Context, o Options) (Stats, error) {
 		return st, errors.New("restore: Limiter, Catalog, CH, Database and Brokers are required")
 	}
 	if o.Topic == "" {
-		o.Topic = "sluice.usage"
+		o.Topic = event.Topic
 	}
 	if o.Now.IsZero() {
 		o.Now = time.Now()

@@ -10,6 +10,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -17,7 +18,7 @@ import (
 type Options struct {
 	// Brokers are the Kafka seed brokers. Required.
 	Brokers []string
-	// Topic is the usage topic. Default "sluice.usage".
+	// Topic is the usage topic. Default event.Topic.
 	Topic string
 	// Group is the consumer group. Default "sluice-rollup".
 	Group string
@@ -72,7 +73,7 @@ func (o *Options) defaults() error {
 		return errors.New("rollup: Options.ClickHouseAddr is required")
 	}
 	if o.Topic == "" {
-		o.Topic = "sluice.usage"
+		o.Topic = event.Topic
 	}
 	if o.Group == "" {
 		o.Group = "sluice-rollup"
