@@ -2,19 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/xml"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/flagenv"
 	"github.com/sluice-dev/sluice/query/billing"
 )
@@ -119,24 +117,13 @@ func exportRequest(month, format, tenant, service string, now time.Time) (billin
 // dev` runs on dataDir, read from the configuration it wrote, and where the
 // address came from. Without that file it returns defaultClickHouse.
 func devClickHouse(dataDir string) (addr, origin string, err error) {
-	path := filepath.Join(dataDir, "clickhouse", "config.xml")
-	b, err := os.ReadFile(path)
+	dir := filepath.Join(dataDir, "clickhouse")
+	addr, err = chlocal.ConfiguredAddr(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return defaultClickHouse, "default; no `sluice dev` ClickHouse under " + dataDir, nil
 	}
 	if err != nil {
 		return "", "", fmt.Errorf("read the dev ClickHouse address: %w", err)
 	}
-	var cfg struct {
-		ListenHost string `xml:"listen_host"`
-		TCPPort    int    `xml:"tcp_port"`
-	}
-	if err := xml.Unmarshal(b, &cfg); err != nil || cfg.TCPPort <= 0 {
-		return "", "", fmt.Errorf("read the dev ClickHouse address: %s has no valid tcp_port (%v)", path, err)
-	}
-	host := cfg.ListenHost
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, strconv.Itoa(cfg.TCPPort)), "the `sluice dev` ClickHouse of " + path + "; is `sluice dev --data-dir " + dataDir + "` running?", nil
+	return addr, "the `sluice dev` ClickHouse of " + filepath.Join(dir, "config.xml") + "; is `sluice dev --data-dir " + dataDir + "` running?", nil
 }

@@ -159,7 +159,7 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 			ClickHousePassword: cfg.CH.Password,
 			Database:           cfg.Database,
 			SkipMigrate:        true, // dev and serve migrate before any role starts
-			Hierarchy:          catalogHierarchy{proj.Store()},
+			Hierarchy:          proj.Store(),
 			Raw:                cfg.Raw,
 			InstanceID:         cfg.Node,
 			Logger:             log.With("role", roleRollup),
@@ -509,24 +509,6 @@ func sweep(ctx context.Context, lim *limiter.Limiter) {
 		case <-t.C:
 			lim.Sweep()
 		}
-	}
-}
-
-// catalogHierarchy gives the rollup metric ancestors from the configuration
-// in force.
-type catalogHierarchy struct{ store *catalog.Store }
-
-func (h catalogHierarchy) Ancestors(tenant, service, metric string, fn func(parent string)) {
-	svc := h.store.Load().Services[service]
-	if svc == nil || svc.Tenant == nil || svc.Tenant.ID != tenant {
-		return
-	}
-	id, ok := svc.MetricIndex[metric]
-	if !ok {
-		return
-	}
-	for p := svc.Parents[id]; p != limiter.NoParent; p = svc.Parents[p] {
-		fn(svc.MetricName(p))
 	}
 }
 

@@ -370,6 +370,23 @@ var emptySnapshot = &Snapshot{
 	QueryTokens:  map[string]*Tenant{},
 }
 
+// Ancestors calls fn with each ancestor of the metric of (tenant, service),
+// nearest first, by the configuration in force: the rollup's hierarchy. An
+// unknown tenant, service or metric has none.
+func (s *Store) Ancestors(tenant, service, metric string, fn func(parent string)) {
+	svc := s.Load().Services[service]
+	if svc == nil || svc.Tenant == nil || svc.Tenant.ID != tenant {
+		return
+	}
+	id, ok := svc.MetricIndex[metric]
+	if !ok {
+		return
+	}
+	for p := svc.Parents[id]; p != limiter.NoParent; p = svc.Parents[p] {
+		fn(svc.MetricName(p))
+	}
+}
+
 // NewStore returns a Store publishing s (nil: an empty snapshot).
 func NewStore(s *Snapshot) *Store {
 	st := &Store{}

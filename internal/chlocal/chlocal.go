@@ -11,6 +11,7 @@ package chlocal
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -359,3 +360,26 @@ const usersXML = `<?xml version="1.0"?>
     </quotas>
 </yandex>
 `
+
+// ConfiguredAddr returns the native-protocol address of the server whose
+// configuration Start wrote under dir, whether or not it runs. An error
+// wrapping os.ErrNotExist means no server was ever started there.
+func ConfiguredAddr(dir string) (string, error) {
+	path := filepath.Join(dir, "config.xml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var cfg struct {
+		ListenHost string `xml:"listen_host"`
+		TCPPort    int    `xml:"tcp_port"`
+	}
+	if err := xml.Unmarshal(b, &cfg); err != nil || cfg.TCPPort <= 0 {
+		return "", fmt.Errorf("%s has no valid tcp_port (%v)", path, err)
+	}
+	host := cfg.ListenHost
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(cfg.TCPPort)), nil
+}

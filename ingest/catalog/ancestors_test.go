@@ -1,4 +1,4 @@
-package main
+package catalog_test
 
 import (
 	"reflect"
@@ -7,10 +7,10 @@ import (
 	"github.com/sluice-dev/sluice/ingest/catalog"
 )
 
-// TestCatalogHierarchyByIdentity: the rollup's ancestors come from the
+// TestStoreAncestorsByIdentity: the rollup's ancestors come from the
 // configuration in force, by metric identity, also once metrics were
 // deleted and reordered so that their limiter ids are not their positions.
-func TestCatalogHierarchyByIdentity(t *testing.T) {
+func TestStoreAncestorsByIdentity(t *testing.T) {
 	doc := &catalog.Document{Tenants: []catalog.TenantSpec{{ID: "t1", AdminToken: "adm-t1",
 		Services: []catalog.ServiceSpec{{ID: "s1", Tokens: []string{"st-1"}, AuthMode: catalog.ModeAppID,
 			Metrics: []catalog.MetricSpec{{Name: "x"}, {Name: "hits"}, {Name: "search", Parent: "hits"}, {Name: "deep", Parent: "search"}},
@@ -25,7 +25,7 @@ func TestCatalogHierarchyByIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := catalogHierarchy{catalog.NewStore(snap)}
+	h := catalog.NewStore(snap)
 	cases := []struct {
 		tenant, metric string
 		want           []string
