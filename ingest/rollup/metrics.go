@@ -1,0 +1,16 @@
+package rollup
+
+import "github.com/sluice-dev/sluice/internal/metrics"
+
+// RegisterMetrics registers the rollup's figures (Stats) in reg for
+// /metrics.
+func (r *Rollup) RegisterMetrics(reg *metrics.Registry) {
+	c := func(name, help string, f func(Stats) uint64) {
+		reg.CounterFunc(name, help, func() uint64 { return f(r.Stats()) })
+	}
+	c("sluice_rollup_events_total", "Events folded into ClickHouse rollups.", func(s Stats) uint64 { return s.Events })
+	c("sluice_rollup_batches_total", "Rollup batches written.", func(s Stats) uint64 { return s.Batches })
+	c("sluice_rollup_skipped_total", "Records skipped because ClickHouse already had them.", func(s Stats) uint64 { return s.Skipped })
+	c("sluice_rollup_undecodable_total", "Records that could not be decoded.", func(s Stats) uint64 { return s.Undecodable })
+	c("sluice_rollup_write_errors_total", "Failed ClickHouse inserts (retried).", func(s Stats) uint64 { return s.WriteErrors })
+}
