@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,12 +17,12 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
+	"github.com/sluice-dev/sluice/internal/kafkatest"
 )
 
 // The cluster tests run several `sluice serve --roles api` processes and a
@@ -84,15 +83,10 @@ type apiNode struct {
 // rollup process.
 func newClusterHarness(t *testing.T) *clusterHarness {
 	t.Helper()
-	uniq := strconv.FormatInt(time.Now().UnixNano(), 36)
-	h := &clusterHarness{t: t, topic: "sluice.usage." + uniq}
-	h.common = []string{"--topic", h.topic, "--topic-partitions", strconv.Itoa(clusterPartitions),
-		"--config-topic", "sluice.config." + uniq, "--region", "r" + uniq}
-	if ext := os.Getenv("SLUICE_KAFKA_BROKERS"); ext != "" {
-		h.brokers = ext // the first API node creates the topics
-	} else {
-		h.brokers = startKfake(t, kfake.SeedTopics(clusterPartitions, h.topic))
-	}
+	b := kafkatest.Start(t)
+	h := &clusterHarness{t: t, brokers: strings.Join(b.Addrs, ","), topic: b.Topic(t, "sluice.usage", clusterPartitions)}
+	h.common = []string{"--topic", h.topic, "--config-topic", kafkatest.UniqueName("sluice.config"),
+		"--region", strings.ReplaceAll(kafkatest.UniqueName("r"), ".", "-")}
 	ch, conn := chtest.Start(t)
 	if err := migrate(context.Background(), chAuth{User: "default"}, ch.Addr(), "sluice"); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/kafkatest"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -54,15 +55,7 @@ func writeConfig(t *testing.T, doc string) string {
 // address.
 func startKfake(t *testing.T, opts ...kfake.Opt) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: starts an in-process Kafka broker (kfake)")
-	}
-	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.Ports(0)}, opts...)...)
-	if err != nil {
-		t.Fatalf("start kfake: %v", err)
-	}
-	t.Cleanup(c.Close)
-	return strings.Join(c.ListenAddrs(), ",")
+	return strings.Join(kafkatest.Start(t, opts...).Addrs, ",")
 }
 
 // startServe runs sluice with args in the background until the test ends;

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/internal/kafkatest"
 )
 
 // crashChildEnv makes the test binary run crashChild instead of the tests:
@@ -185,7 +186,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	var c *kfake.Cluster
 	var port int
 	var kdir string
-	broker, topic := os.Getenv("SLUICE_KAFKA_BROKERS"), testTopic
+	broker, topic := strings.Join(kafkatest.External(), ","), testTopic
 	if broker == "" {
 		port = freePort(t)
 		kdir = t.TempDir()
@@ -270,18 +271,7 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 // createTopic makes a fresh 4-partition topic on an external broker.
 func createTopic(t *testing.T, brokers string) string {
 	t.Helper()
-	topic := fmt.Sprintf("sluice.usage.test.%d", time.Now().UnixNano())
-	adm, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer adm.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := kadm.NewClient(adm).CreateTopic(ctx, 4, 1, nil, topic); err != nil {
-		t.Fatalf("creating topic %s on %s: %v", topic, brokers, err)
-	}
-	return topic
+	return (&kafkatest.Broker{Addrs: strings.Split(brokers, ",")}).Topic(t, "sluice.usage.test", 4)
 }
 
 // readAll reads the whole topic up to its current end offsets and counts

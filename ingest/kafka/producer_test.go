@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/internal/kafkatest"
 )
 
 const testTopic = "sluice.usage.test"
@@ -702,22 +702,13 @@ func TestSpoolDirLocked(t *testing.T) {
 // cannot vouch for: that the real broker accepts the idempotent, lz4
 // compressed, xxhash-keyed batches.
 func TestExternalBroker(t *testing.T) {
-	brokers := os.Getenv("SLUICE_KAFKA_BROKERS")
-	if brokers == "" {
+	seeds := kafkatest.External()
+	if seeds == nil {
 		t.Skip("set SLUICE_KAFKA_BROKERS=host:port to run against an Apache Kafka broker")
 	}
-	seeds := strings.Split(brokers, ",")
-	topic := fmt.Sprintf("sluice.usage.test.%d", time.Now().UnixNano())
-	adm, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer adm.Close()
+	topic := (&kafkatest.Broker{Addrs: seeds}).Topic(t, "sluice.usage.test", 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := kadm.NewClient(adm).CreateTopic(ctx, 4, 1, nil, topic); err != nil {
-		t.Fatalf("creating topic %s on %s: %v", topic, brokers, err)
-	}
 	for _, codec := range []string{"lz4", "zstd"} {
 		t.Run(codec, func(t *testing.T) {
 			o := Options{Brokers: seeds, Topic: topic, SpoolDir: t.TempDir(), Compression: codec, Logger: quietLogger()}

@@ -2,20 +2,18 @@ package rollup
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/internal/kafkatest"
 	"github.com/sluice-dev/sluice/limiter"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -23,40 +21,13 @@ import (
 // parallel); startKafka sets it.
 var testTopic = "sluice.usage"
 
-// startKafka starts a kfake broker on a real TCP port with a usage topic of
-// the given partitions and returns its address. With SLUICE_KAFKA_BROKERS
-// set (e.g. the Apache Kafka broker of deploy/kafka), it creates a fresh
-// topic there instead.
+// startKafka returns a broker (kafkatest) with a usage topic of the given
+// partitions, whose name it puts in testTopic.
 func startKafka(t testing.TB, partitions int32) []string {
 	t.Helper()
-	if ext := os.Getenv("SLUICE_KAFKA_BROKERS"); ext != "" {
-		brokers := strings.Split(ext, ",")
-		testTopic = fmt.Sprintf("sluice.usage.test.%d", time.Now().UnixNano())
-		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		adm := kadm.NewClient(cl)
-		if _, err := adm.CreateTopic(context.Background(), partitions, 1, nil, testTopic); err != nil {
-			t.Fatalf("create topic on %s: %v", ext, err)
-		}
-		t.Cleanup(func() {
-			cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-			if err == nil {
-				kadm.NewClient(cl).DeleteTopics(context.Background(), testTopic)
-				cl.Close()
-			}
-		})
-		return brokers
-	}
-	testTopic = "sluice.usage"
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, testTopic))
-	if err != nil {
-		t.Fatalf("start kfake: %v", err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()
+	b := kafkatest.Start(t)
+	testTopic = b.Topic(t, "sluice.usage", partitions)
+	return b.Addrs
 }
 
 // produce sends n generated events keyed like Sluice's producer and folds

@@ -3,32 +3,19 @@ package kafkatopic
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/internal/kafkatest"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// admin returns a client of an external broker from SLUICE_KAFKA_BROKERS
-// (make test-kafka) or of kfake started on a TCP port with no topics.
+// admin returns a client of the test's broker (kafkatest), without topics
+// when it is kfake.
 func admin(t *testing.T) *kadm.Client {
 	t.Helper()
-	bs := strings.Split(os.Getenv("SLUICE_KAFKA_BROKERS"), ",")
-	if bs[0] == "" {
-		if testing.Short() {
-			t.Skip("integration test: starts an in-process Kafka broker (kfake)")
-		}
-		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0))
-		if err != nil {
-			t.Fatalf("start kfake: %v", err)
-		}
-		t.Cleanup(c.Close)
-		bs = c.ListenAddrs()
-	}
+	bs := kafkatest.Start(t).Addrs
 	cl, err := kgo.NewClient(kgo.SeedBrokers(bs...))
 	if err != nil {
 		t.Fatal(err)

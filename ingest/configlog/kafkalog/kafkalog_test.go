@@ -3,36 +3,19 @@ package kafkalog
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/sluice-dev/sluice/ingest/configlog"
 	"github.com/sluice-dev/sluice/ingest/configlog/logtest"
+	"github.com/sluice-dev/sluice/internal/kafkatest"
 )
 
-var topicSeq atomic.Int64
-
-// brokers returns an external broker from SLUICE_KAFKA_BROKERS (make
-// test-kafka) or starts kfake on a TCP port.
+// brokers returns a broker for the test (kafkatest).
 func brokers(t *testing.T) []string {
 	t.Helper()
-	if s := os.Getenv("SLUICE_KAFKA_BROKERS"); s != "" {
-		return strings.Split(s, ",")
-	}
-	if testing.Short() {
-		t.Skip("integration test: starts an in-process Kafka broker (kfake)")
-	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0))
-	if err != nil {
-		t.Fatalf("start kfake: %v", err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()
+	return kafkatest.Start(t).Addrs
 }
 
 func open(t *testing.T, bs []string, topic string) *Log {
@@ -50,7 +33,7 @@ func open(t *testing.T, bs []string, topic string) *Log {
 func TestConformance(t *testing.T) {
 	bs := brokers(t)
 	logtest.Run(t, func(t *testing.T) configlog.Log {
-		return open(t, bs, fmt.Sprintf("sluice.config.test-%d-%d", time.Now().UnixNano(), topicSeq.Add(1)))
+		return open(t, bs, kafkatest.UniqueName("sluice.config.test"))
 	})
 }
 
