@@ -152,6 +152,46 @@ func usageFor(usage []Usage, parents []MetricID, flat bool, m MetricID, setMode 
 	return delta, touched, set, setVal, overflow
 }
 
+// CheckUsage returns the error that usage alone, whatever the counters
+// hold, makes Do and Record refuse: ErrNegative for a negative value, or
+// ErrOverflow with the first metric whose entries, summed with its
+// descendants' (and, in setMode, added to its set value), pass MaxInt64. It always propagates children into parents,
+// as the rollups do, even where a Flat request would not. With setMode a
+// Set entry counts on its own metric only (ModeReport); otherwise it is a
+// plain value. Callers that validate input use it to refuse a call early
+// and name the metric. It does not allocate.
+func CheckUsage(usage []Usage, parents []MetricID, setMode bool) (MetricID, error) {
+	if err := checkValues(usage); err != nil {
+		return 0, err
+	}
+	var total int64
+	fits := true
+	for i := range usage {
+		if usage[i].Value > math.MaxInt64-total {
+			fits = false
+			break
+		}
+		total += usage[i].Value
+	}
+	if fits {
+		return 0, nil // every metric's sum is part of the total
+	}
+	for i := range usage {
+		m := usage[i].Metric
+		for range maxDepth + 1 {
+			delta, _, set, setVal, overflow := usageFor(usage, parents, false, m, setMode)
+			if overflow || (set && delta > math.MaxInt64-setVal) {
+				return m, ErrOverflow
+			}
+			if int(m) >= len(parents) || parents[m] == NoParent {
+				break
+			}
+			m = parents[m]
+		}
+	}
+	return 0, nil
+}
+
 // checkValues returns ErrNegative if a usage value is below zero.
 func checkValues(usage []Usage) error {
 	for i := range usage {

@@ -201,3 +201,49 @@ func TestSlidingSumSaturates(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckUsage checks the early validation callers run before Do or
+// Record: the metric it names, and that it agrees with what Do refuses.
+func TestCheckUsage(t *testing.T) {
+	const big = math.MaxInt64
+	u := func(m MetricID, v int64) Usage { return Usage{Metric: m, Value: v} }
+	set := func(m MetricID, v int64) Usage { return Usage{Metric: m, Value: v, Set: true} }
+	cases := []struct {
+		name    string
+		usage   []Usage
+		setMode bool
+		metric  MetricID
+		err     error
+	}{
+		{"nothing", nil, false, 0, nil},
+		{"one value of MaxInt64", []Usage{u(mFast, big)}, false, 0, nil},
+		{"unrelated metrics may each reach MaxInt64", []Usage{u(mFast, big), u(mOther, big)}, false, 0, nil},
+		{"siblings' sum passes at their parent", []Usage{u(mOther, 1), u(mSearch, big), u(mHits, 1)}, false, mHits, ErrOverflow},
+		{"a grandchild and its grandparent", []Usage{u(mHits, big-4), u(mFast, 5)}, false, mHits, ErrOverflow},
+		{"child and parent exactly at MaxInt64", []Usage{u(mSearch, big-5), u(mFast, 5)}, false, 0, nil},
+		{"a set does not propagate", []Usage{set(mSearch, big), u(mHits, 1)}, true, 0, nil},
+		{"a set plus a child passes", []Usage{set(mSearch, big), u(mFast, 1)}, true, mSearch, ErrOverflow},
+		{"without setMode a set is a plain value", []Usage{set(mSearch, big), u(mHits, 1)}, false, mHits, ErrOverflow},
+		{"a negative value", []Usage{u(mOther, 3), u(mHits, -1)}, false, 0, ErrNegative},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := CheckUsage(tc.usage, modelParents, tc.setMode)
+			if err != tc.err || (err != nil && m != tc.metric) {
+				t.Fatalf("CheckUsage = %d, %v; want %d, %v", m, err, tc.metric, tc.err)
+			}
+			// Do refuses exactly what CheckUsage refuses, whatever the mode
+			// (its only other refusal is a counter's own overflow).
+			mode := ModeAuthRep
+			if tc.setMode {
+				mode = ModeReport
+			}
+			limits := []Limit{lim(mHits, "day", big), lim(mSearch, "day", big), lim(mFast, "day", big), lim(mOther, "day", big)}
+			var d Decision
+			New(Options{}).Do(&Request{App: 1, Limits: limits, Parents: modelParents, Usage: tc.usage, Mode: mode}, &d)
+			if d.Err != tc.err {
+				t.Errorf("Do refused with %v, CheckUsage with %v", d.Err, tc.err)
+			}
+		})
+	}
+}
