@@ -14,6 +14,16 @@
 // usage_month (the minute rows regrained in memory), usage_sets and, with
 // Options.Raw, events_raw. The tables are described in ingest/chschema.
 //
+// Rows never wrap and are never negative: usage values below zero (which
+// the API never accepts; only a foreign or broken producer can write them)
+// are dropped and counted (Stats.Negative), and a batch's sum for one row
+// that would pass 9223372036854775807, the largest Int64, is stored as that
+// value and counted (Stats.Saturated), both logged. The check costs one
+// compare per usage entry until the batch's whole usage passes the largest
+// Int64, and a compare per add after that. What ClickHouse does with rows
+// when it merges them, and how readers keep totals from wrapping, is in
+// ingest/chschema.
+//
 // Sets ("#N", which replace a counter instead of adding to it) are not usage
 // and are not summed: each becomes one usage_sets row (tenant, service, app,
 // metric, ts, value), raw as sent, without the hierarchy. OpenWindowSums does
