@@ -155,11 +155,13 @@ func usageFor(usage []Usage, parents []MetricID, flat bool, m MetricID, setMode 
 // CheckUsage returns the error that usage alone, whatever the counters
 // hold, makes Do and Record refuse: ErrNegative for a negative value, or
 // ErrOverflow with the first metric whose entries, summed with its
-// descendants' (and, in setMode, added to its set value), pass MaxInt64. It always propagates children into parents,
-// as the rollups do, even where a Flat request would not. With setMode a
-// Set entry counts on its own metric only (ModeReport); otherwise it is a
-// plain value. Callers that validate input use it to refuse a call early
-// and name the metric. It does not allocate.
+// descendants' (and, in setMode, added to its set value), pass MaxInt64.
+// It always propagates children into parents, as the rollups do, even where
+// a Flat request would not. With setMode a Set entry counts on its own
+// metric only (ModeReport); otherwise it is a plain value. Callers that
+// validate input use it to refuse a call early and name the metric. It
+// does not allocate, and costs one compare per entry unless the entries'
+// sum passes MaxInt64.
 func CheckUsage(usage []Usage, parents []MetricID, setMode bool) (MetricID, error) {
 	if err := checkValues(usage); err != nil {
 		return 0, err
