@@ -1,6 +1,9 @@
 package limiter
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // MetricID identifies a metric within its service; counters are keyed by it.
 // The catalog gives each metric name of a service its own id for the life of
@@ -51,7 +54,8 @@ type Limit struct {
 }
 
 // Usage is one metric's usage in a call. Set means "#N": the counters are set
-// to Value instead of incremented (report only).
+// to Value instead of incremented (report only). Value is never negative: a
+// call with a negative value is refused with ErrNegative.
 type Usage struct {
 	Metric MetricID
 	Value  int64
@@ -68,7 +72,8 @@ const (
 	// ModeAuthRep checks like ModeAuthorize and, only if every check passes,
 	// increments every counter touched, atomically.
 	ModeAuthRep
-	// ModeReport increments (or sets) without checking.
+	// ModeReport increments (or sets) without checking limits. It is refused
+	// (Decision.Err) only when a counter would pass MaxInt64.
 	ModeReport
 )
 
@@ -103,6 +108,21 @@ type Decision struct {
 	Constrained int
 	Remaining   int64 // identical calls that would still pass; -1 unlimited
 	Reset       int64 // seconds until the constrained window resets; -1 never
+	// Err is nil, or ErrNegative or ErrOverflow when the request was refused
+	// as a whole whatever its mode: Allowed is false and no counter changed.
+	Err error
 
 	scratch []limitState // per-limit working state of Do, reused across calls
 }
+
+// Errors of requests refused whatever their mode (Decision.Err, Record,
+// Seed). Nothing is counted for a refused request.
+var (
+	// ErrNegative: a usage value or a seeded sum below zero. Counters count
+	// usage, which is never negative.
+	ErrNegative = errors.New("limiter: negative usage value")
+	// ErrOverflow: a counter, or the usage of one call summed for a metric
+	// and its descendants, would pass 9223372036854775807 (the largest
+	// int64). Counters never wrap.
+	ErrOverflow = errors.New("limiter: usage would take a counter past 9223372036854775807")
+)

@@ -1,6 +1,8 @@
 package limiter
 
 import (
+	"math"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,21 +101,31 @@ type instant struct {
 
 func instantOf(t time.Time) instant { return instant{sec: t.Unix(), ns: t.UnixNano()} }
 
-// slidingSum adds the buckets with index in [lo, hi] still held by ring c.
+// slidingSum adds the buckets with index in [lo, hi] still held by ring c,
+// saturating at MaxInt64. Every call that adds keeps the window's sum at
+// most MaxInt64, so saturation is only reached when the clock went back and
+// a window spans buckets no single earlier window did: the sum is then still
+// at least every limit's max, never a wrapped negative.
 func slidingSum(c []uint64, lo, hi int64) int64 {
 	ring := (*[ringSize]uint64)(c[2:])
 	head := int64(c[1])
 	from, to := max(lo, head-SubBuckets), min(hi, head)
+	var s, carry uint64
 	if from == head-SubBuckets && to == head {
-		var s uint64
 		for _, v := range ring {
-			s += v
+			var cy uint64
+			s, cy = bits.Add64(s, v, 0)
+			carry |= cy
 		}
-		return int64(s)
+	} else {
+		for i := from; i <= to; i++ {
+			var cy uint64
+			s, cy = bits.Add64(s, ring[i&ringMask], 0)
+			carry |= cy
+		}
 	}
-	var s uint64
-	for i := from; i <= to; i++ {
-		s += ring[i&ringMask]
+	if carry != 0 || s > math.MaxInt64 {
+		return math.MaxInt64
 	}
 	return int64(s)
 }
@@ -244,6 +256,46 @@ func counterApply(c []uint64, start int64, at, t instant, delta int64, set bool,
 		c[1] = uint64(setVal)
 	}
 	c[1] += uint64(delta)
+}
+
+// fitsAfterApply reports whether counterApply(c, start, at, t, delta, set,
+// setVal) would leave the counter's value at t within MaxInt64. c is the
+// counter with identity id, or nil when it does not exist yet (it would be
+// created empty). delta and setVal are >= 0.
+func fitsAfterApply(c []uint64, id uint64, start int64, at, t instant, delta int64, set bool, setVal int64) bool {
+	base := int64(0)
+	if set {
+		base = setVal
+	}
+	if c == nil {
+		return delta <= math.MaxInt64-base
+	}
+	if keyUnit(id) != Sliding {
+		if !set {
+			base = counterValue(c, start, t)
+		}
+		return delta <= math.MaxInt64-base
+	}
+	s := slideOf(id)
+	lo, hi := s.span(t.ns)
+	b := hi
+	if at.ns != t.ns {
+		b = floorDiv(at.ns, s.g)
+	}
+	if b < lo {
+		return true // counterApply ignores it
+	}
+	if set {
+		// slidingSet empties the buckets up to b; later ones stay.
+		rest := slidingSum(c, b+1, hi)
+		if rest > math.MaxInt64-base {
+			return false
+		}
+		base += rest
+	} else {
+		base = slidingSum(c, lo, hi)
+	}
+	return delta <= math.MaxInt64-base
 }
 
 // calCache remembers the month and year bounds of one UTC day, so that

@@ -11,7 +11,8 @@
 //   - ModeAuthorize checks and records nothing;
 //   - ModeAuthRep checks and, only if every check passes, increments every
 //     counter the usage touches, all or none;
-//   - ModeReport increments without checking and is always allowed.
+//   - ModeReport increments without checking limits and is allowed unless
+//     a counter would wrap (below).
 //
 // Usage of a metric also counts toward all its ancestors unless the request
 // is Flat (the caller already added children into parents). Several entries
@@ -24,6 +25,20 @@
 // propagation) are checked, each passing when current+delta <= max; a touched
 // limit with max 0 always fails, as 3scale treats max 0 as "metric disabled".
 // Without usage, every limit is checked with delta 0: current <= max.
+//
+// # Counters never wrap, never go negative
+//
+// Every counter's value, as Do reports and checks it, stays within
+// [0, MaxInt64]. A usage value below zero is refused (ErrNegative), and so is
+// usage that would take a counter past MaxInt64, or whose entries summed for
+// one metric (a parent with its children) would: ModeReport, Record and
+// Seed refuse the whole call with ErrOverflow and change no counter, and
+// ModeAuthRep never gets there, since current+delta <= max is checked first.
+// The checks are a compare per counter; nothing is ever wrapped or clamped on
+// the way in. A sliding window's sum saturates at MaxInt64 if the clock goes
+// back far enough for a window to span more usage than any earlier window
+// did. Metrics without a limit have no counter here: keeping their totals
+// from wrapping is the rollups' and the readers' job (see ingest/rollup).
 //
 // Counters are identified by (app, metric, period), not by the limit's
 // position in the plan, so a plan change keeps the usage of the counters the
@@ -101,7 +116,9 @@
 // After a restart, counters are rebuilt from the event log: Seed sets a
 // calendar counter to a sum taken from the analytics store for the window
 // open now (ignoring closed windows) and Record replays events at their own
-// times into the windows still open, including sliding sub-buckets. Seeding
+// times into the windows still open, including sliding sub-buckets. Both
+// keep the invariant above: a negative sum, or usage that would pass
+// MaxInt64, is refused with an error and counts nowhere. Seeding
 // the sums up to a point and recording the events after it gives the same
 // counters as a limiter that saw every call (TestRestore).
 package limiter

@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/bits"
 	"runtime"
@@ -126,28 +127,81 @@ func (l *Limiter) Sweep() {
 // m itself and, unless flat, on its descendants. With setMode, a Set entry
 // on m itself sets the counter (the last one wins; the call's other entries
 // add on top) and Set entries do not propagate to ancestors; without setMode
-// a Set entry is a plain value.
-func usageFor(usage []Usage, parents []MetricID, flat bool, m MetricID, setMode bool) (delta int64, touched, set bool, setVal int64) {
+// a Set entry is a plain value. overflow reports a sum past MaxInt64 (delta
+// is then meaningless). Values must not be negative (callers check).
+func usageFor(usage []Usage, parents []MetricID, flat bool, m MetricID, setMode bool) (delta int64, touched, set bool, setVal int64, overflow bool) {
 	for i := range usage {
 		u := &usage[i]
 		if u.Metric == m {
 			touched = true
 			if u.Set && setMode {
 				set, setVal = true, u.Value
-			} else {
-				delta += u.Value
+				continue
 			}
+		} else if flat || (u.Set && setMode) || !isAncestor(parents, m, u.Metric) {
 			continue
 		}
-		if flat || (u.Set && setMode) {
-			continue
-		}
-		if isAncestor(parents, m, u.Metric) {
-			touched = true
+		touched = true
+		// Both are >= 0, so the difference cannot overflow itself.
+		if u.Value > math.MaxInt64-delta {
+			overflow = true
+		} else {
 			delta += u.Value
 		}
 	}
-	return delta, touched, set, setVal
+	return delta, touched, set, setVal, overflow
+}
+
+// CheckUsage returns the error that usage alone, whatever the counters
+// hold, makes Do and Record refuse: ErrNegative for a negative value, or
+// ErrOverflow with the first metric whose entries, summed with its
+// descendants' (and, in setMode, added to its set value), pass MaxInt64.
+// It always propagates children into parents, as the rollups do, even where
+// a Flat request would not. With setMode a Set entry counts on its own
+// metric only (ModeReport); otherwise it is a plain value. Callers that
+// validate input use it to refuse a call early and name the metric. It
+// does not allocate, and costs one compare per entry unless the entries'
+// sum passes MaxInt64.
+func CheckUsage(usage []Usage, parents []MetricID, setMode bool) (MetricID, error) {
+	if err := checkValues(usage); err != nil {
+		return 0, err
+	}
+	var total int64
+	fits := true
+	for i := range usage {
+		if usage[i].Value > math.MaxInt64-total {
+			fits = false
+			break
+		}
+		total += usage[i].Value
+	}
+	if fits {
+		return 0, nil // every metric's sum is part of the total
+	}
+	for i := range usage {
+		m := usage[i].Metric
+		for range maxDepth + 1 {
+			delta, _, set, setVal, overflow := usageFor(usage, parents, false, m, setMode)
+			if overflow || (set && delta > math.MaxInt64-setVal) {
+				return m, ErrOverflow
+			}
+			if int(m) >= len(parents) || parents[m] == NoParent {
+				break
+			}
+			m = parents[m]
+		}
+	}
+	return 0, nil
+}
+
+// checkValues returns ErrNegative if a usage value is below zero.
+func checkValues(usage []Usage) error {
+	for i := range usage {
+		if usage[i].Value < 0 {
+			return ErrNegative
+		}
+	}
+	return nil
 }
 
 // maxDepth bounds the walk up a hierarchy, so that a cycle in a malformed
@@ -198,15 +252,16 @@ const stackLimits = 8
 
 // limitState is what Do works out once per limit of a request.
 type limitState struct {
-	id      uint64 // counter identity
-	cur     int64  // counter value before the call
-	delta   int64  // the call's usage on the limit's metric (with descendants unless flat)
-	setVal  int64
-	lo, hi  int64 // sliding: the sub-buckets overlapping [now-window, now]
-	off     int32 // word offset of the counter in the app's inline words; -1: none or overflow
-	touched bool  // the usage names the metric or one of its descendants
-	set     bool  // a Set entry names the metric (ModeReport only)
-	first   bool  // first limit of the plan on this counter
+	id       uint64 // counter identity
+	cur      int64  // counter value before the call
+	delta    int64  // the call's usage on the limit's metric (with descendants unless flat)
+	setVal   int64
+	lo, hi   int64 // sliding: the sub-buckets overlapping [now-window, now]
+	off      int32 // word offset of the counter in the app's inline words; -1: none or overflow
+	touched  bool  // the usage names the metric or one of its descendants
+	set      bool  // a Set entry names the metric (ModeReport only)
+	first    bool  // first limit of the plan on this counter
+	overflow bool  // delta would pass MaxInt64
 }
 
 // Do applies req and fills d: d.Reports is reset to d.Reports[:0] and gets
@@ -219,6 +274,12 @@ type limitState struct {
 // unless req.Flat, through a descendant) are checked; without usage, all
 // are. A checked limit passes when current+delta <= Max, and a limit touched
 // by usage with Max <= 0 always fails: 3scale's "metric disabled".
+//
+// Whatever the mode, a request with a negative value (ErrNegative), with
+// usage that sums past MaxInt64 for one metric, or, in ModeReport, that
+// would take a counter past MaxInt64 (ErrOverflow) is refused: d.Err says
+// why, d.Allowed is false and no counter changes. In ModeAuthRep a counter
+// cannot pass MaxInt64, since current+delta <= Max is checked first.
 func (l *Limiter) Do(req *Request, d *Decision) {
 	t := instantOf(l.clock())
 	n := len(req.Limits)
@@ -238,6 +299,7 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 	}
 	setMode := req.Mode == ModeReport
 	noUsage := len(req.Usage) == 0
+	refused := checkValues(req.Usage)
 
 	// Find the app first, then do the work that does not need its record:
 	// the CPU runs that work while the record's cache lines are on their way
@@ -257,9 +319,9 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 			}
 		}
 		if u := req.Usage; len(u) == 1 && u[0].Metric == lim.Metric && !u[0].Set {
-			st.delta, st.touched, st.set, st.setVal = u[0].Value, true, false, 0 // the common call
+			st.delta, st.touched, st.set, st.setVal, st.overflow = u[0].Value, true, false, 0, false // the common call
 		} else {
-			st.delta, st.touched, st.set, st.setVal = usageFor(req.Usage, req.Parents, req.Flat, lim.Metric, setMode)
+			st.delta, st.touched, st.set, st.setVal, st.overflow = usageFor(req.Usage, req.Parents, req.Flat, lim.Metric, setMode)
 		}
 		if lim.Period.Unit == Sliding {
 			st.lo, st.hi = slideOf(st.id).span(t.ns)
@@ -289,13 +351,29 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 			}
 		}
 		r.Current = st.cur
+		// cur is in [0, MaxInt64] (slidingSum saturates) and Max and delta
+		// are >= 0, so none of these differences overflows.
 		switch {
-		case setMode || !allowed:
+		case refused != nil: // a negative value: the sums below mean nothing
+		case st.overflow:
+			refused = ErrOverflow
+		case setMode:
+			base := st.cur
+			if st.set {
+				base = st.setVal
+			}
+			if st.touched && st.delta > math.MaxInt64-base {
+				refused = ErrOverflow
+			}
+		case !allowed:
 		case noUsage:
 			allowed = st.cur <= r.Limit.Max
-		case st.touched && st.delta >= 0 && (r.Limit.Max <= 0 || st.delta > r.Limit.Max-st.cur):
+		case st.touched && (r.Limit.Max <= 0 || st.delta > r.Limit.Max-st.cur):
 			allowed = false
 		}
+	}
+	if refused != nil {
+		allowed = false
 	}
 	if allowed && req.Mode != ModeAuthorize && !noUsage {
 		created := false // counters may have moved: offsets are stale
@@ -328,7 +406,8 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 			counterApply(c, r.Start, t, t, st.delta, st.set, st.setVal)
 		}
 	}
-	d.Allowed = allowed || setMode
+	d.Allowed = allowed || (setMode && refused == nil)
+	d.Err = refused
 	constrained(sh, a, req, d, sc, t)
 	if sh.ops++; sh.ops%sweepEvery == 0 {
 		l.sweep(sh, t, sweepBudget)
@@ -378,14 +457,21 @@ func constrained(sh *shard, a *app, req *Request, d *Decision, sc []limitState, 
 	}
 }
 
-// Record applies usage that happened at time at, without checking: the
-// replay of the event log on restart, and reports carrying timestamps. The
-// usage counts into every window of the app's limits that contains at and
-// is still open now (for sliding windows: the sub-bucket of at, if it still
-// overlaps the window); windows already closed ignore it, and usage dated
-// after now counts as now. Set entries set the counter, as in ModeReport.
-// Parents and flat are as in Request.
-func (l *Limiter) Record(app AppKey, limits []Limit, parents []MetricID, usage []Usage, flat bool, at time.Time) {
+// Record applies usage that happened at time at, without checking limits:
+// the replay of the event log on restart, and reports carrying timestamps.
+// The usage counts into every window of the app's limits that contains at
+// and is still open now (for sliding windows: the sub-bucket of at, if it
+// still overlaps the window); windows already closed ignore it, and usage
+// dated after now counts as now. Set entries set the counter, as in
+// ModeReport. Parents and flat are as in Request.
+//
+// Record is all or nothing: it returns an error wrapping ErrNegative for a
+// negative value, or ErrOverflow when the usage summed for a metric or a
+// counter would pass MaxInt64, and then changes no counter.
+func (l *Limiter) Record(app AppKey, limits []Limit, parents []MetricID, usage []Usage, flat bool, at time.Time) error {
+	if err := checkValues(usage); err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
 	t := instantOf(l.clock())
 	u := instantOf(at)
 	if u.ns > t.ns {
@@ -399,9 +485,29 @@ func (l *Limiter) Record(app AppKey, limits []Limit, parents []MetricID, usage [
 	sh.lock()
 	defer sh.mu.Unlock()
 	a := sh.get(app, h)
+	// Check every counter before changing any. Applying may move counters
+	// (creating one compacts the record), so the two passes are separate.
 	for i := range limits {
 		lim := &limits[i]
-		delta, touched, set, setVal := usageFor(usage, parents, flat, lim.Metric, true)
+		delta, touched, set, setVal, overflow := usageFor(usage, parents, flat, lim.Metric, true)
+		if overflow {
+			return fmt.Errorf("record: usage of metric %d: %w", lim.Metric, ErrOverflow)
+		}
+		if !touched || (!set && delta == 0) || !firstOfCounter(limits, i) || !l.stillOpen(lim.Period, u, t) {
+			continue
+		}
+		var c []uint64
+		if a != nil {
+			c = sh.find(a, counterID(lim.Metric, lim.Period))
+		}
+		start, _ := l.windowOf(lim.Period, t)
+		if !fitsAfterApply(c, counterID(lim.Metric, lim.Period), start, u, t, delta, set, setVal) {
+			return fmt.Errorf("record: counter of metric %d, period %s: %w", lim.Metric, lim.Period, ErrOverflow)
+		}
+	}
+	for i := range limits {
+		lim := &limits[i]
+		delta, touched, set, setVal, _ := usageFor(usage, parents, flat, lim.Metric, true)
 		if !touched || (!set && delta == 0) || !firstOfCounter(limits, i) || !l.stillOpen(lim.Period, u, t) {
 			continue
 		}
@@ -412,6 +518,7 @@ func (l *Limiter) Record(app AppKey, limits []Limit, parents []MetricID, usage [
 		c := l.findOrCreate(sh, a, counterID(lim.Metric, lim.Period), start, t)
 		counterApply(c, start, u, t, delta, set, setVal)
 	}
+	return nil
 }
 
 // stillOpen reports whether usage at u still counts in period p's window at t.
@@ -433,7 +540,14 @@ func (l *Limiter) stillOpen(p Period, u, t instant) bool {
 // to the sub-bucket containing windowStart if that sub-bucket still overlaps
 // the window, so that several partial sums (say per minute) can be seeded
 // one after another; replaying raw events with Record is more precise.
-func (l *Limiter) Seed(app AppKey, metric MetricID, p Period, windowStart int64, value int64) {
+//
+// A negative value is refused (ErrNegative), and so is a sliding seed that
+// would take the window's sum past MaxInt64 (ErrOverflow); the counter is
+// then unchanged.
+func (l *Limiter) Seed(app AppKey, metric MetricID, p Period, windowStart int64, value int64) error {
+	if value < 0 {
+		return fmt.Errorf("seed of metric %d, period %s: %d: %w", metric, p, value, ErrNegative)
+	}
 	t := instantOf(l.clock())
 	h := hashKey(app)
 	sh := &l.shards[h&l.mask]
@@ -447,23 +561,31 @@ func (l *Limiter) Seed(app AppKey, metric MetricID, p Period, windowStart int64,
 			u = t
 		}
 		if value == 0 || !l.stillOpen(p, u, t) {
-			return
+			return nil
+		}
+		var c []uint64
+		if a != nil {
+			c = sh.find(a, id)
+		}
+		if !fitsAfterApply(c, id, 0, u, t, value, false, 0) {
+			return fmt.Errorf("seed of metric %d, period %s: %w", metric, p, ErrOverflow)
 		}
 		if a == nil {
 			a = sh.create(app, h)
 		}
 		counterApply(l.findOrCreate(sh, a, id, 0, t), 0, u, t, value, false, 0)
-		return
+		return nil
 	}
 	start, _ := l.bounds(p.Unit, t.sec)
 	if start != windowStart {
-		return
+		return nil
 	}
 	if a == nil {
 		if value == 0 {
-			return
+			return nil
 		}
 		a = sh.create(app, h)
 	}
 	counterApply(l.findOrCreate(sh, a, id, start, t), start, t, t, 0, true, value)
+	return nil
 }

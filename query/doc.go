@@ -29,8 +29,10 @@
 // ends (zones with half-hour offsets). So a UTC daily chart reads usage_day,
 // a New York daily or hourly chart reads usage_hour, a Kolkata daily chart
 // reads usage_hour plus half an hour of minutes per day, and the answer is
-// exact whichever tables it reads. Rows are summed with sum(value) and GROUP
-// BY (the tables merge only eventually), then folded into buckets in Go.
+// exact whichever tables it reads. Rows are summed with chschema.SumValue
+// and GROUP BY (the tables merge only eventually), then folded into buckets
+// in Go with chschema.AddTotal: a value or total past 9223372036854775807,
+// the largest int64, reads as that value ("at least that"), never negative.
 //
 // # Top applications
 //

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/query/billing"
 )
 
@@ -77,9 +78,11 @@ func (s *Server) series(ctx context.Context, sc scope, f filter, groupBy string,
 			g = &group{key: key, values: make([]int64, b.n())}
 			groups[key] = g
 		}
-		g.values[i] += v
-		g.total += v
-		total += v
+		// Saturating: a total past the largest int64 reads as it (see
+		// chschema.SaturatingSum), never as a wrapped negative.
+		g.values[i] = chschema.AddTotal(g.values[i], v)
+		g.total = chschema.AddTotal(g.total, v)
+		total = chschema.AddTotal(total, v)
 		return nil
 	})
 	if e != nil {

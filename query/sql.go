@@ -169,12 +169,14 @@ var groupCols = map[string]string{
 
 // seriesSQL is the series query of f over plan p: per table, the sums per
 // (group, row time), as (g String, ts UInt32, v Int64) rows, UNION ALL'd.
+// Every sum here is chschema's saturating one: never negative, at most
+// chschema.MaxTotal.
 // Go folds the row times into the calendar buckets.
 func (sc scope) seriesSQL(db string, p plan, f filter, groupBy string) *stmt {
 	col := groupCols[groupBy]
 	var parts []*stmt
 	for _, table := range p.tables() {
-		s := sc.selectFrom(db, table, col+" AS g, toUInt32(t) AS ts, sum(value) AS v")
+		s := sc.selectFrom(db, table, col+" AS g, toUInt32(t) AS ts, "+chschema.SumValue+" AS v")
 		f.where(s)
 		s.spans(p[table])
 		s.raw(" GROUP BY g, ts")
@@ -188,14 +190,14 @@ func (sc scope) seriesSQL(db string, p plan, f filter, groupBy string) *stmt {
 func (sc scope) topSQL(db string, p plan, f filter, limit int) *stmt {
 	var parts []*stmt
 	for _, table := range p.tables() {
-		s := sc.selectPre(db, table, "app_id, sum(value) AS v", nil, p[table])
+		s := sc.selectPre(db, table, "app_id, "+chschema.SumValue+" AS v", nil, p[table])
 		f.where(s)
 		s.raw(" GROUP BY app_id")
 		parts = append(parts, s)
 	}
 	inner := unionAll(parts)
 	out := &stmt{}
-	out.sql.WriteString("SELECT app_id, sum(v) AS total FROM (")
+	out.sql.WriteString("SELECT app_id, " + chschema.SaturatingSum("v") + " AS total FROM (")
 	out.sql.WriteString(inner.sql.String())
 	out.sql.WriteString(") GROUP BY app_id ORDER BY total DESC, app_id ASC LIMIT ?")
 	out.args = append(inner.args, limit)
@@ -232,14 +234,14 @@ func (sc scope) topBoundsSQL(db string, inner plan, lo, hi time.Time, edgeHours 
 		if table == chschema.UsageHour {
 			continue
 		}
-		s := sc.selectPre(db, table, "app_id, toUInt8(0) AS k, sum(value) AS v", nil, inner[table])
+		s := sc.selectPre(db, table, "app_id, toUInt8(0) AS k, "+chschema.SumValue+" AS v", nil, inner[table])
 		f.where(s)
 		s.raw(" GROUP BY app_id")
 		parts = append(parts, s)
 	}
 	hours := mergeSpans(append(append([]span(nil), inner[chschema.UsageHour]...), edgeHours...))
 	if len(hours) > 0 {
-		s := sc.selectPre(db, chschema.UsageHour, "app_id, toUInt8(t < toDateTime(?) OR t >= toDateTime(?)) AS k, sum(value) AS v",
+		s := sc.selectPre(db, chschema.UsageHour, "app_id, toUInt8(t < toDateTime(?) OR t >= toDateTime(?)) AS k, "+chschema.SumValue+" AS v",
 			[]any{uint32(lo.Unix()), uint32(hi.Unix())}, hours)
 		f.where(s)
 		s.raw(" GROUP BY app_id, k")
@@ -247,7 +249,7 @@ func (sc scope) topBoundsSQL(db string, inner plan, lo, hi time.Time, edgeHours 
 	}
 	u := unionAll(parts)
 	out := &stmt{}
-	out.sql.WriteString("SELECT app_id, sumIf(v, k = 0) AS lo, sum(v) AS hi, toUInt8(min(k) = 0) AS whole FROM (")
+	out.sql.WriteString("SELECT app_id, " + chschema.SaturatingSumIf("v", "k = 0") + " AS lo, " + chschema.SaturatingSum("v") + " AS hi, toUInt8(min(k) = 0) AS whole FROM (")
 	out.sql.WriteString(u.sql.String())
 	out.sql.WriteString(") GROUP BY app_id")
 	out.args = u.args
@@ -275,7 +277,7 @@ func mergeSpans(sp []span) []span {
 // the candidate applications only, so that the sort key (…, metric, app_id,
 // t) narrows the read to their rows. Rows (app_id String, v Int64).
 func (sc scope) topEdgeSQL(db string, edges []span, f filter, apps []string) *stmt {
-	s := sc.selectPre(db, chschema.UsageMinute, "app_id, sum(value) AS v", nil, edges)
+	s := sc.selectPre(db, chschema.UsageMinute, "app_id, "+chschema.SumValue+" AS v", nil, edges)
 	f.where(s)
 	s.inSet("app_id", apps)
 	s.raw(" GROUP BY app_id")

@@ -139,7 +139,7 @@ func (s *Server) topApps(ctx context.Context, sc scope, f filter, b buckets, lim
 			if err := r.Scan(&app, &v); err != nil {
 				return err
 			}
-			exact[app] += v
+			exact[app] = chschema.AddTotal(exact[app], v)
 			present[app] = true
 			return nil
 		})

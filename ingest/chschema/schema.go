@@ -23,7 +23,18 @@
 //
 // The engine is SummingMergeTree on value, so rows with equal keys merge into
 // one eventually. Merges are asynchronous: every query must aggregate with
-// sum(value) and GROUP BY; it is then exact whether or not merges happened.
+// SumValue (a saturating sum(value), below) and GROUP BY; it is then exact
+// whether or not merges happened.
+//
+// Totals never wrap. No written row is negative or past the largest Int64
+// (the rollup drops negative usage and saturates its own sums), but
+// ClickHouse sums Int64 modulo 2^64, in queries and in merges, and usage of a
+// metric without a limit is bounded by nothing upstream. So readers sum with
+// SumValue (SaturatingSum), which presents a total past 9223372036854775807
+// as MaxTotal, "at least that", never as a negative or wrapped number; Go
+// code adding totals uses AddTotal. The one blind spot is a single key whose
+// usage passes 2^64 (1.8e19 units of one application and metric in one
+// bucket): a merge can wrap that back to a plausible positive value.
 // Every query should also say tenant_id = ? (markers are never matched) and,
 // for usage, metric IN (...) or metric != ” (denials are never matched).
 //

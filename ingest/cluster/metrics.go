@@ -43,6 +43,7 @@ func (m *nodeMetrics) register(r *metrics.Registry, n *Node) {
 func (m *nodeMetrics) registerProjection(r *metrics.Registry, pr *Projection) {
 	r.CounterFunc("sluice_cluster_projected_events_total", "Other processes' usage events applied to this node's limiter.", func() uint64 { return pr.events.Load() })
 	r.CounterFunc("sluice_cluster_projection_own_events_total", "This process's own events met in the log (already counted).", func() uint64 { return pr.own.Load() })
+	r.CounterFunc("sluice_cluster_projection_refused_total", "Other processes' events the limiter refused: their usage would pass the largest int64.", func() uint64 { return pr.refused.Load() })
 	r.CounterFunc("sluice_cluster_projection_skipped_total", "Events the projection applied to nothing (denials, unknown applications, undecodable).", func() uint64 { return pr.skipped.Load() })
 	r.GaugeFunc("sluice_cluster_projection_lag_max_seconds", "Longest receive-to-apply time of another node's event since start: the replication lag behind the overshoot bound of local limits.",
 		func() float64 { return pr.MaxLag().Seconds() })

@@ -52,6 +52,7 @@ type Projection struct {
 	events  atomic.Uint64  // events applied
 	own     atomic.Uint64  // own events skipped
 	skipped atomic.Uint64  // undecodable, denied or unknown events
+	refused atomic.Uint64  // events the limiter refused (they would wrap a counter)
 	done    chan struct{}
 	cancel  context.CancelFunc
 }
@@ -179,9 +180,12 @@ func (pr *Projection) apply(ap *restore.Applier, snap *catalog.Snapshot, r *kgo.
 	if lag > pr.maxLag.Load() {
 		pr.maxLag.Store(lag) // one writer: the projection goroutine
 	}
-	if ap.Apply(snap, ev, nil) {
+	switch applied, err := ap.Apply(snap, ev, nil); {
+	case err != nil:
+		pr.refused.Add(1)
+	case applied:
 		pr.events.Add(1)
-	} else {
+	default:
 		pr.skipped.Add(1)
 	}
 }

@@ -41,14 +41,16 @@ func (a *Applier) Decode(value []byte) (*event.Event, error) {
 // Apply records ev's usage in the limits of its application's current plan
 // that keep accepts (nil keeps all), at the event's own time. It reports
 // whether anything was applied: denials, unknown applications, unknown
-// metrics and events no kept limit counts are skipped.
-func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limiter.Limit) bool) bool {
+// metrics and events no kept limit counts are skipped. An error is the
+// limiter's refusal (usage that is negative or would pass the largest
+// int64): nothing of the event is counted.
+func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limiter.Limit) bool) (bool, error) {
 	if ev.Kind != event.KindAuthrep && ev.Kind != event.KindReport {
-		return false
+		return false, nil
 	}
 	app := lookup(snap, ev.TenantID, ev.ServiceID, ev.AppID)
 	if app == nil {
-		return false
+		return false, nil
 	}
 	svc := app.Service
 	a.usage = a.usage[:0]
@@ -68,10 +70,12 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 		limits = a.limits
 	}
 	if len(a.usage) == 0 || len(limits) == 0 {
-		return false
+		return false, nil
 	}
-	a.Limiter.Record(app.Key, limits, svc.Parents, a.usage, false, time.UnixMilli(ev.TS))
-	return true
+	if err := a.Limiter.Record(app.Key, limits, svc.Parents, a.usage, false, time.UnixMilli(ev.TS)); err != nil {
+		return true, err
+	}
+	return true, nil
 }
 
 // lookup finds an application with a plan, or nil.

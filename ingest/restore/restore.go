@@ -15,6 +15,15 @@
 // them, so the replay starts early enough in each partition to cover that
 // span (by the records' timestamps, which are the events' receive times).
 //
+// # Counters never wrap
+//
+// Seed and Record refuse what would make a counter negative or take it past
+// the largest int64 (see limiter). The API refuses such usage before it
+// becomes an event, and ClickHouse's sums are read saturated, so a refusal
+// means the log holds events no API node accepted (another producer, or a
+// counter seeded at 9223372036854775807): the sum or event is skipped,
+// counted in Stats.Refused and logged.
+//
 // # Known gaps
 //
 // The replay stops at each partition's end offset by seeing the record just
@@ -79,6 +88,7 @@ type Stats struct {
 	Seeded   int // window sums from ClickHouse seeded into counters
 	Replayed int // tail events applied to at least one limit
 	Skipped  int // tail events applied to nothing (denied, unknown app, nothing open, undecodable)
+	Refused  int // sums and tail events the limiter refused: negative, or past the largest int64
 	Records  int // tail records read
 	// Ends are the end offsets of every partition captured when Restore
 	// began: the counters hold every record below them, so a consumer that
@@ -130,7 +140,7 @@ func Restore(ctx context.Context, o Options) (Stats, error) {
 		return st, fmt.Errorf("restore: %w", err)
 	}
 	snap := o.Catalog.Load()
-	st.Seeded = seed(o.Limiter, snap, win)
+	st.Seeded, st.Refused = seed(o.Limiter, snap, win, o.Logger)
 
 	afters, err := adm.ListOffsetsAfterMilli(ctx, o.Now.Add(-o.MaxSliding).UnixMilli(), o.Topic)
 	if err != nil {
@@ -178,14 +188,16 @@ func Restore(ctx context.Context, o Options) (Stats, error) {
 		}
 	}
 	st.Duration = time.Since(began)
-	o.Logger.Info("restore: done", "sums", st.Seeded, "replayed", st.Replayed, "skipped", st.Skipped, "duration", st.Duration)
+	o.Logger.Info("restore: done", "sums", st.Seeded, "replayed", st.Replayed, "skipped", st.Skipped, "refused", st.Refused, "duration", st.Duration)
 	return st, nil
 }
 
 // seed sets the counter of every plan limit whose window ClickHouse has a sum
-// for. The sums already include children in their parents.
-func seed(lim *limiter.Limiter, snap *catalog.Snapshot, win *rollup.OpenWindows) int {
-	n := 0
+// for. The sums already include children in their parents. It returns the
+// sums seeded and those the limiter refused (a negative sum: ClickHouse
+// holds a wrapped total; OpenWindowSums saturates totals past the largest
+// int64, so that should not happen).
+func seed(lim *limiter.Limiter, snap *catalog.Snapshot, win *rollup.OpenWindows, log *slog.Logger) (n, refused int) {
 	for i := range win.Sums {
 		s := &win.Sums[i]
 		app := lookup(snap, s.Tenant, s.Service, s.App)
@@ -202,12 +214,17 @@ func seed(lim *limiter.Limiter, snap *catalog.Snapshot, win *rollup.OpenWindows)
 		}
 		for _, l := range app.Plan.Limits {
 			if l.Metric == m && l.Period.Unit == s.Unit {
-				lim.Seed(app.Key, m, l.Period, start, s.Sum)
+				if err := lim.Seed(app.Key, m, l.Period, start, s.Sum); err != nil {
+					refused++
+					log.Warn("restore: window sum refused by the limiter", "tenant", s.Tenant, "service", s.Service,
+						"app", s.App, "metric", s.Metric, "period", l.Period.String(), "err", err)
+					continue
+				}
 				n++
 			}
 		}
 	}
-	return n
+	return n, refused
 }
 
 // replay reads each partition from starts up to endAt (exclusive) and
@@ -266,7 +283,18 @@ func replay(ctx context.Context, o *Options, snap *catalog.Snapshot, win *rollup
 				return
 			}
 			sliding, part, offset = ev.TS >= slidingFrom, r.Partition, r.Offset
-			if !ap.Apply(snap, ev, keep) {
+			applied, err := ap.Apply(snap, ev, keep)
+			if err != nil {
+				// The API refused usage that would wrap a counter before it
+				// became an event, so a refusal here means the log holds
+				// events no API node accepted (another producer, or counters
+				// seeded higher than the events say): skip it, loudly.
+				st.Refused++
+				o.Logger.Warn("restore: tail event refused by the limiter", "partition", r.Partition, "offset", r.Offset,
+					"tenant", ev.TenantID, "service", ev.ServiceID, "app", ev.AppID, "err", err)
+				return
+			}
+			if !applied {
 				st.Skipped++
 				return
 			}

@@ -293,3 +293,77 @@ func TestRestoreRequiresOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreNeverWraps replays a tail that no API node would have
+// accepted (two reports of the largest int64 for one application, a
+// negative value for another): Restore must refuse what would wrap a
+// counter or make it negative, count the refusals, and keep the rest.
+func TestRestoreNeverWraps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs ClickHouse and a kfake broker")
+	}
+	_, conn := chtest.Start(t)
+	ctx := context.Background()
+	if err := chschema.Migrate(ctx, conn, testDB); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, testTopic))
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	t.Cleanup(kc.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	now := time.Date(2026, 11, 23, 10, 30, 40, 0, time.UTC)
+	ids := event.NewIDGenerator()
+	const big = 1<<63 - 1
+	for i, x := range []struct {
+		app   string
+		usage []event.Usage
+	}{
+		{"app0", []event.Usage{{Metric: "hits", Value: big}}},
+		{"app0", []event.Usage{{Metric: "hits", Value: big}}},
+		{"app1", []event.Usage{{Metric: "search", Value: 2}}},
+		{"app1", []event.Usage{{Metric: "search", Value: 3}, {Metric: "hits", Value: -5}}},
+		{"app1", []event.Usage{{Metric: "hits", Value: 4}}},
+	} {
+		ts := now.Add(time.Duration(i-10) * time.Second).UnixMilli()
+		e := event.Event{ID: ids.Next(), Kind: event.KindReport, TS: ts, Received: ts, TenantID: "t1", ServiceID: "s1",
+			AppID: x.app, PlanID: "basic", Usage: x.usage}
+		rec := &kgo.Record{Topic: testTopic, Key: event.Key(nil, e.ServiceID, e.AppID), Value: event.AppendEvent(nil, &e), Timestamp: time.UnixMilli(ts)}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap := testSnapshot(t)
+	lim := limiter.New(limiter.Options{Clock: func() time.Time { return now }})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := Restore(ctx, Options{Limiter: lim, Catalog: staticCatalog{snap}, CH: conn, Database: testDB,
+		Brokers: kc.ListenAddrs(), Topic: testTopic, Now: now, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Refused != 2 || st.Replayed != 3 {
+		t.Errorf("stats %+v: want 2 refused, 3 replayed", st)
+	}
+	svc := snap.Services["s1"]
+	for _, c := range []struct {
+		app  string
+		want int64 // every hits counter
+	}{{"app0", big}, {"app1", 6}} {
+		app := svc.Apps[c.app]
+		var d limiter.Decision
+		lim.Do(&limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}, &d)
+		for _, r := range d.Reports {
+			if r.Current < 0 {
+				t.Errorf("%s %v: counter %d", c.app, r.Limit, r.Current)
+			}
+			if r.Limit.Metric == 0 && r.Current != c.want {
+				t.Errorf("%s hits %s: counter %d, want %d", c.app, r.Limit.Period, r.Current, c.want)
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package rollup
 
 import (
+	"math"
 	"time"
 	"unsafe"
 
@@ -64,6 +65,15 @@ type aggregator struct {
 	rawCols rawColumns
 	clamped uint64 // events whose usage time was out of DateTime's range
 
+	// total is the batch's usage so far, while it fits in an int64: until
+	// then no row can pass MaxInt64 (a row sums distinct entries, each
+	// counted once per row), so adds need no check. wide is set when it
+	// would not; from then on every add saturates.
+	total     int64
+	wide      bool
+	negative  uint64 // usage entries below zero, dropped
+	saturated uint64 // adds that would have taken a row past MaxInt64
+
 	// scratch for the hierarchy callback, so it does not allocate
 	cur   aggKey
 	value int64
@@ -81,6 +91,7 @@ func newAggregator(h Hierarchy, raw bool) *aggregator {
 
 func (a *aggregator) reset() {
 	a.clamped = 0
+	a.total, a.wide, a.negative, a.saturated = 0, false, 0, 0
 	clear(a.minute)
 	a.sets = a.sets[:0]
 	a.rawCols.reset()
@@ -89,7 +100,39 @@ func (a *aggregator) reset() {
 func (a *aggregator) addParent(parent string) {
 	k := a.cur
 	k.metric = parent
-	a.minute[k] += a.value
+	a.addRow(k, a.value)
+}
+
+// count notes that an entry of value v (>= 0) is about to be added to rows.
+func (a *aggregator) count(v int64) {
+	if v > math.MaxInt64-a.total {
+		a.wide = true
+		return
+	}
+	a.total += v
+}
+
+// addRow adds v (>= 0) to the minute row k. Rows never wrap: past MaxInt64
+// a row stays at MaxInt64, which readers present as "at least that" (see
+// chschema.SaturatingSum).
+func (a *aggregator) addRow(k aggKey, v int64) {
+	if !a.wide {
+		a.minute[k] += v
+		return
+	}
+	s, ok := addSat(a.minute[k], v)
+	if !ok {
+		a.saturated++
+	}
+	a.minute[k] = s
+}
+
+// addSat returns s+v (both >= 0), or MaxInt64 and false if that passes it.
+func addSat(s, v int64) (int64, bool) {
+	if v > math.MaxInt64-s {
+		return math.MaxInt64, false
+	}
+	return s + v, true
 }
 
 func floorDiv(x, d int64) int64 {
@@ -131,17 +174,25 @@ func (a *aggregator) add(e *event.Event, kp int32, ko int64) {
 		region: e.Region, code: e.Code, t: minute}
 	if e.Kind == event.KindDenied {
 		k.reason = e.Reason
-		a.minute[k]++
+		a.count(1)
+		a.addRow(k, 1)
 		return
 	}
 	for i := range e.Usage {
 		u := &e.Usage[i]
+		if u.Value < 0 {
+			// The API never accepts one; only a foreign or broken producer
+			// can write it. Usage is never negative: drop it (logged).
+			a.negative++
+			continue
+		}
 		if u.Set {
 			a.sets = append(a.sets, setRow{e.TenantID, e.ServiceID, e.AppID, e.PlanID, u.Metric, e.TS, u.Value, kp, ko})
 			continue
 		}
 		k.metric = u.Metric
-		a.minute[k] += u.Value
+		a.count(u.Value)
+		a.addRow(k, u.Value)
 		a.cur, a.value = k, u.Value
 		a.hier.Ancestors(e.TenantID, e.ServiceID, u.Metric, a.addFn)
 	}
@@ -157,13 +208,25 @@ func monthOf(t int64) int64 {
 	return time.Date(tm.Year(), tm.Month(), 1, 0, 0, 0, 0, time.UTC).Unix()
 }
 
-// regrain folds minute rows into dst at a coarser grain.
-func regrain(dst, minute map[aggKey]int64, g grain) {
+// regrain folds minute rows into dst at a coarser grain. Unless wide (the
+// batch's usage passed MaxInt64; see aggregator.total) no coarser row can
+// pass MaxInt64 either; if wide, rows saturate there, and regrain returns
+// how many adds did.
+func regrain(dst, minute map[aggKey]int64, g grain, wide bool) (saturated uint64) {
 	clear(dst)
 	for k, v := range minute {
 		k.t = g(k.t)
-		dst[k] += v
+		if !wide {
+			dst[k] += v
+			continue
+		}
+		s, ok := addSat(dst[k], v)
+		if !ok {
+			saturated++
+		}
+		dst[k] = s
 	}
+	return saturated
 }
 
 // rawColumns are events_raw's columns, built column by column so the insert

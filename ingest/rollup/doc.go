@@ -14,6 +14,22 @@
 // usage_month (the minute rows regrained in memory), usage_sets and, with
 // Options.Raw, events_raw. The tables are described in ingest/chschema.
 //
+// Rows never wrap and are never negative: usage values below zero (which
+// the API never accepts; only a foreign or broken producer can write them)
+// are dropped and counted (Stats.Negative), and a batch's sum for one row
+// that would pass 9223372036854775807, the largest Int64, is stored as that
+// value and counted (Stats.Saturated), both logged. The check costs one
+// compare per usage entry until the batch's whole usage passes the largest
+// Int64, and a compare per add after that. A row of at least 2^32 units is
+// also checked against what its key already holds in the table (one SELECT
+// per table for such a batch) and cut to what is left up to the largest
+// Int64: ClickHouse sums a key's parts modulo 2^64 when it merges them, and
+// a key past 2^64 would come back as a plausible positive total no reader
+// could tell from a true one. A key past the largest Int64 but below 2^64
+// merges into a negative row, which readers present as 9223372036854775807
+// ("at least that"; see ingest/chschema); small rows alone would need 2^31
+// inserts into one key to get further.
+//
 // Sets ("#N", which replace a counter instead of adding to it) are not usage
 // and are not summed: each becomes one usage_sets row (tenant, service, app,
 // metric, ts, value), raw as sent, without the hierarchy. OpenWindowSums does

@@ -207,7 +207,9 @@ func OpenWindowSums(ctx context.Context, conn driver.Conn, db string, now time.T
 				starts[i] = time.Time{}
 			}
 			// Times are whole seconds computed here, not user input.
-			sel += fmt.Sprintf(", sumIf(value, t >= toDateTime(%d, 'UTC') AND t < toDateTime(%d, 'UTC'))", max(s.Unix(), 0), e.Unix())
+			// Saturated, never wrapped: a counter seeded with MaxTotal is
+			// past every limit, which is what usage past it means.
+			sel += ", " + chschema.SaturatingSumIf("value", fmt.Sprintf("t >= toDateTime(%d, 'UTC') AND t < toDateTime(%d, 'UTC')", max(s.Unix(), 0), e.Unix()))
 			if s.Before(lo) {
 				lo = s
 			}

@@ -122,6 +122,8 @@ type Stats struct {
 	Undecodable uint64 // records that could not be decoded (logged, skipped)
 	WriteErrors uint64 // failed inserts (retried)
 	Sessions    uint64 // consumer sessions started (1 + restarts after errors)
+	Negative    uint64 // usage entries below zero, dropped (logged); the API never accepts them
+	Saturated   uint64 // row sums that would have passed the largest int64, stored as it (logged)
 }
 
 // New checks the options and returns a Rollup. It does not connect.
@@ -138,6 +140,7 @@ func (r *Rollup) Stats() Stats {
 		Events: r.st.events.Load(), Batches: r.st.batches.Load(), Rows: r.st.rows.Load(),
 		Skipped: r.st.skipped.Load(), Undecodable: r.st.undecodable.Load(),
 		WriteErrors: r.st.writeErrors.Load(), Sessions: r.st.sessions.Load(),
+		Negative: r.st.negative.Load(), Saturated: r.st.saturated.Load(),
 	}
 }
 

@@ -324,6 +324,14 @@ func (w *writer) write(ctx context.Context, recs []record, now time.Time) error 
 		if w.agg.clamped > 0 {
 			w.log.Warn("rollup: usage times outside 1970..2106 replaced by receive times", "events", w.agg.clamped)
 		}
+		if w.agg.negative > 0 {
+			w.st.negative.Add(w.agg.negative)
+			w.log.Warn("rollup: negative usage values dropped", "entries", w.agg.negative)
+		}
+		if w.agg.saturated > 0 {
+			w.st.saturated.Add(w.agg.saturated)
+			w.log.Warn("rollup: usage sums past 9223372036854775807 stored as 9223372036854775807", "table", chschema.UsageMinute, "adds", w.agg.saturated)
+		}
 		// The tables are independent (each has its own markers), so their
 		// inserts run concurrently; each only reads the aggregates.
 		tables := groups[key]
@@ -363,29 +371,130 @@ func (w *writer) write(ctx context.Context, recs []record, now time.Time) error 
 }
 
 func (w *writer) insert(ctx context.Context, table string, markers []marker, written, now time.Time) (int, error) {
+	var rows map[aggKey]int64
+	switch table {
+	case chschema.UsageMinute:
+		rows = w.agg.minute
+	case chschema.UsageHour:
+		w.regrain(table, w.hour, hourOf)
+		rows = w.hour
+	case chschema.UsageDay:
+		w.regrain(table, w.day, dayOf)
+		rows = w.day
+	case chschema.UsageMonth:
+		w.regrain(table, w.month, monthOf)
+		rows = w.month
+	}
+	var clamped map[aggKey]int64
+	if rows != nil {
+		var err error
+		if clamped, err = w.clampBig(ctx, table, rows); err != nil {
+			return 0, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, w.insertTimeout)
 	defer cancel()
 	ctx = chschema.Settings(ctx, w.insertTimeout)
 	ctx = clickhouse.Context(ctx, clickhouse.WithQueryID(w.queryID(table, markers)),
 		clickhouse.WithSettings(clickhouse.Settings{"max_execution_time": int(w.insertTimeout / time.Second)}))
 	switch table {
-	case chschema.UsageMinute:
-		return w.insertUsage(ctx, table, w.agg.minute, markers, written, now)
-	case chschema.UsageHour:
-		regrain(w.hour, w.agg.minute, hourOf)
-		return w.insertUsage(ctx, table, w.hour, markers, written, now)
-	case chschema.UsageDay:
-		regrain(w.day, w.agg.minute, dayOf)
-		return w.insertUsage(ctx, table, w.day, markers, written, now)
-	case chschema.UsageMonth:
-		regrain(w.month, w.agg.minute, monthOf)
-		return w.insertUsage(ctx, table, w.month, markers, written, now)
 	case chschema.UsageSets:
 		return w.insertSets(ctx, markers, written, now)
 	case chschema.EventsRaw:
 		return w.insertRaw(ctx, markers, written, now)
 	}
-	return 0, fmt.Errorf("unknown table %s", table)
+	if rows == nil {
+		return 0, fmt.Errorf("unknown table %s", table)
+	}
+	return w.insertUsage(ctx, table, rows, clamped, markers, written, now)
+}
+
+// bigRow is the smallest row value clampBig checks against the table. Rows
+// below it are inserted unchecked: a key already at MaxTotal that takes
+// them wraps negative when its parts merge, which readers see (min(value)
+// < 0) and present as MaxTotal; to wrap back to a positive value the key
+// would need 2^31 such inserts, more than a rollup writes in years. Rows at
+// or above it (4.3e9 units of one application and metric in one batch) are
+// rare enough that one SELECT per table for their batch costs nothing.
+const bigRow = 1 << 32
+
+// clampBig keeps a key's total in table from passing chschema.MaxTotal,
+// which a merge of its parts would wrap past 2^64 into a plausible positive
+// value no reader could tell from a true one. For each row of at least
+// bigRow it reads what table already holds for the row's key and returns,
+// for the rows that would pass MaxTotal, the value to insert instead: what
+// is left up to MaxTotal (0 once the key is saturated). Keys are written
+// by one writer at a time (an application's events share a Kafka
+// partition), so nothing changes the total between the read and the insert.
+func (w *writer) clampBig(ctx context.Context, table string, rows map[aggKey]int64) (map[aggKey]int64, error) {
+	var big []aggKey
+	for k, v := range rows {
+		if v >= bigRow {
+			big = append(big, k)
+		}
+	}
+	if len(big) == 0 {
+		return nil, nil
+	}
+	out := map[aggKey]int64{}
+	const chunk = 128 // keys per SELECT, bounding its size
+	for len(big) > 0 {
+		n := min(len(big), chunk)
+		if err := w.clampChunk(ctx, table, rows, big[:n], out); err != nil {
+			return nil, fmt.Errorf("rollup: totals of large rows in %s: %w", table, err)
+		}
+		big = big[n:]
+	}
+	return out, nil
+}
+
+func (w *writer) clampChunk(ctx context.Context, table string, rows map[aggKey]int64, keys []aggKey, out map[aggKey]int64) error {
+	var sb strings.Builder
+	sb.WriteString("SELECT tenant_id, service_id, app_id, plan_id, metric, reason, code, region, toUInt32(t), ")
+	sb.WriteString(chschema.SumValue)
+	sb.WriteString(" FROM " + w.db + "." + table + " WHERE ")
+	args := make([]any, 0, 9*len(keys))
+	for i, k := range keys {
+		if i > 0 {
+			sb.WriteString(" OR ")
+		}
+		sb.WriteString("(tenant_id = ? AND service_id = ? AND metric = ? AND app_id = ? AND t = toDateTime(?) AND plan_id = ? AND reason = ? AND code = ? AND region = ?)")
+		args = append(args, k.tenant, k.service, k.metric, k.app, uint32(k.t), k.plan, k.reason, k.code, k.region)
+	}
+	sb.WriteString(" GROUP BY tenant_id, service_id, app_id, plan_id, metric, reason, code, region, t")
+	rs, err := chschema.Query(ctx, w.conn, w.insertTimeout, sb.String(), args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var k aggKey
+		var t uint32
+		var stored int64
+		if err := rs.Scan(&k.tenant, &k.service, &k.app, &k.plan, &k.metric, &k.reason, &k.code, &k.region, &t, &stored); err != nil {
+			return err
+		}
+		k.t = int64(t)
+		v, ok := rows[k]
+		if !ok {
+			continue
+		}
+		if left := chschema.MaxTotal - stored; v > left {
+			out[k] = left
+			w.st.saturated.Add(1)
+			w.log.Warn("rollup: usage past 9223372036854775807 for one key: stored up to it", "table", table,
+				"tenant", k.tenant, "service", k.service, "app", k.app, "metric", k.metric, "dropped", v-left)
+		}
+	}
+	return rs.Err()
+}
+
+// regrain fills dst from the batch's minute rows at grain g, for table.
+func (w *writer) regrain(table string, dst map[aggKey]int64, g grain) {
+	if n := regrain(dst, w.agg.minute, g, w.agg.wide); n > 0 {
+		w.st.saturated.Add(n)
+		w.log.Warn("rollup: usage sums past 9223372036854775807 stored as 9223372036854775807", "table", table, "adds", n)
+	}
 }
 
 func appendCols(b driver.Batch, cols ...any) error {
@@ -397,7 +506,9 @@ func appendCols(b driver.Batch, cols ...any) error {
 	return nil
 }
 
-func (w *writer) insertUsage(ctx context.Context, table string, rows map[aggKey]int64, markers []marker, written, now time.Time) (int, error) {
+// insertUsage inserts rows (with the values of clamped where it has one) and
+// the markers as one block.
+func (w *writer) insertUsage(ctx context.Context, table string, rows, clamped map[aggKey]int64, markers []marker, written, now time.Time) (int, error) {
 	n := len(rows) + len(markers)
 	var (
 		wr                                                 = make([]time.Time, n)
@@ -409,6 +520,9 @@ func (w *writer) insertUsage(ctx context.Context, table string, rows map[aggKey]
 	)
 	i := 0
 	for k, v := range rows {
+		if c, ok := clamped[k]; ok {
+			v = c
+		}
 		tenant[i], service[i], app[i], plan[i], metric[i], reason[i], region[i] = k.tenant, k.service, k.app, k.plan, k.metric, k.reason, k.region
 		code[i], ts[i], value[i] = k.code, time.Unix(k.t, 0).UTC(), v
 		i++
@@ -498,4 +612,5 @@ func fill[T any](s []T, v T) {
 // counters are the rollup's statistics.
 type counters struct {
 	events, batches, rows, skipped, undecodable, writeErrors, sessions atomic.Uint64
+	negative, saturated                                                atomic.Uint64
 }

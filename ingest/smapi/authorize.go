@@ -76,6 +76,24 @@ func resolveUsage(svc *catalog.Service, raw []rawUsage, dst []limiter.Usage, all
 	return dst, parseError{}
 }
 
+// checkSums refuses usage whose entries, summed for one metric with its
+// children (as the limiter and the rollups count them), would pass the
+// largest int64: such a total cannot be counted, and wrapping it would turn
+// usage into a negative number. Values themselves are never negative (the
+// parser accepts digits only). setMode is true for the batch report, where
+// "#N" sets the metric's counter.
+func checkSums(svc *catalog.Service, usage []limiter.Usage, setMode bool) parseError {
+	m, err := limiter.CheckUsage(usage, svc.Parents, setMode)
+	if err == nil {
+		return parseError{}
+	}
+	pe := parseError{code: errUsageOverflow}
+	if int(m) < len(svc.Metrics) {
+		pe.arg = s2b(svc.Metrics[m].Name)
+	}
+	return pe
+}
+
 // resolveApp finds the application: by user_key in user_key mode, by app_id
 // otherwise (and always on the oauth endpoints). Lookups go through the
 // service's own tables, so another service's (or tenant's) credentials are
@@ -174,6 +192,9 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, st *reqState, ep endpoint) 
 	if e.code != errNone {
 		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
 	}
+	if e = checkSums(svc, st.usage, false); e.code != errNone {
+		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
+	}
 	app, e := resolveApp(svc, p.appID, p.userKey, oauth)
 	if e.code != errNone {
 		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
@@ -245,6 +266,12 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, st *reqState, svc *catalog.Ser
 	}
 	// Denied calls still get the plan's usage reports, read without counting.
 	s.lim.Do(req, &st.dec)
+	if st.dec.Err != nil {
+		// checkSums and the parser leave the limiter nothing to refuse
+		// (authrep checks current+delta <= max, which cannot wrap); this
+		// only guards against that changing.
+		return s.writeError(ctx, st, errUsageOverflow, nil, nil)
+	}
 	if deny == denyNone && !st.dec.Allowed {
 		deny = denyLimitsExceeded
 	}

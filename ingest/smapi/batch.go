@@ -318,6 +318,9 @@ func (b *batch) validate(snap *catalog.Snapshot, nowMS int64) (*catalog.Service,
 		if t.lusage, e = resolveUsage(svc, t.usage, t.lusage[:0], true); e.code != errNone {
 			return nil, e
 		}
+		if e = checkSums(svc, t.lusage, true); e.code != errNone {
+			return nil, e
+		}
 		t.ts = nowMS
 		if len(t.timestamp) > 0 {
 			ts, ok := parseTimestamp(t.timestamp)
@@ -358,21 +361,44 @@ func (s *Server) report(ctx *fasthttp.RequestCtx, st *reqState) outcome {
 		s.m.eventsRefused.Inc()
 		return s.writeError(ctx, st, errServiceUnavailable, msgSinkFull, nil)
 	}
+	refused, firstRefused := 0, -1
 	for i := range b.txns {
 		t := &b.txns[i]
-		// Event first: usage the sink refused is not counted. A refusal in
-		// the middle of a batch leaves the earlier transactions recorded;
-		// the caller sees a 503 and may retry (at-least-once).
-		if err := s.emit(st, event.KindReport, svc, t.app, t.lusage, t.ts, nowMS, parseLogCode(t.logCode), ""); err != nil {
-			return s.writeError(ctx, st, errServiceUnavailable, msgSinkFull, nil)
-		}
 		var limits []limiter.Limit
 		if t.app.Plan != nil {
 			limits = t.app.Plan.Limits
 		}
+		// The limiter first, as for authrep: a transaction that would take
+		// a counter past the largest int64 is refused before its event
+		// exists, so it counts nowhere (neither here nor in the rollups);
+		// the others still count. If the sink then refuses the event, the
+		// transaction stays counted here (limits err on the strict side
+		// until the window closes) and the caller gets a 503.
 		if len(t.lusage) > 0 {
-			s.lim.Record(t.app.Key, limits, svc.Parents, t.lusage, st.opts.flatUsage, time.UnixMilli(t.ts))
+			if err := s.lim.Record(t.app.Key, limits, svc.Parents, t.lusage, st.opts.flatUsage, time.UnixMilli(t.ts)); err != nil {
+				refused++
+				if firstRefused < 0 {
+					firstRefused = i
+				}
+				continue
+			}
 		}
+		// A refusal in the middle of a batch leaves the earlier
+		// transactions recorded; the caller may retry (at-least-once).
+		if err := s.emit(st, event.KindReport, svc, t.app, t.lusage, t.ts, nowMS, parseLogCode(t.logCode), ""); err != nil {
+			return s.writeError(ctx, st, errServiceUnavailable, msgSinkFull, nil)
+		}
+	}
+	if refused > 0 {
+		if refused == len(b.txns) {
+			st.num = append(st.num[:0], "nothing of the batch was recorded"...)
+		} else {
+			st.num = strconv.AppendInt(st.num[:0], int64(refused), 10)
+			st.num = append(st.num, " of "...)
+			st.num = strconv.AppendInt(st.num, int64(len(b.txns)), 10)
+			st.num = append(st.num, " transactions were not recorded; the others were"...)
+		}
+		return s.writeError(ctx, st, errUsageOverflow, b.txns[firstRefused].label, st.num)
 	}
 	ctx.SetStatusCode(fasthttp.StatusAccepted)
 	ctx.Response.Header.SetContentTypeBytes(ctXML)

@@ -37,6 +37,7 @@ const (
 	errNotFound              // 404 unknown path
 	errMethodNotAllowed      // 405
 	errServiceUnavailable    // 503
+	errUsageOverflow         // 422: usage would pass the largest countable value
 	numErrCodes
 )
 
@@ -71,6 +72,7 @@ var codeTable = [numErrCodes]codeInfo{
 	errNotFound:                           {"not_found", 404},
 	errMethodNotAllowed:                   {"method_not_allowed", 405},
 	errServiceUnavailable:                 {"service_unavailable", 503},
+	errUsageOverflow:                      {"usage_overflow", 422},
 }
 
 func (c errCode) String() string { return codeTable[c].name }
@@ -231,6 +233,22 @@ func appendMessage(dst []byte, c errCode, arg, arg2 []byte) []byte {
 			return append(dst, arg...)
 		}
 		return append(dst, "backend is starting"...)
+	case errUsageOverflow:
+		// arg2 set: a batch report, arg the first transaction refused and
+		// arg2 what became of the batch. Otherwise arg is the metric whose
+		// sum passes.
+		if len(arg2) > 0 {
+			dst = append(dst, "transaction "...)
+			dst = q(dst, arg)
+			dst = append(dst, " was not recorded: its usage would take a counter past 9223372036854775807; "...)
+			return append(dst, arg2...)
+		}
+		if len(arg) == 0 {
+			return append(dst, "usage would take a counter past 9223372036854775807"...)
+		}
+		dst = append(dst, "usage of metric "...)
+		dst = q(dst, arg)
+		return append(dst, " summed with its children would pass 9223372036854775807"...)
 	}
 	return dst
 }

@@ -42,6 +42,22 @@
 //     Unknown path → 404 not_found, wrong method → 405 method_not_allowed.
 //   - Not ready, no configuration, or a sink that refuses events → 503
 //     service_unavailable (XML like every other error).
+//   - Usage that cannot be counted: a call or transaction whose usage,
+//     summed for one metric with its children (as the limiter and the
+//     rollups count it; "#N" counting on its own metric only), would pass
+//     9223372036854775807, the largest int64, is 422 usage_overflow naming
+//     the metric; in a batch report that refuses the whole batch before
+//     anything is recorded, like every other invalid transaction. Counters
+//     never wrap: a batch transaction that would take one of its
+//     application's counters past that value is found only while the batch
+//     is recorded, and is refused alone: it counts nowhere (no counter, no
+//     event), the other transactions count, and the answer is 422
+//     usage_overflow quoting the first refused transaction's label and how
+//     many were refused. (3scale answers such batches 202 and files the
+//     error in a per-service error log, which Sluice does not have; an
+//     answer that says what was dropped beats a silent 202.) Authrep and
+//     authorize never reach a counter's overflow: current+usage <= max is
+//     checked first, and usage past it is a 409 limits_exceeded.
 //   - Batch report: query parameters and then the body (none, urlencoded or
 //     multipart) are merged. transactions[][...] (array form) is
 //     transactions_format_invalid; transactions[I] or transactions[I]= alone
@@ -59,11 +75,14 @@
 // authorize or authrep a KindDenied event with Reason = the rejection code
 // and no usage (so that no rollup can count it). Errors (4xx) yield none.
 //
+// Usage is counted in the limiter before its event is handed to the sink,
+// so that usage the limiter refuses (usage_overflow) never becomes an event.
 // A sink that implements SinkHealth is asked before usage is counted: when
 // it is not accepting, authrep and report answer 503 and count nothing. If
 // Append still fails afterwards (a race), authrep answers 503 with its usage
 // already counted in the limiter (counters err on the strict side until the
 // window closes; the event log, which rebuilds them, has no such unit), and
-// a report keeps the transactions before the failing one recorded and
-// answers 503 (a retry may record those again: at-least-once).
+// a report keeps the transactions before the failing one recorded, the
+// failing one counted in the limiter only, and answers 503 (a retry may
+// record those again: at-least-once).
 package smapi

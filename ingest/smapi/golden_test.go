@@ -106,6 +106,16 @@ func goldenCases() []goldenCase {
 		{name: "err_method_not_allowed", req: request{method: "POST", uri: "/transactions/authrep.xml?" + stA}},
 		{name: "err_report_method_not_allowed", req: get("/transactions.xml")},
 		{name: "err_not_ready", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-a1"), notReady: true},
+		{name: "err_usage_overflow_children", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-free&usage[search]=9223372036854775807&usage[upload]=1")},
+		{name: "err_usage_overflow_report", req: request{method: "POST", uri: "/transactions.xml?" + stA + "&transactions[0][user_key]=uk-a1&transactions[0][usage][hits]=9223372036854775807"},
+			setup: func(e *env) {
+				mustStatus(e.t, e.do(request{method: "POST", uri: "/transactions.xml?" + stA + "&transactions[0][user_key]=uk-a1&transactions[0][usage][hits]=9223372036854775807"}), 202)
+			}},
+		{name: "err_usage_overflow_report_partial", req: request{method: "POST", uri: "/transactions.xml?" + stA +
+			"&transactions[0][user_key]=uk-a2&transactions[0][usage][hits]=1&transactions[a][user_key]=uk-a1&transactions[a][usage][search]=1&transactions[2][user_key]=uk-a2&transactions[2][usage][hits]=2"},
+			setup: func(e *env) {
+				mustStatus(e.t, e.do(request{method: "POST", uri: "/transactions.xml?" + stA + "&transactions[0][user_key]=uk-a1&transactions[0][usage][hits]=9223372036854775807"}), 202)
+			}},
 
 		// Extensions.
 		{name: "ext_no_body_ok", req: withOpts("/transactions/authrep.xml?"+stA+"&user_key=uk-a1&usage[hits]=1", "no_body=1")},

@@ -10,7 +10,9 @@
 // export exactly (see ingest/chschema). Its engine merges rows with equal keys
 // only eventually, so Export always sums: the totals are exact whether or not
 // ClickHouse merged the parts yet. Denial rows (metric = "") and the rollup's
-// offset markers (tenant_id = "") are never part of an export.
+// offset markers (tenant_id = "") are never part of an export. A total past
+// 9223372036854775807, the largest int64, is exported as that value, meaning
+// "at least that", never as a wrapped negative (chschema.SumValue).
 //
 // The metric hierarchy is already applied in the rollup tables: a parent
 // metric's row includes its children's usage, so an export lists both and a
@@ -180,12 +182,21 @@ func CheckMonth(month, now time.Time) error {
 // The export query. The WHERE clause is one of two constant fragments chosen
 // by code; every value is bound, never spliced. Only the database name is
 // spliced, after chschema.CheckDatabase.
+//
+// The total is chschema.SumValue: ClickHouse sums Int64 modulo 2^64 (and
+// so do SummingMergeTree's merges), and metrics without a limit have no
+// counter that could have refused the usage upstream, so a total past the
+// largest int64 is possible. It is presented as 9223372036854775807 ("at
+// least that"), not as an error: one application's absurd usage must not
+// make its whole tenant's export (or, with AllTenants, everyone's) fail,
+// and the saturated figure is a true lower bound of what was used.
+var selectPrefix = `SELECT tenant_id, service_id, app_id, plan_id, metric, ` + chschema.SumValue + ` AS total FROM `
+
 const (
-	selectPrefix = `SELECT tenant_id, service_id, app_id, plan_id, metric, sum(value) AS value FROM `
-	whereTenant  = ` WHERE tenant_id = ? AND metric != '' AND t >= toDateTime(?) AND t < toDateTime(?)`
-	whereAll     = ` WHERE tenant_id != '' AND metric != '' AND t >= toDateTime(?) AND t < toDateTime(?)`
-	serviceCond  = ` AND service_id = ?`
-	groupOrder   = ` GROUP BY tenant_id, service_id, app_id, plan_id, metric ORDER BY tenant_id, service_id, app_id, plan_id, metric`
+	whereTenant = ` WHERE tenant_id = ? AND metric != '' AND t >= toDateTime(?) AND t < toDateTime(?)`
+	whereAll    = ` WHERE tenant_id != '' AND metric != '' AND t >= toDateTime(?) AND t < toDateTime(?)`
+	serviceCond = ` AND service_id = ?`
+	groupOrder  = ` GROUP BY tenant_id, service_id, app_id, plan_id, metric ORDER BY tenant_id, service_id, app_id, plan_id, metric`
 )
 
 // query returns the SQL and arguments of req, which must be valid.
