@@ -2,6 +2,7 @@ package smapi
 
 import (
 	"crypto/subtle"
+	"math"
 	"strconv"
 
 	"github.com/valyala/fasthttp"
@@ -218,7 +219,7 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, st *reqState, ep endpoint) 
 		units := int64(0)
 		if rep && out == outAuthorized {
 			for _, u := range st.usage {
-				units += u.Value
+				units += min(u.Value, math.MaxInt64-units) // saturates: usage is never negative
 			}
 		}
 		s.router.Done(token, units)
