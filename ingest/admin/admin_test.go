@@ -656,3 +656,113 @@ func BenchmarkPutLimit(b *testing.B) {
 		}
 	}
 }
+
+// TestStrictTypes: a JSON number, boolean or object where the API expects a
+// string is refused with 422 and the path of the field, on every route that
+// takes a body; nothing is stored (a number is never read as its text).
+func TestStrictTypes(t *testing.T) {
+	e := newEnv(t)
+	s := v1 + "/services/" + acmeSvc
+	app := v1 + "/services/acme-oauth/applications/oapp"
+	for _, c := range []struct {
+		name, method, path, body string
+		want                     []string
+	}{
+		{"user_key number", "PUT", s + "/applications/app9", `{"plan":"basic","user_key":12}`,
+			[]string{"user_key: expected a string, got an integer"}},
+		{"user_key float", "PUT", s + "/applications/app9", `{"plan":"basic","user_key":1.5}`,
+			[]string{"user_key: expected a string, got a number"}},
+		{"plan number", "PUT", s + "/applications/app9", `{"plan":7,"user_key":"uk-9"}`,
+			[]string{"plan: expected a string, got an integer"}},
+		{"app keys item", "PUT", app, `{"keys":["ok",12]}`,
+			[]string{"keys[1]: expected a string, got an integer"}},
+		{"service provider_key", "PUT", s, `{"provider_key":12345}`,
+			[]string{"provider_key: expected a string, got an integer"}},
+		{"service tokens item", "PUT", s, `{"tokens":[1]}`,
+			[]string{"tokens[0]: expected a string, got an integer"}},
+		{"service id", "PUT", v1 + "/services/77", `{"id":77}`,
+			[]string{"id: expected a string, got an integer"}},
+		{"metric parent", "PUT", s + "/metrics/m9", `{"parent":1}`,
+			[]string{"parent: expected a string, got an integer"}},
+		{"plan name", "PUT", s + "/plans/p9", `{"name":2.5}`,
+			[]string{"name: expected a string, got a number"}},
+		{"limit period", "POST", s + "/plans/basic/limits", `{"metric":"hits","period":60,"max":1}`,
+			[]string{"period: expected a string, got an integer"}},
+		{"limit max string", "POST", s + "/plans/basic/limits", `{"metric":"hits","period":"day","max":"1"}`,
+			[]string{"max: expected an integer, got a string"}},
+		{"new key number", "POST", app + "/keys", `{"key":12}`,
+			[]string{"key: expected a string, got a number"}},
+		{"new referrer filter number", "POST", app + "/referrer_filters", `{"filter":1}`,
+			[]string{"filter: expected a string, got a number"}},
+		{"referrer filter list item", "PUT", app + "/referrer_filters", `["a.example.com",2]`,
+			[]string{"[1]: expected a string, got an integer"}},
+	} {
+		// e's helpers fail the parent test, so the cases run in one loop
+		// and report by name.
+		before := e.expect("GET", v1+"/config", acmeTok, "", 200, "").body
+		r := e.do(c.method, c.path, acmeTok, c.body)
+		var eb struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		if err := json.Unmarshal(r.body, &eb); err != nil || r.status != 422 || eb.Error.Code != "invalid_config" {
+			t.Errorf("%s: %d %s, want 422 invalid_config", c.name, r.status, r.body)
+			continue
+		}
+		if got := details(t, r); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: details %q, want %q", c.name, got, c.want)
+		}
+		if after := e.expect("GET", v1+"/config", acmeTok, "", 200, "").body; !bytes.Equal(before, after) {
+			t.Errorf("%s: a refused body changed the configuration", c.name)
+		}
+	}
+}
+
+// TestServiceIDRace: two tenants PUT the same new service id at the same
+// time. Whoever comes second is told the id is taken (409 conflict), never
+// 422: the conflict is decided against the configuration the change is
+// applied to, not against an earlier snapshot.
+func TestServiceIDRace(t *testing.T) {
+	e := newEnv(t)
+	const rounds = 20
+	type answer struct {
+		tenant string
+		status int
+		code   string
+	}
+	for i := range rounds {
+		id := fmt.Sprintf("race-%d", i)
+		start := make(chan struct{})
+		answers := make(chan answer, 2)
+		var wg sync.WaitGroup
+		for _, tok := range []string{acmeTok, globexTok} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				r := e.do("PUT", v1+"/services/"+id, tok, `{"metrics":[{"name":"hits"}]}`)
+				var eb struct {
+					Error struct{ Code string } `json:"error"`
+				}
+				_ = json.Unmarshal(r.body, &eb)
+				answers <- answer{tok, r.status, eb.Error.Code}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(answers)
+		var won, lost int
+		for a := range answers {
+			switch {
+			case a.status == 201:
+				won++
+			case a.status == 409 && a.code == "conflict":
+				lost++
+			default:
+				t.Errorf("%s: PUT by %s answered %d %q, want 201 for the winner and 409 conflict for the loser", id, a.tenant, a.status, a.code)
+			}
+		}
+		if won != 1 || lost != 1 {
+			t.Errorf("%s: %d created and %d conflicts, want one each", id, won, lost)
+		}
+	}
+}
