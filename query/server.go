@@ -113,7 +113,8 @@ const (
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("query API panic", "path", string(ctx.Path()), "panic", r, "stack", string(debug.Stack()))
+			// The endpoint, not the path: a path is the client's bytes.
+			s.log.Error("query API panic", "endpoint", endpointOf(string(ctx.Path())), "panic", r, "stack", string(debug.Stack()))
 			writeError(ctx, errf(500, "internal_error", "internal error"))
 		}
 	}()
@@ -168,6 +169,19 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 	}
 	sc.slowdown = s.slowdown
 	return h(ctx, sc, snap)
+}
+
+// endpointOf names the endpoint a path is routed to, for log lines.
+func endpointOf(path string) string {
+	switch {
+	case path == PathHealth, path == PathUsage, path == PathTop, path == PathDenials, path == PathExport:
+		return path
+	case isStats(path, statsService):
+		return statsService + "{id}" + statsSuffix
+	case isStats(path, statsApp):
+		return statsApp + "{id}" + statsSuffix
+	}
+	return "unknown"
 }
 
 // isStats reports whether path is prefix + id + statsSuffix. The prefix and

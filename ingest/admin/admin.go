@@ -273,6 +273,10 @@ func (a *API) changeDoc(r *request, fn func(doc *catalog.Document, t *catalog.Te
 	case err == nil:
 	case errors.As(err, &ae):
 		return ae
+	case errors.Is(err, configlog.ErrConflict):
+		// Valid alone, invalid with a change another node made at the same
+		// time (the same new service id for two tenants): taken back.
+		return errf(409, "conflict", "the change conflicts with a concurrent change and was not made; retry")
 	case errors.As(err, &ve):
 		return invalid(ve, ti)
 	case errors.Is(err, context.DeadlineExceeded):

@@ -766,3 +766,102 @@ func TestServiceIDRace(t *testing.T) {
 		}
 	}
 }
+
+// peer returns the admin API of a second node sharing e's configuration
+// log: its own projection, its own serialization of changes, as two API
+// nodes of a cluster sharing the config topic.
+func (e *env) peer(t *testing.T) *env {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p := configlog.NewProjection(e.log, &catalog.Store{}, catalog.NewKeyRegistry(), logger)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if err := p.Sync(sctx); err != nil {
+		t.Fatal(err)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	srv := &fasthttp.Server{Handler: New(p, logger, 5*time.Second).Handler, MaxRequestBodySize: 4 << 20}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(); cancel(); <-done })
+	return &env{t: t, dir: e.dir, log: e.log, proj: p, logs: e.logs,
+		client: &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }, DisablePathNormalizing: true}}
+}
+
+// TestServiceIDRaceAcrossNodes: two tenants PUT the same new service id at
+// the same time through two nodes sharing the configuration log, where no
+// lock serializes the two changes. Each answer is 201 or 409 conflict, at
+// most one tenant gets the id, and the log's configuration stays valid (a
+// change that turned out to collide is taken back, not left to block every
+// later change).
+func TestServiceIDRaceAcrossNodes(t *testing.T) {
+	e := newEnv(t)
+	f := e.peer(t)
+	const rounds = 30
+	for i := range rounds {
+		id := fmt.Sprintf("xrace-%d", i)
+		start := make(chan struct{})
+		type answer struct {
+			tenant string
+			status int
+			code   string
+		}
+		answers := make(chan answer, 2)
+		var wg sync.WaitGroup
+		for _, node := range []struct {
+			env *env
+			tok string
+		}{{e, acmeTok}, {f, globexTok}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				r := node.env.do("PUT", v1+"/services/"+id, node.tok, `{"metrics":[{"name":"hits"}]}`)
+				var eb struct {
+					Error struct{ Code string } `json:"error"`
+				}
+				_ = json.Unmarshal(r.body, &eb)
+				answers <- answer{node.tok, r.status, eb.Error.Code}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(answers)
+		winners := map[string]bool{}
+		for a := range answers {
+			switch {
+			case a.status == 201:
+				winners[strings.TrimPrefix(a.tenant, "adm-")] = true
+			case a.status == 409 && a.code == "conflict":
+			default:
+				t.Errorf("%s: PUT by %s answered %d %q, want 201 or 409 conflict", id, a.tenant, a.status, a.code)
+			}
+		}
+		if len(winners) > 1 {
+			t.Errorf("%s: both tenants were told they created it", id)
+		}
+		for _, n := range []*env{e, f} {
+			if err := n.proj.Sync(ctx5s(t)); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.proj.Err(); err != nil {
+				t.Fatalf("%s: the log's configuration is invalid after the race: %v", id, err)
+			}
+			svc := n.proj.Store().Load().Services[id]
+			switch {
+			case len(winners) == 0 && svc != nil:
+				t.Errorf("%s: exists for %s though both were refused", id, svc.Tenant.ID)
+			case len(winners) == 1 && (svc == nil || !winners[svc.Tenant.ID]):
+				t.Errorf("%s: the tenant told 201 does not hold it", id)
+			}
+		}
+	}
+}
+
+func ctx5s(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
