@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,7 +86,6 @@ type listener struct {
 	name, addr string
 	okPath     string // a path that answers 200 to a GET
 	errorType  string // content type of its error answers
-	json       bool   // errors are {"error":{"code":...}}
 }
 
 // startListeners starts every kind of HTTP listener a node runs: the API
@@ -95,6 +93,34 @@ type listener struct {
 // node, the query API of a query node, and the metrics listener of a
 // rollup-only node.
 func startListeners(t *testing.T) []listener {
+	t.Helper()
+	api, cfgFile := startAPIListener(t)
+
+	ch, _ := chtest.Start(t)
+	qry := freeAddr(t)
+	qerrs := startServe(t, "serve", "--roles", "query", "--config-log", "file", "--clickhouse", ch.Addr(),
+		"--query-listen", qry, "--data-dir", t.TempDir(), "--config", cfgFile, "--node", "h2")
+	waitHealthy(t, qry, qerrs)
+
+	ops := freeAddr(t)
+	errc := make(chan error, 1)
+	stop, err := startOpsListener(ops, metrics.NewRegistry(), errc, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	waitHealthy(t, ops, nil)
+
+	return []listener{
+		api,
+		{name: "query", addr: qry, okPath: "/health", errorType: "application/json"},
+		{name: "metrics", addr: ops, okPath: "/health", errorType: "text/plain; charset=utf-8"},
+	}
+}
+
+// startAPIListener starts an API node (over an in-process broker) and
+// returns its listener and the configuration file it was started with.
+func startAPIListener(t *testing.T) (listener, string) {
 	t.Helper()
 	brokers := startKfake(t, kfake.SeedTopics(2, "sluice.usage"))
 	cfgFile := writeConfig(t, `tenants:
@@ -110,27 +136,7 @@ func startListeners(t *testing.T) []listener {
 	api := freeAddr(t)
 	startServe(t, "serve", "--roles", "api", "--kafka", brokers, "--listen", api, "--data-dir", t.TempDir(), "--config", cfgFile, "--node", "h1")
 	waitReady(t, api)
-
-	ch, _ := chtest.Start(t)
-	qry := freeAddr(t)
-	qerrs := startServe(t, "serve", "--roles", "query", "--config-log", "file", "--clickhouse", ch.Addr(),
-		"--query-listen", qry, "--data-dir", t.TempDir(), "--config", cfgFile, "--node", "h2")
-	waitHealthy(t, qry, qerrs)
-
-	ops := freeAddr(t)
-	errc := make(chan error, 1)
-	stop, err := startOpsListener(ops, metrics.NewRegistry(), errc, slog.New(slog.NewTextHandler(os.Stderr, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	waitHealthy(t, ops, nil)
-
-	return []listener{
-		{name: "api", addr: api, okPath: "/status", errorType: "application/vnd.3scale-v2.0+xml"},
-		{name: "query", addr: qry, okPath: "/health", errorType: "application/json", json: true},
-		{name: "metrics", addr: ops, okPath: "/health", errorType: "text/plain; charset=utf-8"},
-	}
+	return listener{name: "api", addr: api, okPath: "/status", errorType: "application/vnd.3scale-v2.0+xml"}, cfgFile
 }
 
 // waitHealthy waits until addr answers /health with 200; errs is the node's
@@ -239,7 +245,7 @@ func TestAdminErrorsOnAPIListener(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a sluice node over an in-process broker")
 	}
-	api := startListeners(t)[0]
+	api, _ := startAPIListener(t)
 	const tok = "Authorization: Bearer adm-http-test\r\n"
 	const xml = "application/vnd.3scale-v2.0+xml"
 	for _, c := range []struct {
