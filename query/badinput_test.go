@@ -1,6 +1,7 @@
 package query
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -120,6 +121,37 @@ func (f *fixture) testBadInput(t *testing.T) {
 		t.Errorf("malformed request: %q", buf[:n])
 	}
 	covered["bad_request"] = true
+	// Requests the HTTP server cannot read, over raw sockets: each a JSON
+	// error with its own code, answered at once.
+	for _, c := range []struct {
+		name, raw string
+		status    int
+		code      string
+	}{
+		{"URL of 16 KiB", "GET /api/v1/usage?x=" + strings.Repeat("a", 16<<10) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"},
+		{"headers over 16 KiB", "GET /api/v1/usage HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", 16<<10) + "\r\n\r\n", 431, "header_too_large"},
+		{"body over 64 KiB", "GET /api/v1/usage HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 413, "body_too_large"},
+		{"bare LF", "GET /api/v1/usage HTTP/1.1\nHost: x\n\n", 400, "bad_request"},
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(f.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn.Write([]byte(c.raw))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Errorf("%s: no answer within 5s: %v", c.name, err)
+			conn.Close()
+			continue
+		}
+		var eb errorBody
+		if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil || resp.StatusCode != c.status || eb.Error.Code != c.code {
+			t.Errorf("%s: %d %+v %v, want %d %s", c.name, resp.StatusCode, eb, err, c.status, c.code)
+		}
+		conn.Close()
+		covered[c.code] = true
+	}
 	// too many groups, with the bound lowered to 2 (the data has 6 apps)
 	few, err := New(Options{Catalog: f.store, Conn: f.conn, Database: testDB, Logger: quietLog()})
 	if err != nil {

@@ -61,4 +61,13 @@
 // When the deadline passes first, the query is killed on the server by its
 // query_id (KILL QUERY ... SYNC) before the call answers 503 query_timeout:
 // a context deadline alone would leave it running there.
+//
+// # HTTP
+//
+// HTTPServer serves through internal/httpserver: requests the server cannot
+// read are JSON errors like every other (400 bad_request, 413
+// body_too_large, 414 uri_too_long over MaxURLLength, 431
+// header_too_large), broken HTTP is refused at once, and no log line quotes
+// a request (tokens travel in its headers and, for the stats endpoints, in
+// its URL).
 package query

@@ -44,6 +44,10 @@ var ErrorCodes = map[string]int{
 	"too_many_groups":     400, // group_by yields more than MaxGroups series
 	"missing_month":       400,
 	"bad_request":         400, // the HTTP request itself is malformed
+	// 413, 414, 431: requests the HTTP server cannot read
+	"body_too_large":   413, // a body over 64 KiB (no call takes one)
+	"uri_too_long":     414, // a request line over MaxURLLength
+	"header_too_large": 431, // request line and headers over 16 KiB
 	// 401, 403, 404, 405
 	"missing_token":       401,
 	"invalid_token":       401,

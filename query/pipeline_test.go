@@ -224,7 +224,7 @@ func startPipeline(t *testing.T) *fixture {
 	var smapiURLs []string
 	for _, region := range []string{"eu", "us"} {
 		api := smapi.New(smapi.Options{Catalog: store, Limiter: lim, Sink: prod, Clock: clock, Region: region, Node: "n-" + region})
-		hs := smapi.NewServer(api.Handler)
+		hs := smapi.NewServer(api.Handler, smapi.ServerOptions{})
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/internal/httpserver"
 	"github.com/sluice-dev/sluice/query/billing"
 )
 
@@ -112,7 +113,8 @@ const (
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("query API panic", "path", string(ctx.Path()), "panic", r, "stack", string(debug.Stack()))
+			// The endpoint, not the path: a path is the client's bytes.
+			s.log.Error("query API panic", "endpoint", endpointOf(string(ctx.Path())), "panic", r, "stack", string(debug.Stack()))
 			writeError(ctx, errf(500, "internal_error", "internal error"))
 		}
 	}()
@@ -169,6 +171,19 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 	return h(ctx, sc, snap)
 }
 
+// endpointOf names the endpoint a path is routed to, for log lines.
+func endpointOf(path string) string {
+	switch {
+	case path == PathHealth, path == PathUsage, path == PathTop, path == PathDenials, path == PathExport:
+		return path
+	case isStats(path, statsService):
+		return statsService + "{id}" + statsSuffix
+	case isStats(path, statsApp):
+		return statsApp + "{id}" + statsSuffix
+	}
+	return "unknown"
+}
+
 // isStats reports whether path is prefix + id + statsSuffix. The prefix and
 // the suffix must not overlap: fasthttp folds "//" in paths, so an empty id
 // turns "/stats/services//usage.json" into "/stats/services/usage.json".
@@ -219,11 +234,18 @@ func writeJSON(ctx *fasthttp.RequestCtx, v any) *apiError {
 	return nil
 }
 
-// HTTPServer returns a fasthttp.Server for the query listener with handler
-// s.Handler: small request limits (every call is a GET), and a write timeout
-// long enough for an export.
-func (s *Server) HTTPServer() *fasthttp.Server {
-	return &fasthttp.Server{
+// MaxURLLength bounds the request line of a query API call: a longer one
+// is 414 uri_too_long. Every parameter of the API fits many times over.
+const MaxURLLength = 8 << 10
+
+// HTTPServer returns the HTTP server of the query listener with handler
+// s.Handler: small request limits (every call is a GET), a write timeout
+// long enough for an export, and the guarantees of internal/httpserver (no
+// request bytes in logs, bare-LF and non-HTTP requests refused at once).
+// Requests it cannot read get the API's JSON errors: 400 bad_request, 413
+// body_too_large, 414 uri_too_long, 431 header_too_large.
+func (s *Server) HTTPServer() *httpserver.Server {
+	return httpserver.New(&fasthttp.Server{
 		Handler:            s.Handler,
 		Name:               "sluice-query",
 		ReadBufferSize:     16 << 10,
@@ -232,11 +254,21 @@ func (s *Server) HTTPServer() *fasthttp.Server {
 		WriteTimeout:       s.export + 30*time.Second,
 		IdleTimeout:        2 * time.Minute,
 		NoDefaultDate:      true,
-		Logger:             httpLogger{s.log},
-		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
-			writeError(ctx, errf(400, "bad_request", "malformed HTTP request"))
-		},
+	}, httpserver.Options{Logger: s.log, OnFailure: writeFailure, MaxRequestLine: MaxURLLength})
+}
+
+// writeFailure answers a request the HTTP server could not read.
+func writeFailure(ctx *fasthttp.RequestCtx, f httpserver.Failure) {
+	code := "bad_request"
+	switch f.Status {
+	case fasthttp.StatusRequestEntityTooLarge:
+		code = "body_too_large"
+	case fasthttp.StatusRequestURITooLong:
+		code = "uri_too_long"
+	case fasthttp.StatusRequestHeaderFieldsTooLarge:
+		code = "header_too_large"
 	}
+	writeError(ctx, errf(f.Status, code, f.Reason))
 }
 
 // Serve answers on ln until ctx is done, then stops accepting and lets
@@ -256,13 +288,4 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("query API shutdown: %w", err)
 	}
 	return nil
-}
-
-// httpLogger sends fasthttp's own messages (malformed requests, broken
-// connections) to the debug level: a client's mistake is not the server's
-// error.
-type httpLogger struct{ log *slog.Logger }
-
-func (l httpLogger) Printf(format string, args ...any) {
-	l.log.Debug(fmt.Sprintf(format, args...), "component", "http")
 }

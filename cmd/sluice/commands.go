@@ -35,8 +35,11 @@ const defaultUsagePartitions = 12
 // maxUsagePartitions bounds --topic-partitions.
 const maxUsagePartitions = 10000
 
-// commonFlags are the node flags serve and dev share.
-func commonFlags(fs *flag.FlagSet, cfg *nodeConfig) {
+// commonFlags are the node flags serve and dev share; --log-level sets
+// level, the level of the command's logger.
+func commonFlags(fs *flag.FlagSet, cfg *nodeConfig, level *slog.LevelVar) {
+	fs.TextVar(level, "log-level", new(slog.LevelVar), // the zero LevelVar is info
+		"least important log messages written: debug (also every malformed request a listener refuses; no request bytes), info, warn or error")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:3001", "address of the Service Management API, admin API and /metrics")
 	fs.StringVar(&cfg.QueryListen, "query-listen", "127.0.0.1:3002", "address of the query API")
 	registerQueryFlags(fs, cfg)
@@ -158,11 +161,11 @@ func hostname() string {
 
 // cmdDev runs every role in one process with an embedded Kafka-protocol broker
 // and a local ClickHouse server, both keeping their data under --data-dir.
-func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger, level *slog.LevelVar) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := nodeConfig{Demo: true, CH: chAuth{User: "default"}}
-	commonFlags(fs, &cfg)
+	commonFlags(fs, &cfg, level)
 	kafkaListen := fs.String("kafka-listen", "", "pin the embedded broker to 127.0.0.1:PORT (default a free port), so that `sluice serve` nodes can join this instance; the configuration then lives on the broker's config topic")
 	fs.Usage = flagenv.Usage(fs, "sluice dev [flags]")
 	if err := flagenv.Parse(fs, args); err != nil {
@@ -217,11 +220,11 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *s
 }
 
 // cmdServe runs the chosen roles against external Kafka and ClickHouse.
-func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
+func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger, level *slog.LevelVar) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg nodeConfig
-	commonFlags(fs, &cfg)
+	commonFlags(fs, &cfg, level)
 	roles := fs.String("roles", "api,rollup,query", "roles this process runs: api, rollup, query (comma separated) or all")
 	brokers := fs.String("kafka", "", "Kafka seed brokers, HOST:PORT,... (required)")
 	fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse native-protocol address HOST:PORT (required for rollup and query)")

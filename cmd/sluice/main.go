@@ -48,15 +48,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usageText)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// The node commands' --log-level sets level; until they parse their
+	// flags, and for the other commands, it is info.
+	level := new(slog.LevelVar)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	cmd, rest := args[0], args[1:]
 	var err error
 	switch cmd {
 	case "dev":
-		err = cmdDev(ctx, rest, stdout, stderr, log)
+		err = cmdDev(ctx, rest, stdout, stderr, log, level)
 	case "serve":
-		err = cmdServe(ctx, rest, stderr, log)
+		err = cmdServe(ctx, rest, stderr, log, level)
 	case "migrate":
 		err = cmdMigrate(ctx, rest, stderr, log)
 	case "export":

@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/restore"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/ingest/smapi"
+	"github.com/sluice-dev/sluice/internal/httpserver"
 	"github.com/sluice-dev/sluice/internal/kafkatopic"
 	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/limiter"
@@ -281,7 +282,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		Status:  node.AppendStatus,
 	})
 	adm := admin.New(proj, log.With("role", "admin"), 0)
-	srv := smapi.NewServer(route(api, adm))
+	srv := smapi.NewServer(route(api, adm), smapi.ServerOptions{Logger: log, OnFailure: routeFailure})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
@@ -348,7 +349,7 @@ func startOpsListener(addr string, reg *metrics.Registry, errc chan<- error, log
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srv := &fasthttp.Server{
+	srv := httpserver.New(&fasthttp.Server{
 		Name:        "sluice",
 		ReadTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute,
@@ -365,7 +366,7 @@ func startOpsListener(addr string, reg *metrics.Registry, errc chan<- error, log
 				ctx.Error("not found: /metrics and /health are served here", fasthttp.StatusNotFound)
 			}
 		},
-	}
+	}, httpserver.Options{Logger: log})
 	go func() {
 		if err := srv.Serve(ln); err != nil {
 			errc <- fmt.Errorf("serve %s: %w", addr, err)
@@ -456,14 +457,14 @@ func endOffsets(ctx context.Context, cfg nodeConfig) (map[int32]int64, error) {
 	return m, nil
 }
 
-// route sends admin paths to the admin API and /health to a liveness answer;
-// everything else is the Service Management API (which also serves /metrics).
+// route sends /admin and everything under it to the admin API and /health
+// to a liveness answer; everything else is the Service Management API (which
+// also serves /metrics).
 func route(api *smapi.Server, adm *admin.API) fasthttp.RequestHandler {
-	prefix := []byte(admin.Prefix)
 	return func(ctx *fasthttp.RequestCtx) {
 		path := ctx.Path()
 		switch {
-		case len(path) >= len(prefix) && string(path[:len(prefix)]) == admin.Prefix:
+		case admin.Owns(path):
 			adm.Handler(ctx)
 		case string(path) == "/health":
 			serveHealth(ctx)
@@ -471,6 +472,17 @@ func route(api *smapi.Server, adm *admin.API) fasthttp.RequestHandler {
 			api.Handler(ctx)
 		}
 	}
+}
+
+// routeFailure answers a request the API listener could not read as route
+// would have sent it: in the admin API's JSON under /admin, in the Service
+// Management API's XML elsewhere.
+func routeFailure(ctx *fasthttp.RequestCtx, f httpserver.Failure) {
+	if admin.Owns(f.Path) {
+		admin.WriteFailure(ctx, f)
+		return
+	}
+	smapi.WriteFailure(ctx, f)
 }
 
 // applyStartupConfig writes the config file's tenants (or the demo tenant)

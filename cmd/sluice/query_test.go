@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -18,7 +19,7 @@ import (
 func TestQueryTimeoutFlag(t *testing.T) {
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	var cfg nodeConfig
-	commonFlags(fs, &cfg)
+	commonFlags(fs, &cfg, new(slog.LevelVar))
 	if cfg.QueryTimeout != query.DefaultQueryTimeout {
 		t.Fatalf("default %v", cfg.QueryTimeout)
 	}

@@ -27,11 +27,22 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/configlog"
+	"github.com/sluice-dev/sluice/internal/httpserver"
 )
 
-// Prefix is the path the API is mounted under; Handler expects paths that
-// start with it.
+// Prefix is the path the API is mounted under.
 const Prefix = "/admin/api/v1/"
+
+// Owns reports whether path belongs to the admin API: /admin and
+// everything under it. A router sends these paths to Handler, and errors
+// the HTTP server meets on them to WriteFailure, so that every answer under
+// /admin has the admin API's JSON shape (paths under /admin outside Prefix
+// are 404 not_found).
+func Owns(path []byte) bool {
+	const root = "/admin"
+	return len(path) >= len(root) && string(path[:len(root)]) == root &&
+		(len(path) == len(root) || path[len(root)] == '/')
+}
 
 // MaxBodySize bounds request bodies; larger ones get 413. The fasthttp
 // server's MaxRequestBodySize must be at least this.
@@ -89,15 +100,16 @@ func (a *API) Handler(ctx *fasthttp.RequestCtx) {
 }
 
 func (a *API) serve(ctx *fasthttp.RequestCtx) error {
+	raw := string(ctx.URI().PathOriginal())
+	rest, ok := strings.CutPrefix(raw, Prefix)
+	if !ok {
+		// Nothing is served outside Prefix: no token opens it.
+		return notFound("route")
+	}
 	tenant, ok := a.authenticate(ctx)
 	if !ok {
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
 		return errf(401, "unauthorized", "missing or invalid admin token")
-	}
-	raw := string(ctx.URI().PathOriginal())
-	rest, ok := strings.CutPrefix(raw, Prefix)
-	if !ok {
-		return notFound("route")
 	}
 	rest = strings.TrimSuffix(rest, "/")
 	var segs []string
@@ -228,6 +240,13 @@ func (a *API) readService(r *request, sid string, fn func(s *catalog.ServiceSpec
 // commits the result through the projection. fn returns the status and body
 // of the answer.
 func (a *API) change(r *request, fn func(t *catalog.TenantSpec) (int, any, error)) error {
+	return a.changeDoc(r, func(_ *catalog.Document, t *catalog.TenantSpec) (int, any, error) { return fn(t) })
+}
+
+// changeDoc is change for the few changes that must also read the other
+// tenants' part of the copy (never write it): the copy is the configuration
+// the change applies to, later than any snapshot read before the change.
+func (a *API) changeDoc(r *request, fn func(doc *catalog.Document, t *catalog.TenantSpec) (int, any, error)) error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	var (
@@ -245,7 +264,7 @@ func (a *API) change(r *request, fn func(t *catalog.TenantSpec) (int, any, error
 			return notFound("tenant")
 		}
 		var err error
-		status, body, err = fn(&doc.Tenants[ti])
+		status, body, err = fn(doc, &doc.Tenants[ti])
 		return err
 	})
 	var ae *apiError
@@ -254,6 +273,10 @@ func (a *API) change(r *request, fn func(t *catalog.TenantSpec) (int, any, error
 	case err == nil:
 	case errors.As(err, &ae):
 		return ae
+	case errors.Is(err, configlog.ErrConflict):
+		// Valid alone, invalid with a change another node made at the same
+		// time (the same new service id for two tenants): taken back.
+		return errf(409, "conflict", "the change conflicts with a concurrent change and was not made; retry")
 	case errors.As(err, &ve):
 		return invalid(ve, ti)
 	case errors.Is(err, context.DeadlineExceeded):
@@ -353,6 +376,22 @@ func (a *API) writeError(ctx *fasthttp.RequestCtx, err error) {
 		ae = errf(500, "internal", "internal error")
 	}
 	writeJSON(ctx, ae.status, errorBody{Error: errorDetail{Code: ae.code, Message: ae.message, Details: ae.details}})
+}
+
+// WriteFailure answers, in the admin API's JSON error shape, a request
+// under /admin that the HTTP server could not read: 413 body_too_large, 414
+// uri_too_long, 431 header_too_large, anything else 400 bad_request.
+func WriteFailure(ctx *fasthttp.RequestCtx, f httpserver.Failure) {
+	code := "bad_request"
+	switch f.Status {
+	case fasthttp.StatusRequestEntityTooLarge:
+		code = "body_too_large"
+	case fasthttp.StatusRequestURITooLong:
+		code = "uri_too_long"
+	case fasthttp.StatusRequestHeaderFieldsTooLarge:
+		code = "header_too_large"
+	}
+	writeJSON(ctx, f.Status, errorBody{Error: errorDetail{Code: code, Message: f.Reason}})
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

@@ -685,3 +685,212 @@ func TestLimitConsistency(t *testing.T) {
 		t.Errorf("details %q", got)
 	}
 }
+
+// TestStrictTypes: a JSON number, boolean or object where the API expects a
+// string is refused with 422 and the path of the field, on every route that
+// takes a body; nothing is stored (a number is never read as its text).
+func TestStrictTypes(t *testing.T) {
+	e := newEnv(t)
+	s := v1 + "/services/" + acmeSvc
+	app := v1 + "/services/acme-oauth/applications/oapp"
+	for _, c := range []struct {
+		name, method, path, body string
+		want                     []string
+	}{
+		{"user_key number", "PUT", s + "/applications/app9", `{"plan":"basic","user_key":12}`,
+			[]string{"user_key: expected a string, got an integer"}},
+		{"user_key float", "PUT", s + "/applications/app9", `{"plan":"basic","user_key":1.5}`,
+			[]string{"user_key: expected a string, got a number"}},
+		{"plan number", "PUT", s + "/applications/app9", `{"plan":7,"user_key":"uk-9"}`,
+			[]string{"plan: expected a string, got an integer"}},
+		{"app keys item", "PUT", app, `{"keys":["ok",12]}`,
+			[]string{"keys[1]: expected a string, got an integer"}},
+		{"service provider_key", "PUT", s, `{"provider_key":12345}`,
+			[]string{"provider_key: expected a string, got an integer"}},
+		{"service tokens item", "PUT", s, `{"tokens":[1]}`,
+			[]string{"tokens[0]: expected a string, got an integer"}},
+		{"service id", "PUT", v1 + "/services/77", `{"id":77}`,
+			[]string{"id: expected a string, got an integer"}},
+		{"metric parent", "PUT", s + "/metrics/m9", `{"parent":1}`,
+			[]string{"parent: expected a string, got an integer"}},
+		{"plan name", "PUT", s + "/plans/p9", `{"name":2.5}`,
+			[]string{"name: expected a string, got a number"}},
+		{"limit period", "POST", s + "/plans/basic/limits", `{"metric":"hits","period":60,"max":1}`,
+			[]string{"period: expected a string, got an integer"}},
+		{"limit max string", "POST", s + "/plans/basic/limits", `{"metric":"hits","period":"day","max":"1"}`,
+			[]string{"max: expected an integer, got a string"}},
+		{"new key number", "POST", app + "/keys", `{"key":12}`,
+			[]string{"key: expected a string, got a number"}},
+		{"new referrer filter number", "POST", app + "/referrer_filters", `{"filter":1}`,
+			[]string{"filter: expected a string, got a number"}},
+		{"referrer filter list item", "PUT", app + "/referrer_filters", `["a.example.com",2]`,
+			[]string{"[1]: expected a string, got an integer"}},
+	} {
+		// e's helpers fail the parent test, so the cases run in one loop
+		// and report by name.
+		before := e.expect("GET", v1+"/config", acmeTok, "", 200, "").body
+		r := e.do(c.method, c.path, acmeTok, c.body)
+		var eb struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		if err := json.Unmarshal(r.body, &eb); err != nil || r.status != 422 || eb.Error.Code != "invalid_config" {
+			t.Errorf("%s: %d %s, want 422 invalid_config", c.name, r.status, r.body)
+			continue
+		}
+		if got := details(t, r); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: details %q, want %q", c.name, got, c.want)
+		}
+		if after := e.expect("GET", v1+"/config", acmeTok, "", 200, "").body; !bytes.Equal(before, after) {
+			t.Errorf("%s: a refused body changed the configuration", c.name)
+		}
+	}
+}
+
+// TestServiceIDRace: two tenants PUT the same new service id at the same
+// time. Whoever comes second is told the id is taken (409 conflict), never
+// 422: the conflict is decided against the configuration the change is
+// applied to, not against an earlier snapshot.
+func TestServiceIDRace(t *testing.T) {
+	e := newEnv(t)
+	const rounds = 20
+	type answer struct {
+		tenant string
+		status int
+		code   string
+	}
+	for i := range rounds {
+		id := fmt.Sprintf("race-%d", i)
+		start := make(chan struct{})
+		answers := make(chan answer, 2)
+		var wg sync.WaitGroup
+		for _, tok := range []string{acmeTok, globexTok} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				r := e.do("PUT", v1+"/services/"+id, tok, `{"metrics":[{"name":"hits"}]}`)
+				var eb struct {
+					Error struct{ Code string } `json:"error"`
+				}
+				_ = json.Unmarshal(r.body, &eb)
+				answers <- answer{tok, r.status, eb.Error.Code}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(answers)
+		var won, lost int
+		for a := range answers {
+			switch {
+			case a.status == 201:
+				won++
+			case a.status == 409 && a.code == "conflict":
+				lost++
+			default:
+				t.Errorf("%s: PUT by %s answered %d %q, want 201 for the winner and 409 conflict for the loser", id, a.tenant, a.status, a.code)
+			}
+		}
+		if won != 1 || lost != 1 {
+			t.Errorf("%s: %d created and %d conflicts, want one each", id, won, lost)
+		}
+	}
+}
+
+// peer returns the admin API of a second node sharing e's configuration
+// log: its own projection, its own serialization of changes, as two API
+// nodes of a cluster sharing the config topic.
+func (e *env) peer(t *testing.T) *env {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p := configlog.NewProjection(e.log, &catalog.Store{}, catalog.NewKeyRegistry(), logger)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if err := p.Sync(sctx); err != nil {
+		t.Fatal(err)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	srv := &fasthttp.Server{Handler: New(p, logger, 5*time.Second).Handler, MaxRequestBodySize: 4 << 20}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(); cancel(); <-done })
+	return &env{t: t, dir: e.dir, log: e.log, proj: p, logs: e.logs,
+		client: &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }, DisablePathNormalizing: true}}
+}
+
+// TestServiceIDRaceAcrossNodes: two tenants PUT the same new service id at
+// the same time through two nodes sharing the configuration log, where no
+// lock serializes the two changes. Each answer is 201 or 409 conflict, at
+// most one tenant gets the id, and the log's configuration stays valid (a
+// change that turned out to collide is taken back, not left to block every
+// later change).
+func TestServiceIDRaceAcrossNodes(t *testing.T) {
+	e := newEnv(t)
+	f := e.peer(t)
+	const rounds = 30
+	for i := range rounds {
+		id := fmt.Sprintf("xrace-%d", i)
+		start := make(chan struct{})
+		type answer struct {
+			tenant string
+			status int
+			code   string
+		}
+		answers := make(chan answer, 2)
+		var wg sync.WaitGroup
+		for _, node := range []struct {
+			env *env
+			tok string
+		}{{e, acmeTok}, {f, globexTok}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				r := node.env.do("PUT", v1+"/services/"+id, node.tok, `{"metrics":[{"name":"hits"}]}`)
+				var eb struct {
+					Error struct{ Code string } `json:"error"`
+				}
+				_ = json.Unmarshal(r.body, &eb)
+				answers <- answer{node.tok, r.status, eb.Error.Code}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(answers)
+		winners := map[string]bool{}
+		for a := range answers {
+			switch {
+			case a.status == 201:
+				winners[strings.TrimPrefix(a.tenant, "adm-")] = true
+			case a.status == 409 && a.code == "conflict":
+			default:
+				t.Errorf("%s: PUT by %s answered %d %q, want 201 or 409 conflict", id, a.tenant, a.status, a.code)
+			}
+		}
+		if len(winners) > 1 {
+			t.Errorf("%s: both tenants were told they created it", id)
+		}
+		for _, n := range []*env{e, f} {
+			if err := n.proj.Sync(ctx5s(t)); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.proj.Err(); err != nil {
+				t.Fatalf("%s: the log's configuration is invalid after the race: %v", id, err)
+			}
+			svc := n.proj.Store().Load().Services[id]
+			switch {
+			case len(winners) == 0 && svc != nil:
+				t.Errorf("%s: exists for %s though both were refused", id, svc.Tenant.ID)
+			case len(winners) == 1 && (svc == nil || !winners[svc.Tenant.ID]):
+				t.Errorf("%s: the tenant told 201 does not hold it", id)
+			}
+		}
+	}
+}
+
+func ctx5s(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

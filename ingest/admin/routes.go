@@ -3,7 +3,10 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/limiter"
@@ -43,12 +46,16 @@ func (a *API) getConfig(r *request) error {
 }
 
 func (a *API) putService(r *request, sid string) error {
-	// Service ids are global names: one that another tenant holds is not
-	// available. This says only that the id is taken, nothing about it.
-	if s := a.proj.Store().Load().Services[sid]; s != nil && s.Tenant.ID != r.tenant {
-		return errf(409, "conflict", "service id is not available")
-	}
-	return a.change(r, func(t *catalog.TenantSpec) (int, any, error) {
+	return a.changeDoc(r, func(doc *catalog.Document, t *catalog.TenantSpec) (int, any, error) {
+		// Service ids are global names: one that another tenant holds is
+		// not available, and that is all the answer says. It is decided
+		// here, on the configuration the change applies to, so that of two
+		// tenants racing for a new id the second is told it is taken.
+		for i := range doc.Tenants {
+			if o := &doc.Tenants[i]; o.ID != r.tenant && o.Service(sid) != nil {
+				return 0, nil, errf(409, "conflict", "service id is not available")
+			}
+		}
 		cur := t.Service(sid)
 		var spec catalog.ServiceSpec
 		if err := decodeBody(r, curOrNil(cur), &spec); err != nil {
@@ -417,18 +424,56 @@ func (a *API) readApp(r *request, sid, aid string, fn func(app *catalog.AppSpec)
 	})
 }
 
-// decodeSmall decodes a small fixed-shape JSON body strictly.
+// decodeSmall decodes a small fixed-shape JSON body strictly: a value of
+// the wrong type (a number for a string) is 422 with the field's path, as
+// in decodeBody; anything else wrong is 400.
 func decodeSmall(r *request, into any) error {
 	dec := json.NewDecoder(bytes.NewReader(r.ctx.PostBody()))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(into); err != nil {
-		return errf(400, "bad_request", "malformed body: "+sanitize(err))
+	err := dec.Decode(into)
+	if err == nil {
+		return nil
 	}
-	return nil
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		e := errf(422, "invalid_config", "the body does not have the expected shape")
+		e.details = []catalog.Problem{{Path: te.Field, Message: "expected " + jsonKind(te.Type) + ", got " + firstWord(te.Value)}}
+		return e
+	}
+	return errf(400, "bad_request", "malformed body: "+sanitize(err))
 }
 
-// sanitize keeps encoding/json's message (which names fields and types,
-// never values of string fields) short.
+// jsonKind names the JSON kind a Go type decodes from, in the words of
+// catalog's shape problems.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	}
+	return "a " + t.Kind().String()
+}
+
+// firstWord keeps the kind of an UnmarshalTypeError's value ("number" of
+// "number 12"), never the value: "a number", "an object".
+func firstWord(v string) string {
+	if i := strings.IndexByte(v, ' '); i >= 0 {
+		v = v[:i]
+	}
+	switch v {
+	case "object", "array":
+		return "an " + v
+	case "bool":
+		return "a boolean"
+	}
+	return "a " + v
+}
+
+// sanitize keeps encoding/json's message short. It names fields, types and
+// at most the offending character, never the value of a string field.
 func sanitize(err error) string {
 	s := err.Error()
 	if len(s) > 200 {

@@ -41,6 +41,7 @@ type node struct {
 	val   string     // nodeScalar: the text
 	ival  int64      // scalarInt: the value
 	ierr  bool       // scalarInt: out of int64 range
+	typed bool       // a JSON scalar: its type is the writer's, never read as another
 	items []*node    // nodeSeq
 	keys  []string   // nodeMap, in document order
 	vals  []*node    // nodeMap
@@ -189,16 +190,16 @@ func jsonValue(dec *json.Decoder, depth int, budget *int) (*node, error) {
 	case nil:
 		return &node{}, nil
 	case bool:
-		return &node{kind: nodeScalar, typ: scalarBool, val: strconv.FormatBool(t)}, nil
+		return &node{kind: nodeScalar, typ: scalarBool, val: strconv.FormatBool(t), typed: true}, nil
 	case string:
-		return &node{kind: nodeScalar, typ: scalarString, val: t}, nil
+		return &node{kind: nodeScalar, typ: scalarString, val: t, typed: true}, nil
 	case json.Number:
 		s := string(t)
 		if strings.ContainsAny(s, ".eE") {
-			return &node{kind: nodeScalar, typ: scalarFloat, val: s}, nil
+			return &node{kind: nodeScalar, typ: scalarFloat, val: s, typed: true}, nil
 		}
 		i, err := strconv.ParseInt(s, 10, 64)
-		return &node{kind: nodeScalar, typ: scalarInt, val: s, ival: i, ierr: err != nil}, nil
+		return &node{kind: nodeScalar, typ: scalarInt, val: s, ival: i, ierr: err != nil, typed: true}, nil
 	case json.Delim:
 		switch t {
 		case '[':
@@ -320,9 +321,14 @@ func (d *decoder) str(n *node, path string) string {
 	switch {
 	case n.kind == nodeNull:
 		return ""
-	case n.kind == nodeScalar && n.typ != scalarBool:
-		// Unquoted numbers are accepted as text: `id: 2555417777820` means
-		// the service id "2555417777820", which is what people write.
+	case n.kind == nodeScalar && n.typ == scalarString:
+		return n.val
+	case n.kind == nodeScalar && n.typ != scalarBool && !n.typed:
+		// In YAML, unquoted numbers are accepted as text: `id:
+		// 2555417777820` means the service id "2555417777820", which is
+		// what people write. A JSON number is a number: its writer chose
+		// the type, and reading 12 as "12" would hide a mistake (a key
+		// generated as a number, a field shifted by one).
 		return n.val
 	}
 	d.add(path, "expected a string, got %s", describe(n))

@@ -234,11 +234,61 @@ func TestDecodeEntities(t *testing.T) {
 		t.Errorf("problems = %q", got)
 	}
 	var list []string
-	if err := Decode([]byte(`["a", 1]`), FormatJSON, &list); err != nil || !reflect.DeepEqual(list, []string{"a", "1"}) {
-		t.Errorf("list = %q, %v", list, err)
+	// JSON types are the writer's: a number is not a string.
+	if err := Decode([]byte(`["a", 1]`), FormatJSON, &list); err == nil {
+		t.Errorf("JSON number accepted as a string: %q", list)
+	} else if got := problemsOf(err); len(got) != 1 || got[0] != "[1]: expected a string, got an integer" {
+		t.Errorf("problems = %q", got)
+	}
+	// In YAML an unquoted number is text where text is expected.
+	if err := Decode([]byte(`[a, 1]`), FormatYAML, &list); err != nil || !reflect.DeepEqual(list, []string{"a", "1"}) {
+		t.Errorf("YAML list = %q, %v", list, err)
 	}
 	if err := Decode([]byte(`[true]`), FormatJSON, &list); err == nil {
 		t.Error("boolean accepted as string")
+	}
+}
+
+// TestJSONNumbersAreNotStrings: in a JSON document every string field
+// refuses a number, with the field's path; the same document in YAML reads
+// unquoted numbers as text.
+func TestJSONNumbersAreNotStrings(t *testing.T) {
+	const doc = `{"tenants":[{"id":"t","admin_token":12,"query_tokens":[3],"services":[{"id":2555417777820,
+		"tokens":[4.5],"provider_key":6,"auth_mode":7,"state":8,"metrics":[{"name":9,"parent":10}],
+		"plans":[{"id":11,"name":12,"limits":[{"metric":13,"period":14,"max":1}]}],
+		"applications":[{"id":15,"plan":16,"user_key":17,"keys":[18],"referrer_filters":[19],"redirect_url":20,"state":21}]}]}]}`
+	_, err := Parse([]byte(doc), FormatJSON)
+	want := []string{
+		"tenants[0].admin_token: expected a string, got an integer",
+		"tenants[0].query_tokens[0]: expected a string, got an integer",
+		"tenants[0].services[0].id: expected a string, got an integer",
+		"tenants[0].services[0].tokens[0]: expected a string, got a number",
+		"tenants[0].services[0].provider_key: expected a string, got an integer",
+		"tenants[0].services[0].auth_mode: expected a string, got an integer",
+		"tenants[0].services[0].state: expected a string, got an integer",
+		"tenants[0].services[0].metrics[0].name: expected a string, got an integer",
+		"tenants[0].services[0].metrics[0].parent: expected a string, got an integer",
+		"tenants[0].services[0].plans[0].id: expected a string, got an integer",
+		"tenants[0].services[0].plans[0].name: expected a string, got an integer",
+		"tenants[0].services[0].plans[0].limits[0].metric: expected a string, got an integer",
+		"tenants[0].services[0].plans[0].limits[0].period: expected a string, got an integer",
+		"tenants[0].services[0].applications[0].id: expected a string, got an integer",
+		"tenants[0].services[0].applications[0].plan: expected a string, got an integer",
+		"tenants[0].services[0].applications[0].user_key: expected a string, got an integer",
+		"tenants[0].services[0].applications[0].keys[0]: expected a string, got an integer",
+		"tenants[0].services[0].applications[0].referrer_filters[0]: expected a string, got an integer",
+		"tenants[0].services[0].applications[0].redirect_url: expected a string, got an integer",
+		"tenants[0].services[0].applications[0].state: expected a string, got an integer",
+	}
+	if got := problemsOf(err); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	y, err := Parse([]byte("tenants: [{id: t, admin_token: 12, services: [{id: 2555417777820, provider_key: 6}]}]"), FormatYAML)
+	if err != nil {
+		t.Fatalf("YAML with unquoted numbers: %v", err)
+	}
+	if s := y.Tenants[0].Services[0]; y.Tenants[0].AdminToken != "12" || s.ID != "2555417777820" || s.ProviderKey != "6" {
+		t.Errorf("YAML numbers as text: %+v", y.Tenants[0])
 	}
 }
 

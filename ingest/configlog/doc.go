@@ -14,7 +14,11 @@
 // the Snapshot: they compute the Document they want, and Projection.Update
 // validates it, appends the records that differ (Diff; Reconcile for a file
 // that declares some tenants), and waits until the projection has applied
-// them. FileLog is the single-process Log, an append-only file made durable
+// them. Writers on different nodes are not serialized: when two changes,
+// each valid, are invalid together, the writer that finds its own records
+// at fault appends their previous values and returns ErrConflict, so the
+// log's configuration is invalid only for that moment. FileLog is the
+// single-process Log, an append-only file made durable
 // with fsync on every append; the pipeline plugs Kafka in behind the same
 // Log interface.
 //

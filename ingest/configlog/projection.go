@@ -1,6 +1,7 @@
 package configlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,11 @@ import (
 // racing, or a partial batch from a broker) does not replace the published
 // Snapshot: the node keeps serving the last valid one, Err reports the
 // problems, and the next batch that makes the state valid again is published.
+// A writer whose Update finds the state invalid because of its own records
+// appends their previous values right away (ErrConflict), so a race between
+// two nodes leaves the log invalid only until the loser has taken its change
+// back (or forever, if it dies in between: a change fixing the problems
+// repairs it).
 //
 // Writes go through Update (or Apply), which validates the result before
 // appending and returns once this node has applied it (read-your-writes).
@@ -167,8 +173,9 @@ func (p *Projection) Sync(ctx context.Context) error {
 // *catalog.ValidationError if invalid, or if a service would need more
 // metric ids than this process has left for it: catalog.MaxMetricIDs), the records that turn the current
 // state into it are appended to the log, and Update returns once this
-// projection has applied them (Run must be running). Updates are
-// serialized.
+// projection has applied them (Run must be running). Updates of one
+// Projection are serialized; against another writer's change appended at
+// the same time, see ErrConflict.
 func (p *Projection) Update(ctx context.Context, change func(doc *catalog.Document) error) error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
@@ -202,7 +209,57 @@ func (p *Projection) Update(ctx context.Context, change func(doc *catalog.Docume
 	if err := p.WaitFor(ctx, pos); err != nil {
 		return err
 	}
-	return p.Err()
+	if err := p.Err(); err != nil {
+		return p.withdraw(ctx, base, recs, err)
+	}
+	return nil
+}
+
+// ErrConflict is returned by Update when its change, valid against the
+// state it started from, made the log's configuration invalid together
+// with another writer's change appended meanwhile (two nodes letting two
+// tenants take the same service id). Update has then taken its records back
+// and nothing of the change remains; the error also wraps the problems.
+var ErrConflict = errors.New("configlog: the change conflicts with a concurrent change")
+
+// withdraw takes back recs, the records an Update appended over base, when
+// the configuration is invalid with them and valid without them: left in
+// the log, they would keep it invalid and every later change refused.
+// Records another writer has overwritten since are left alone. If the
+// configuration is invalid even without recs, it returns invalid as is.
+// When both writers of a collision withdraw, neither change remains, and
+// each caller may retry.
+func (p *Projection) withdraw(ctx context.Context, base State, recs []Record, invalid error) error {
+	p.mu.Lock()
+	without := maps.Clone(p.state)
+	p.mu.Unlock()
+	var back []Record
+	for _, r := range recs {
+		cur, ok := without[r.Key]
+		if r.Tombstone() && ok || !r.Tombstone() && (!ok || !bytes.Equal(cur, r.Value)) {
+			continue // overwritten since
+		}
+		if v, ok := base[r.Key]; ok {
+			without[r.Key] = v
+			back = append(back, Record{Key: r.Key, Value: v})
+		} else {
+			delete(without, r.Key)
+			back = append(back, Record{Key: r.Key})
+		}
+	}
+	doc, _ := without.Document()
+	if len(back) == 0 || doc.Validate() != nil {
+		return invalid
+	}
+	sortRecords(back)
+	pos, err := p.log.Append(ctx, back)
+	if err != nil {
+		return fmt.Errorf("configlog: take back %d records of a conflicting change: %w", len(back), err)
+	}
+	if err := p.WaitFor(ctx, pos); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrConflict, invalid)
 }
 
 // Apply makes the log hold desired for every tenant desired declares (see

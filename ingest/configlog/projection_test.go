@@ -284,3 +284,83 @@ func TestUpdateRefusesServiceOutOfMetricIDs(t *testing.T) {
 		t.Error("globex's change not published")
 	}
 }
+
+// TestUpdateTakesBackAConflictingChange: two writers (nodes) over one log,
+// each change valid against the state it started from, together invalid
+// (two tenants take service id "x"). The writer that finds the log invalid
+// because of its own records takes them back and returns ErrConflict; the
+// log's configuration is valid again on every node, with the other
+// writer's change in it.
+func TestUpdateTakesBackAConflictingChange(t *testing.T) {
+	l := openT(t, t.TempDir())
+	defer l.Close()
+	p1 := startProjection(t, l, nil)
+	p2 := startProjection(t, l, nil)
+	if err := p1.Apply(ctx5(t), fullDoc(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p2.Sync(ctx5(t)); err != nil {
+		t.Fatal(err)
+	}
+	take := func(tenant string) func(d *catalog.Document) error {
+		return func(d *catalog.Document) error {
+			tn := d.Tenant(tenant)
+			tn.Services = append(tn.Services, catalog.ServiceSpec{ID: "x", Metrics: []catalog.MetricSpec{{Name: "hits"}}})
+			return nil
+		}
+	}
+	err := p2.Update(ctx5(t), func(d *catalog.Document) error {
+		// Meanwhile, on the other node, acme takes the same id.
+		if err := p1.Update(ctx5(t), take("acme")); err != nil {
+			t.Fatalf("the first writer: %v", err)
+		}
+		return take("globex")(d)
+	})
+	var ve *catalog.ValidationError
+	if !errors.Is(err, ErrConflict) || !errors.As(err, &ve) {
+		t.Fatalf("the second writer: %v, want ErrConflict wrapping the problems", err)
+	}
+	for i, p := range []*Projection{p1, p2} {
+		if err := p.Sync(ctx5(t)); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Err(); err != nil {
+			t.Errorf("node %d: configuration still invalid: %v", i+1, err)
+		}
+		if s := p.Store().Load().Services["x"]; s == nil || s.Tenant.ID != "acme" {
+			t.Errorf("node %d: service x is not acme's", i+1)
+		}
+		if p.Document().Tenant("globex").Service("x") != nil {
+			t.Errorf("node %d: the withdrawn change is in the document", i+1)
+		}
+	}
+}
+
+// TestUpdateKeepsAChangeNotAtFault: when the log turns invalid because of
+// another writer's records alone, an Update's own valid records stay and
+// it reports the problems, not ErrConflict.
+func TestUpdateKeepsAChangeNotAtFault(t *testing.T) {
+	l := openT(t, t.TempDir())
+	defer l.Close()
+	p := startProjection(t, l, nil)
+	if err := p.Apply(ctx5(t), fullDoc(t)); err != nil {
+		t.Fatal(err)
+	}
+	err := p.Update(ctx5(t), func(d *catalog.Document) error {
+		// Another writer deletes a plan an application uses.
+		if _, err := l.Append(context.Background(), []Record{{Key: PlanKey("globex", "globex-1", "gold")}}); err != nil {
+			t.Fatal(err)
+		}
+		d.Tenant("acme").Service("2555417777820").State = "suspended"
+		return nil
+	})
+	if err == nil || errors.Is(err, ErrConflict) {
+		t.Fatalf("Update = %v, want the problems of the other writer's records", err)
+	}
+	p.mu.Lock()
+	got := p.stateDoc.Tenant("acme").Service("2555417777820").State
+	p.mu.Unlock()
+	if got != "suspended" {
+		t.Errorf("the change not at fault was taken back: state %q", got)
+	}
+}

@@ -79,7 +79,7 @@ func BenchmarkAuthrepServe(b *testing.B) {
 func BenchmarkAuthrepHandler(b *testing.B) {
 	e := benchEnv(b)
 	ln := fasthttputil.NewInmemoryListener()
-	srv := NewServer(e.srv.Handler)
+	srv := NewServer(e.srv.Handler, ServerOptions{})
 	done := make(chan struct{})
 	go func() { srv.Serve(ln); close(done) }()
 	defer func() { srv.Shutdown(); <-done }()

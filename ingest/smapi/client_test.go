@@ -23,7 +23,7 @@ func startTCP(t *testing.T, e *env) string {
 	if err != nil {
 		t.Fatalf("listening on loopback: %v", err)
 	}
-	srv := NewServer(e.srv.Handler)
+	srv := NewServer(e.srv.Handler, ServerOptions{})
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -280,7 +280,10 @@ func TestServerLimits(t *testing.T) {
 		code                     string
 	}{
 		{"URL just over 8 KiB", "GET", auth + "&pad=" + strings.Repeat("x", MaxURLLength), "", nil, 414, "request_uri_too_long"},
-		{"URL over the read buffer", "GET", auth + "&pad=" + strings.Repeat("x", 4*MaxURLLength), "", nil, 431, "request_header_too_large"},
+		// A URL the read buffer cannot hold is still a URL too long: 414,
+		// refused before it is read whole.
+		{"URL over the read buffer", "GET", auth + "&pad=" + strings.Repeat("x", 4*MaxURLLength), "", nil, 414, "request_uri_too_long"},
+		{"URL of 16 KiB", "GET", auth + "&pad=" + strings.Repeat("x", 16<<10), "", nil, 414, "request_uri_too_long"},
 		{"1001 transactions", "POST", base + "/transactions.xml", "application/x-www-form-urlencoded", []byte(stA + manyTxns(1001)), 400, "bad_request"},
 		{"65 usage entries", "GET", auth + strings.Repeat("&usage[hits]=1", 1) + manyUsageQuery(65), "", nil, 400, "bad_request"},
 		{"65 usage entries in a transaction", "POST", base + "/transactions.xml", "application/x-www-form-urlencoded",
@@ -290,6 +293,20 @@ func TestServerLimits(t *testing.T) {
 		status, code := do(c.method, c.url, c.ctype, c.body)
 		if status != c.status || code != c.code {
 			t.Errorf("%s: got %d %q, want %d %q", c.name, status, code, c.status, c.code)
+		}
+	}
+	// Headers that overflow the read buffer after a URL within the limit:
+	// 431.
+	req, _ := http.NewRequest("GET", auth, nil)
+	req.Header.Set("X-Pad", strings.Repeat("y", ServerReadBufferSize))
+	if resp, err := hc.Do(req); err != nil {
+		t.Errorf("headers over the read buffer: %v", err)
+	} else {
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 431 || errorCode(b.Bytes()) != "request_header_too_large" {
+			t.Errorf("headers over the read buffer: got %d %s, want 431 request_header_too_large", resp.StatusCode, b.Bytes())
 		}
 	}
 	// A body over 1 MiB: fasthttp refuses it from its Content-Length before

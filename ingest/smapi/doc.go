@@ -36,10 +36,16 @@
 //     service tokens, user keys); ids, metric names and values are quoted.
 //   - Both service credentials present: provider_key wins.
 //   - Limits outside the 3scale table: URL over 8 KiB → 414
-//     request_uri_too_long; body over 1 MiB → 413 request_entity_too_large;
-//     request headers over the read buffer → 431 request_header_too_large;
-//     more than 1,000 transactions or 64 usage entries → 400 bad_request.
-//     Unknown path → 404 not_found, wrong method → 405 method_not_allowed.
+//     request_uri_too_long (a request line far over it is refused before it
+//     is read whole); body over 1 MiB → 413 request_entity_too_large;
+//     request line and headers over the 16 KiB read buffer → 431
+//     request_header_too_large; more than 1,000 transactions or 64 usage
+//     entries → 400 bad_request. Unknown path → 404 not_found, wrong method
+//     → 405 method_not_allowed.
+//   - Malformed HTTP → 400 bad_request, at once: header lines ending in a
+//     bare LF are refused, not held until the read timeout; a TLS handshake
+//     on the plain port is closed without an answer (NewServer, through
+//     internal/httpserver). Nothing the server logs quotes a request.
 //   - Not ready, no configuration, or a sink that refuses events → 503
 //     service_unavailable (XML like every other error).
 //   - Usage that cannot be counted: a call or transaction whose usage,

@@ -27,7 +27,7 @@ func ExampleNewServer() {
 		Version: "dev",
 		Metrics: reg, // also served at GET /metrics
 	})
-	srv := smapi.NewServer(api.Handler)
+	srv := smapi.NewServer(api.Handler, smapi.ServerOptions{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)

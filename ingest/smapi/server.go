@@ -1,6 +1,7 @@
 package smapi
 
 import (
+	"log/slog"
 	"sync"
 	"time"
 	"unsafe"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/internal/httpserver"
 	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/limiter"
 )
@@ -418,48 +420,69 @@ func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 // not retain their argument.
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-// ErrorHandler answers errors fasthttp meets while reading a request (before
-// any handler runs) in the 3scale format: a body over MaxBodySize is 413
-// request_entity_too_large, headers over the read buffer 431
-// request_header_too_large, anything else 400 bad_request.
-func ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+// WriteFailure answers a request the HTTP server could not read in the
+// 3scale format: 413 request_entity_too_large, 414 request_uri_too_long,
+// 431 request_header_too_large, anything else 400 bad_request. It is the
+// OnFailure of NewServer's server.
+func WriteFailure(ctx *fasthttp.RequestCtx, f httpserver.Failure) {
 	c := errBadRequest
-	switch err.(type) {
-	case *fasthttp.ErrSmallBuffer:
+	switch f.Status {
+	case fasthttp.StatusRequestEntityTooLarge:
+		c = errRequestEntityTooLarge
+	case fasthttp.StatusRequestURITooLong:
+		c = errRequestURITooLong
+	case fasthttp.StatusRequestHeaderFieldsTooLarge:
 		c = errRequestHeaderTooLarge
-	default:
-		if err == fasthttp.ErrBodyTooLarge {
-			c = errRequestEntityTooLarge
-		}
 	}
 	ctx.Response.Header.DisableNormalizing()
 	ctx.SetStatusCode(c.Status())
 	ctx.Response.Header.SetContentTypeBytes(ctXML)
-	ctx.Response.SetBody(appendError(nil, c, nil, nil))
+	var buf [512]byte
+	ctx.Response.SetBody(appendError(buf[:0], c, nil, nil))
 }
 
 // ServerReadBufferSize is the per-connection read buffer: the largest
-// request line plus headers fasthttp accepts. It leaves room for an 8 KiB
-// URL (MaxURLLength, checked by the handler with a clear 414) plus ordinary
-// headers; anything larger is a 431 from ErrorHandler.
+// request line plus headers the server accepts. It leaves room for a
+// request line of maxRequestLine plus ordinary headers; headers beyond it
+// are 431 request_header_too_large.
 const ServerReadBufferSize = MaxURLLength + 8<<10
 
-// NewServer returns a fasthttp.Server configured for the Service Management
-// API: handler as its handler, the URL and body limits of this package
-// (MaxURLLength via ServerReadBufferSize, MaxBodySize), ErrorHandler for
-// requests fasthttp rejects itself, and conservative timeouts. cmd/sluice
+// maxRequestLine is the longest request line the server reads: a longer
+// one certainly has a URL over MaxURLLength (method, spaces and version
+// take at least 11 bytes) and is a 414 before its end is read. The handler
+// checks MaxURLLength exactly.
+const maxRequestLine = MaxURLLength + 16
+
+// ServerOptions configure NewServer.
+type ServerOptions struct {
+	// Logger receives the HTTP server's messages; none quotes a request.
+	// Default slog.Default().
+	Logger *slog.Logger
+	// OnFailure answers requests the server could not read. Default
+	// WriteFailure. A listener shared with another API routes by
+	// Failure.Path (cmd/sluice sends /admin to the admin API's).
+	OnFailure func(*fasthttp.RequestCtx, httpserver.Failure)
+}
+
+// NewServer returns the HTTP server for the Service Management API: handler
+// as its handler, the URL and body limits of this package (MaxURLLength,
+// ServerReadBufferSize, MaxBodySize), conservative timeouts, and the
+// guarantees of internal/httpserver (no request bytes in logs, bare-LF and
+// non-HTTP requests refused at once, 414 for long request lines). cmd/sluice
 // and tests use it so that both run with the same limits.
-func NewServer(handler fasthttp.RequestHandler) *fasthttp.Server {
-	return &fasthttp.Server{
+func NewServer(handler fasthttp.RequestHandler, o ServerOptions) *httpserver.Server {
+	if o.OnFailure == nil {
+		o.OnFailure = WriteFailure
+	}
+	return httpserver.New(&fasthttp.Server{
 		Handler:                       handler,
 		Name:                          "sluice",
 		ReadBufferSize:                ServerReadBufferSize,
 		MaxRequestBodySize:            MaxBodySize,
-		ErrorHandler:                  ErrorHandler,
 		ReadTimeout:                   30 * time.Second,
 		WriteTimeout:                  30 * time.Second,
 		IdleTimeout:                   2 * time.Minute,
 		NoDefaultContentType:          true,
 		DisableHeaderNamesNormalizing: false,
-	}
+	}, httpserver.Options{Logger: o.Logger, OnFailure: o.OnFailure, MaxRequestLine: maxRequestLine})
 }

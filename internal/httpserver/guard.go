@@ -1,0 +1,327 @@
+package httpserver
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+)
+
+// The guard's refusals. fasthttp wraps the error a read returns into the
+// one it hands the ErrorHandler (with %w), which is how classify knows them.
+var (
+	errBareLF  = errors.New("httpserver: header block ends in a bare LF")
+	errNotHTTP = errors.New("httpserver: not an HTTP request line")
+	errTLS     = errors.New("httpserver: TLS record on a plain HTTP port")
+)
+
+// lineTooLongError refuses a request line over the limit. It keeps the
+// line's first bytes so that the failure can still be routed by path;
+// Error never prints them.
+type lineTooLongError struct {
+	limit int
+	start []byte // the request line's first bytes: the client's, never log them
+}
+
+func (e *lineTooLongError) Error() string {
+	return "httpserver: request line longer than " + strconv.Itoa(e.limit) + " bytes"
+}
+
+// targetPath returns the path of the request target in the start of a
+// request line (possibly cut short), or nil.
+func targetPath(line []byte) []byte {
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 0 {
+		return nil
+	}
+	t := line[sp+1:]
+	if i := bytes.IndexAny(t, "? "); i >= 0 {
+		t = t[:i]
+	}
+	if len(t) == 0 || t[0] != '/' {
+		return nil
+	}
+	return t
+}
+
+// Where the guard stands in the client's byte stream.
+const (
+	stStart  uint8 = iota // between requests: blank lines are skipped, as fasthttp does
+	stLine                // in a request line
+	stHeader              // in a header block
+	stBody                // in a Content-Length body
+	stPass                // framing the guard does not follow: no more checks
+)
+
+const (
+	// tlsHandshake is the first byte of a TLS handshake record.
+	tlsHandshake = 0x16
+	// keepLen is how much of each line the guard keeps: room for a
+	// Content-Length header with any value fasthttp accepts, and for the
+	// start of a request line's path.
+	keepLen = 64
+)
+
+// guard follows one connection's bytes from the client with fasthttp's
+// request framing (see the package doc) and decides when to refuse. Its
+// state is a few fixed-size fields: scanning allocates nothing.
+type guard struct {
+	maxLine  int
+	state    uint8
+	lastCR   bool  // the last byte of the current line so far is CR
+	prevBare bool  // the previous line of this request ended in a bare LF
+	pass     bool  // this request names a framing the guard does not follow
+	clSeen   bool  // this request has a Content-Length
+	lineLen  int   // bytes of the current line before its LF, CR included
+	cl       int64 // this request's Content-Length
+	body     int64 // body bytes still to come
+	keepN    int
+	keep     [keepLen]byte // the current line's first bytes
+	reqN     int
+	req      [keepLen]byte // the last request line's first bytes
+}
+
+// path returns the path of the last request line the guard read (possibly
+// cut short), or nil. On a connection that pipelines requests it may belong
+// to a later request than the one fasthttp is reading.
+func (g *guard) path() []byte { return targetPath(g.req[:g.reqN]) }
+
+// scan follows p, the next bytes read from the client. It returns how many
+// of them fasthttp may read and, when the connection is to be refused, why:
+// fasthttp gets the bytes before the point of refusal, then the error.
+func (g *guard) scan(p []byte) (int, error) {
+	for i := 0; i < len(p); {
+		switch g.state {
+		case stPass:
+			return len(p), nil
+		case stBody:
+			n := int64(len(p) - i)
+			if n < g.body {
+				g.body -= n
+				return len(p), nil
+			}
+			i += int(g.body)
+			g.body, g.state = 0, stStart
+		case stStart:
+			switch c := p[i]; {
+			case c == '\r' || c == '\n':
+				i++
+				continue
+			case c == tlsHandshake:
+				return i, errTLS
+			case !isTokenByte(c):
+				// Not a method. fasthttp would wait for a line end that
+				// binary data may never contain.
+				return i, errNotHTTP
+			}
+			g.state = stLine
+			g.lineLen, g.keepN, g.lastCR, g.prevBare = 0, 0, false, false
+		default: // stLine, stHeader
+			seg := p[i:]
+			lf := bytes.IndexByte(seg, '\n')
+			if lf >= 0 {
+				seg = seg[:lf]
+			}
+			if g.keepN < keepLen {
+				g.keepN += copy(g.keep[g.keepN:], seg)
+			}
+			if len(seg) > 0 {
+				g.lastCR = seg[len(seg)-1] == '\r'
+			}
+			g.lineLen += len(seg)
+			if g.state == stLine && g.lineLen > g.maxLine {
+				start := append([]byte(nil), g.keep[:g.keepN]...)
+				return i + len(seg) - (g.lineLen - g.maxLine), &lineTooLongError{limit: g.maxLine, start: start}
+			}
+			if lf < 0 {
+				return len(p), nil
+			}
+			i += lf + 1
+			if err := g.endLine(); err != nil {
+				return i, err
+			}
+		}
+	}
+	return len(p), nil
+}
+
+// endLine handles the LF that ends the current line.
+func (g *guard) endLine() error {
+	bare := !g.lastCR
+	blank := g.lineLen == 0 || (g.lineLen == 1 && g.lastCR)
+	switch {
+	case g.state == stLine:
+		g.state = stHeader
+		g.prevBare = bare
+		g.reqN = copy(g.req[:], g.keep[:g.keepN])
+	case blank:
+		// The end of the header block. fasthttp ends a block only where
+		// the buffered bytes also hold a CRLFCRLF; this one is refused
+		// rather than left to wait for one.
+		if bare || g.prevBare {
+			return errBareLF
+		}
+		switch {
+		case g.pass:
+			g.state = stPass
+		case g.cl > 0:
+			g.state, g.body = stBody, g.cl
+		default:
+			g.state = stStart
+		}
+		g.pass, g.clSeen, g.cl = false, false, 0
+	default:
+		g.header()
+		g.prevBare = bare
+	}
+	g.lineLen, g.keepN, g.lastCR = 0, 0, false
+	return nil
+}
+
+// header looks at a header line for what decides where the body ends.
+func (g *guard) header() {
+	line := g.keep[:g.keepN]
+	whole := g.lineLen <= keepLen
+	switch {
+	case line[0] == ' ' || line[0] == '\t':
+		// A folded line continues the previous header, which may have
+		// been Content-Length.
+		g.pass = true
+	case hasPrefixFold(line, "content-length"):
+		v, ok := headerValue(line[len("content-length"):])
+		if !ok {
+			return // another header whose name starts the same way
+		}
+		n, ok := parseLength(v)
+		if !whole || !ok || g.clSeen {
+			// fasthttp refuses what it cannot parse and closes; this is
+			// only for the guard not to lose its place meanwhile.
+			g.pass = true
+			return
+		}
+		g.clSeen, g.cl = true, n
+	case hasPrefixFold(line, "transfer-encoding"), hasPrefixFold(line, "expect"):
+		// A chunked body, or one fasthttp reads only after 100 Continue
+		// (or never): the guard does not follow them.
+		g.pass = true
+	}
+}
+
+// headerValue returns the value after a header name: rest must be spaces,
+// a colon, then the value; ok is false if rest continues the name instead.
+func headerValue(rest []byte) (v []byte, ok bool) {
+	for len(rest) > 0 && rest[0] == ' ' {
+		rest = rest[1:]
+	}
+	if len(rest) == 0 || rest[0] != ':' {
+		return nil, false
+	}
+	v = rest[1:]
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t' || v[len(v)-1] == '\r') {
+		v = v[:len(v)-1]
+	}
+	return v, true
+}
+
+// parseLength parses a Content-Length of at most 18 digits (fasthttp takes
+// only digits, and nothing near 2^63 is a body it would read).
+func parseLength(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// hasPrefixFold reports whether b starts with the lower-case ASCII prefix,
+// ignoring case.
+func hasPrefixFold(b []byte, prefix string) bool {
+	if len(b) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// isTokenByte reports whether c may appear in a method (RFC 9110 tchar).
+func isTokenByte(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+// conn is a client connection behind the guard.
+type conn struct {
+	net.Conn
+	g   guard
+	err error // the refusal every read returns once the guard refused
+	log *slog.Logger
+}
+
+// Read reads from the client and hands fasthttp what the guard lets
+// through. After a refusal it returns the refusal: fasthttp answers it
+// through the ErrorHandler and closes the connection. A TLS record reads as
+// the end of the stream instead, so that fasthttp closes without writing an
+// HTTP answer to a TLS client.
+func (c *conn) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.Conn.Read(p)
+	if n == 0 {
+		return n, err
+	}
+	k, refused := c.g.scan(p[:n])
+	if refused == nil {
+		return n, err
+	}
+	c.err = refused
+	if refused == errTLS {
+		c.err = io.EOF
+		c.log.Debug("http: connection closed without an answer", "component", "http", "cause", reasonTLS, "remote", c.RemoteAddr().String())
+	}
+	if k > 0 {
+		return k, nil
+	}
+	return 0, c.err
+}
+
+// listener hands fasthttp guarded connections.
+type listener struct {
+	net.Listener
+	maxLine int
+	log     *slog.Logger
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &conn{Conn: c, g: guard{maxLine: l.maxLine}, log: l.log}, nil
+}
