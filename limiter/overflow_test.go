@@ -41,7 +41,7 @@ func TestCountersNeverWrap(t *testing.T) {
 		limits []Limit
 		steps  []step
 	}{
-		{"report of MaxInt64 twice (the batch report of issue 9)",
+		{"report of MaxInt64 twice (a hostile batch report)",
 			[]Limit{lim(mHits, "day", 100), lim(mHits, "eternity", 1000)},
 			[]step{
 				{op: opDo, mode: ModeReport, usage: []Usage{u(mHits, big)}, wantAllowed: true, current: []int64{big, big}},

@@ -1,4 +1,4 @@
-// Command query benchmarks Sluice's query API (issue 5) on a data set of
+// Command query benchmarks Sluice's query API on a data set of
 // 30 days × 1,000 applications × 3 metrics at minute resolution.
 //
 //	go run ./bench/query gen   [-dir D] [-addr HOST:PORT] [-db NAME]   build and verify the data set

@@ -677,9 +677,8 @@ func (p *Producer) deadlineLoop() {
 // Records whose request got no answer (the broker died mid-request) are
 // never abandoned: franz-go resends them with the same producer id and
 // sequence numbers when the broker is back, which the broker deduplicates,
-// and meanwhile the journal keeps them safe from a crash of Sluice. (An
-// earlier version abandoned them after 1.5×DeliveryTimeout and spooled them,
-// which duplicated those the broker had written.)
+// and meanwhile the journal keeps them safe from a crash of Sluice. Spooling
+// them after a timeout instead would duplicate those the broker had written.
 
 // syncLoop writes and fsyncs the spool every SpoolSyncInterval.
 func (p *Producer) syncLoop() {

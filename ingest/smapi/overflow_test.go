@@ -59,7 +59,7 @@ func report(e *env, query string) *fasthttp.Response {
 	return e.do(request{method: "POST", uri: "/transactions.xml?" + stA + query})
 }
 
-// TestCountersNeverWrap replays the reproduction of issue 9 and its
+// TestCountersNeverWrap replays a hostile-input probe's reproduction and its
 // neighbours at the API: usage that would take a counter, or the sum of one
 // call's usage for a metric, past 9223372036854775807 is refused with
 // usage_overflow and counts nowhere (no counter, no event); in a batch the
@@ -80,7 +80,7 @@ func TestCountersNeverWrap(t *testing.T) {
 		a2       map[string]int64 // uk-a2's counters at the end (nil: not checked)
 	}{
 		{
-			name: "issue 9: a batch report of MaxInt64 sent twice",
+			name: "a batch report of MaxInt64 sent twice",
 			calls: []call{
 				{post: "&transactions[0][user_key]=uk-a1&transactions[0][usage][hits]=" + maxInt64, status: 202},
 				{post: "&transactions[0][user_key]=uk-a1&transactions[0][usage][hits]=" + maxInt64, status: 422, code: "usage_overflow", msgContains: `transaction "0" was not recorded`},

@@ -3,7 +3,7 @@
 // Kafka (an in-process kfake broker on a real TCP port, with its log on disk)
 // → `sluice serve --roles rollup` → ClickHouse (a local server from
 // internal/chlocal), with processes killed and servers stopped on purpose
-// (issue 4's crash, outage and restart tests), and of what those processes
+// (the crash, outage and restart tests), and of what those processes
 // print: under hostile and malformed input on every listener, at debug
 // level, no configured credential appears in their output
 // (TestNoSecretInLogs).

@@ -71,7 +71,7 @@ const secretsConfig = `tenants:
 
 // brokenHTTP returns requests for path that no HTTP server should accept,
 // each carrying the credentials in the path, in headers and in bodies:
-// what the probe of issue 9 sent over raw sockets.
+// what a probe of hostile input sent over raw sockets.
 func brokenHTTP(path, header string) []string {
 	h := "Host: x\r\n" + header
 	lf := strings.ReplaceAll(h, "\r\n", "\n")
