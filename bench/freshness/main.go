@@ -41,9 +41,9 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/valyala/fasthttp"
 
-	"github.com/sluice-dev/sluice/internal/e2e"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/internal/chlocal"
+	"github.com/sluice-dev/sluice/internal/e2e"
 )
 
 func main() {
