@@ -1,5 +1,5 @@
 // Package query is Sluice's query API over the ClickHouse rollups
-// (spec/query-api.md): usage series with calendar buckets in a time zone,
+// (docs/query-api.md in the repository): usage series with calendar buckets in a time zone,
 // top applications, denials by reason, the billing export (streamed through
 // package billing), and 3scale-style stats endpoints so that tools written
 // for 3scale's analytics API can read Sluice.

@@ -21,7 +21,7 @@ func errf(status int, code, msg string) *apiError {
 
 func badRequest(code, msg string) *apiError { return errf(400, code, msg) }
 
-// Error codes with their status, documented in the README section and
+// Error codes with their status, documented in docs/query-api.md and
 // listed here so a test can check that every one is reachable.
 var ErrorCodes = map[string]int{
 	// 400: one code per malformed parameter

@@ -3,8 +3,8 @@
 // read and change services, metrics, plans, limits, applications, app keys
 // and referrer filters. Every change is validated as a whole configuration,
 // written to the configuration log as events, and answered once this node
-// has applied it, so a GET after a PUT sees the PUT. README.md lists every
-// route.
+// has applied it, so a GET after a PUT sees the PUT. docs/admin-api.md in the
+// repository lists every route.
 //
 // A tenant sees only its own part of the configuration: every lookup starts
 // from the tenant the token belongs to, so another tenant's services answer

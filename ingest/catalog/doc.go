@@ -6,7 +6,7 @@
 //
 //   - Document (with TenantSpec, ServiceSpec, MetricSpec, PlanSpec, LimitSpec,
 //     AppSpec) is the declarative form: the YAML or JSON file of
-//     spec/config-and-cli.md, what the admin API reads and writes, and what
+//     docs/configuration.md, what the admin API reads and writes, and what
 //     the config log (package configlog) carries, one entity per record. Load
 //     and Parse read it (every problem reported with its path, unknown fields
 //     included), Validate checks it, WriteYAML/WriteJSON export it, and an

@@ -13,7 +13,7 @@ import (
 )
 
 // Document is the declarative configuration: the YAML or JSON file of
-// spec/config-and-cli.md, and the form the admin API and the config log speak.
+// docs/configuration.md, and the form the admin API and the config log speak.
 // A Document is plain data; Validate checks it and Build indexes it into a
 // Snapshot. Field order here is the order of the exported file.
 type Document struct {
@@ -89,7 +89,7 @@ type AppSpec struct {
 }
 
 // MarshalYAML writes a limit on one line, `{metric: hits, period: minute,
-// max: 100}`, as the spec shows it.
+// max: 100}`, as docs/configuration.md shows it.
 func (l LimitSpec) MarshalYAML() (any, error) {
 	n := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
 	add := func(k string, v *yaml.Node) {

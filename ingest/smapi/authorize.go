@@ -130,7 +130,7 @@ func keyMatches(app *catalog.App, key []byte) bool {
 	return ok == 1
 }
 
-// check runs the denial checks in the spec's order (after the app was
+// check runs the denial checks in 3scale's order (after the app was
 // found): app key (or redirect URL for oauth), referrer, application state,
 // service state. It returns denyNone when all pass, or an error code for a
 // broken referrer filter.

@@ -1,11 +1,11 @@
 // Package smapi serves the 3scale-compatible Service Management API
-// (spec/service-management-api.md) over fasthttp: authorize, authrep, their
+// (docs/service-management-api.md in the repository) over fasthttp: authorize, authrep, their
 // OAuth variants, the batch report, /status, /check.txt and /available.
 //
 // # Model
 //
 // A call is parsed into pooled scratch state without copying beyond one
-// decode arena, checked in the spec's order — service credentials, (usage
+// decode arena, checked in 3scale's order — service credentials, (usage
 // well-formedness,) application, app key or OAuth redirect URL, referrer,
 // application state, service state, limits — and answered with an
 // append-style XML encoder (AppendStatus). The first failing check decides
@@ -14,7 +14,7 @@
 // hot path (authrep: parse → limiter.Do → event hand-off → response) does not
 // allocate; BenchmarkAuthrepServe proves it.
 //
-// # Decisions where the spec leaves room
+// # Decisions where 3scale leaves room
 //
 //   - usage[M]=#N (set) is accepted by the batch report only; on authorize
 //     and authrep it is 403 usage_value_invalid (the limiter cannot set a

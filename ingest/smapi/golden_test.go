@@ -74,7 +74,7 @@ func goldenCases() []goldenCase {
 		{name: "deny_application_not_active", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-susp&usage[hits]=1")},
 		{name: "deny_service_not_active", req: get("/transactions/authrep.xml?service_token=st-a&service_id=svc-off&user_key=uk-off&usage[hits]=1")},
 
-		// Errors, one per code of the spec's table, and Sluice's own.
+		// Errors, one per code of 3scale's table, and Sluice's own.
 		{name: "err_provider_key_invalid", req: get("/transactions/authrep.xml?provider_key=nope&service_id=svc-a&user_key=uk-a1")},
 		{name: "err_provider_key_invalid_or_service_missing", req: get("/transactions/authrep.xml?provider_key=nope&user_key=uk-a1")},
 		{name: "err_service_id_invalid", req: get("/transactions/authrep.xml?provider_key=pk-a&service_id=svc-b&app_id=b1")},
