@@ -23,6 +23,7 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
+	"github.com/sluice-dev/sluice/internal/chconn"
 	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
 )
 
@@ -94,7 +95,7 @@ func newClusterHarness(t *testing.T) *clusterHarness {
 		h.brokers = startKfake(t, kfake.SeedTopics(clusterPartitions, h.topic))
 	}
 	ch, conn := chtest.Start(t)
-	if err := migrate(context.Background(), chAuth{User: "default"}, ch.Addr(), "sluice"); err != nil {
+	if err := migrate(context.Background(), chconn.Options{Addr: ch.Addr()}, "sluice"); err != nil {
 		t.Fatal(err)
 	}
 	h.chAddr, h.conn = ch.Addr(), conn
