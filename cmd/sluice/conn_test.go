@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +237,115 @@ func TestServeConnectionErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestServeForwardsOverTLS: API nodes serving HTTPS forward calls to each
+// other over TLS, trusting --tls-ca. A node that does not trust the others'
+// certificates cannot reach them: its calls are decided under the
+// owner-unreachable policy (never sent, so never counted twice), not
+// answered 503 as a broken forward.
+func TestServeForwardsOverTLS(t *testing.T) {
+	const partitions = 6
+	certs := tlstest.New(t)
+	brokers := startKfake(t, kfake.SeedTopics(partitions, "sluice.usage"))
+	var apps strings.Builder
+	for i := range 12 {
+		fmt.Fprintf(&apps, "          - {id: f%d, plan: exact, user_key: uk-f%d}\n", i, i)
+	}
+	cfgFile := writeConfig(t, `tenants:
+  - id: acme
+    admin_token: adm-fwd-tls
+    services:
+      - id: svc
+        tokens: [st-fwd-tls]
+        metrics: [{name: hits}]
+        plans:
+          - id: exact
+            limits: [{metric: hits, period: minute, max: 1000}]
+        applications:
+`+apps.String())
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.Pool}}}
+	start := func(name string, extra ...string) string {
+		listen := freeAddr(t)
+		errs := startServe(t, append([]string{"serve", "--roles", "api", "--kafka", brokers, "--listen", listen, "--region", "fwdtls",
+			"--data-dir", t.TempDir(), "--node", name, "--config", cfgFile, "--tls-cert", certs.ServerCert, "--tls-key", certs.ServerKey}, extra...)...)
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			resp, err := client.Get("https://" + listen + "/status")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return listen
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s not ready over HTTPS within 60s; log:\n%s", name, errs.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	metric := func(listen, name string) float64 {
+		resp, err := client.Get("https://" + listen + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s: %q", name, line)
+				}
+				return f
+			}
+		}
+		t.Fatalf("no %s on %s", name, listen)
+		return 0
+	}
+	// callAll makes one authrep per application on listen; every one must be
+	// authorized.
+	callAll := func(listen string) {
+		for i := range 12 {
+			resp, err := client.Get(fmt.Sprintf("https://%s/transactions/authrep.xml?service_token=st-fwd-tls&service_id=svc&user_key=uk-f%d&usage%%5Bhits%%5D=1", listen, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("authrep f%d on %s = %d %s", i, listen, resp.StatusCode, b)
+			}
+		}
+	}
+	// until repeats callAll on listen until cond holds.
+	until := func(what, listen string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 60s", what)
+			}
+			callAll(listen)
+		}
+	}
+
+	a := start("a", "--tls-ca", certs.CA)
+	b := start("b", "--tls-ca", certs.CA)
+	until("node a forwards calls to node b over TLS", a, func() bool { return metric(a, "sluice_cluster_forwarded_total") > 0 })
+	if n := metric(b, "sluice_cluster_relayed_total"); n == 0 {
+		t.Errorf("node b decided no forwarded call")
+	}
+
+	c := start("c") // trusts the system pool only
+	until("node c meets owners it cannot verify", c, func() bool { return metric(c, "sluice_cluster_owner_unreachable_total") > 0 })
+	if n := metric(c, "sluice_cluster_forward_errors_total"); n != 0 {
+		t.Errorf("node c counted %v broken forwards: a failed TLS handshake is an unreachable owner", n)
+	}
+	for _, n := range []string{a, b} {
+		if e := metric(n, "sluice_cluster_forward_errors_total"); e != 0 {
+			t.Errorf("%s: %v broken forwards", n, e)
+		}
 	}
 }
