@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
@@ -23,9 +22,10 @@ import (
 	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
-	"github.com/sluice-dev/sluice/ingest/rollup"
+	"github.com/sluice-dev/sluice/internal/chconn"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/flagenv"
+	"github.com/sluice-dev/sluice/internal/kafkaconn"
 )
 
 // defaultUsagePartitions is the partition count of the usage topic when
@@ -42,6 +42,7 @@ func commonFlags(fs *flag.FlagSet, cfg *nodeConfig, level *slog.LevelVar) {
 		"least important log messages written: debug (also every malformed request a listener refuses; no request bytes), info, warn or error")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:3001", "address of the Service Management API, admin API and /metrics")
 	fs.StringVar(&cfg.QueryListen, "query-listen", "127.0.0.1:3002", "address of the query API")
+	cfg.TLS.flags(fs)
 	registerQueryFlags(fs, cfg)
 	fs.StringVar(&cfg.DataDir, "data-dir", "./.sluice", "directory for the config log and the event spool (dev: also the broker's log and ClickHouse's data)")
 	fs.StringVar(&cfg.ConfigFile, "config", "", "declarative configuration file (YAML or JSON) applied at startup")
@@ -59,9 +60,12 @@ func commonFlags(fs *flag.FlagSet, cfg *nodeConfig, level *slog.LevelVar) {
 	fs.BoolVar(&cfg.Raw, "raw-events", false, "rollup also stores every raw event in ClickHouse")
 }
 
-// clusterDefaults validates the cluster flags and fills --advertise from
-// --listen.
+// clusterDefaults validates the cluster and listener flags and fills
+// --advertise from --listen.
 func clusterDefaults(cfg *nodeConfig) error {
+	if err := cfg.TLS.check(); err != nil {
+		return err
+	}
 	if !validRegion(cfg.Region) {
 		return usageError{fmt.Sprintf("--region %q: use 1-64 letters, digits, '.', '_' or '-'", cfg.Region)}
 	}
@@ -124,19 +128,6 @@ func (f *policyFlag) Set(s string) error {
 	return nil
 }
 
-// chAuth is the ClickHouse user a command connects as.
-type chAuth struct{ User, Password string }
-
-func (a *chAuth) flags(fs *flag.FlagSet) {
-	fs.StringVar(&a.User, "clickhouse-user", "default", "ClickHouse user")
-	fs.StringVar(&a.Password, "clickhouse-password", "", "password of --clickhouse-user (prefer SLUICE_CLICKHOUSE_PASSWORD: a command line is visible to other users)")
-}
-
-// open connects to the ClickHouse at addr and pings it.
-func (a chAuth) open(ctx context.Context, addr string) (driver.Conn, error) {
-	return rollup.OpenClickHouse(ctx, addr, a.User, a.Password)
-}
-
 // partitionsFlag parses --topic-partitions.
 type partitionsFlag int32
 
@@ -164,7 +155,7 @@ func hostname() string {
 func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger, level *slog.LevelVar) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := nodeConfig{Demo: true, CH: chAuth{User: "default"}}
+	cfg := nodeConfig{Demo: true, CH: chconn.Options{User: chconn.DefaultUser}}
 	commonFlags(fs, &cfg, level)
 	kafkaListen := fs.String("kafka-listen", "", "pin the embedded broker to 127.0.0.1:PORT (default a free port), so that `sluice serve` nodes can join this instance; the configuration then lives on the broker's config topic")
 	fs.Usage = flagenv.Usage(fs, "sluice dev [flags]")
@@ -209,11 +200,11 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *s
 		return fmt.Errorf("local ClickHouse: %w", err)
 	}
 	defer ch.Stop()
-	cfg.ClickHouse = ch.Addr()
+	cfg.CH.Addr = ch.Addr()
 	log.Info("local ClickHouse running", "addr", ch.Addr(), "dir", filepath.Join(cfg.DataDir, "clickhouse"))
 	fmt.Fprintf(stdout, "Kafka (embedded broker): %s\nClickHouse (native):     %s\nAnother API node joins with:\n  sluice serve --roles api --kafka %s --clickhouse %s --listen 127.0.0.1:PORT --data-dir DIR\n",
 		strings.Join(cfg.Brokers, ","), ch.Addr(), strings.Join(cfg.Brokers, ","), ch.Addr())
-	if err := migrate(ctx, cfg.CH, cfg.ClickHouse, cfg.Database); err != nil {
+	if err := migrate(ctx, cfg.CH, cfg.Database); err != nil {
 		return err
 	}
 	return runNode(ctx, cfg, stdout, log)
@@ -227,8 +218,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 	commonFlags(fs, &cfg, level)
 	roles := fs.String("roles", "api,rollup,query", "roles this process runs: api, rollup, query (comma separated) or all")
 	brokers := fs.String("kafka", "", "Kafka seed brokers, HOST:PORT,... (required)")
-	fs.StringVar(&cfg.ClickHouse, "clickhouse", "", "ClickHouse native-protocol address HOST:PORT (required for rollup and query)")
-	cfg.CH.flags(fs)
+	kafkaConnFlags(fs, &cfg.Kafka)
+	fs.StringVar(&cfg.CH.Addr, "clickhouse", "", "ClickHouse native-protocol address HOST:PORT (required for rollup and query)")
+	chConnFlags(fs, &cfg.CH)
 	fs.StringVar(&cfg.ConfigLog, "config-log", configLogKafka, "where configuration changes are kept: kafka (the compacted topic every node shares) or file (this node's data dir only)")
 	fs.StringVar(&cfg.ConfigTopic, "config-topic", kafkalog.DefaultTopic, "Kafka topic of configuration changes (one partition, compacted)")
 	fs.Usage = flagenv.Usage(fs, "sluice serve --roles api,rollup,query --kafka HOST:PORT,... --clickhouse HOST:PORT [flags]")
@@ -247,17 +239,23 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 		return usageError{fmt.Sprintf("--config-log must be kafka or file, not %q", cfg.ConfigLog)}
 	}
 	// A query-only node with a file config log never talks to Kafka.
-	if needsKafka := cfg.Roles[roleAPI] || cfg.Roles[roleRollup] || cfg.ConfigLog == configLogKafka; needsKafka && len(cfg.Brokers) == 0 {
+	needsKafka := cfg.Roles[roleAPI] || cfg.Roles[roleRollup] || cfg.ConfigLog == configLogKafka
+	if needsKafka && len(cfg.Brokers) == 0 {
 		return usageError{"--kafka is required (a query-only node with --config-log file is the one that runs without it)"}
 	}
-	if (cfg.Roles[roleRollup] || cfg.Roles[roleQuery]) && cfg.ClickHouse == "" {
+	if (cfg.Roles[roleRollup] || cfg.Roles[roleQuery]) && cfg.CH.Addr == "" {
 		return usageError{"--clickhouse is required for the rollup and query roles"}
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	if cfg.ClickHouse != "" {
-		if err := migrate(ctx, cfg.CH, cfg.ClickHouse, cfg.Database); err != nil {
+	if needsKafka {
+		if cfg.KafkaOpts, err = kafkaClientOpts(ctx, cfg.Brokers, cfg.Kafka); err != nil {
+			return err
+		}
+	}
+	if cfg.CH.Addr != "" {
+		if err := migrate(ctx, cfg.CH, cfg.Database); err != nil {
 			return err
 		}
 	}
@@ -268,29 +266,32 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 func cmdMigrate(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("clickhouse", "127.0.0.1:9000", "ClickHouse native-protocol address HOST:PORT")
+	var ch chconn.Options
+	fs.StringVar(&ch.Addr, "clickhouse", "127.0.0.1:9000", "ClickHouse native-protocol address HOST:PORT")
 	db := fs.String("database", chschema.DefaultDatabase, "ClickHouse database")
-	var auth chAuth
-	auth.flags(fs)
+	chConnFlags(fs, &ch)
 	fs.Usage = flagenv.Usage(fs, "sluice migrate [flags]")
 	if err := flagenv.Parse(fs, args); err != nil {
 		return err
 	}
-	if err := migrate(ctx, auth, *addr, *db); err != nil {
+	if err := migrate(ctx, ch, *db); err != nil {
 		return err
 	}
-	log.Info("schema up to date", "clickhouse", *addr, "database", *db)
+	log.Info("schema up to date", "clickhouse", ch.Addr, "database", *db)
 	return nil
 }
 
-func migrate(ctx context.Context, auth chAuth, addr, db string) error {
-	conn, err := auth.open(ctx, addr)
+// migrate connects to ClickHouse and applies the schema migrations. A
+// connection that fails (wrong password, untrusted certificate) is an error
+// naming the server.
+func migrate(ctx context.Context, ch chconn.Options, db string) error {
+	conn, err := chconn.Connect(ctx, ch)
 	if err != nil {
-		return fmt.Errorf("connect ClickHouse %s: %w", addr, err)
+		return err
 	}
 	defer conn.Close()
 	if err := chschema.Migrate(ctx, conn, db); err != nil {
-		return fmt.Errorf("migrate %s: %w", addr, err)
+		return fmt.Errorf("migrate %s: %w", ch.Addr, err)
 	}
 	return nil
 }
@@ -318,11 +319,13 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		format := fs.String("format", "yaml", "yaml or json")
 		brokers := fs.String("kafka", "", "read the cluster's config topic on these brokers (HOST:PORT,...) instead of the data dir's file")
 		topic := fs.String("config-topic", kafkalog.DefaultTopic, "Kafka topic of configuration changes (with --kafka)")
+		var kc kafkaconn.Options
+		kafkaConnFlags(fs, &kc)
 		fs.Usage = flagenv.Usage(fs, "sluice config export [flags]")
 		if err := flagenv.Parse(fs, args[1:]); err != nil {
 			return err
 		}
-		doc, err := readConfig(ctx, *dir, splitList(*brokers), *topic)
+		doc, err := readConfig(ctx, *dir, splitList(*brokers), *topic, kc)
 		if err != nil {
 			return err
 		}
@@ -339,13 +342,17 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // readConfig reads a node's file config log, or with brokers the cluster's
 // config topic.
-func readConfig(ctx context.Context, dir string, brokers []string, topic string) (*catalog.Document, error) {
+func readConfig(ctx context.Context, dir string, brokers []string, topic string, kc kafkaconn.Options) (*catalog.Document, error) {
 	if len(brokers) == 0 {
 		return configlog.ReadFile(filepath.Join(dir, "config"))
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	l, err := kafkalog.Open(ctx, kafkalog.Options{Brokers: brokers, Topic: topic})
+	opts, err := kafkaClientOpts(ctx, brokers, kc)
+	if err != nil {
+		return nil, err
+	}
+	l, err := kafkalog.Open(ctx, kafkalog.Options{Brokers: brokers, Topic: topic, ClientOpts: opts})
 	if err != nil {
 		return nil, err
 	}
@@ -390,8 +397,8 @@ func freePort() (int, error) {
 }
 
 // printDemo prints the demo tenant's credentials and a ready-to-paste call.
-func printDemo(w io.Writer, listen string, c catalog.DemoCredentials) {
-	base := "http://" + listen
+func printDemo(w io.Writer, scheme, listen string, c catalog.DemoCredentials) {
+	base := scheme + "://" + listen
 	fmt.Fprintf(w, `
 Sluice dev is up. Demo tenant %q:
   service_id     %s

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/internal/chlocal"
+	"github.com/sluice-dev/sluice/internal/chconn"
 	"github.com/sluice-dev/sluice/internal/flagenv"
 	"github.com/sluice-dev/sluice/query/billing"
 )
@@ -41,12 +42,12 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	format := fs.String("format", "csv", "csv, json or ndjson")
 	tenant := fs.String("tenant", "", "export only this tenant (default: every tenant)")
 	service := fs.String("service-id", "", "export only this service (requires --tenant)")
-	addr := fs.String("clickhouse", "", "ClickHouse native-protocol address HOST:PORT (default: the ClickHouse of `sluice dev` on --data-dir, else "+defaultClickHouse+")")
+	var ch chconn.Options
+	fs.StringVar(&ch.Addr, "clickhouse", "", "ClickHouse native-protocol address HOST:PORT (default: the ClickHouse of `sluice dev` on --data-dir, else "+defaultClickHouse+")")
 	dataDir := fs.String("data-dir", "./.sluice", "data directory of a `sluice dev` whose ClickHouse to use when --clickhouse is not given")
 	db := fs.String("database", chschema.DefaultDatabase, "ClickHouse database")
 	timeout := fs.Duration("timeout", billing.DefaultTimeout, "server-side limit on the export query (max_execution_time)")
-	var auth chAuth
-	auth.flags(fs)
+	chConnFlags(fs, &ch)
 	fs.Usage = flagenv.Usage(fs, "sluice export --month YYYY-MM [--format csv|json|ndjson] [--tenant T [--service-id S]] [flags] > file")
 	if err := flagenv.Parse(fs, args); err != nil {
 		return err
@@ -66,14 +67,15 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		return usageError{fmt.Sprintf("--database: %v", err)}
 	}
 
-	target, origin := *addr, "--clickhouse"
+	target, origin := ch.Addr, "--clickhouse"
 	if target == "" {
 		target, origin, err = devClickHouse(*dataDir)
 		if err != nil {
 			return err
 		}
 	}
-	conn, err := auth.open(ctx, target)
+	ch.Addr = target
+	conn, err := chconn.Connect(ctx, ch)
 	if err != nil {
 		return fmt.Errorf("cannot reach ClickHouse at %s (%s): %w", target, origin, err)
 	}

@@ -104,7 +104,7 @@ func startListeners(t *testing.T) []listener {
 
 	ops := freeAddr(t)
 	errc := make(chan error, 1)
-	stop, err := startOpsListener(ops, metrics.NewRegistry(), errc, slog.New(slog.DiscardHandler))
+	stop, err := startOpsListener(ops, listenTLS{}, metrics.NewRegistry(), errc, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
+	"github.com/sluice-dev/sluice/internal/chconn"
 	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
 	"github.com/sluice-dev/sluice/internal/kafkatest"
 )
@@ -88,7 +89,7 @@ func newClusterHarness(t *testing.T) *clusterHarness {
 	h.common = []string{"--topic", h.topic, "--config-topic", kafkatest.UniqueName("sluice.config"),
 		"--region", strings.ReplaceAll(kafkatest.UniqueName("r"), ".", "-")}
 	ch, conn := chtest.Start(t)
-	if err := migrate(context.Background(), chAuth{User: "default"}, ch.Addr(), "sluice"); err != nil {
+	if err := migrate(context.Background(), chconn.Options{Addr: ch.Addr()}, "sluice"); err != nil {
 		t.Fatal(err)
 	}
 	h.chAddr, h.conn = ch.Addr(), conn

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -27,6 +26,8 @@ import (
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/ingest/smapi"
 	"github.com/sluice-dev/sluice/internal/httpserver"
+	"github.com/sluice-dev/sluice/internal/chconn"
+	"github.com/sluice-dev/sluice/internal/kafkaconn"
 	"github.com/sluice-dev/sluice/internal/kafkatopic"
 	"github.com/sluice-dev/sluice/internal/metrics"
 	"github.com/sluice-dev/sluice/limiter"
@@ -46,24 +47,30 @@ type nodeConfig struct {
 	Listen      string
 	QueryListen string
 	Brokers     []string
-	Topic       string
+	// Kafka are the brokers' TLS and SASL settings; KafkaOpts the client
+	// options built from them once, appended by every Kafka client.
+	Kafka     kafkaconn.Options
+	KafkaOpts []kgo.Opt
+	Topic     string
 	// TopicPartitions is the usage topic's partition count when a node
 	// creates it.
 	TopicPartitions int32
-	ClickHouse      string
-	CH              chAuth // the ClickHouse user
-	Database        string
-	DataDir         string
-	ConfigFile      string
-	Demo            bool // load the demo tenant when no config file is given
-	Region          string
-	Node            string
-	SpoolMax        int64
-	FullPolicy      kafka.FullPolicy
-	Raw             bool
-	ConfigLog       string // configLogFile or configLogKafka
-	ConfigTopic     string
-	QueryTimeout    time.Duration
+	// CH is the ClickHouse connection (Addr "" when the node needs none).
+	CH chconn.Options
+	// TLS is the certificate of the HTTP listeners (none: plain HTTP).
+	TLS          listenTLS
+	Database     string
+	DataDir      string
+	ConfigFile   string
+	Demo         bool // load the demo tenant when no config file is given
+	Region       string
+	Node         string
+	SpoolMax     int64
+	FullPolicy   kafka.FullPolicy
+	Raw          bool
+	ConfigLog    string // configLogFile or configLogKafka
+	ConfigTopic  string
+	QueryTimeout time.Duration
 	// Cluster: where the other API nodes reach this one, how long calls wait
 	// for a partition handoff, and what to do when an owner is unreachable.
 	Advertise        string
@@ -81,7 +88,7 @@ const (
 func openConfigLog(ctx context.Context, cfg nodeConfig, log *slog.Logger) (configlog.Log, error) {
 	switch cfg.ConfigLog {
 	case configLogKafka:
-		l, err := kafkalog.Open(ctx, kafkalog.Options{Brokers: cfg.Brokers, Topic: cfg.ConfigTopic, Logger: log})
+		l, err := kafkalog.Open(ctx, kafkalog.Options{Brokers: cfg.Brokers, Topic: cfg.ConfigTopic, Logger: log, ClientOpts: cfg.KafkaOpts})
 		if err != nil {
 			return nil, fmt.Errorf("open config log: %w", err)
 		}
@@ -155,9 +162,11 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 		r, err := rollup.New(rollup.Options{
 			Brokers:            cfg.Brokers,
 			Topic:              cfg.Topic,
-			ClickHouseAddr:     cfg.ClickHouse,
+			KafkaOpts:          cfg.KafkaOpts,
+			ClickHouseAddr:     cfg.CH.Addr,
 			ClickHouseUser:     cfg.CH.User,
 			ClickHousePassword: cfg.CH.Password,
+			ClickHouseTLS:      cfg.CH.TLS,
 			Database:           cfg.Database,
 			SkipMigrate:        true, // dev and serve migrate before any role starts
 			Hierarchy:          proj.Store(),
@@ -178,12 +187,12 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 			}
 		}()
 		cleanups = append(cleanups, func() { stopRollup(); <-done })
-		log.Info("rollup role running", "brokers", strings.Join(cfg.Brokers, ","), "clickhouse", cfg.ClickHouse)
+		log.Info("rollup role running", "brokers", strings.Join(cfg.Brokers, ","), "clickhouse", cfg.CH.Addr)
 	}
 
 	if !cfg.Roles[roleAPI] && cfg.Roles[roleRollup] {
 		// The API role serves /metrics; a rollup-only node needs its own.
-		stop, err := startOpsListener(cfg.Listen, reg, errc, log)
+		stop, err := startOpsListener(cfg.Listen, cfg.TLS, reg, errc, log)
 		if err != nil {
 			return err
 		}
@@ -229,6 +238,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		SpoolDir:      filepath.Join(cfg.DataDir, "spool"),
 		SpoolMaxBytes: cfg.SpoolMax,
 		FullPolicy:    cfg.FullPolicy,
+		ClientOpts:    cfg.KafkaOpts,
 		Logger:        log.With("role", "producer"),
 	})
 	if err != nil {
@@ -250,8 +260,14 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	*cleanups = append(*cleanups, stopSweep)
 	go sweep(sweepCtx, lim)
 
+	fwdTLS, err := cfg.TLS.forwardTLS()
+	if err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Options{
 		Brokers:          cfg.Brokers,
+		KafkaOpts:        cfg.KafkaOpts,
+		ForwardTLS:       fwdTLS,
 		Topic:            cfg.Topic,
 		Region:           cfg.Region,
 		Advertise:        cfg.Advertise,
@@ -283,9 +299,9 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	})
 	adm := admin.New(proj, log.With("role", "admin"), 0)
 	srv := smapi.NewServer(route(api, adm), smapi.ServerOptions{Logger: log, OnFailure: routeFailure})
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := cfg.TLS.listen(cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		return err
 	}
 	go func() {
 		if err := srv.Serve(ln); err != nil {
@@ -305,20 +321,21 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 			pr.Close()
 		}
 	})
-	log.Info("api role listening; /status answers starting until counters are restored", "addr", ln.Addr().String(),
+	log.Info("api role listening; /status answers starting until counters are restored", "addr", ln.Addr().String(), "scheme", cfg.TLS.scheme(),
 		"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix)
 	ends, err := restoreCounters(ctx, cfg, lim, proj.Store(), clock.Now(), log)
 	if err != nil {
 		return err
 	}
 	pr, err = cluster.NewProjection(cluster.ProjectionOptions{
-		Brokers: cfg.Brokers,
-		Topic:   cfg.Topic,
-		From:    ends,
-		Limiter: lim,
-		Catalog: proj.Store(),
-		Own:     ids.Prefix(),
-		Logger:  log.With("role", "projection"),
+		Brokers:   cfg.Brokers,
+		KafkaOpts: cfg.KafkaOpts,
+		Topic:     cfg.Topic,
+		From:      ends,
+		Limiter:   lim,
+		Catalog:   proj.Store(),
+		Own:       ids.Prefix(),
+		Logger:    log.With("role", "projection"),
 	})
 	if err != nil {
 		return err
@@ -344,10 +361,10 @@ func serveHealth(ctx *fasthttp.RequestCtx) {
 
 // startOpsListener serves /metrics and /health on addr until the returned
 // stop function is called.
-func startOpsListener(addr string, reg *metrics.Registry, errc chan<- error, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
+func startOpsListener(addr string, lt listenTLS, reg *metrics.Registry, errc chan<- error, log *slog.Logger) (stop func(), err error) {
+	ln, err := lt.listen(addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
+		return nil, err
 	}
 	srv := httpserver.New(&fasthttp.Server{
 		Name:        "sluice",
@@ -372,7 +389,7 @@ func startOpsListener(addr string, reg *metrics.Registry, errc chan<- error, log
 			errc <- fmt.Errorf("serve %s: %w", addr, err)
 		}
 	}()
-	log.Info("metrics listening", "addr", ln.Addr().String(), "endpoints", "/metrics /health")
+	log.Info("metrics listening", "addr", ln.Addr().String(), "scheme", lt.scheme(), "endpoints", "/metrics /health")
 	return func() {
 		if err := srv.ShutdownWithContext(context.Background()); err != nil {
 			log.Error("metrics listener shutdown", "err", err)
@@ -388,7 +405,7 @@ func startOpsListener(addr string, reg *metrics.Registry, errc chan<- error, log
 func ensureUsageTopic(ctx context.Context, cfg nodeConfig, log *slog.Logger) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOpts...)...)
 	if err != nil {
 		return 0, fmt.Errorf("usage topic: kafka client: %w", err)
 	}
@@ -412,24 +429,25 @@ func ensureUsageTopic(ctx context.Context, cfg nodeConfig, log *slog.Logger) (in
 func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, store *catalog.Store, now time.Time, log *slog.Logger) (map[int32]int64, error) {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	if cfg.ClickHouse == "" {
+	if cfg.CH.Addr == "" {
 		log.Warn("no --clickhouse: limiter counters start empty (not restored)")
 		return endOffsets(rctx, cfg)
 	}
-	conn, err := cfg.CH.open(rctx, cfg.ClickHouse)
+	conn, err := chconn.Connect(rctx, cfg.CH)
 	if err != nil {
 		return nil, fmt.Errorf("restore counters: %w", err)
 	}
 	defer conn.Close()
 	st, err := restore.Restore(rctx, restore.Options{
-		Limiter:  lim,
-		Catalog:  store,
-		CH:       conn,
-		Database: cfg.Database,
-		Brokers:  cfg.Brokers,
-		Topic:    cfg.Topic,
-		Now:      now,
-		Logger:   log.With("role", "restore"),
+		Limiter:   lim,
+		Catalog:   store,
+		CH:        conn,
+		Database:  cfg.Database,
+		Brokers:   cfg.Brokers,
+		KafkaOpts: cfg.KafkaOpts,
+		Topic:     cfg.Topic,
+		Now:       now,
+		Logger:    log.With("role", "restore"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("restore counters: %w", err)
@@ -440,7 +458,7 @@ func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, 
 
 // endOffsets lists the usage topic's end offsets.
 func endOffsets(ctx context.Context, cfg nodeConfig) (map[int32]int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("usage topic: kafka client: %w", err)
 	}
@@ -506,7 +524,7 @@ func applyStartupConfig(ctx context.Context, cfg nodeConfig, proj *configlog.Pro
 	if err := proj.Apply(ctx, demo); err != nil {
 		return fmt.Errorf("apply demo tenant: %w", err)
 	}
-	printDemo(stdout, cfg.Listen, creds)
+	printDemo(stdout, cfg.TLS.scheme(), cfg.Listen, creds)
 	return nil
 }
 

@@ -5,12 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
-
 	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/internal/chconn"
 	"github.com/sluice-dev/sluice/query"
 )
 
@@ -24,26 +22,21 @@ func registerQueryFlags(fs *flag.FlagSet, cfg *nodeConfig) {
 // stop function is called. A ClickHouse that is down at startup is not fatal:
 // the API answers 503 until it is back.
 func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, errc chan<- error, log *slog.Logger) (stop func(), err error) {
-	if cfg.ClickHouse == "" {
+	if cfg.CH.Addr == "" {
 		return nil, fmt.Errorf("query role: no ClickHouse address (--clickhouse)")
 	}
 	if cfg.QueryTimeout < time.Second {
 		return nil, usageError{fmt.Sprintf("--query-timeout must be at least 1s, not %v", cfg.QueryTimeout)}
 	}
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr:         []string{cfg.ClickHouse},
-		Auth:         clickhouse.Auth{Username: cfg.CH.User, Password: cfg.CH.Password},
-		DialTimeout:  5 * time.Second,
-		MaxOpenConns: 32,
-		MaxIdleConns: 8,
-		Compression:  &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
-	})
+	ch := cfg.CH
+	ch.MaxOpenConns, ch.MaxIdleConns = 32, 8
+	conn, err := chconn.Open(ch)
 	if err != nil {
-		return nil, fmt.Errorf("query role: open ClickHouse %s: %w", cfg.ClickHouse, err)
+		return nil, fmt.Errorf("query role: %w", err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	if err := conn.Ping(pctx); err != nil {
-		log.Warn("query role: ClickHouse does not answer yet; the query API answers 503 until it does", "clickhouse", cfg.ClickHouse, "err", err)
+		log.Warn("query role: ClickHouse does not answer yet; the query API answers 503 until it does", "clickhouse", cfg.CH.Addr, "err", err)
 	}
 	cancel()
 	srv, err := query.New(query.Options{
@@ -57,10 +50,10 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, e
 		conn.Close()
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.QueryListen)
+	ln, err := cfg.TLS.listen(cfg.QueryListen)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("listen %s: %w", cfg.QueryListen, err)
+		return nil, err
 	}
 	sctx, stopServe := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -70,7 +63,7 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, e
 			errc <- fmt.Errorf("query API %s: %w", cfg.QueryListen, err)
 		}
 	}()
-	log.Info("query role listening", "addr", ln.Addr().String(), "clickhouse", cfg.ClickHouse, "database", cfg.Database,
+	log.Info("query role listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.scheme(), "clickhouse", cfg.CH.Addr, "database", cfg.Database,
 		"query_timeout", cfg.QueryTimeout, "endpoints", "/api/v1/usage /api/v1/top /api/v1/denials /api/v1/export /stats/services/{id}/usage.json /stats/applications/{id}/usage.json /health")
 	return func() {
 		stopServe()

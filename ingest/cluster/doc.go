@@ -25,7 +25,8 @@
 // A call (authorize, authrep and their OAuth variants) for an application
 // whose plan has an exact limit is decided by the owner: a node that does not
 // own the partition forwards the request, unchanged, over a pooled keep-alive
-// connection and relays the owner's answer (status, headers, body) to the
+// connection (HTTPS with Options.ForwardTLS, when the nodes serve TLS) and
+// relays the owner's answer (status, headers, body) to the
 // caller. A forwarded call is never forwarded again: a node that receives one
 // for a partition it does not own answers "not owner" to the forwarder, which
 // refreshes its directory and tries again. Reports are never forwarded: they
@@ -71,7 +72,8 @@
 //
 // # Owner unreachable
 //
-// A node whose forward cannot connect to the owner (killed, cut off) before
+// A node whose forward cannot connect to the owner (killed, cut off, or a
+// TLS handshake that fails before the request is written) before
 // the group has moved the owner's partitions (within the group session
 // timeout, 6 s), or that cannot itself read the group's assignments for 3 s
 // (Kafka unreachable from it, so that it has lost its own partitions and

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,6 +83,11 @@ type Options struct {
 	Logger *slog.Logger
 	// KafkaOpts are appended to the client options (TLS, SASL, ...).
 	KafkaOpts []kgo.Opt
+	// ForwardTLS, when not nil, is the client configuration of the calls
+	// forwarded to other API nodes: they serve HTTPS on their advertised
+	// addresses, and each certificate must be valid for the host of the
+	// address its node advertises. Nil: plain HTTP.
+	ForwardTLS *tls.Config
 }
 
 // Partition states of this node.
@@ -153,7 +159,7 @@ func New(o Options) (*Node, error) {
 	}
 	empty := make([]string, n.n)
 	n.dir.Store(&empty)
-	n.fwd.init(o.HandoffTimeout)
+	n.fwd.init(o.HandoffTimeout, o.ForwardTLS)
 	n.m.register(o.Metrics, n)
 	return n, nil
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/ingest/smapi"
+	"github.com/sluice-dev/sluice/internal/tlsconf"
 )
 
 // Headers between the nodes of a cluster. A client may send them too: a
@@ -144,11 +146,13 @@ type forwarder struct {
 	mu      sync.RWMutex
 	clients map[string]*fasthttp.HostClient
 	timeout time.Duration
+	tls     *tls.Config // nil: plain HTTP
 }
 
-func (f *forwarder) init(timeout time.Duration) {
+func (f *forwarder) init(timeout time.Duration, tlsCfg *tls.Config) {
 	f.clients = make(map[string]*fasthttp.HostClient)
 	f.timeout = timeout
+	f.tls = tlsCfg
 }
 
 func (f *forwarder) client(addr string) *fasthttp.HostClient {
@@ -164,6 +168,8 @@ func (f *forwarder) client(addr string) *fasthttp.HostClient {
 	if c = f.clients[addr]; c == nil {
 		c = &fasthttp.HostClient{
 			Addr:                          addr,
+			IsTLS:                         f.tls != nil,
+			TLSConfig:                     f.tls,
 			Name:                          "sluice-forward",
 			NoDefaultUserAgentHeader:      true,
 			DisableHeaderNamesNormalizing: true,
@@ -202,6 +208,12 @@ func (n *Node) forward(ctx *fasthttp.RequestCtx, owner string, deadline time.Tim
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.CopyTo(req)
 	req.SetHost(owner)
+	// The scheme follows the hop to the owner, not how the caller came in.
+	if n.fwd.tls != nil {
+		req.URI().SetScheme("https")
+	} else {
+		req.URI().SetScheme("http")
+	}
 	req.Header.SetBytesKV(hdrForwarded, valueYes)
 	resp := &ctx.Response
 	began := time.Now()
@@ -225,9 +237,12 @@ func (n *Node) forward(ctx *fasthttp.RequestCtx, owner string, deadline time.Tim
 	}
 }
 
-// isDialError reports whether err means the request never reached the owner.
+// isDialError reports whether err means the request never reached the owner:
+// no connection, or a TLS handshake that failed before the request was
+// written (the owner's certificate does not verify, or it does not serve
+// TLS).
 func isDialError(err error) bool {
-	if errors.Is(err, fasthttp.ErrDialTimeout) {
+	if errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrTLSHandshakeTimeout) || tlsconf.IsVerifyError(err) {
 		return true
 	}
 	var op *net.OpError

@@ -7,10 +7,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/internal/chconn"
+	"github.com/sluice-dev/sluice/internal/tlsconf"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -36,6 +37,9 @@ type Options struct {
 	// ClickHouseUser and ClickHousePassword authenticate; default user
 	// "default" without a password.
 	ClickHouseUser, ClickHousePassword string
+	// ClickHouseTLS encrypts the ClickHouse connection (ClickHouseAddr is
+	// then the secure native port). Default: plaintext.
+	ClickHouseTLS tlsconf.Client
 	// SkipMigrate: do not run chschema.Migrate when a session starts.
 	SkipMigrate bool
 
@@ -171,29 +175,15 @@ func (r *Rollup) Run(ctx context.Context) error {
 	}
 }
 
-// OpenClickHouse opens a native-protocol connection and pings it.
+// OpenClickHouse opens a plaintext native-protocol connection and pings it
+// (chconn.Connect; TLS needs chconn.Options).
 func OpenClickHouse(ctx context.Context, addr, user, password string) (driver.Conn, error) {
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr:        []string{addr},
-		Auth:        clickhouse.Auth{Username: user, Password: password},
-		DialTimeout: 5 * time.Second,
-		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("rollup: open ClickHouse %s: %w", addr, err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := conn.Ping(pctx); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("rollup: ping ClickHouse %s: %w", addr, err)
-	}
-	return conn, nil
+	return chconn.Connect(ctx, chconn.Options{Addr: addr, User: user, Password: password})
 }
 
 func (r *Rollup) session(ctx context.Context) error {
 	o := &r.o
-	conn, err := OpenClickHouse(ctx, o.ClickHouseAddr, o.ClickHouseUser, o.ClickHousePassword)
+	conn, err := chconn.Connect(ctx, chconn.Options{Addr: o.ClickHouseAddr, User: o.ClickHouseUser, Password: o.ClickHousePassword, TLS: o.ClickHouseTLS})
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,11 @@ type Options struct {
 	StartTimeout time.Duration
 	// Stderr, if set, receives the server's stdout and stderr.
 	Stderr io.Writer
+	// TLSCert and TLSKey, when set, are the PEM certificate and key of a
+	// TLS native port (tcp_port_secure) on a free port: SecureAddr.
+	TLSCert, TLSKey string
+	// Password, when set, is required of the default user (on every port).
+	Password string
 }
 
 // Server is a running local ClickHouse server.
@@ -52,6 +57,7 @@ type Server struct {
 	dir      string
 	tcpPort  int
 	httpPort int
+	secure   int
 	cmd      *exec.Cmd
 	done     chan struct{}
 	waitErr  error
@@ -114,8 +120,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 }
 
 func start(ctx context.Context, bin, dir string, opts Options) (*Server, error) {
-	tcp, http, inter := opts.TCPPort, opts.HTTPPort, 0
-	ports, err := freePorts(3)
+	tcp, http, inter, secure := opts.TCPPort, opts.HTTPPort, 0, 0
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +132,10 @@ func start(ctx context.Context, bin, dir string, opts Options) (*Server, error) 
 		http = ports[1]
 	}
 	inter = ports[2]
-	if err := WriteConfig(dir, tcp, http, inter); err != nil {
+	if opts.TLSCert != "" {
+		secure = ports[3]
+	}
+	if err := writeConfig(dir, tcp, http, inter, secure, opts); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "--config-file="+filepath.Join(dir, "config.xml"))
@@ -140,7 +149,7 @@ func start(ctx context.Context, bin, dir string, opts Options) (*Server, error) 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("chlocal: start %s: %w", bin, err)
 	}
-	s := &Server{dir: dir, tcpPort: tcp, httpPort: http, cmd: cmd, done: make(chan struct{})}
+	s := &Server{dir: dir, tcpPort: tcp, httpPort: http, secure: secure, cmd: cmd, done: make(chan struct{})}
 	go func() { s.waitErr = cmd.Wait(); close(s.done) }()
 	_ = os.WriteFile(filepath.Join(dir, "server.pid"), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)
 
@@ -187,6 +196,15 @@ func (s *Server) logTail() string {
 
 // Addr is the native protocol address, "127.0.0.1:port".
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tcpPort)) }
+
+// SecureAddr is the TLS native protocol address, "127.0.0.1:port", or ""
+// without Options.TLSCert.
+func (s *Server) SecureAddr() string {
+	if s.secure == 0 {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.secure))
+}
 
 // HTTPAddr is the HTTP address, "127.0.0.1:port".
 func (s *Server) HTTPAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.httpPort)) }
@@ -253,6 +271,12 @@ func freePorts(n int) ([]int, error) {
 // WriteConfig writes config.xml and users.xml for a server on 127.0.0.1 with
 // its data under dir. deploy/clickhouse/start.sh writes the same shape.
 func WriteConfig(dir string, tcpPort, httpPort, interPort int) error {
+	return writeConfig(dir, tcpPort, httpPort, interPort, 0, Options{})
+}
+
+// writeConfig writes the configuration, with a TLS native port on
+// securePort when it is not zero and the default user's password.
+func writeConfig(dir string, tcpPort, httpPort, interPort, securePort int, opts Options) error {
 	for _, d := range []string{"data", "tmp", "user_files", "format_schemas", "log"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return fmt.Errorf("chlocal: %w", err)
@@ -265,11 +289,30 @@ func WriteConfig(dir string, tcpPort, httpPort, interPort int) error {
 		"{HTTP}", strconv.Itoa(httpPort),
 		"{INTER}", strconv.Itoa(interPort),
 	)
-	b.WriteString(r.Replace(configXML))
+	conf := r.Replace(configXML)
+	if securePort != 0 {
+		// verificationMode none: the server does not ask for client
+		// certificates; clients verify the server's.
+		conf = strings.Replace(conf, "</yandex>", "    <tcp_port_secure>"+strconv.Itoa(securePort)+`</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>`+xmlEscape(opts.TLSCert)+`</certificateFile>
+            <privateKeyFile>`+xmlEscape(opts.TLSKey)+`</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+</yandex>`, 1)
+	}
+	b.WriteString(conf)
 	if err := os.WriteFile(filepath.Join(dir, "config.xml"), b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("chlocal: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644); err != nil {
+	users := strings.Replace(usersXML, "<password></password>", "<password>"+xmlEscape(opts.Password)+"</password>", 1)
+	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(users), 0o600); err != nil {
 		return fmt.Errorf("chlocal: %w", err)
 	}
 	return nil
