@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
-	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/chconn"
+	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/flagenv"
 	"github.com/sluice-dev/sluice/query/billing"
 )
