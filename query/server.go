@@ -259,16 +259,7 @@ func (s *Server) HTTPServer() *httpserver.Server {
 
 // writeFailure answers a request the HTTP server could not read.
 func writeFailure(ctx *fasthttp.RequestCtx, f httpserver.Failure) {
-	code := "bad_request"
-	switch f.Status {
-	case fasthttp.StatusRequestEntityTooLarge:
-		code = "body_too_large"
-	case fasthttp.StatusRequestURITooLong:
-		code = "uri_too_long"
-	case fasthttp.StatusRequestHeaderFieldsTooLarge:
-		code = "header_too_large"
-	}
-	writeError(ctx, errf(f.Status, code, f.Reason))
+	writeError(ctx, errf(f.Status, f.Code(), f.Reason))
 }
 
 // Serve answers on ln until ctx is done, then stops accepting and lets

@@ -339,26 +339,8 @@ func TestClusterExactLimit(t *testing.T) {
 	}
 
 	awaitMinuteRoom(30 * time.Second)
-	l := newLoad(nodes, 0)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { l.run(ctx, apps); close(done) }()
 	// Keep hammering well past the limit: every app must see many denials.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		l.mu.Lock()
-		enough := true
-		for _, a := range apps {
-			enough = enough && l.denied[a] >= 500
-		}
-		l.mu.Unlock()
-		if enough || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	l := phase(t, nodes, apps, 0, 500, nil)
 
 	forwarded := 0.0
 	for _, n := range nodes {
@@ -386,8 +368,8 @@ func TestClusterExactLimit(t *testing.T) {
 }
 
 // phase runs a paced load on apps over nodes while during runs (given the
-// load, after it started), until every app has seen enough denials.
-func phase(t *testing.T, nodes []*apiNode, apps []string, pace time.Duration, during func(l *load)) *load {
+// load, after it started), until every app has seen denials denials.
+func phase(t *testing.T, nodes []*apiNode, apps []string, pace time.Duration, denials int, during func(l *load)) *load {
 	t.Helper()
 	l := newLoad(nodes, pace)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -401,7 +383,7 @@ func phase(t *testing.T, nodes []*apiNode, apps []string, pace time.Duration, du
 		l.mu.Lock()
 		enough := true
 		for _, a := range apps {
-			enough = enough && l.denied[a] >= 200
+			enough = enough && l.denied[a] >= denials
 		}
 		l.mu.Unlock()
 		if enough {
@@ -510,7 +492,7 @@ func TestClusterFaults(t *testing.T) {
 		}
 		before := sumMetric(t, "sluice_cluster_unreachable_units_total", survivors...)
 		awaitMinuteRoom(40 * time.Second)
-		l := phase(t, nodes, []string{app}, pace, func(l *load) {
+		l := phase(t, nodes, []string{app}, pace, 200, func(l *load) {
 			time.Sleep(1500 * time.Millisecond)
 			owner.p.kill()
 		})
@@ -539,7 +521,7 @@ func TestClusterFaults(t *testing.T) {
 		// Settled again: a fresh application is exact.
 		h.settle(nodes...)
 		awaitMinuteRoom(20 * time.Second)
-		l2 := phase(t, nodes, []string{"x4"}, 0, nil)
+		l2 := phase(t, nodes, []string{"x4"}, 0, 200, nil)
 		if s, m := l2.total("x4"); m != clusterMax || s != clusterMax*len(l2.admitted["x4"]) {
 			t.Errorf("after the group settled: admitted %v per window, want exactly %d", l2.admitted["x4"], clusterMax)
 		}
@@ -552,7 +534,7 @@ func TestClusterFaults(t *testing.T) {
 		handoffsBefore := sumMetric(t, "sluice_cluster_handoffs_total", nodes...)
 		var n4 *apiNode
 		awaitMinuteRoom(40 * time.Second)
-		l := phase(t, nodes, apps, pace, func(l *load) {
+		l := phase(t, nodes, apps, pace, 200, func(l *load) {
 			time.Sleep(1500 * time.Millisecond)
 			n4 = h.startAPI("n4")
 			all := append(append([]*apiNode{}, nodes...), n4)
@@ -585,7 +567,7 @@ func TestClusterFaults(t *testing.T) {
 		}
 		before := sumMetric(t, "sluice_cluster_unreachable_units_total", rest...)
 		awaitMinuteRoom(40 * time.Second)
-		l := phase(t, nodes, apps, pace, func(l *load) {
+		l := phase(t, nodes, apps, pace, 200, func(l *load) {
 			time.Sleep(1500 * time.Millisecond)
 			l.nodes.Store(&rest) // the load balancer stops sending to it
 			owner.p.stop(30 * time.Second)
@@ -628,7 +610,7 @@ func TestClusterLocalConsistency(t *testing.T) {
 	apps := []string{"l0", "l1"}
 	forwardedBefore := sumMetric(t, "sluice_cluster_forwarded_total", nodes...)
 	awaitMinuteRoom(30 * time.Second)
-	l := phase(t, nodes, apps, 0, nil)
+	l := phase(t, nodes, apps, 0, 200, nil)
 	if f := sumMetric(t, "sluice_cluster_forwarded_total", nodes...) - forwardedBefore; f != 0 {
 		t.Errorf("%v calls of local limits were forwarded", f)
 	}

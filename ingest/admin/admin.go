@@ -382,16 +382,7 @@ func (a *API) writeError(ctx *fasthttp.RequestCtx, err error) {
 // under /admin that the HTTP server could not read: 413 body_too_large, 414
 // uri_too_long, 431 header_too_large, anything else 400 bad_request.
 func WriteFailure(ctx *fasthttp.RequestCtx, f httpserver.Failure) {
-	code := "bad_request"
-	switch f.Status {
-	case fasthttp.StatusRequestEntityTooLarge:
-		code = "body_too_large"
-	case fasthttp.StatusRequestURITooLong:
-		code = "uri_too_long"
-	case fasthttp.StatusRequestHeaderFieldsTooLarge:
-		code = "header_too_large"
-	}
-	writeJSON(ctx, f.Status, errorBody{Error: errorDetail{Code: code, Message: f.Reason}})
+	writeJSON(ctx, f.Status, errorBody{Error: errorDetail{Code: f.Code(), Message: f.Reason}})
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {

@@ -32,6 +32,20 @@ type Failure struct {
 	Path []byte
 }
 
+// Code is the machine-readable code of the JSON APIs for f: body_too_large
+// (413), uri_too_long (414), header_too_large (431), else bad_request.
+func (f Failure) Code() string {
+	switch f.Status {
+	case fasthttp.StatusRequestEntityTooLarge:
+		return "body_too_large"
+	case fasthttp.StatusRequestURITooLong:
+		return "uri_too_long"
+	case fasthttp.StatusRequestHeaderFieldsTooLarge:
+		return "header_too_large"
+	}
+	return "bad_request"
+}
+
 // Reasons of Failures, and causes in log lines.
 const (
 	reasonMalformed = "malformed HTTP request"
