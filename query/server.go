@@ -130,6 +130,14 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"status":"ok"}` + "\n")
 		return nil
+	case path == PathOpenAPI:
+		if !ctx.IsGet() && !ctx.IsHead() {
+			ctx.Response.Header.Set("Allow", "GET, HEAD")
+			return errf(405, "method_not_allowed", "use GET")
+		}
+		ctx.SetContentType("application/json")
+		ctx.SetBody(openAPI)
+		return nil
 	case path == PathUsage:
 		h = s.usage
 	case path == PathTop:

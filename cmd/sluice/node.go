@@ -456,7 +456,8 @@ func endOffsets(ctx context.Context, cfg nodeConfig) (map[int32]int64, error) {
 	return m, nil
 }
 
-// route sends admin paths to the admin API and /health to a liveness answer;
+// route sends admin paths to the admin API, /health to a liveness answer and
+// /openapi.json to the admin API's OpenAPI document;
 // everything else is the Service Management API (which also serves /metrics).
 func route(api *smapi.Server, adm *admin.API) fasthttp.RequestHandler {
 	prefix := []byte(admin.Prefix)
@@ -467,6 +468,8 @@ func route(api *smapi.Server, adm *admin.API) fasthttp.RequestHandler {
 			adm.Handler(ctx)
 		case string(path) == "/health":
 			serveHealth(ctx)
+		case string(path) == admin.OpenAPIPath:
+			admin.ServeOpenAPI(ctx)
 		default:
 			api.Handler(ctx)
 		}
