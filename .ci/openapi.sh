@@ -87,7 +87,8 @@ st_run() { # schema base-url token [st options]
 	if [ -n "${OPENAPI_SEED:-}" ]; then
 		args+=(--seed "$OPENAPI_SEED")
 	fi
-	"$VENV/bin/st" run "$schema" "${args[@]}" "$@"
+	# From the scratch directory: st keeps a cache (.schemathesis) where it runs.
+	(cd "$work" && "$VENV/bin/st" run "$schema" "${args[@]}" "$@")
 }
 
 # The query API first, while the demo tenant's service, metrics and
@@ -97,8 +98,9 @@ st_run() { # schema base-url token [st options]
 # parent is gone. Tokens cannot be deleted through the admin API, so every
 # call stays authenticated.
 failed=0
-admin_schema=${OPENAPI_ADMIN_SCHEMA:-http://127.0.0.1:$api_port/openapi.json}
-query_schema=${OPENAPI_QUERY_SCHEMA:-http://127.0.0.1:$query_port/openapi.json}
+abs() { case "$1" in http://* | https://* | /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+admin_schema=$(abs "${OPENAPI_ADMIN_SCHEMA:-http://127.0.0.1:$api_port/openapi.json}")
+query_schema=$(abs "${OPENAPI_QUERY_SCHEMA:-http://127.0.0.1:$query_port/openapi.json}")
 echo "=== query API (127.0.0.1:$query_port) ==="
 st_run "$query_schema" "http://127.0.0.1:$query_port" "$query_token" || failed=1
 echo "=== admin API (127.0.0.1:$api_port), every method but DELETE ==="
