@@ -305,7 +305,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		}
 	})
 	log.Info("api role listening; /status answers starting until counters are restored", "addr", ln.Addr().String(),
-		"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix)
+		"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix+" "+admin.OpenAPIPath)
 	ends, err := restoreCounters(ctx, cfg, lim, proj.Store(), clock.Now(), log)
 	if err != nil {
 		return err
