@@ -2,7 +2,9 @@
 // (docs/query-api.md in the repository): usage series with calendar buckets in a time zone,
 // top applications, denials by reason, the billing export (streamed through
 // package billing), and 3scale-style stats endpoints so that tools written
-// for 3scale's analytics API can read Sluice.
+// for 3scale's analytics API can read Sluice. openapi.json, served at
+// /openapi.json, describes every endpoint; the package tests hold the API to
+// it.
 //
 // # Model
 //

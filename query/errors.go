@@ -64,11 +64,16 @@ var ErrorCodes = map[string]int{
 	"query_timeout":          503,
 }
 
-// writeError answers e as JSON.
+// writeError answers e as JSON. It resets the response first, so the
+// headers an error carries (Allow, WWW-Authenticate, Retry-After) are set
+// here, from its status.
 func writeError(ctx *fasthttp.RequestCtx, e *apiError) {
 	ctx.Response.Reset()
 	ctx.SetStatusCode(e.status)
 	ctx.SetContentType("application/json")
+	if e.status == 405 { // every endpoint answers GET and HEAD only
+		ctx.Response.Header.Set("Allow", "GET, HEAD")
+	}
 	if e.status == 401 {
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="sluice-query"`)
 	}

@@ -191,6 +191,7 @@ func TestQueryAPI(t *testing.T) {
 	t.Run("BadInput", f.testBadInput)
 	t.Run("Injection", f.testInjection)
 	t.Run("Golden", f.testGolden)
+	t.Run("OpenAPI", f.testOpenAPI)
 	t.Run("Unavailable", f.testUnavailable)
 	t.Run("Timeout", f.testTimeout)
 	if after := checksum(t, f.conn); after != before {

@@ -128,9 +128,16 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 	var h func(*fasthttp.RequestCtx, scope, *catalog.Snapshot) *apiError
 	stats := false
 	switch {
-	case path == PathHealth:
+	case path == PathHealth, path == PathOpenAPI:
+		if !ctx.IsGet() && !ctx.IsHead() {
+			return errf(405, "method_not_allowed", "use GET")
+		}
 		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"status":"ok"}` + "\n")
+		if path == PathHealth {
+			ctx.SetBodyString(`{"status":"ok"}` + "\n")
+		} else {
+			ctx.SetBody(openAPI)
+		}
 		return nil
 	case path == PathUsage:
 		h = s.usage
@@ -156,7 +163,6 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 		return errf(404, "not_found", "no such endpoint; see /api/v1/usage, /api/v1/top, /api/v1/denials, /api/v1/export, /stats/...")
 	}
 	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.Set("Allow", "GET, HEAD")
 		return errf(405, "method_not_allowed", "use GET")
 	}
 	snap := s.cat.Load()

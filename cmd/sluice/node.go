@@ -322,7 +322,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		}
 	})
 	log.Info("api role listening; /status answers starting until counters are restored", "addr", ln.Addr().String(), "scheme", cfg.TLS.scheme(),
-		"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix)
+		"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix+" "+admin.OpenAPIPath)
 	ends, err := restoreCounters(ctx, cfg, lim, proj.Store(), clock.Now(), log)
 	if err != nil {
 		return err
@@ -475,9 +475,9 @@ func endOffsets(ctx context.Context, cfg nodeConfig) (map[int32]int64, error) {
 	return m, nil
 }
 
-// route sends /admin and everything under it to the admin API and /health
-// to a liveness answer; everything else is the Service Management API (which
-// also serves /metrics).
+// route sends /admin and everything under it to the admin API, /health to
+// a liveness answer and /openapi.json to the admin API's OpenAPI document;
+// everything else is the Service Management API (which also serves /metrics).
 func route(api *smapi.Server, adm *admin.API) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		path := ctx.Path()
@@ -486,6 +486,8 @@ func route(api *smapi.Server, adm *admin.API) fasthttp.RequestHandler {
 			adm.Handler(ctx)
 		case string(path) == "/health":
 			serveHealth(ctx)
+		case string(path) == admin.OpenAPIPath:
+			admin.ServeOpenAPI(ctx)
 		default:
 			api.Handler(ctx)
 		}

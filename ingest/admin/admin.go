@@ -4,7 +4,8 @@
 // and referrer filters. Every change is validated as a whole configuration,
 // written to the configuration log as events, and answered once this node
 // has applied it, so a GET after a PUT sees the PUT. docs/admin-api.md in the
-// repository lists every route.
+// repository lists every route; openapi.json describes each (served by
+// ServeOpenAPI), and the package tests hold the API to it.
 //
 // A tenant sees only its own part of the configuration: every lookup starts
 // from the tenant the token belongs to, so another tenant's services answer
