@@ -409,3 +409,10 @@ func (s *Store) Load() *Snapshot {
 func (s *Store) Swap(next *Snapshot) *Snapshot {
 	return s.p.Swap(next)
 }
+
+func cloneStrings(s []string) []string {
+	if s == nil {
+		return nil
+	}
+	return append([]string(nil), s...)
+}
