@@ -270,12 +270,7 @@ func (d *Document) Clone() *Document {
 
 // Tenant returns the tenant with the given id, or nil.
 func (d *Document) Tenant(id string) *TenantSpec {
-	for i := range d.Tenants {
-		if d.Tenants[i].ID == id {
-			return &d.Tenants[i]
-		}
-	}
-	return nil
+	return byID(d.Tenants, id, func(x *TenantSpec) string { return x.ID })
 }
 
 // Clone returns a deep copy of t.
@@ -285,12 +280,7 @@ func (t TenantSpec) Clone() TenantSpec {
 
 // Service returns the tenant's service with the given id, or nil.
 func (t *TenantSpec) Service(id string) *ServiceSpec {
-	for i := range t.Services {
-		if t.Services[i].ID == id {
-			return &t.Services[i]
-		}
-	}
-	return nil
+	return byID(t.Services, id, func(x *ServiceSpec) string { return x.ID })
 }
 
 // Clone returns a deep copy of s.
@@ -310,22 +300,12 @@ func (s *ServiceSpec) Metric(name string) int {
 
 // Plan returns the plan with the given id, or nil.
 func (s *ServiceSpec) Plan(id string) *PlanSpec {
-	for i := range s.Plans {
-		if s.Plans[i].ID == id {
-			return &s.Plans[i]
-		}
-	}
-	return nil
+	return byID(s.Plans, id, func(x *PlanSpec) string { return x.ID })
 }
 
 // App returns the application with the given id, or nil.
 func (s *ServiceSpec) App(id string) *AppSpec {
-	for i := range s.Applications {
-		if s.Applications[i].ID == id {
-			return &s.Applications[i]
-		}
-	}
-	return nil
+	return byID(s.Applications, id, func(x *AppSpec) string { return x.ID })
 }
 
 // Clone returns a deep copy of p.
@@ -336,4 +316,14 @@ func (p PlanSpec) Clone() PlanSpec {
 // Clone returns a deep copy of a.
 func (a AppSpec) Clone() AppSpec {
 	return cloneSpec(a)
+}
+
+// byID returns the item of list whose id (as idOf reads it) is id, or nil.
+func byID[T any](list []T, id string, idOf func(*T) string) *T {
+	for i := range list {
+		if idOf(&list[i]) == id {
+			return &list[i]
+		}
+	}
+	return nil
 }

@@ -177,6 +177,19 @@ func (v *validator) id(path, what, s string, max int) bool {
 	return false
 }
 
+// uniqueID checks the id at path of item i of the list at list: v.id, and
+// that no item before it in seen (id to index) has the same id.
+func (v *validator) uniqueID(list string, i int, path, what, id string, max int, seen map[string]int) {
+	if !v.id(path, what, id, max) {
+		return
+	}
+	if j, dup := seen[id]; dup {
+		v.add(path, "duplicate %s %q (also %s)", what, id, index(list, j))
+		return
+	}
+	seen[id] = i
+}
+
 // credential checks a secret's syntax. Messages never include the value.
 func (v *validator) credential(path, s string) bool {
 	switch {
@@ -395,13 +408,7 @@ func (v *validator) plans(p string, ps []PlanSpec, metrics map[string]int) planI
 	for i := range ps {
 		pl := &ps[i]
 		pp := index(p, i)
-		if v.id(at(pp, pl, &pl.ID), "plan id", pl.ID, MaxIDLen) {
-			if j, dup := seen[pl.ID]; dup {
-				v.add(at(pp, pl, &pl.ID), "duplicate plan id %q (also %s)", pl.ID, index(p, j))
-			} else {
-				seen[pl.ID] = i
-			}
-		}
+		v.uniqueID(p, i, at(pp, pl, &pl.ID), "plan id", pl.ID, MaxIDLen, seen)
 		if len(pl.Name) > MaxNameLen {
 			v.add(at(pp, pl, &pl.Name), "longer than %d bytes", MaxNameLen)
 		}
@@ -480,13 +487,7 @@ func (v *validator) apps(p string, as []AppSpec, plans planInfo, mode string) {
 	for i := range as {
 		a := &as[i]
 		ap := index(p, i)
-		if v.id(at(ap, a, &a.ID), "application id", a.ID, MaxAppIDLen) {
-			if j, dup := ids[a.ID]; dup {
-				v.add(at(ap, a, &a.ID), "duplicate application id %q (also %s)", a.ID, index(p, j))
-			} else {
-				ids[a.ID] = i
-			}
-		}
+		v.uniqueID(p, i, at(ap, a, &a.ID), "application id", a.ID, MaxAppIDLen, ids)
 		switch {
 		case a.Plan == "":
 			v.add(at(ap, a, &a.Plan), "%s is required", fieldName(a, &a.Plan))
