@@ -233,20 +233,24 @@ func (v *validator) claim(s string, o credOwner) {
 	}
 }
 
+// tokens checks the list of secrets at path p and claims each for owner.
+func (v *validator) tokens(p, what string, list []string, owner credOwner) {
+	if len(list) > MaxTokens {
+		v.add(p, "more than %d %s", MaxTokens, what)
+	}
+	for i, tok := range list {
+		owner.path = index(p, i)
+		if v.credential(owner.path, tok) {
+			v.claim(tok, owner)
+		}
+	}
+}
+
 func (v *validator) tenant(ti int, p string, t *TenantSpec) {
 	if ap := at(p, t, &t.AdminToken); v.credential(ap, t.AdminToken) {
 		v.claim(t.AdminToken, credOwner{tenant: ti, service: -1, kind: credAdmin, path: ap})
 	}
-	qtp := at(p, t, &t.QueryTokens)
-	if len(t.QueryTokens) > MaxTokens {
-		v.add(qtp, "more than %d query tokens", MaxTokens)
-	}
-	for i, q := range t.QueryTokens {
-		qp := index(qtp, i)
-		if v.credential(qp, q) {
-			v.claim(q, credOwner{tenant: ti, service: -1, kind: credQuery, path: qp})
-		}
-	}
+	v.tokens(at(p, t, &t.QueryTokens), "query tokens", t.QueryTokens, credOwner{tenant: ti, service: -1, kind: credQuery})
 	ssp := at(p, t, &t.Services)
 	if len(t.Services) > MaxServices {
 		v.add(ssp, "more than %d services", MaxServices)
@@ -283,16 +287,7 @@ func (v *validator) tenant(ti int, p string, t *TenantSpec) {
 }
 
 func (v *validator) service(ti, si int, p string, s *ServiceSpec) {
-	tsp := at(p, s, &s.Tokens)
-	if len(s.Tokens) > MaxTokens {
-		v.add(tsp, "more than %d tokens", MaxTokens)
-	}
-	for i, tok := range s.Tokens {
-		tp := index(tsp, i)
-		if v.credential(tp, tok) {
-			v.claim(tok, credOwner{tenant: ti, service: si, kind: credServiceToken, path: tp})
-		}
-	}
+	v.tokens(at(p, s, &s.Tokens), "tokens", s.Tokens, credOwner{tenant: ti, service: si, kind: credServiceToken})
 	if pk := at(p, s, &s.ProviderKey); s.ProviderKey != "" && v.credential(pk, s.ProviderKey) {
 		v.claim(s.ProviderKey, credOwner{tenant: ti, service: si, kind: credProviderKey, path: pk})
 	}
