@@ -130,7 +130,7 @@ func metricIDsProblem(path string, sd *ServiceSpec, left int) Problem {
 // servicePath is the path of doc.Tenants[ti].Services[si].
 func servicePath(doc *Document, ti, si int) string {
 	t := &doc.Tenants[ti]
-	return index(at(index(fieldName(doc, &doc.Tenants), ti), t, &t.Services), si)
+	return index(at(index(FieldName(doc, &doc.Tenants), ti), t, &t.Services), si)
 }
 
 // Reserve assigns the limiter ids of every metric in doc, so that Build of

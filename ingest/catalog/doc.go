@@ -20,7 +20,7 @@
 // The Spec types and their tags are the one description of the schema
 // (schema.go): the decoder maps keys to fields by it, Clone copies every
 // slice it reaches, and the validator takes the field names of its paths and
-// messages from it (fieldName). A field added to a Spec type is decoded,
+// messages from it (FieldName). A field added to a Spec type is decoded,
 // cloned and encoded with no other change; its json and yaml tags must agree
 // (checked when the package initialises).
 //

@@ -10,7 +10,7 @@ import (
 // Spec types it reaches and their struct tags. Everything that needs the
 // schema's field names reads them from that description: the decoder (which
 // key fills which field), Clone (which fields hold slices to copy) and the
-// validator (the names in a problem's path, through fieldName). Adding a
+// validator (the names in a problem's path, through FieldName). Adding a
 // field to a Spec type is then one line: the decoder accepts it, Clone
 // copies it, the encoders write it.
 //
@@ -110,11 +110,14 @@ func schemaOf[T any]() *schemaType {
 	return st
 }
 
-// fieldName returns the schema name of the field f points to, which must be
-// a field of *s: fieldName(t, &t.AdminToken) is "admin_token". The validator
-// spells its paths with it, so that a field's name is written only in its
-// tag and renaming a Go field is a compile error rather than a wrong path.
-func fieldName[T, F any](s *T, f *F) string {
+// FieldName returns the configuration name of the field f points to, which
+// must be a field of *s, a Spec type or Document: FieldName(t,
+// &t.AdminToken) is "admin_token". Whatever names a field (the validator's
+// paths, the admin API's list bodies) spells it with FieldName, so that a
+// field's name is written only in its tag and renaming a Go field is a
+// compile error rather than a wrong name. It panics when f is not a field of
+// *s.
+func FieldName[T, F any](s *T, f *F) string {
 	st := schemaOf[T]()
 	off := reflect.ValueOf(f).Pointer() - reflect.ValueOf(s).Pointer()
 	for i := range st.fields {
@@ -122,12 +125,12 @@ func fieldName[T, F any](s *T, f *F) string {
 			return st.fields[i].name
 		}
 	}
-	panic(fmt.Sprintf("catalog: fieldName: not a field of %T", s))
+	panic(fmt.Sprintf("catalog: FieldName: not a field of %T", s))
 }
 
 // at returns the path of the field f of *s below path p.
 func at[T, F any](p string, s *T, f *F) string {
-	return field(p, fieldName(s, f))
+	return field(p, FieldName(s, f))
 }
 
 // deepCopy replaces every slice reachable from v, a value of the schema

@@ -105,11 +105,11 @@ func TestFieldName(t *testing.T) {
 	for _, c := range []struct {
 		name, got, want string
 	}{
-		{"first field", fieldName(&a, &a.ID), "id"},
-		{"list", fieldName(&a, &a.ReferrerFilters), "referrer_filters"},
-		{"last field", fieldName(&l, &l.Consistency), "consistency"},
-		{"int", fieldName(&l, &l.Max), "max"},
-		{"document", fieldName(&d, &d.Tenants), "tenants"},
+		{"first field", FieldName(&a, &a.ID), "id"},
+		{"list", FieldName(&a, &a.ReferrerFilters), "referrer_filters"},
+		{"last field", FieldName(&l, &l.Consistency), "consistency"},
+		{"int", FieldName(&l, &l.Max), "max"},
+		{"document", FieldName(&d, &d.Tenants), "tenants"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: got %q, want %q", c.name, c.got, c.want)
@@ -117,11 +117,11 @@ func TestFieldName(t *testing.T) {
 	}
 	defer func() {
 		if recover() == nil {
-			t.Error("fieldName of a pointer outside the struct did not panic")
+			t.Error("FieldName of a pointer outside the struct did not panic")
 		}
 	}()
 	var other string
-	fieldName(&a, &other)
+	FieldName(&a, &other)
 }
 
 func TestDecodeTargets(t *testing.T) {

@@ -119,7 +119,7 @@ func (v *validator) add(path, format string, args ...any) {
 
 func (d *Document) validate() []Problem {
 	v := &validator{creds: map[string]credOwner{}, svcs: map[string]svcOwner{}}
-	tp := fieldName(d, &d.Tenants)
+	tp := FieldName(d, &d.Tenants)
 	if len(d.Tenants) > MaxTenants {
 		v.add(tp, "more than %d tenants", MaxTenants)
 	}
@@ -297,10 +297,10 @@ func (v *validator) service(ti, si int, p string, s *ServiceSpec) {
 		mode = ModeUserKey
 	case ModeUserKey, ModeAppID, ModeOAuth:
 	default:
-		v.add(at(p, s, &s.AuthMode), "unknown %s %q: want %s, %s or %s", fieldName(s, &s.AuthMode), s.AuthMode, ModeUserKey, ModeAppID, ModeOAuth)
+		v.add(at(p, s, &s.AuthMode), "unknown %s %q: want %s, %s or %s", FieldName(s, &s.AuthMode), s.AuthMode, ModeUserKey, ModeAppID, ModeOAuth)
 		mode = "" // unknown: skip the mode-dependent checks of applications
 	}
-	v.state(p, fieldName(s, &s.State), s.State)
+	v.state(p, FieldName(s, &s.State), s.State)
 
 	metrics := v.metrics(at(p, s, &s.Metrics), s.Metrics)
 	plans := v.plans(at(p, s, &s.Plans), s.Plans, metrics)
@@ -423,22 +423,22 @@ func (v *validator) plans(p string, ps []PlanSpec, metrics map[string]int) planI
 			if _, ok := metrics[l.Metric]; !ok {
 				okMetric = false
 				if l.Metric == "" {
-					v.add(at(lp, l, &l.Metric), "%s is required", fieldName(l, &l.Metric))
+					v.add(at(lp, l, &l.Metric), "%s is required", FieldName(l, &l.Metric))
 				} else {
 					v.add(at(lp, l, &l.Metric), "unknown metric %q", l.Metric)
 				}
 			}
-			per, err := parsePeriod(fieldName(l, &l.Period), l.Period)
+			per, err := parsePeriod(FieldName(l, &l.Period), l.Period)
 			if err != nil {
 				v.add(at(lp, l, &l.Period), "%s", err)
 			}
 			if l.Max < 0 {
-				v.add(at(lp, l, &l.Max), "%s must be >= 0, got %d", fieldName(l, &l.Max), l.Max)
+				v.add(at(lp, l, &l.Max), "%s must be >= 0, got %d", FieldName(l, &l.Max), l.Max)
 			}
 			switch l.Consistency {
 			case "", ConsistencyExact, ConsistencyLocal:
 			default:
-				v.add(at(lp, l, &l.Consistency), "unknown %s %q (want %s or %s)", fieldName(l, &l.Consistency), l.Consistency, ConsistencyExact, ConsistencyLocal)
+				v.add(at(lp, l, &l.Consistency), "unknown %s %q (want %s or %s)", FieldName(l, &l.Consistency), l.Consistency, ConsistencyExact, ConsistencyLocal)
 			}
 			if okMetric && err == nil {
 				k := lkey{l.Metric, per}
@@ -485,13 +485,13 @@ func (v *validator) apps(p string, as []AppSpec, plans planInfo, mode string) {
 		v.uniqueID(p, i, at(ap, a, &a.ID), "application id", a.ID, MaxAppIDLen, ids)
 		switch {
 		case a.Plan == "":
-			v.add(at(ap, a, &a.Plan), "%s is required", fieldName(a, &a.Plan))
+			v.add(at(ap, a, &a.Plan), "%s is required", FieldName(a, &a.Plan))
 		case !plans[a.Plan]:
 			v.add(at(ap, a, &a.Plan), "unknown plan %q", a.Plan)
 		}
-		v.state(ap, fieldName(a, &a.State), a.State)
+		v.state(ap, FieldName(a, &a.State), a.State)
 
-		uk := fieldName(a, &a.UserKey)
+		uk := FieldName(a, &a.UserKey)
 		ukp := field(ap, uk)
 		switch {
 		case mode == ModeUserKey && a.UserKey == "":
@@ -546,7 +546,7 @@ func (v *validator) apps(p string, as []AppSpec, plans planInfo, mode string) {
 			}
 		}
 
-		ru := fieldName(a, &a.RedirectURL)
+		ru := FieldName(a, &a.RedirectURL)
 		up := field(ap, ru)
 		switch {
 		case a.RedirectURL == "":
