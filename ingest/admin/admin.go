@@ -177,7 +177,7 @@ func (a *API) routeServices(r *request, s []string) error {
 			return err
 		}
 		return a.read(r, func(t *catalog.TenantSpec) (any, error) {
-			return map[string]any{"services": nonNil(t.Services)}, nil
+			return map[string]any{catalog.FieldName(t, &t.Services): nonNil(t.Services)}, nil
 		})
 	}
 	sid := s[0]

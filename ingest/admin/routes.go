@@ -64,7 +64,7 @@ func (a *API) putService(r *request, sid string) error {
 		if spec.ID == "" {
 			spec.ID = sid
 		}
-		if err := checkID(spec.ID, sid, "id"); err != nil {
+		if err := checkID(spec.ID, sid, catalog.FieldName(&spec, &spec.ID)); err != nil {
 			return 0, nil, err
 		}
 		if cur != nil {
@@ -113,7 +113,7 @@ func (a *API) routeMetrics(r *request, sid string, s []string) error {
 			return err
 		}
 		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
-			return map[string]any{"metrics": nonNil(svc.Metrics)}, nil
+			return map[string]any{catalog.FieldName(svc, &svc.Metrics): nonNil(svc.Metrics)}, nil
 		})
 	case 1:
 	default:
@@ -146,7 +146,7 @@ func (a *API) routeMetrics(r *request, sid string, s []string) error {
 			if m.Name == "" {
 				m.Name = name
 			}
-			if err := checkID(m.Name, name, "name"); err != nil {
+			if err := checkID(m.Name, name, catalog.FieldName(&m, &m.Name)); err != nil {
 				return 0, nil, err
 			}
 			if cur != nil {
@@ -175,7 +175,7 @@ func (a *API) routePlans(r *request, sid string, s []string) error {
 			return err
 		}
 		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
-			return map[string]any{"plans": nonNil(svc.Plans)}, nil
+			return map[string]any{catalog.FieldName(svc, &svc.Plans): nonNil(svc.Plans)}, nil
 		})
 	}
 	pid := s[0]
@@ -207,7 +207,7 @@ func (a *API) routePlans(r *request, sid string, s []string) error {
 			if p.ID == "" {
 				p.ID = pid
 			}
-			if err := checkID(p.ID, pid, "id"); err != nil {
+			if err := checkID(p.ID, pid, catalog.FieldName(&p, &p.ID)); err != nil {
 				return 0, nil, err
 			}
 			if cur != nil {
@@ -271,7 +271,7 @@ func (a *API) routeLimits(r *request, sid, pid string, s []string) error {
 		}
 		if r.method == "GET" {
 			return readPlan(func(p *catalog.PlanSpec) (any, error) {
-				return map[string]any{"limits": nonNil(p.Limits)}, nil
+				return map[string]any{catalog.FieldName(p, &p.Limits): nonNil(p.Limits)}, nil
 			})
 		}
 		return withPlan(func(p *catalog.PlanSpec) (int, any, error) {
@@ -315,7 +315,7 @@ func (a *API) routeLimits(r *request, sid, pid string, s []string) error {
 			}
 			if l.Metric != metric || !samePeriod(l.Period, period) {
 				e := errf(422, "invalid_config", "metric and period in the body do not match the path")
-				e.details = []catalog.Problem{{Path: "metric", Message: "metric and period come from the path"}}
+				e.details = []catalog.Problem{{Path: catalog.FieldName(&l, &l.Metric), Message: "metric and period come from the path"}}
 				return 0, nil, e
 			}
 			if i >= 0 {
@@ -343,7 +343,7 @@ func (a *API) routeApps(r *request, sid string, s []string) error {
 			return err
 		}
 		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
-			return map[string]any{"applications": nonNil(svc.Applications)}, nil
+			return map[string]any{catalog.FieldName(svc, &svc.Applications): nonNil(svc.Applications)}, nil
 		})
 	}
 	aid := s[0]
@@ -378,7 +378,7 @@ func (a *API) routeApps(r *request, sid string, s []string) error {
 			if app.ID == "" {
 				app.ID = aid
 			}
-			if err := checkID(app.ID, aid, "id"); err != nil {
+			if err := checkID(app.ID, aid, catalog.FieldName(&app, &app.ID)); err != nil {
 				return 0, nil, err
 			}
 			if cur != nil {
@@ -494,7 +494,7 @@ func (a *API) routeKeys(r *request, sid, aid string, s []string) error {
 		}
 		if r.method == "GET" {
 			return a.readApp(r, sid, aid, func(app *catalog.AppSpec) (any, error) {
-				return map[string]any{"keys": nonNil(app.Keys)}, nil
+				return map[string]any{catalog.FieldName(app, &app.Keys): nonNil(app.Keys)}, nil
 			})
 		}
 		return a.withApp(r, sid, aid, func(app *catalog.AppSpec) (int, any, error) {
@@ -565,7 +565,7 @@ func (a *API) routeReferrers(r *request, sid, aid string, s []string) error {
 		switch r.method {
 		case "GET":
 			return a.readApp(r, sid, aid, func(app *catalog.AppSpec) (any, error) {
-				return map[string]any{"referrer_filters": nonNil(app.ReferrerFilters)}, nil
+				return map[string]any{catalog.FieldName(app, &app.ReferrerFilters): nonNil(app.ReferrerFilters)}, nil
 			})
 		case "PUT":
 			return a.withApp(r, sid, aid, func(app *catalog.AppSpec) (int, any, error) {
@@ -574,7 +574,7 @@ func (a *API) routeReferrers(r *request, sid, aid string, s []string) error {
 					return 0, nil, shapeError(err)
 				}
 				app.ReferrerFilters = list
-				return 200, map[string]any{"referrer_filters": nonNil(list)}, nil
+				return 200, map[string]any{catalog.FieldName(app, &app.ReferrerFilters): nonNil(list)}, nil
 			})
 		default:
 			return a.withApp(r, sid, aid, func(app *catalog.AppSpec) (int, any, error) {

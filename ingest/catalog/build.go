@@ -121,10 +121,16 @@ func (r *KeyRegistry) metricIDs(tenant, service string, ms []MetricSpec, ids []l
 // metricIDsProblem describes a service that would need more metric ids
 // than it has left.
 func metricIDsProblem(path string, sd *ServiceSpec, left int) Problem {
-	return Problem{Path: field(path, "metrics"), Message: fmt.Sprintf(
+	return Problem{Path: at(path, sd, &sd.Metrics), Message: fmt.Sprintf(
 		"service %q would need more metric ids than the %d it has left: a service has at most %d distinct metric names "+
 			"for the life of a node process, deleted ones included (a deleted metric keeps its id so that no other metric "+
 			"inherits its counters); reuse earlier names, or restart the nodes", sd.ID, left, MaxMetricIDs)}
+}
+
+// servicePath is the path of doc.Tenants[ti].Services[si].
+func servicePath(doc *Document, ti, si int) string {
+	t := &doc.Tenants[ti]
+	return index(at(index(FieldName(doc, &doc.Tenants), ti), t, &t.Services), si)
 }
 
 // Reserve assigns the limiter ids of every metric in doc, so that Build of
@@ -143,7 +149,7 @@ func (r *KeyRegistry) Reserve(doc *Document) error {
 			sd := &td.Services[si]
 			ids = slices.Grow(ids[:0], len(sd.Metrics))[:len(sd.Metrics)]
 			if left, ok := r.metricIDs(td.ID, sd.ID, sd.Metrics, ids); !ok {
-				probs = append(probs, metricIDsProblem(index(field(index("tenants", ti), "services"), si), sd, left))
+				probs = append(probs, metricIDsProblem(servicePath(doc, ti, si), sd, left))
 			}
 		}
 	}
@@ -188,7 +194,7 @@ func Build(doc *Document, keys *KeyRegistry) (*Snapshot, error) {
 			snap.QueryTokens[q] = t
 		}
 		for si := range td.Services {
-			path := index(field(index("tenants", ti), "services"), si)
+			path := servicePath(doc, ti, si)
 			s, err := buildService(t, &td.Services[si], keys, path)
 			if err != nil {
 				var ve *ValidationError
@@ -408,4 +414,11 @@ func (s *Store) Load() *Snapshot {
 // Swap publishes next and returns the Snapshot it replaces (nil if none).
 func (s *Store) Swap(next *Snapshot) *Snapshot {
 	return s.p.Swap(next)
+}
+
+func cloneStrings(s []string) []string {
+	if s == nil {
+		return nil
+	}
+	return append([]string(nil), s...)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -280,43 +281,6 @@ func describe(n *node) string {
 	return "a string"
 }
 
-// fields calls set for each key of a mapping node; set reports whether it
-// knows the key. Unknown keys are problems.
-func (d *decoder) fields(n *node, path string, set func(key string, v *node, p string) bool) {
-	switch n.kind {
-	case nodeNull:
-		return
-	case nodeMap:
-	default:
-		d.add(path, "expected a mapping, got %s", describe(n))
-		return
-	}
-	for i, k := range n.keys {
-		p := field(path, k)
-		if !set(k, n.vals[i], p) {
-			d.add(p, "unknown field")
-		}
-	}
-}
-
-// list calls each for every item of a sequence node and returns the count;
-// an empty list is nil (so a document equals itself after a round trip
-// through the file format, which omits empty lists).
-func (d *decoder) list(n *node, path string, each func(i int, v *node, p string)) int {
-	switch n.kind {
-	case nodeNull:
-		return 0
-	case nodeSeq:
-	default:
-		d.add(path, "expected a list, got %s", describe(n))
-		return 0
-	}
-	for i, v := range n.items {
-		each(i, v, index(path, i))
-	}
-	return len(n.items)
-}
-
 func (d *decoder) str(n *node, path string) string {
 	switch {
 	case n.kind == nodeNull:
@@ -361,161 +325,79 @@ func (d *decoder) integer(n *node, path string) int64 {
 	return 0
 }
 
-func (d *decoder) strings(n *node, path string) []string {
-	var out []string
-	if n.kind == nodeSeq && len(n.items) > 0 {
-		out = make([]string, 0, len(n.items))
+// object fills v, a value of the schema type st, from a mapping node. A key
+// names a field by its tag; unknown keys are problems.
+func (d *decoder) object(n *node, path string, st *schemaType, v reflect.Value) {
+	switch n.kind {
+	case nodeNull:
+		return
+	case nodeMap:
+	default:
+		d.add(path, "expected a mapping, got %s", describe(n))
+		return
 	}
-	d.list(n, path, func(_ int, v *node, p string) { out = append(out, d.str(v, p)) })
-	return out
+	for i, k := range n.keys {
+		p := field(path, k)
+		f := st.byName[k]
+		if f == nil {
+			d.add(p, "unknown field")
+			continue
+		}
+		fv := v.Field(f.index)
+		switch f.kind {
+		case kindString:
+			fv.SetString(d.str(n.vals[i], p))
+		case kindBool:
+			fv.SetBool(d.boolean(n.vals[i], p))
+		case kindInt:
+			fv.SetInt(d.integer(n.vals[i], p))
+		case kindStrings:
+			d.strings(n.vals[i], p, fv)
+		case kindList:
+			d.list(n.vals[i], p, f.elem, fv)
+		}
+	}
 }
 
-func (d *decoder) document(n *node, doc *Document) {
-	d.fields(n, "", func(k string, v *node, p string) bool {
-		switch k {
-		case "tenants":
-			d.list(v, p, func(_ int, v *node, p string) {
-				doc.Tenants = append(doc.Tenants, TenantSpec{})
-				d.tenant(v, p, &doc.Tenants[len(doc.Tenants)-1])
-			})
-		default:
-			return false
-		}
-		return true
-	})
+// seq returns the items of a sequence node; null is no items.
+func (d *decoder) seq(n *node, path string) []*node {
+	switch n.kind {
+	case nodeNull:
+		return nil
+	case nodeSeq:
+		return n.items
+	}
+	d.add(path, "expected a list, got %s", describe(n))
+	return nil
 }
 
-func (d *decoder) tenant(n *node, path string, t *TenantSpec) {
-	d.fields(n, path, func(k string, v *node, p string) bool {
-		switch k {
-		case "id":
-			t.ID = d.str(v, p)
-		case "admin_token":
-			t.AdminToken = d.str(v, p)
-		case "query_tokens":
-			t.QueryTokens = d.strings(v, p)
-		case "services":
-			d.list(v, p, func(_ int, v *node, p string) {
-				t.Services = append(t.Services, ServiceSpec{})
-				d.service(v, p, &t.Services[len(t.Services)-1])
-			})
-		default:
-			return false
-		}
-		return true
-	})
+// list appends the items of a sequence node to v, a slice of the schema type
+// st. An empty list adds nothing, so that a document equals itself after a
+// round trip through the file format, which omits empty lists.
+func (d *decoder) list(n *node, path string, st *schemaType, v reflect.Value) {
+	items := d.seq(n, path)
+	if len(items) == 0 {
+		return
+	}
+	base := v.Len()
+	v.Grow(len(items))
+	v.SetLen(base + len(items))
+	for i, item := range items {
+		d.object(item, index(path, i), st, v.Index(base+i))
+	}
 }
 
-func (d *decoder) service(n *node, path string, s *ServiceSpec) {
-	d.fields(n, path, func(k string, v *node, p string) bool {
-		switch k {
-		case "id":
-			s.ID = d.str(v, p)
-		case "tokens":
-			s.Tokens = d.strings(v, p)
-		case "provider_key":
-			s.ProviderKey = d.str(v, p)
-		case "default":
-			s.Default = d.boolean(v, p)
-		case "auth_mode":
-			s.AuthMode = d.str(v, p)
-		case "referrer_filters_required":
-			s.ReferrerFiltersRequired = d.boolean(v, p)
-		case "state":
-			s.State = d.str(v, p)
-		case "metrics":
-			d.list(v, p, func(_ int, v *node, p string) {
-				s.Metrics = append(s.Metrics, MetricSpec{})
-				d.metric(v, p, &s.Metrics[len(s.Metrics)-1])
-			})
-		case "plans":
-			d.list(v, p, func(_ int, v *node, p string) {
-				s.Plans = append(s.Plans, PlanSpec{})
-				d.plan(v, p, &s.Plans[len(s.Plans)-1])
-			})
-		case "applications":
-			d.list(v, p, func(_ int, v *node, p string) {
-				s.Applications = append(s.Applications, AppSpec{})
-				d.app(v, p, &s.Applications[len(s.Applications)-1])
-			})
-		default:
-			return false
-		}
-		return true
-	})
-}
-
-func (d *decoder) metric(n *node, path string, m *MetricSpec) {
-	d.fields(n, path, func(k string, v *node, p string) bool {
-		switch k {
-		case "name":
-			m.Name = d.str(v, p)
-		case "parent":
-			m.Parent = d.str(v, p)
-		default:
-			return false
-		}
-		return true
-	})
-}
-
-func (d *decoder) plan(n *node, path string, pl *PlanSpec) {
-	d.fields(n, path, func(k string, v *node, p string) bool {
-		switch k {
-		case "id":
-			pl.ID = d.str(v, p)
-		case "name":
-			pl.Name = d.str(v, p)
-		case "limits":
-			d.list(v, p, func(_ int, v *node, p string) {
-				pl.Limits = append(pl.Limits, LimitSpec{})
-				d.limit(v, p, &pl.Limits[len(pl.Limits)-1])
-			})
-		default:
-			return false
-		}
-		return true
-	})
-}
-
-func (d *decoder) limit(n *node, path string, l *LimitSpec) {
-	d.fields(n, path, func(k string, v *node, p string) bool {
-		switch k {
-		case "metric":
-			l.Metric = d.str(v, p)
-		case "period":
-			l.Period = d.str(v, p)
-		case "max":
-			l.Max = d.integer(v, p)
-		case "consistency":
-			l.Consistency = d.str(v, p)
-		default:
-			return false
-		}
-		return true
-	})
-}
-
-func (d *decoder) app(n *node, path string, a *AppSpec) {
-	d.fields(n, path, func(k string, v *node, p string) bool {
-		switch k {
-		case "id":
-			a.ID = d.str(v, p)
-		case "plan":
-			a.Plan = d.str(v, p)
-		case "user_key":
-			a.UserKey = d.str(v, p)
-		case "keys":
-			a.Keys = d.strings(v, p)
-		case "referrer_filters":
-			a.ReferrerFilters = d.strings(v, p)
-		case "redirect_url":
-			a.RedirectURL = d.str(v, p)
-		case "state":
-			a.State = d.str(v, p)
-		default:
-			return false
-		}
-		return true
-	})
+// strings sets v, a []string, to the items of a sequence node: nil when
+// there are none.
+func (d *decoder) strings(n *node, path string, v reflect.Value) {
+	v.SetZero()
+	items := d.seq(n, path)
+	if len(items) == 0 {
+		return
+	}
+	v.Grow(len(items))
+	v.SetLen(len(items))
+	for i, item := range items {
+		v.Index(i).SetString(d.str(item, index(path, i)))
+	}
 }

@@ -17,6 +17,13 @@
 //     Snapshot; Store publishes it through an atomic pointer, so readers
 //     never lock and a change is a whole new Snapshot swapped in.
 //
+// The Spec types and their tags are the one description of the schema
+// (schema.go): the decoder maps keys to fields by it, Clone copies every
+// slice it reaches, and the validator takes the field names of its paths and
+// messages from it (FieldName). A field added to a Spec type is decoded,
+// cloned and encoded with no other change; its json and yaml tags must agree
+// (checked when the package initialises).
+//
 // Application keys and metric ids for the limiter (limiter.AppKey,
 // limiter.MetricID) come from a KeyRegistry the process keeps for its
 // lifetime, so an application and a metric keep their identity, and their

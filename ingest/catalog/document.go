@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -91,28 +92,13 @@ type AppSpec struct {
 // MarshalYAML writes a limit on one line, `{metric: hits, period: minute,
 // max: 100}`, as docs/configuration.md shows it.
 func (l LimitSpec) MarshalYAML() (any, error) {
-	n := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
-	add := func(k string, v *yaml.Node) {
-		n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: k}, v)
-	}
-	var m, p yaml.Node
-	if err := m.Encode(l.Metric); err != nil {
+	type plain LimitSpec // the same fields and tags, without this method
+	var n yaml.Node
+	if err := n.Encode(plain(l)); err != nil {
 		return nil, err
 	}
-	if err := p.Encode(l.Period); err != nil {
-		return nil, err
-	}
-	add("metric", &m)
-	add("period", &p)
-	add("max", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: fmt.Sprint(l.Max)})
-	if l.Consistency != "" {
-		var c yaml.Node
-		if err := c.Encode(l.Consistency); err != nil {
-			return nil, err
-		}
-		add("consistency", &c)
-	}
-	return n, nil
+	n.Style = yaml.FlowStyle
+	return &n, nil
 }
 
 // Format is the syntax of a configuration file.
@@ -193,24 +179,16 @@ func Decode(data []byte, format Format, v any) error {
 	if err != nil {
 		return err
 	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("catalog: cannot decode into %T", v)
+	}
 	d := &decoder{}
-	switch v := v.(type) {
-	case *Document:
-		d.document(n, v)
-	case *TenantSpec:
-		d.tenant(n, "", v)
-	case *ServiceSpec:
-		d.service(n, "", v)
-	case *MetricSpec:
-		d.metric(n, "", v)
-	case *PlanSpec:
-		d.plan(n, "", v)
-	case *LimitSpec:
-		d.limit(n, "", v)
-	case *AppSpec:
-		d.app(n, "", v)
-	case *[]string:
-		*v = d.strings(n, "")
+	switch t := rv.Type().Elem(); {
+	case schema[t] != nil:
+		d.object(n, "", schema[t], rv.Elem())
+	case t == reflect.TypeFor[[]string]():
+		d.strings(n, "", rv.Elem())
 	default:
 		return fmt.Errorf("catalog: cannot decode into %T", v)
 	}
@@ -227,7 +205,7 @@ func parse(data []byte, format Format) (*Document, []Problem, error) {
 	}
 	d := &decoder{}
 	doc := &Document{}
-	d.document(n, doc)
+	d.object(n, "", schemaOf[Document](), reflect.ValueOf(doc).Elem())
 	return doc, d.probs, nil
 }
 
@@ -286,67 +264,28 @@ func (d *Document) Clone() *Document {
 	if d == nil {
 		return &Document{}
 	}
-	c := &Document{Tenants: make([]TenantSpec, len(d.Tenants))}
-	for i := range d.Tenants {
-		c.Tenants[i] = d.Tenants[i].Clone()
-	}
-	return c
+	c := cloneSpec(*d)
+	return &c
 }
 
 // Tenant returns the tenant with the given id, or nil.
 func (d *Document) Tenant(id string) *TenantSpec {
-	for i := range d.Tenants {
-		if d.Tenants[i].ID == id {
-			return &d.Tenants[i]
-		}
-	}
-	return nil
+	return byID(d.Tenants, id, func(x *TenantSpec) string { return x.ID })
 }
 
 // Clone returns a deep copy of t.
 func (t TenantSpec) Clone() TenantSpec {
-	t.QueryTokens = cloneStrings(t.QueryTokens)
-	if t.Services != nil {
-		s := make([]ServiceSpec, len(t.Services))
-		for i := range t.Services {
-			s[i] = t.Services[i].Clone()
-		}
-		t.Services = s
-	}
-	return t
+	return cloneSpec(t)
 }
 
 // Service returns the tenant's service with the given id, or nil.
 func (t *TenantSpec) Service(id string) *ServiceSpec {
-	for i := range t.Services {
-		if t.Services[i].ID == id {
-			return &t.Services[i]
-		}
-	}
-	return nil
+	return byID(t.Services, id, func(x *ServiceSpec) string { return x.ID })
 }
 
 // Clone returns a deep copy of s.
 func (s ServiceSpec) Clone() ServiceSpec {
-	s.Tokens = cloneStrings(s.Tokens)
-	if s.Metrics != nil {
-		s.Metrics = append([]MetricSpec(nil), s.Metrics...)
-	}
-	if s.Plans != nil {
-		p := make([]PlanSpec, len(s.Plans))
-		for i := range s.Plans {
-			p[i] = s.Plans[i].Clone()
-		}
-		s.Plans = p
-	}
-	if s.Applications != nil {
-		a := make([]AppSpec, len(s.Applications))
-		for i := range s.Applications {
-			a[i] = s.Applications[i].Clone()
-		}
-		s.Applications = a
-	}
-	return s
+	return cloneSpec(s)
 }
 
 // Metric returns the index of the named metric in s.Metrics, or -1.
@@ -361,42 +300,30 @@ func (s *ServiceSpec) Metric(name string) int {
 
 // Plan returns the plan with the given id, or nil.
 func (s *ServiceSpec) Plan(id string) *PlanSpec {
-	for i := range s.Plans {
-		if s.Plans[i].ID == id {
-			return &s.Plans[i]
-		}
-	}
-	return nil
+	return byID(s.Plans, id, func(x *PlanSpec) string { return x.ID })
 }
 
 // App returns the application with the given id, or nil.
 func (s *ServiceSpec) App(id string) *AppSpec {
-	for i := range s.Applications {
-		if s.Applications[i].ID == id {
-			return &s.Applications[i]
-		}
-	}
-	return nil
+	return byID(s.Applications, id, func(x *AppSpec) string { return x.ID })
 }
 
 // Clone returns a deep copy of p.
 func (p PlanSpec) Clone() PlanSpec {
-	if p.Limits != nil {
-		p.Limits = append([]LimitSpec(nil), p.Limits...)
-	}
-	return p
+	return cloneSpec(p)
 }
 
 // Clone returns a deep copy of a.
 func (a AppSpec) Clone() AppSpec {
-	a.Keys = cloneStrings(a.Keys)
-	a.ReferrerFilters = cloneStrings(a.ReferrerFilters)
-	return a
+	return cloneSpec(a)
 }
 
-func cloneStrings(s []string) []string {
-	if s == nil {
-		return nil
+// byID returns the item of list whose id (as idOf reads it) is id, or nil.
+func byID[T any](list []T, id string, idOf func(*T) string) *T {
+	for i := range list {
+		if idOf(&list[i]) == id {
+			return &list[i]
+		}
 	}
-	return append([]string(nil), s...)
+	return nil
 }

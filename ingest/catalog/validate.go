@@ -119,17 +119,18 @@ func (v *validator) add(path, format string, args ...any) {
 
 func (d *Document) validate() []Problem {
 	v := &validator{creds: map[string]credOwner{}, svcs: map[string]svcOwner{}}
+	tp := FieldName(d, &d.Tenants)
 	if len(d.Tenants) > MaxTenants {
-		v.add("tenants", "more than %d tenants", MaxTenants)
+		v.add(tp, "more than %d tenants", MaxTenants)
 	}
 	seen := map[string]int{}
 	for i := range d.Tenants {
-		p := index("tenants", i)
+		p := index(tp, i)
 		t := &d.Tenants[i]
 		if !validTenantID(t.ID) {
-			v.add(field(p, "id"), "invalid tenant id %q: want 1 to %d of a-z 0-9 - _", t.ID, MaxIDLen)
+			v.add(at(p, t, &t.ID), "invalid tenant id %q: want 1 to %d of a-z 0-9 - _", t.ID, MaxIDLen)
 		} else if j, dup := seen[t.ID]; dup {
-			v.add(field(p, "id"), "duplicate tenant id %q (also tenants[%d])", t.ID, j)
+			v.add(at(p, t, &t.ID), "duplicate tenant id %q (also %s)", t.ID, index(tp, j))
 		} else {
 			seen[t.ID] = i
 		}
@@ -176,6 +177,19 @@ func (v *validator) id(path, what, s string, max int) bool {
 	return false
 }
 
+// uniqueID checks the id at path of item i of the list at list: v.id, and
+// that no item before it in seen (id to index) has the same id.
+func (v *validator) uniqueID(list string, i int, path, what, id string, max int, seen map[string]int) {
+	if !v.id(path, what, id, max) {
+		return
+	}
+	if j, dup := seen[id]; dup {
+		v.add(path, "duplicate %s %q (also %s)", what, id, index(list, j))
+		return
+	}
+	seen[id] = i
+}
+
 // credential checks a secret's syntax. Messages never include the value.
 func (v *validator) credential(path, s string) bool {
 	switch {
@@ -219,37 +233,43 @@ func (v *validator) claim(s string, o credOwner) {
 	}
 }
 
-func (v *validator) tenant(ti int, p string, t *TenantSpec) {
-	if v.credential(field(p, "admin_token"), t.AdminToken) {
-		v.claim(t.AdminToken, credOwner{tenant: ti, service: -1, kind: credAdmin, path: field(p, "admin_token")})
+// tokens checks the list of secrets at path p and claims each for owner.
+func (v *validator) tokens(p, what string, list []string, owner credOwner) {
+	if len(list) > MaxTokens {
+		v.add(p, "more than %d %s", MaxTokens, what)
 	}
-	if len(t.QueryTokens) > MaxTokens {
-		v.add(field(p, "query_tokens"), "more than %d query tokens", MaxTokens)
-	}
-	for i, q := range t.QueryTokens {
-		qp := index(field(p, "query_tokens"), i)
-		if v.credential(qp, q) {
-			v.claim(q, credOwner{tenant: ti, service: -1, kind: credQuery, path: qp})
+	for i, tok := range list {
+		owner.path = index(p, i)
+		if v.credential(owner.path, tok) {
+			v.claim(tok, owner)
 		}
 	}
+}
+
+func (v *validator) tenant(ti int, p string, t *TenantSpec) {
+	if ap := at(p, t, &t.AdminToken); v.credential(ap, t.AdminToken) {
+		v.claim(t.AdminToken, credOwner{tenant: ti, service: -1, kind: credAdmin, path: ap})
+	}
+	v.tokens(at(p, t, &t.QueryTokens), "query tokens", t.QueryTokens, credOwner{tenant: ti, service: -1, kind: credQuery})
+	ssp := at(p, t, &t.Services)
 	if len(t.Services) > MaxServices {
-		v.add(field(p, "services"), "more than %d services", MaxServices)
+		v.add(ssp, "more than %d services", MaxServices)
 	}
 	defaultAt := ""
 	for si := range t.Services {
 		s := &t.Services[si]
-		sp := index(field(p, "services"), si)
-		if v.id(field(sp, "id"), "service id", s.ID, MaxIDLen) {
+		sp := index(ssp, si)
+		if v.id(at(sp, s, &s.ID), "service id", s.ID, MaxIDLen) {
 			if prev, dup := v.svcs[s.ID]; dup {
 				if prev.tenant != ti {
-					v.add(field(sp, "id"), "service id %q already in use by another tenant", s.ID)
+					v.add(at(sp, s, &s.ID), "service id %q already in use by another tenant", s.ID)
 					if !prev.reported {
-						v.add(field(prev.path, "id"), "service id %q already in use by another tenant", s.ID)
+						v.add(at(prev.path, s, &s.ID), "service id %q already in use by another tenant", s.ID)
 						prev.reported = true
 						v.svcs[s.ID] = prev
 					}
 				} else {
-					v.add(field(sp, "id"), "duplicate service id %q (also %s)", s.ID, prev.path)
+					v.add(at(sp, s, &s.ID), "duplicate service id %q (also %s)", s.ID, prev.path)
 				}
 			} else {
 				v.svcs[s.ID] = svcOwner{tenant: ti, path: sp}
@@ -257,7 +277,7 @@ func (v *validator) tenant(ti int, p string, t *TenantSpec) {
 		}
 		if s.Default {
 			if defaultAt != "" {
-				v.add(field(sp, "default"), "tenant already has a default service (%s)", defaultAt)
+				v.add(at(sp, s, &s.Default), "tenant already has a default service (%s)", defaultAt)
 			} else {
 				defaultAt = sp
 			}
@@ -267,17 +287,9 @@ func (v *validator) tenant(ti int, p string, t *TenantSpec) {
 }
 
 func (v *validator) service(ti, si int, p string, s *ServiceSpec) {
-	if len(s.Tokens) > MaxTokens {
-		v.add(field(p, "tokens"), "more than %d tokens", MaxTokens)
-	}
-	for i, tok := range s.Tokens {
-		tp := index(field(p, "tokens"), i)
-		if v.credential(tp, tok) {
-			v.claim(tok, credOwner{tenant: ti, service: si, kind: credServiceToken, path: tp})
-		}
-	}
-	if s.ProviderKey != "" && v.credential(field(p, "provider_key"), s.ProviderKey) {
-		v.claim(s.ProviderKey, credOwner{tenant: ti, service: si, kind: credProviderKey, path: field(p, "provider_key")})
+	v.tokens(at(p, s, &s.Tokens), "tokens", s.Tokens, credOwner{tenant: ti, service: si, kind: credServiceToken})
+	if pk := at(p, s, &s.ProviderKey); s.ProviderKey != "" && v.credential(pk, s.ProviderKey) {
+		v.claim(s.ProviderKey, credOwner{tenant: ti, service: si, kind: credProviderKey, path: pk})
 	}
 	mode := s.AuthMode
 	switch mode {
@@ -285,21 +297,22 @@ func (v *validator) service(ti, si int, p string, s *ServiceSpec) {
 		mode = ModeUserKey
 	case ModeUserKey, ModeAppID, ModeOAuth:
 	default:
-		v.add(field(p, "auth_mode"), "unknown auth_mode %q: want user_key, app_id or oauth", s.AuthMode)
+		v.add(at(p, s, &s.AuthMode), "unknown %s %q: want %s, %s or %s", FieldName(s, &s.AuthMode), s.AuthMode, ModeUserKey, ModeAppID, ModeOAuth)
 		mode = "" // unknown: skip the mode-dependent checks of applications
 	}
-	v.state(field(p, "state"), s.State)
+	v.state(p, FieldName(s, &s.State), s.State)
 
-	metrics := v.metrics(field(p, "metrics"), s.Metrics)
-	plans := v.plans(field(p, "plans"), s.Plans, metrics)
-	v.apps(field(p, "applications"), s.Applications, plans, mode)
+	metrics := v.metrics(at(p, s, &s.Metrics), s.Metrics)
+	plans := v.plans(at(p, s, &s.Plans), s.Plans, metrics)
+	v.apps(at(p, s, &s.Applications), s.Applications, plans, mode)
 }
 
-func (v *validator) state(p, s string) {
+// state checks the state s of the field name below path p.
+func (v *validator) state(p, name, s string) {
 	switch s {
 	case "", StateActive, StateSuspended:
 	default:
-		v.add(p, "unknown state %q: want active or suspended", s)
+		v.add(field(p, name), "unknown %s %q: want %s or %s", name, s, StateActive, StateSuspended)
 	}
 }
 
@@ -323,14 +336,15 @@ func (v *validator) metrics(p string, ms []MetricSpec) map[string]int {
 		v.add(p, "more than %d metrics", MaxMetrics)
 	}
 	idx := make(map[string]int, len(ms))
-	for i, m := range ms {
+	for i := range ms {
+		m := &ms[i]
 		mp := index(p, i)
 		if !validMetricName(m.Name) {
-			v.add(field(mp, "name"), "invalid metric name %q: want 1 to %d of A-Z a-z 0-9 _ - . :", m.Name, MaxNameLen)
+			v.add(at(mp, m, &m.Name), "invalid metric name %q: want 1 to %d of A-Z a-z 0-9 _ - . :", m.Name, MaxNameLen)
 			continue
 		}
 		if j, dup := idx[m.Name]; dup {
-			v.add(field(mp, "name"), "duplicate metric %q (also %s)", m.Name, index(p, j))
+			v.add(at(mp, m, &m.Name), "duplicate metric %q (also %s)", m.Name, index(p, j))
 			continue
 		}
 		idx[m.Name] = i
@@ -338,11 +352,12 @@ func (v *validator) metrics(p string, ms []MetricSpec) map[string]int {
 	if len(ms) > MaxMetrics {
 		return idx // the hierarchy walk below is quadratic: not on oversized input
 	}
-	for i, m := range ms {
+	for i := range ms {
+		m := &ms[i]
 		if m.Parent == "" {
 			continue
 		}
-		pp := field(index(p, i), "parent")
+		pp := at(index(p, i), m, &m.Parent)
 		j, ok := idx[m.Parent]
 		switch {
 		case !ok:
@@ -388,51 +403,47 @@ func (v *validator) plans(p string, ps []PlanSpec, metrics map[string]int) planI
 	for i := range ps {
 		pl := &ps[i]
 		pp := index(p, i)
-		if v.id(field(pp, "id"), "plan id", pl.ID, MaxIDLen) {
-			if j, dup := seen[pl.ID]; dup {
-				v.add(field(pp, "id"), "duplicate plan id %q (also %s)", pl.ID, index(p, j))
-			} else {
-				seen[pl.ID] = i
-			}
-		}
+		v.uniqueID(p, i, at(pp, pl, &pl.ID), "plan id", pl.ID, MaxIDLen, seen)
 		if len(pl.Name) > MaxNameLen {
-			v.add(field(pp, "name"), "longer than %d bytes", MaxNameLen)
+			v.add(at(pp, pl, &pl.Name), "longer than %d bytes", MaxNameLen)
 		}
+		lsp := at(pp, pl, &pl.Limits)
 		if len(pl.Limits) > MaxLimits {
-			v.add(field(pp, "limits"), "more than %d limits", MaxLimits)
+			v.add(lsp, "more than %d limits", MaxLimits)
 		}
 		type lkey struct {
 			metric string
 			period limiter.Period
 		}
 		limits := make(map[lkey]int, len(pl.Limits))
-		for li, l := range pl.Limits {
-			lp := index(field(pp, "limits"), li)
+		for li := range pl.Limits {
+			l := &pl.Limits[li]
+			lp := index(lsp, li)
 			okMetric := true
 			if _, ok := metrics[l.Metric]; !ok {
 				okMetric = false
 				if l.Metric == "" {
-					v.add(field(lp, "metric"), "metric is required")
+					v.add(at(lp, l, &l.Metric), "%s is required", FieldName(l, &l.Metric))
 				} else {
-					v.add(field(lp, "metric"), "unknown metric %q", l.Metric)
+					v.add(at(lp, l, &l.Metric), "unknown metric %q", l.Metric)
 				}
 			}
-			per, err := parsePeriod(l.Period)
+			per, err := parsePeriod(FieldName(l, &l.Period), l.Period)
 			if err != nil {
-				v.add(field(lp, "period"), "%s", err)
+				v.add(at(lp, l, &l.Period), "%s", err)
 			}
 			if l.Max < 0 {
-				v.add(field(lp, "max"), "max must be >= 0, got %d", l.Max)
+				v.add(at(lp, l, &l.Max), "%s must be >= 0, got %d", FieldName(l, &l.Max), l.Max)
 			}
 			switch l.Consistency {
 			case "", ConsistencyExact, ConsistencyLocal:
 			default:
-				v.add(field(lp, "consistency"), "unknown consistency %q (want exact or local)", l.Consistency)
+				v.add(at(lp, l, &l.Consistency), "unknown %s %q (want %s or %s)", FieldName(l, &l.Consistency), l.Consistency, ConsistencyExact, ConsistencyLocal)
 			}
 			if okMetric && err == nil {
 				k := lkey{l.Metric, per}
 				if j, dup := limits[k]; dup {
-					v.add(lp, "duplicate limit for %s per %s (also %s)", l.Metric, per, index(field(pp, "limits"), j))
+					v.add(lp, "duplicate limit for %s per %s (also %s)", l.Metric, per, index(lsp, j))
 				} else {
 					limits[k] = li
 				}
@@ -446,15 +457,16 @@ func (v *validator) plans(p string, ps []PlanSpec, metrics map[string]int) planI
 	return info
 }
 
-// parsePeriod wraps limiter.ParsePeriod with the document's wording.
-func parsePeriod(s string) (limiter.Period, error) {
+// parsePeriod wraps limiter.ParsePeriod with the document's wording; name
+// is the field's.
+func parsePeriod(name, s string) (limiter.Period, error) {
 	per, err := limiter.ParsePeriod(s)
 	if err == nil {
 		return per, nil
 	}
 	switch {
 	case s == "":
-		return per, fmt.Errorf("period is required")
+		return per, fmt.Errorf("%s is required", name)
 	case strings.HasPrefix(s, "sliding:"):
 		return per, err
 	}
@@ -470,40 +482,35 @@ func (v *validator) apps(p string, as []AppSpec, plans planInfo, mode string) {
 	for i := range as {
 		a := &as[i]
 		ap := index(p, i)
-		if v.id(field(ap, "id"), "application id", a.ID, MaxAppIDLen) {
-			if j, dup := ids[a.ID]; dup {
-				v.add(field(ap, "id"), "duplicate application id %q (also %s)", a.ID, index(p, j))
-			} else {
-				ids[a.ID] = i
-			}
-		}
+		v.uniqueID(p, i, at(ap, a, &a.ID), "application id", a.ID, MaxAppIDLen, ids)
 		switch {
 		case a.Plan == "":
-			v.add(field(ap, "plan"), "plan is required")
+			v.add(at(ap, a, &a.Plan), "%s is required", FieldName(a, &a.Plan))
 		case !plans[a.Plan]:
-			v.add(field(ap, "plan"), "unknown plan %q", a.Plan)
+			v.add(at(ap, a, &a.Plan), "unknown plan %q", a.Plan)
 		}
-		v.state(field(ap, "state"), a.State)
+		v.state(ap, FieldName(a, &a.State), a.State)
 
-		ukp := field(ap, "user_key")
+		uk := FieldName(a, &a.UserKey)
+		ukp := field(ap, uk)
 		switch {
 		case mode == ModeUserKey && a.UserKey == "":
-			v.add(ukp, "user_key is required in user_key mode")
+			v.add(ukp, "%s is required in %s mode", uk, ModeUserKey)
 		case mode == ModeUserKey:
 			if v.credential(ukp, a.UserKey) {
 				if j, dup := userKeys[a.UserKey]; dup {
-					v.add(ukp, "duplicate user_key (also %s)", field(index(p, j), "user_key"))
+					v.add(ukp, "duplicate %s (also %s)", uk, field(index(p, j), uk))
 				} else {
 					userKeys[a.UserKey] = i
 				}
 			}
 		case mode != "" && a.UserKey != "":
-			v.add(ukp, "user_key is not allowed in %s mode: applications are identified by id", mode)
+			v.add(ukp, "%s is not allowed in %s mode: applications are identified by id", uk, mode)
 		}
 
-		kp := field(ap, "keys")
+		kp := at(ap, a, &a.Keys)
 		if mode == ModeUserKey && len(a.Keys) > 0 {
-			v.add(kp, "app keys are not allowed in user_key mode")
+			v.add(kp, "app keys are not allowed in %s mode", ModeUserKey)
 		}
 		if len(a.Keys) > MaxAppKeys {
 			v.add(kp, "more than %d keys", MaxAppKeys)
@@ -521,7 +528,7 @@ func (v *validator) apps(p string, as []AppSpec, plans planInfo, mode string) {
 			}
 		}
 
-		rp := field(ap, "referrer_filters")
+		rp := at(ap, a, &a.ReferrerFilters)
 		if len(a.ReferrerFilters) > MaxReferrerFilters {
 			v.add(rp, "more than %d referrer filters", MaxReferrerFilters)
 		}
@@ -539,17 +546,18 @@ func (v *validator) apps(p string, as []AppSpec, plans planInfo, mode string) {
 			}
 		}
 
-		up := field(ap, "redirect_url")
+		ru := FieldName(a, &a.RedirectURL)
+		up := field(ap, ru)
 		switch {
 		case a.RedirectURL == "":
 		case mode != ModeOAuth && mode != "":
-			v.add(up, "redirect_url is only allowed in oauth mode")
+			v.add(up, "%s is only allowed in %s mode", ru, ModeOAuth)
 		case len(a.RedirectURL) > MaxRedirectURLLen:
 			v.add(up, "longer than %d bytes", MaxRedirectURLLen)
 		default:
 			u, err := url.Parse(a.RedirectURL)
 			if err != nil || u.Scheme == "" || u.Host == "" || !printable(a.RedirectURL) {
-				v.add(up, "invalid redirect_url %q: want an absolute URL like https://example.com/callback", a.RedirectURL)
+				v.add(up, "invalid %s %q: want an absolute URL like https://example.com/callback", ru, a.RedirectURL)
 			}
 		}
 	}
