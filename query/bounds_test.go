@@ -238,7 +238,9 @@ func TestRowsOfPlanExact(t *testing.T) {
 // TestCoverSpans: at most max ranges, covering every span, keeping the
 // largest gaps (the least extra time read).
 func TestCoverSpans(t *testing.T) {
-	h := func(a, z int) span { return span{d(2026, 1, 1, 0, 0).Add(time.Duration(a) * time.Hour), d(2026, 1, 1, 0, 0).Add(time.Duration(z) * time.Hour)} }
+	h := func(a, z int) span {
+		return span{d(2026, 1, 1, 0, 0).Add(time.Duration(a) * time.Hour), d(2026, 1, 1, 0, 0).Add(time.Duration(z) * time.Hour)}
+	}
 	for _, c := range []struct {
 		name string
 		in   []span

@@ -35,7 +35,7 @@ type scope struct {
 // range, the time zone or the number of values: ClickHouse never refuses it
 // as too big, and parsing and analysing it costs nothing worth counting
 // (ClickHouse 18.16's analysis of a WHERE is superlinear in its terms: 256
-// time ranges OR'ed take a second, 2,400 took minutes, and neither the
+// time ranges OR'ed take a second, 2,400 over a minute, and neither the
 // query's deadline nor KILL QUERY stops a query there).
 type stmt struct {
 	sql  strings.Builder
@@ -318,7 +318,7 @@ type cuts struct{ months, days, hours []uint32 }
 
 // cutUnits returns the units that bucket edges cut, found from the plan p
 // (of planFor): a unit is cut exactly when rows of a finer table lie in it
-// (a uncut unit inside a bucket is read whole from its own table). The cut
+// (an uncut unit inside a bucket is read whole from its own table). The cut
 // hours are those holding minute spans, the cut days those holding hour or
 // minute spans, the cut months those holding day, hour or minute spans. Each
 // unit listed holds a bucket edge, so none has more than MaxBuckets+1
