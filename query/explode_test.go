@@ -201,6 +201,7 @@ func TestExplodingQueries(t *testing.T) {
 	t.Run("GroupByLongMetrics", func(t *testing.T) { testGroupByLongMetrics(t, conn, base) })
 	t.Run("TooManyPoints", func(t *testing.T) { testTooManyPoints(t, conn, base) })
 	t.Run("Deadline", func(t *testing.T) { testDeadline(t, conn, store) })
+	t.Run("RefusedStatement", func(t *testing.T) { testRefusedStatement(t, srv) })
 }
 
 // testWidestRange: monthly and total usage over 2000..2100 in each zone,
@@ -494,5 +495,23 @@ func testDeadline(t *testing.T, conn driver.Conn, store *catalog.Store) {
 		}
 		goneWithin(t, conn, time.Second, p)
 		t.Logf("%s: %d after %v", p, status, took.Round(time.Millisecond))
+	}
+}
+
+// testRefusedStatement: a statement ClickHouse refuses for its shape would
+// be refused again, so it is never a 503 that invites a retry: a 500 (a bug
+// of this package, whose statements are bounded).
+func testRefusedStatement(t *testing.T, srv *Server) {
+	for _, c := range []struct{ name, sql string }{
+		{"syntax", "SELECT ("},
+		{"over max_query_size", "SELECT 1 WHERE 1 IN (" + strings.Repeat("1, ", 100_000) + "1)"},
+		{"AST too big", "SELECT 1 WHERE 1 IN (" + strings.Repeat("1, ", 60_000) + "1) SETTINGS max_query_size = 1000000"},
+	} {
+		q := &stmt{}
+		q.sql.WriteString(c.sql)
+		e := srv.run(context.Background(), q, func(driver.Rows) error { return nil })
+		if e == nil || e.status != 500 || e.code != "internal_error" {
+			t.Errorf("%s: %v, want 500 internal_error", c.name, e)
+		}
 	}
 }
