@@ -303,8 +303,8 @@ const (
 // edge cuts in days one cuts; minutes (edges are whole minutes: never cut)
 // in hours one cuts. cutUnits lists the cut units from the plan itself.
 var rowsOfPlan = map[string]string{
-	chschema.UsageMonth: " AND toUInt32(toYYYYMM(t)) NOT IN " + extCutMonths,
-	chschema.UsageDay: " AND toUInt32(toYYYYMM(t)) IN " + extCutMonths +
+	chschema.UsageMonth: " AND toUInt32(toYYYYMM(t, 'UTC')) NOT IN " + extCutMonths,
+	chschema.UsageDay: " AND toUInt32(toYYYYMM(t, 'UTC')) IN " + extCutMonths +
 		" AND toUInt32(intDiv(toUInt32(t), 86400)) NOT IN " + extCutDays,
 	chschema.UsageHour: " AND toUInt32(intDiv(toUInt32(t), 86400)) IN " + extCutDays +
 		" AND toUInt32(intDiv(toUInt32(t), 3600)) NOT IN " + extCutHours,
