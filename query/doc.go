@@ -80,7 +80,7 @@
 // # Deadlines
 //
 // A call answers within QueryTimeout (one budget for the queries of one
-// call). A query may run until the budget less killGrace (a fifth of it, at
+// call). A query may run until the budget less killGrace (a quarter of it, at
 // most a second); still running then, it is killed on the server by its
 // query_id (KILL QUERY ... ASYNC) and the call waits, up to killGrace, for
 // system.processes to confirm it gone before it answers 503 query_timeout: a

@@ -162,12 +162,12 @@ func (s *Server) run(ctx context.Context, q *stmt, scan func(driver.Rows) error)
 // exceeded"), TOO_DEEP_AST, TOO_BIG_AST, TOO_DEEP_RECURSION.
 var statementRefused = map[int32]bool{62: true, 167: true, 168: true, 306: true}
 
-// killGrace is the part of a query's budget kept for killing it: a fifth of
+// killGrace is the part of a query's budget kept for killing it: a quarter of
 // the budget, at most a second. A query is asked to stop in well under that
 // (it checks between blocks; the KILL and the check of system.processes are
 // two round trips).
 func killGrace(budget time.Duration) time.Duration {
-	return min(budget/5, time.Second)
+	return min(budget/4, time.Second)
 }
 
 // errAbandoned ends a query goroutine whose caller stopped waiting.

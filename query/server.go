@@ -36,7 +36,7 @@ type Options struct {
 	// Database holds the rollup tables. Default chschema.DefaultDatabase.
 	Database string
 	// QueryTimeout bounds every series, top and denials call: the call
-	// answers within it. A query still running a fifth of it (at most 1 s)
+	// answers within it. A query still running a quarter of it (at most 1 s)
 	// before its end is killed on the server, confirmed gone, and the call
 	// answers 503 query_timeout; the query's max_execution_time (whole
 	// seconds, rounded up) is its share too. Default DefaultQueryTimeout.
