@@ -41,7 +41,7 @@ var ErrorCodes = map[string]int{
 	"missing_service_id":  400,
 	"missing_metric":      400,
 	"too_many_buckets":    400, // more than MaxBuckets buckets
-	"too_many_groups":     400, // group_by yields more than MaxGroups series
+	"too_many_groups":     400, // group_by yields more than MaxGroups series, or more than MaxPoints points
 	"missing_month":       400,
 	"bad_request":         400, // the HTTP request itself is malformed
 	// 413, 414, 431: requests the HTTP server cannot read
@@ -57,7 +57,8 @@ var ErrorCodes = map[string]int{
 	"unknown_application": 404, // stats: application not in the service
 	"not_found":           404, // no such endpoint
 	"method_not_allowed":  405,
-	// 500: a bug (a recovered panic); never expected
+	// 500: a bug (a recovered panic, a statement ClickHouse refuses for its
+	// shape); never expected
 	"internal_error": 500,
 	// 503
 	"clickhouse_unavailable": 503,

@@ -58,6 +58,13 @@ func (s *Server) series(ctx context.Context, sc scope, f filter, groupBy string,
 	if groupBy == "" {
 		groups[""] = &group{values: make([]int64, b.n())}
 	}
+	// An answer holds at most MaxPoints points (series × buckets).
+	maxSeries := min(s.maxGroups, max(1, MaxPoints/b.n()))
+	tooMany := "group_by yields more than " + strconv.Itoa(maxSeries) + " series; filter with app_id or use /api/v1/top"
+	if maxSeries < s.maxGroups {
+		tooMany = "group_by yields more than " + strconv.Itoa(maxSeries) + " series of " + strconv.Itoa(b.n()) +
+			" buckets (at most " + strconv.Itoa(MaxPoints) + " points per answer); use a coarser granularity, a shorter range, or filter with app_id"
+	}
 	var total int64
 	e := s.run(ctx, q, func(r driver.Rows) error {
 		var key string
@@ -72,8 +79,8 @@ func (s *Server) series(ctx context.Context, sc scope, f filter, groupBy string,
 		}
 		g := groups[key]
 		if g == nil {
-			if len(groups) >= s.maxGroups {
-				return badRequest("too_many_groups", "group_by yields more than "+strconv.Itoa(s.maxGroups)+" series; filter with app_id or use /api/v1/top")
+			if len(groups) >= maxSeries {
+				return badRequest("too_many_groups", tooMany)
 			}
 			g = &group{key: key, values: make([]int64, b.n())}
 			groups[key] = g

@@ -17,6 +17,11 @@ import (
 // MaxGroups bounds the series of one group_by answer.
 const MaxGroups = 1000
 
+// MaxPoints bounds the points (series × buckets) of one usage or denials
+// answer, about 9 MB of JSON: a group_by answer of many buckets holds fewer
+// series than MaxGroups (133 of 1,500 buckets, 166 of a century of months).
+const MaxPoints = 200_000
+
 // MaxLimit bounds top's limit.
 const MaxLimit = 1000
 

@@ -55,6 +55,11 @@ func (p plan) tables() []string {
 // fractions of an hour left at the very ends (time zones with half-hour
 // offsets). Adjacent pieces of one table are merged. A 90-day chart of UTC
 // days reads only usage_day; of New York days, only usage_hour.
+//
+// Equivalently (UTC months, days, hours and minutes nest): a row belongs to
+// the plan when it lies inside one bucket and the row of the next coarser
+// table holding it does not. seriesSQL selects the plan's rows by that rule
+// (rowsOfPlan), not by listing the spans.
 func planFor(b buckets) plan {
 	p := plan{}
 	for i := 0; i < b.n(); i++ {

@@ -36,10 +36,11 @@ type Options struct {
 	Conn driver.Conn
 	// Database holds the rollup tables. Default chschema.DefaultDatabase.
 	Database string
-	// QueryTimeout bounds every series, top and denials query: it is the
-	// server-side max_execution_time (rounded up to whole seconds) and the
-	// client's deadline, after which the query is killed and the call answers
-	// 503 query_timeout. Default DefaultQueryTimeout.
+	// QueryTimeout bounds every series, top and denials call: the call
+	// answers within it. A query still running a quarter of it (at most 1 s)
+	// before its end is killed on the server, confirmed gone, and the call
+	// answers 503 query_timeout; the query's max_execution_time (whole
+	// seconds, rounded up) is its share too. Default DefaultQueryTimeout.
 	QueryTimeout time.Duration
 	// ExportTimeout bounds a billing export (max_execution_time). Default
 	// billing.DefaultTimeout.

@@ -50,7 +50,7 @@ const (
 //  3. T = the limit-th largest lo (0 with fewer applications). Candidates are
 //     the applications with hi >= T.
 //  4. exact = lo + the edge minutes from usage_minute, read for the
-//     candidates only (app_id IN the set, bound as one argument); sort and
+//     candidates only (app_id IN the set, sent as an external table); sort and
 //     cut to limit.
 //
 // Why it is exact: at least limit applications have exact >= lo >= T, and
