@@ -139,6 +139,12 @@ func WindowBounds(p Period, now time.Time) (start, end int64) {
 	return calBounds(p.Unit, sec)
 }
 
+// CalendarBounds is WindowBounds for a calendar unit u from unix seconds:
+// the UTC window [start, end) of u holding sec ((0, 0) for eternity). The
+// rollups' grains and the query API's UTC reads use it, so that every part
+// of Sluice cuts time where the limiter does.
+func CalendarBounds(u Unit, sec int64) (start, end int64) { return calBounds(u, sec) }
+
 // calBounds is WindowBounds for calendar units from unix seconds. It is pure
 // integer arithmetic (a few multiplications even for month and year; see
 // BenchmarkCalBounds), so the hot path computes it per call instead of caching

@@ -3,6 +3,8 @@ package query
 import (
 	"sort"
 	"time"
+
+	"github.com/sluice-dev/sluice/limiter"
 )
 
 // Granularity is the width of a series bucket: a calendar unit in the
@@ -109,103 +111,25 @@ func ceilMinute(t time.Time) time.Time {
 
 // floorBucket returns the first instant of the bucket of g holding t.
 func floorBucket(t time.Time, g Granularity, loc *time.Location) time.Time {
-	switch g {
-	case Minute:
-		// Every offset in use is a whole number of minutes, so local minutes
-		// are UTC minutes.
-		return t.UTC().Truncate(time.Minute)
-	case Hour:
-		lt := t.In(loc)
-		return t.UTC().Truncate(time.Minute).Add(-time.Duration(lt.Minute()) * time.Minute)
-	case Day:
-		lt := t.In(loc)
-		return firstInstant(lt.Year(), lt.Month(), lt.Day(), loc)
-	case Week:
-		lt := t.In(loc)
-		back := (int(lt.Weekday()) + 6) % 7 // days since Monday
-		return firstInstant(lt.Year(), lt.Month(), lt.Day()-back, loc)
-	case Month:
-		lt := t.In(loc)
-		return firstInstant(lt.Year(), lt.Month(), 1, loc)
-	}
-	return t.UTC().Truncate(time.Minute)
+	return limiter.LocalFloor(g.unit(), t, loc)
 }
 
 // nextBoundary returns the start of the bucket after the one starting at s.
 func nextBoundary(s time.Time, g Granularity, loc *time.Location) time.Time {
-	switch g {
-	case Minute:
-		return s.Add(time.Minute)
-	case Hour:
-		// An hour later, back to the local hour's start: in zones whose
-		// offset changes by 30 minutes the bucket around the change is
-		// shorter, never longer, than an hour. A DST fall-back repeats a
-		// local hour: the two are separate buckets (their instants differ).
-		n := floorBucket(s.Add(time.Hour), Hour, loc)
-		if !n.After(s) {
-			n = s.Add(time.Hour)
-		}
-		// An offset change that is not a whole hour (Chatham's at :45)
-		// starts a new local hour of its own.
-		if _, end := s.In(loc).ZoneBounds(); !end.IsZero() && end.After(s) && end.Before(n) {
-			n = end.UTC()
-		}
-		return n
-	case Day:
-		lt := s.In(loc)
-		return firstInstant(lt.Year(), lt.Month(), lt.Day()+1, loc)
-	case Week:
-		lt := s.In(loc)
-		return firstInstant(lt.Year(), lt.Month(), lt.Day()+7, loc)
-	case Month:
-		lt := s.In(loc)
-		return firstInstant(lt.Year(), lt.Month()+1, 1, loc)
-	}
-	return s.Add(time.Minute)
+	return limiter.LocalNext(g.unit(), s, loc)
 }
 
-// firstInstant returns the first instant whose local date in loc is the
-// given one (normalized like time.Date). Usually that is local midnight;
-// where a DST change skips midnight it is the instant of the change, and
-// where a change repeats midnight it is the earlier of the two.
-func firstInstant(y int, m time.Month, d int, loc *time.Location) time.Time {
-	t := time.Date(y, m, d, 0, 0, 0, 0, loc)
-	want := time.Date(y, m, d, 0, 0, 0, 0, time.UTC) // normalized date
-	date := func(x time.Time) time.Time {
-		lx := x.In(loc)
-		return time.Date(lx.Year(), lx.Month(), lx.Day(), 0, 0, 0, 0, time.UTC)
+// unit is the limiter's calendar unit of g; Total has none (minutes).
+func (g Granularity) unit() limiter.Unit {
+	switch g {
+	case Hour:
+		return limiter.Hour
+	case Day:
+		return limiter.Day
+	case Week:
+		return limiter.Week
+	case Month:
+		return limiter.Month
 	}
-	lt := t.In(loc)
-	switch {
-	case date(t).Before(want):
-		// time.Date used the offset before a change that skips midnight:
-		// the day begins when the new offset does.
-		_, end := t.ZoneBounds()
-		if !end.IsZero() && date(end).Equal(want) {
-			return end.UTC()
-		}
-	case lt.Hour() != 0 || lt.Minute() != 0:
-		// Midnight does not exist and time.Date moved forward: the day
-		// begins at the change.
-		start, _ := t.ZoneBounds()
-		if !start.IsZero() && date(start).Equal(want) {
-			return start.UTC()
-		}
-	default:
-		// Midnight exists; if the zone began after a fall-back that repeats
-		// it, the earlier midnight (in the previous offset) comes first.
-		start, _ := t.ZoneBounds()
-		if !start.IsZero() && start.Before(t) {
-			p := start.Add(-time.Nanosecond)
-			if date(p).Equal(want) {
-				_, off := p.Zone()
-				e := want.Add(-time.Duration(off) * time.Second)
-				ps, _ := p.ZoneBounds()
-				if !e.Before(ps) && e.Before(start) {
-					return e.UTC()
-				}
-			}
-		}
-	}
-	return t.UTC()
+	return limiter.Minute
 }

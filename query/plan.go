@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/limiter"
 )
 
 // grain is one rollup table and the UTC width of its rows.
@@ -15,18 +16,17 @@ type grain struct {
 
 // grains, coarsest first. A row of usage_day covers one UTC day, and so on.
 var grains = []grain{
-	{chschema.UsageMonth,
-		func(t time.Time) time.Time { return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC) },
-		func(t time.Time) time.Time { return time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, time.UTC) }},
-	{chschema.UsageDay,
-		func(t time.Time) time.Time { return t.Truncate(24 * time.Hour) },
-		func(t time.Time) time.Time { return t.Truncate(24 * time.Hour).Add(24 * time.Hour) }},
-	{chschema.UsageHour,
-		func(t time.Time) time.Time { return t.Truncate(time.Hour) },
-		func(t time.Time) time.Time { return t.Truncate(time.Hour).Add(time.Hour) }},
-	{chschema.UsageMinute,
-		func(t time.Time) time.Time { return t.Truncate(time.Minute) },
-		func(t time.Time) time.Time { return t.Truncate(time.Minute).Add(time.Minute) }},
+	utcGrain(chschema.UsageMonth, limiter.Month),
+	utcGrain(chschema.UsageDay, limiter.Day),
+	utcGrain(chschema.UsageHour, limiter.Hour),
+	utcGrain(chschema.UsageMinute, limiter.Minute),
+}
+
+// utcGrain is table's grain: the limiter's UTC windows of u.
+func utcGrain(table string, u limiter.Unit) grain {
+	return grain{table,
+		func(t time.Time) time.Time { s, _ := limiter.CalendarBounds(u, t.Unix()); return time.Unix(s, 0).UTC() },
+		func(t time.Time) time.Time { _, e := limiter.CalendarBounds(u, t.Unix()); return time.Unix(e, 0).UTC() }}
 }
 
 // span is a half-open UTC interval [from, to).

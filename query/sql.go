@@ -10,6 +10,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/limiter"
 )
 
 // scope is the tenant a request is authenticated as. It is the only way to
@@ -329,22 +330,22 @@ func cutUnits(p plan) cuts {
 	months := map[uint32]bool{0: true}
 	days := map[uint32]bool{0: true}
 	hours := map[uint32]bool{0: true}
+	hourG, dayG, monthG := utcGrain("", limiter.Hour), utcGrain("", limiter.Day), utcGrain("", limiter.Month)
 	for _, x := range p[chschema.UsageMinute] {
-		for h := x.from.Truncate(time.Hour); h.Before(x.to); h = h.Add(time.Hour) {
+		for h := hourG.floor(x.from); h.Before(x.to); h = hourG.next(h) {
 			hours[uint32(h.Unix()/3600)] = true
 		}
 	}
 	for _, table := range []string{chschema.UsageMinute, chschema.UsageHour} {
 		for _, x := range p[table] {
-			for d := x.from.Truncate(24 * time.Hour); d.Before(x.to); d = d.Add(24 * time.Hour) {
+			for d := dayG.floor(x.from); d.Before(x.to); d = dayG.next(d) {
 				days[uint32(d.Unix()/86400)] = true
 			}
 		}
 	}
 	for _, table := range []string{chschema.UsageMinute, chschema.UsageHour, chschema.UsageDay} {
 		for _, x := range p[table] {
-			f := x.from.UTC()
-			for m := time.Date(f.Year(), f.Month(), 1, 0, 0, 0, 0, time.UTC); m.Before(x.to); m = m.AddDate(0, 1, 0) {
+			for m := monthG.floor(x.from); m.Before(x.to); m = monthG.next(m) {
 				months[uint32(m.Year()*100+int(m.Month()))] = true
 			}
 		}

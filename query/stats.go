@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/limiter"
 )
 
 // statsAnswer is the 3scale analytics shape of
@@ -153,7 +154,7 @@ func (s *Server) stats(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.Snapsho
 	}
 	end := time.Date(y, mo, d, ls.Hour(), ls.Minute(), 0, 0, loc)
 	if since.Equal(floorBucket(since, Day, loc)) {
-		end = firstInstant(y, mo, d, loc) // DST-safe when the day starts off midnight
+		end = limiter.LocalDayStart(y, mo, d, loc) // DST-safe when the day starts off midnight
 	}
 	if end.After(maxTime) {
 		return badRequest("invalid_since", "since must lie between 2000-01-01 and 2100-01-01")
@@ -216,8 +217,7 @@ func periodStart(now time.Time, period string, loc *time.Location) time.Time {
 	case "week":
 		return floorBucket(now, Week, loc)
 	case "year":
-		ln := now.In(loc)
-		return firstInstant(ln.Year(), 1, 1, loc)
+		return limiter.LocalFloor(limiter.Year, now, loc)
 	}
 	return floorBucket(now, Month, loc)
 }

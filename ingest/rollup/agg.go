@@ -2,10 +2,10 @@ package rollup
 
 import (
 	"math"
-	"time"
 	"unsafe"
 
 	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/limiter"
 )
 
 // Hierarchy tells the rollup a metric's ancestors, from the configuration in
@@ -201,11 +201,13 @@ func (a *aggregator) add(e *event.Event, kp int32, ko int64) {
 // grain truncates a minute bucket to a coarser one.
 type grain func(minute int64) int64
 
-func hourOf(t int64) int64 { return floorDiv(t, 3600) * 3600 }
-func dayOf(t int64) int64  { return floorDiv(t, 86400) * 86400 }
-func monthOf(t int64) int64 {
-	tm := time.Unix(t, 0).UTC()
-	return time.Date(tm.Year(), tm.Month(), 1, 0, 0, 0, 0, time.UTC).Unix()
+func hourOf(t int64) int64  { return windowStart(limiter.Hour, t) }
+func dayOf(t int64) int64   { return windowStart(limiter.Day, t) }
+func monthOf(t int64) int64 { return windowStart(limiter.Month, t) }
+
+func windowStart(u limiter.Unit, t int64) int64 {
+	s, _ := limiter.CalendarBounds(u, t)
+	return s
 }
 
 // regrain folds minute rows into dst at a coarser grain. Unless wide (the

@@ -50,6 +50,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/limiter"
 )
 
 // Format is an export file format.
@@ -172,7 +173,8 @@ func ParseMonth(s string) (time.Time, error) {
 // export is empty by construction and almost certainly a typo. The current
 // month is allowed; its totals are not final until it ends.
 func CheckMonth(month, now time.Time) error {
-	cur := time.Date(now.UTC().Year(), now.UTC().Month(), 1, 0, 0, 0, 0, time.UTC)
+	s, _ := limiter.CalendarBounds(limiter.Month, now.Unix())
+	cur := time.Unix(s, 0).UTC()
 	if month.After(cur) {
 		return fmt.Errorf("%w: %s is after the current month %s", ErrFutureMonth, month.UTC().Format("2006-01"), cur.Format("2006-01"))
 	}
@@ -201,7 +203,8 @@ const (
 
 // query returns the SQL and arguments of req, which must be valid.
 func query(db string, req Request) (string, []any) {
-	from, to := uint32(req.Month.Unix()), uint32(req.Month.AddDate(0, 1, 0).Unix())
+	s, e := limiter.CalendarBounds(limiter.Month, req.Month.Unix())
+	from, to := uint32(s), uint32(e)
 	sql := selectPrefix + db + "." + chschema.UsageMonth
 	var args []any
 	if req.AllTenants {
@@ -233,7 +236,7 @@ func validate(db string, req Request) error {
 		return fmt.Errorf("%w: no tenant", ErrInvalidRequest)
 	}
 	m := req.Month
-	if m.IsZero() || !m.Equal(time.Date(m.UTC().Year(), m.UTC().Month(), 1, 0, 0, 0, 0, time.UTC)) {
+	if s, _ := limiter.CalendarBounds(limiter.Month, m.Unix()); m.IsZero() || m.Unix() != s || m.Nanosecond() != 0 {
 		return fmt.Errorf("%w: month %v is not the start of a UTC month", ErrInvalidRequest, m)
 	}
 	if y := m.UTC().Year(); y < 2000 || y > 2100 {
