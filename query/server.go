@@ -32,7 +32,7 @@ type Options struct {
 	// *catalog.Store satisfies it.
 	Catalog interface{ Load() *catalog.Snapshot }
 	// Conn is a native-protocol ClickHouse connection (pool), e.g. from
-	// rollup.OpenClickHouse. The Server does not close it.
+	// chconn.Connect. The Server does not close it.
 	Conn driver.Conn
 	// Database holds the rollup tables. Default chschema.DefaultDatabase.
 	Database string

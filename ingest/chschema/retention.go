@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/sluice-dev/sluice/limiter"
 )
 
 // Retention says how long each table keeps its rows; a table missing from the
@@ -176,7 +177,8 @@ FROM %s.%s WHERE tenant_id = '' GROUP BY kp`, info.PartitionID, strings.Join(exp
 	if err != nil {
 		return fmt.Errorf("chschema: carry markers of %s: %w", info.Name, err)
 	}
-	day := now.UTC().Truncate(24 * time.Hour)
+	ds, _ := limiter.CalendarBounds(limiter.Day, now.Unix())
+	day := time.Unix(ds, 0).UTC()
 	for _, m := range carry {
 		args := []any{day, now.UTC().Truncate(time.Second), m.kp, m.ko}
 		if info.HasValue {

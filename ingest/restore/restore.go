@@ -5,7 +5,7 @@
 //
 // # Why nothing is counted twice or missed
 //
-// rollup.OpenWindowSums returns, per calendar unit, the sums of the open
+// chschema.OpenWindowSums returns, per calendar unit, the sums of the open
 // window together with the Kafka offsets those sums contain exactly (read in
 // the same SELECT). Restore seeds the sums, then reads each partition from the
 // smallest of those offsets up to the end offset captured when Restore began,
@@ -48,8 +48,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/event"
-	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/limiter"
 )
 
@@ -135,7 +135,7 @@ func Restore(ctx context.Context, o Options) (Stats, error) {
 		return st, fmt.Errorf("restore: end offsets of %s: %w", o.Topic, err)
 	}
 
-	win, err := rollup.OpenWindowSums(ctx, o.CH, o.Database, o.Now)
+	win, err := chschema.OpenWindowSums(ctx, o.CH, o.Database, o.Now)
 	if err != nil {
 		return st, fmt.Errorf("restore: %w", err)
 	}
@@ -197,7 +197,7 @@ func Restore(ctx context.Context, o Options) (Stats, error) {
 // sums seeded and those the limiter refused (a negative sum: ClickHouse
 // holds a wrapped total; OpenWindowSums saturates totals past the largest
 // int64, so that should not happen).
-func seed(lim *limiter.Limiter, snap *catalog.Snapshot, win *rollup.OpenWindows, log *slog.Logger) (n, refused int) {
+func seed(lim *limiter.Limiter, snap *catalog.Snapshot, win *chschema.OpenWindows, log *slog.Logger) (n, refused int) {
 	for i := range win.Sums {
 		s := &win.Sums[i]
 		app := lookup(snap, s.Tenant, s.Service, s.App)
@@ -229,7 +229,7 @@ func seed(lim *limiter.Limiter, snap *catalog.Snapshot, win *rollup.OpenWindows,
 
 // replay reads each partition from starts up to endAt (exclusive) and
 // applies each record to the limits that do not have it yet.
-func replay(ctx context.Context, o *Options, snap *catalog.Snapshot, win *rollup.OpenWindows,
+func replay(ctx context.Context, o *Options, snap *catalog.Snapshot, win *chschema.OpenWindows,
 	starts map[int32]kgo.Offset, endAt map[int32]int64, st *Stats) error {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.Topic: starts})}, o.KafkaOpts...)...)

@@ -175,7 +175,7 @@ func TestRestoreMatchesLiveCounters(t *testing.T) {
 	go func() { done <- r.Run(rctx) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		got, err := rollup.ResumeOffsets(ctx, conn, testDB)
+		got, err := chschema.ResumeOffsets(ctx, conn, testDB)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -185,7 +185,7 @@ func TestConsumerExactHierarchyAndReplay(t *testing.T) {
 
 	// Open windows at 12:34:56 on the generated day, against the model.
 	now := time.Date(2026, 11, 23, 12, 34, 56, 0, time.UTC)
-	ow, err := OpenWindowSums(context.Background(), conn, testDB, now)
+	ow, err := chschema.OpenWindowSums(context.Background(), conn, testDB, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,8 +196,11 @@ func TestConsumerExactHierarchyAndReplay(t *testing.T) {
 	want, got := map[wk]int64{}, map[wk]int64{}
 	for k, v := range m.usage {
 		for _, u := range []limiter.Unit{limiter.Minute, limiter.Hour, limiter.Day, limiter.Week, limiter.Month, limiter.Year, limiter.Eternity} {
-			s, e := window(u, now)
-			if k.t >= s.Unix() && k.t < e.Unix() {
+			s, e := limiter.CalendarBounds(u, now.Unix())
+			if u == limiter.Eternity {
+				s, e = 0, 1<<32-1
+			}
+			if k.t >= s && k.t < e {
 				want[wk{u, k.app, k.metric}] += v
 			}
 		}

@@ -32,8 +32,8 @@
 //
 // Sets ("#N", which replace a counter instead of adding to it) are not usage
 // and are not summed: each becomes one usage_sets row (tenant, service, app,
-// metric, ts, value), raw as sent, without the hierarchy. OpenWindowSums does
-// not apply them; it returns the latest set per metric (OpenWindows.Sets) so
+// metric, ts, value), raw as sent, without the hierarchy. chschema.OpenWindowSums does
+// not apply them; it returns the latest set per metric (chschema.OpenWindows.Sets) so
 // that a limiter restore can honour them.
 //
 // # Why replays never double count
@@ -107,9 +107,9 @@
 //
 // # Restoring counters
 //
-// ResumeOffsets says where every table is complete. OpenWindowSums reads the
+// chschema.ResumeOffsets says where every table is complete. chschema.OpenWindowSums reads the
 // usage of every open calendar window (minute to eternity) together with,
 // per unit, the markers of the table it was read from, in the same SELECT,
 // so sums and offsets come from one snapshot; a tail replay applies a record
-// to a unit's counters only when OpenWindows.Includes is false.
+// to a unit's counters only when chschema.OpenWindows.Includes is false.
 package rollup

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/rollup"
+	"github.com/sluice-dev/sluice/internal/chconn"
 )
 
 // The rollup role as `sluice serve --roles rollup` wires it: a hierarchy
@@ -34,11 +35,11 @@ func ExampleNew() {
 // each unit's offsets.
 func ExampleOpenWindowSums() {
 	ctx := context.Background()
-	conn, err := rollup.OpenClickHouse(ctx, "127.0.0.1:9000", "default", "")
+	conn, err := chconn.Connect(ctx, chconn.Options{Addr: "127.0.0.1:9000", User: "default"})
 	if err != nil {
 		return
 	}
-	ow, err := rollup.OpenWindowSums(ctx, conn, "sluice", time.Now())
+	ow, err := chschema.OpenWindowSums(ctx, conn, "sluice", time.Now())
 	if err != nil {
 		return
 	}

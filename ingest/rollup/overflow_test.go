@@ -97,7 +97,7 @@ func TestAggregatorNeverWraps(t *testing.T) {
 // writer into a real ClickHouse, in one batch and across batches (separate
 // parts, which ClickHouse sums modulo 2^64 when it merges them), for a metric
 // without limits, and reads it back the way every reader does: the tables
-// with chschema.SumValue, the restore's OpenWindowSums and the billing
+// with chschema.SumValue, the restore's chschema.OpenWindowSums and the billing
 // export. Before and after the parts merge, a total past MaxInt64 reads
 // MaxInt64 and small totals stay exact; nothing reads negative.
 func TestRollupTotalsNeverWrap(t *testing.T) {
@@ -154,7 +154,7 @@ func TestRollupTotalsNeverWrap(t *testing.T) {
 				got := readTotals(t, conn, table)
 				checkTotals(t, table, got, want)
 			}
-			win, err := OpenWindowSums(ctx, conn, testDB, now)
+			win, err := chschema.OpenWindowSums(ctx, conn, testDB, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -165,7 +165,7 @@ func TestRollupTotalsNeverWrap(t *testing.T) {
 						got[[2]string{s.App, s.Metric}] = s.Sum
 					}
 				}
-				checkTotals(t, "OpenWindowSums "+limiter.Period{Unit: unit}.String(), got, want)
+				checkTotals(t, "chschema.OpenWindowSums "+limiter.Period{Unit: unit}.String(), got, want)
 			}
 			var buf bytes.Buffer
 			month := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)

@@ -175,12 +175,6 @@ func (r *Rollup) Run(ctx context.Context) error {
 	}
 }
 
-// OpenClickHouse opens a plaintext native-protocol connection and pings it
-// (chconn.Connect; TLS needs chconn.Options).
-func OpenClickHouse(ctx context.Context, addr, user, password string) (driver.Conn, error) {
-	return chconn.Connect(ctx, chconn.Options{Addr: addr, User: user, Password: password})
-}
-
 func (r *Rollup) session(ctx context.Context) error {
 	o := &r.o
 	conn, err := chconn.Connect(ctx, chconn.Options{Addr: o.ClickHouseAddr, User: o.ClickHouseUser, Password: o.ClickHousePassword, TLS: o.ClickHouseTLS})

@@ -16,6 +16,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/limiter"
 )
 
 // record is one Kafka record as the writer needs it.
@@ -291,7 +292,7 @@ func (w *writer) write(ctx context.Context, recs []record, now time.Time) error 
 	}
 	w.mu.Unlock()
 
-	written := now.UTC().Truncate(24 * time.Hour)
+	written := time.Unix(windowStart(limiter.Day, now.Unix()), 0).UTC()
 	for _, key := range order {
 		th := thr[key]
 		var markers []marker

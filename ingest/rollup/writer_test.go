@@ -154,12 +154,12 @@ func TestWriterDropsUnassignedPartitions(t *testing.T) {
 	if err := w.write(ctx, recs, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ResumeOffsets(ctx, conn, testDB)
+	got, err := chschema.ResumeOffsets(ctx, conn, testDB)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got[0] != 1000 || got[1] != 1000 || len(got) != 2 {
-		t.Errorf("ResumeOffsets = %v, want partitions 0 and 1 at 1000", got)
+		t.Errorf("chschema.ResumeOffsets = %v, want partitions 0 and 1 at 1000", got)
 	}
 }
 

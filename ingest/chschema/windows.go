@@ -1,4 +1,4 @@
-package rollup
+package chschema
 
 import (
 	"context"
@@ -6,13 +6,12 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/limiter"
 )
 
 // restoreTables are the tables whose markers say what the counters'
 // snapshot contains (events_raw is optional and not part of it).
-var restoreTables = []string{chschema.UsageMinute, chschema.UsageHour, chschema.UsageDay, chschema.UsageMonth, chschema.UsageSets}
+var restoreTables = []string{UsageMinute, UsageHour, UsageDay, UsageMonth, UsageSets}
 
 // ResumeOffsets returns, per Kafka partition, the next offset not yet in
 // every rollup table: records below it are in all of them. A partition that
@@ -22,7 +21,7 @@ func ResumeOffsets(ctx context.Context, conn driver.Conn, db string) (map[int32]
 	per := make([]map[int32]int64, 0, len(restoreTables))
 	all := map[int32]bool{}
 	for _, t := range restoreTables {
-		m, err := chschema.Markers(ctx, conn, db, t)
+		m, err := Markers(ctx, conn, db, t)
 		if err != nil {
 			return nil, err
 		}
@@ -52,7 +51,7 @@ const openWindowsTimeout = 10 * time.Minute
 // lastSets reads the latest set per (tenant, service, app, metric) and the
 // markers of usage_sets in one SELECT (one snapshot).
 func lastSets(ctx context.Context, conn driver.Conn, db string) ([]LastSet, map[int32]int64, error) {
-	rows, err := chschema.Query(ctx, conn, openWindowsTimeout, `SELECT tenant_id, service_id, app_id, metric, kp, max(ko), max(ts_ms), argMax(value, ts_ms)
+	rows, err := Query(ctx, conn, openWindowsTimeout, `SELECT tenant_id, service_id, app_id, metric, kp, max(ko), max(ts_ms), argMax(value, ts_ms)
 FROM `+db+`.usage_sets GROUP BY tenant_id, service_id, app_id, metric, kp`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rollup: last sets: %w", err)
@@ -178,9 +177,9 @@ type windowQuery struct {
 }
 
 var windowQueries = []windowQuery{
-	{chschema.UsageMinute, []limiter.Unit{limiter.Minute, limiter.Hour}},
-	{chschema.UsageHour, []limiter.Unit{limiter.Day, limiter.Week}},
-	{chschema.UsageMonth, []limiter.Unit{limiter.Month, limiter.Year, limiter.Eternity}},
+	{UsageMinute, []limiter.Unit{limiter.Minute, limiter.Hour}},
+	{UsageHour, []limiter.Unit{limiter.Day, limiter.Week}},
+	{UsageMonth, []limiter.Unit{limiter.Month, limiter.Year, limiter.Eternity}},
 }
 
 // RestoreTimeout is max_execution_time of each OpenWindowSums query.
@@ -190,10 +189,10 @@ const RestoreTimeout = 120 * time.Second
 // (tenant, service, app, metric), for seeding the limiter on startup. Only
 // non-zero sums are returned.
 func OpenWindowSums(ctx context.Context, conn driver.Conn, db string, now time.Time) (*OpenWindows, error) {
-	if err := chschema.CheckDatabase(db); err != nil {
+	if err := CheckDatabase(db); err != nil {
 		return nil, err
 	}
-	ctx = chschema.Settings(ctx, RestoreTimeout)
+	ctx = Settings(ctx, RestoreTimeout)
 	out := &OpenWindows{Now: now, Offsets: map[limiter.Unit]map[int32]int64{}}
 	for _, q := range windowQueries {
 		var sel string
@@ -209,7 +208,7 @@ func OpenWindowSums(ctx context.Context, conn driver.Conn, db string, now time.T
 			// Times are whole seconds computed here, not user input.
 			// Saturated, never wrapped: a counter seeded with MaxTotal is
 			// past every limit, which is what usage past it means.
-			sel += ", " + chschema.SaturatingSumIf("value", fmt.Sprintf("t >= toDateTime(%d, 'UTC') AND t < toDateTime(%d, 'UTC')", max(s.Unix(), 0), e.Unix()))
+			sel += ", " + SaturatingSumIf("value", fmt.Sprintf("t >= toDateTime(%d, 'UTC') AND t < toDateTime(%d, 'UTC')", max(s.Unix(), 0), e.Unix()))
 			if s.Before(lo) {
 				lo = s
 			}
@@ -221,7 +220,7 @@ func OpenWindowSums(ctx context.Context, conn driver.Conn, db string, now time.T
 FROM %s.%s
 WHERE tenant_id = '' OR (metric != '' AND t >= toDateTime(%d, 'UTC') AND t < toDateTime(%d, 'UTC'))
 GROUP BY tenant_id, service_id, app_id, metric, kp`, sel, db, q.table, max(lo.Unix(), 0), hi.Unix())
-		rows, err := chschema.Query(ctx, conn, openWindowsTimeout, sql)
+		rows, err := Query(ctx, conn, openWindowsTimeout, sql)
 		if err != nil {
 			return nil, fmt.Errorf("rollup: open windows from %s: %w", q.table, err)
 		}
