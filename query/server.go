@@ -32,7 +32,7 @@ type Options struct {
 	// *catalog.Store satisfies it.
 	Catalog interface{ Load() *catalog.Snapshot }
 	// Conn is a native-protocol ClickHouse connection (pool), e.g. from
-	// chconn.Connect. The Server does not close it.
+	// chschema.Connect. The Server does not close it.
 	Conn driver.Conn
 	// Database holds the rollup tables. Default chschema.DefaultDatabase.
 	Database string

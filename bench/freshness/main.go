@@ -41,7 +41,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/valyala/fasthttp"
 
-	"github.com/sluice-dev/sluice/internal/chconn"
+	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/e2e"
 )
@@ -161,7 +161,7 @@ func run(rate float64, duration, warmup time.Duration, conns, apps int, poll tim
 	}
 	defer rl.Stop(30 * time.Second)
 
-	conn, err := chconn.Connect(ctx, chconn.Options{Addr: ch.Addr(), User: "default"})
+	conn, err := chschema.Connect(ctx, chschema.ConnOptions{Addr: ch.Addr(), User: "default"})
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/sluice-dev/sluice/internal/chconn"
+	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 )
 
@@ -66,7 +66,7 @@ func openClickHouse(ctx context.Context, addr, dir string) (*clickHouse, error) 
 		}
 		ch.server, ch.addr = s, s.Addr()
 	}
-	conn, err := chconn.Connect(ctx, chconn.Options{Addr: ch.addr, User: "default"})
+	conn, err := chschema.Connect(ctx, chschema.ConnOptions{Addr: ch.addr, User: "default"})
 	if err != nil {
 		ch.close()
 		return nil, err

@@ -22,7 +22,6 @@ import (
 	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
-	"github.com/sluice-dev/sluice/internal/chconn"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/flagenv"
 	"github.com/sluice-dev/sluice/internal/kafkaconn"
@@ -155,7 +154,7 @@ func hostname() string {
 func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger, level *slog.LevelVar) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfg := nodeConfig{Demo: true, CH: chconn.Options{User: chconn.DefaultUser}}
+	cfg := nodeConfig{Demo: true, CH: chschema.ConnOptions{User: chschema.DefaultUser}}
 	commonFlags(fs, &cfg, level)
 	kafkaListen := fs.String("kafka-listen", "", "pin the embedded broker to 127.0.0.1:PORT (default a free port), so that `sluice serve` nodes can join this instance; the configuration then lives on the broker's config topic")
 	fs.Usage = flagenv.Usage(fs, "sluice dev [flags]")
@@ -266,7 +265,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Lo
 func cmdMigrate(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var ch chconn.Options
+	var ch chschema.ConnOptions
 	fs.StringVar(&ch.Addr, "clickhouse", "127.0.0.1:9000", "ClickHouse native-protocol address HOST:PORT")
 	db := fs.String("database", chschema.DefaultDatabase, "ClickHouse database")
 	chConnFlags(fs, &ch)
@@ -284,8 +283,8 @@ func cmdMigrate(ctx context.Context, args []string, stderr io.Writer, log *slog.
 // migrate connects to ClickHouse and applies the schema migrations. A
 // connection that fails (wrong password, untrusted certificate) is an error
 // naming the server.
-func migrate(ctx context.Context, ch chconn.Options, db string) error {
-	conn, err := chconn.Connect(ctx, ch)
+func migrate(ctx context.Context, ch chschema.ConnOptions, db string) error {
+	conn, err := chschema.Connect(ctx, ch)
 	if err != nil {
 		return err
 	}

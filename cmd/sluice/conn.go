@@ -10,7 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluice-dev/sluice/internal/chconn"
+	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/internal/kafkaconn"
 	"github.com/sluice-dev/sluice/internal/tlsconf"
 )
@@ -31,9 +31,9 @@ func kafkaConnFlags(fs *flag.FlagSet, o *kafkaconn.Options) {
 
 // chConnFlags registers the ClickHouse user and TLS flags of every command
 // that talks to ClickHouse; --clickhouse itself differs by command.
-func chConnFlags(fs *flag.FlagSet, o *chconn.Options) {
-	o.User = chconn.DefaultUser
-	fs.StringVar(&o.User, "clickhouse-user", chconn.DefaultUser, "ClickHouse user")
+func chConnFlags(fs *flag.FlagSet, o *chschema.ConnOptions) {
+	o.User = chschema.DefaultUser
+	fs.StringVar(&o.User, "clickhouse-user", chschema.DefaultUser, "ClickHouse user")
 	fs.StringVar(&o.Password, "clickhouse-password", "", "password of --clickhouse-user (prefer SLUICE_CLICKHOUSE_PASSWORD: a command line is visible to other users)")
 	fs.BoolVar(&o.TLS.Enabled, "clickhouse-tls", false, "connect to ClickHouse over TLS (--clickhouse is then its secure native port, tcp_port_secure, 9440 by default), trusting the system CA pool (implied by any other --clickhouse-tls-* flag)")
 	fs.StringVar(&o.TLS.CAFile, "clickhouse-tls-ca", "", "PEM file of the CA certificates that sign ClickHouse's certificate (default: the system pool)")

@@ -17,7 +17,7 @@ import (
 	threescalehttp "github.com/3scale/3scale-go-client/threescale/http"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/sluice-dev/sluice/internal/chconn"
+	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/kafkaconn"
 	"github.com/sluice-dev/sluice/internal/tlsconf"
@@ -128,7 +128,7 @@ func TestServeSecureConnections(t *testing.T) {
 
 	// The rollup consumed the events over TLS+SCRAM and wrote them over
 	// TLS with the password.
-	conn, err := chconn.Connect(context.Background(), chconn.Options{Addr: ch.SecureAddr(), Password: testCHPassword, TLS: tlsconf.Client{CAFile: certs.CA}})
+	conn, err := chschema.Connect(context.Background(), chschema.ConnOptions{Addr: ch.SecureAddr(), Password: testCHPassword, TLS: tlsconf.Client{CAFile: certs.CA}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
-	"github.com/sluice-dev/sluice/internal/chconn"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/flagenv"
 	"github.com/sluice-dev/sluice/query/billing"
@@ -42,7 +41,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	format := fs.String("format", "csv", "csv, json or ndjson")
 	tenant := fs.String("tenant", "", "export only this tenant (default: every tenant)")
 	service := fs.String("service-id", "", "export only this service (requires --tenant)")
-	var ch chconn.Options
+	var ch chschema.ConnOptions
 	fs.StringVar(&ch.Addr, "clickhouse", "", "ClickHouse native-protocol address HOST:PORT (default: the ClickHouse of `sluice dev` on --data-dir, else "+defaultClickHouse+")")
 	dataDir := fs.String("data-dir", "./.sluice", "data directory of a `sluice dev` whose ClickHouse to use when --clickhouse is not given")
 	db := fs.String("database", chschema.DefaultDatabase, "ClickHouse database")
@@ -75,7 +74,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		}
 	}
 	ch.Addr = target
-	conn, err := chconn.Connect(ctx, ch)
+	conn, err := chschema.Connect(ctx, ch)
 	if err != nil {
 		return fmt.Errorf("cannot reach ClickHouse at %s (%s): %w", target, origin, err)
 	}

@@ -19,9 +19,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
-	"github.com/sluice-dev/sluice/internal/chconn"
 	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
 	"github.com/sluice-dev/sluice/internal/kafkatest"
 )
@@ -89,7 +89,7 @@ func newClusterHarness(t *testing.T) *clusterHarness {
 	h.common = []string{"--topic", h.topic, "--config-topic", kafkatest.UniqueName("sluice.config"),
 		"--region", strings.ReplaceAll(kafkatest.UniqueName("r"), ".", "-")}
 	ch, conn := chtest.Start(t)
-	if err := migrate(context.Background(), chconn.Options{Addr: ch.Addr()}, "sluice"); err != nil {
+	if err := migrate(context.Background(), chschema.ConnOptions{Addr: ch.Addr()}, "sluice"); err != nil {
 		t.Fatal(err)
 	}
 	h.chAddr, h.conn = ch.Addr(), conn

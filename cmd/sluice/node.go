@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/admin"
 	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/cluster"
 	"github.com/sluice-dev/sluice/ingest/configlog"
 	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
@@ -25,7 +26,6 @@ import (
 	"github.com/sluice-dev/sluice/ingest/restore"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/ingest/smapi"
-	"github.com/sluice-dev/sluice/internal/chconn"
 	"github.com/sluice-dev/sluice/internal/httpserver"
 	"github.com/sluice-dev/sluice/internal/kafkaconn"
 	"github.com/sluice-dev/sluice/internal/kafkatopic"
@@ -56,7 +56,7 @@ type nodeConfig struct {
 	// creates it.
 	TopicPartitions int32
 	// CH is the ClickHouse connection (Addr "" when the node needs none).
-	CH chconn.Options
+	CH chschema.ConnOptions
 	// TLS is the certificate of the HTTP listeners (none: plain HTTP).
 	TLS          listenTLS
 	Database     string
@@ -433,7 +433,7 @@ func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, 
 		log.Warn("no --clickhouse: limiter counters start empty (not restored)")
 		return endOffsets(rctx, cfg)
 	}
-	conn, err := chconn.Connect(rctx, cfg.CH)
+	conn, err := chschema.Connect(rctx, cfg.CH)
 	if err != nil {
 		return nil, fmt.Errorf("restore counters: %w", err)
 	}

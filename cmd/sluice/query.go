@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
-	"github.com/sluice-dev/sluice/internal/chconn"
+	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/query"
 )
 
@@ -30,7 +30,7 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, e
 	}
 	ch := cfg.CH
 	ch.MaxOpenConns, ch.MaxIdleConns = 32, 8
-	conn, err := chconn.Open(ch)
+	conn, err := chschema.Open(ch)
 	if err != nil {
 		return nil, fmt.Errorf("query role: %w", err)
 	}

@@ -1,6 +1,12 @@
-// Package chschema owns Sluice's ClickHouse schema: the tables the rollup
-// consumer writes and the query API reads, their versioned migrations, and
-// retention by dropping old partitions.
+// Package chschema owns Sluice's access to ClickHouse for every role: the
+// connection (one ConnOptions of address, user, password and TLS, and one
+// opener, Connect, so that migrate, export, the rollup, the counter restore
+// and the query API reach a ClickHouse that requires TLS or a password the
+// same way; errors name the connection, "clickhouse 10.0.0.5:9440: ...", and
+// never contain the password), the schema (the tables the rollup consumer
+// writes and the query API reads, their versioned migrations, retention by
+// dropping old partitions), the offset markers, and the reads the counter
+// restore needs (OpenWindowSums, ResumeOffsets).
 //
 // The DDL is valid on ClickHouse 18.16 (what Debian ships) and on current
 // releases: no DateTime64, no TTL, no LowCardinality, and the

@@ -7,7 +7,6 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/rollup"
-	"github.com/sluice-dev/sluice/internal/chconn"
 )
 
 // The rollup role as `sluice serve --roles rollup` wires it: a hierarchy
@@ -35,7 +34,7 @@ func ExampleNew() {
 // each unit's offsets.
 func ExampleOpenWindowSums() {
 	ctx := context.Background()
-	conn, err := chconn.Connect(ctx, chconn.Options{Addr: "127.0.0.1:9000", User: "default"})
+	conn, err := chschema.Connect(ctx, chschema.ConnOptions{Addr: "127.0.0.1:9000", User: "default"})
 	if err != nil {
 		return
 	}

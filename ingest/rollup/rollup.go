@@ -10,7 +10,6 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/event"
-	"github.com/sluice-dev/sluice/internal/chconn"
 	"github.com/sluice-dev/sluice/internal/tlsconf"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -177,7 +176,7 @@ func (r *Rollup) Run(ctx context.Context) error {
 
 func (r *Rollup) session(ctx context.Context) error {
 	o := &r.o
-	conn, err := chconn.Connect(ctx, chconn.Options{Addr: o.ClickHouseAddr, User: o.ClickHouseUser, Password: o.ClickHousePassword, TLS: o.ClickHouseTLS})
+	conn, err := chschema.Connect(ctx, chschema.ConnOptions{Addr: o.ClickHouseAddr, User: o.ClickHouseUser, Password: o.ClickHousePassword, TLS: o.ClickHouseTLS})
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,6 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/event"
-	"github.com/sluice-dev/sluice/internal/chconn"
 )
 
 // UsageTopic is the usage topic the harness's broker creates.
@@ -376,7 +375,7 @@ func WaitRolledUp(ctx context.Context, b *Broker, chAddr string) error {
 // rolledUp returns "" when ClickHouse's resume offsets reach ends, else what
 // is missing.
 func rolledUp(ctx context.Context, chAddr string, ends map[int32]int64) (string, error) {
-	conn, err := chconn.Connect(ctx, chconn.Options{Addr: chAddr, User: "default"})
+	conn, err := chschema.Connect(ctx, chschema.ConnOptions{Addr: chAddr, User: "default"})
 	if err != nil {
 		return "", err
 	}

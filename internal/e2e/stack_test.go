@@ -11,7 +11,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/sluice-dev/sluice/internal/chconn"
+	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 )
 
@@ -270,7 +270,7 @@ func (s *stack) chEach(query string, args []any, scan func(driver.Rows) error) {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	conn, err := chconn.Connect(ctx, chconn.Options{Addr: s.ch.Addr(), User: "default"})
+	conn, err := chschema.Connect(ctx, chschema.ConnOptions{Addr: s.ch.Addr(), User: "default"})
 	if err != nil {
 		s.t.Fatal(err)
 	}

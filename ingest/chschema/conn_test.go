@@ -1,11 +1,11 @@
-package chconn_test
+package chschema_test
 
 import (
 	"context"
 	"strings"
 	"testing"
 
-	"github.com/sluice-dev/sluice/internal/chconn"
+	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/tlsconf"
 	"github.com/sluice-dev/sluice/internal/tlsconf/tlstest"
@@ -37,29 +37,29 @@ func TestConnect(t *testing.T) {
 	s := secureServer(t, certs)
 	for _, tc := range []struct {
 		name string
-		o    chconn.Options
+		o    chschema.ConnOptions
 		err  []string // substrings of the error; none: success
 	}{
-		{"tls with password", chconn.Options{Addr: s.SecureAddr(), Password: password, TLS: tlsconf.Client{CAFile: certs.CA}}, nil},
-		{"tls with server name", chconn.Options{Addr: s.SecureAddr(), User: "default", Password: password, TLS: tlsconf.Client{CAFile: certs.CA, ServerName: "localhost"}}, nil},
-		{"plaintext port with password", chconn.Options{Addr: s.Addr(), Password: password}, nil},
-		{"wrong password", chconn.Options{Addr: s.SecureAddr(), Password: "wrong", TLS: tlsconf.Client{CAFile: certs.CA}},
+		{"tls with password", chschema.ConnOptions{Addr: s.SecureAddr(), Password: password, TLS: tlsconf.Client{CAFile: certs.CA}}, nil},
+		{"tls with server name", chschema.ConnOptions{Addr: s.SecureAddr(), User: "default", Password: password, TLS: tlsconf.Client{CAFile: certs.CA, ServerName: "localhost"}}, nil},
+		{"plaintext port with password", chschema.ConnOptions{Addr: s.Addr(), Password: password}, nil},
+		{"wrong password", chschema.ConnOptions{Addr: s.SecureAddr(), Password: "wrong", TLS: tlsconf.Client{CAFile: certs.CA}},
 			[]string{"clickhouse " + s.SecureAddr(), `authentication of user "default" failed`}},
-		{"no password", chconn.Options{Addr: s.SecureAddr(), TLS: tlsconf.Client{CAFile: certs.CA}},
+		{"no password", chschema.ConnOptions{Addr: s.SecureAddr(), TLS: tlsconf.Client{CAFile: certs.CA}},
 			[]string{"clickhouse " + s.SecureAddr(), "authentication"}},
-		{"untrusted certificate", chconn.Options{Addr: s.SecureAddr(), Password: password, TLS: tlsconf.Client{CAFile: other.CA}},
+		{"untrusted certificate", chschema.ConnOptions{Addr: s.SecureAddr(), Password: password, TLS: tlsconf.Client{CAFile: other.CA}},
 			[]string{"clickhouse " + s.SecureAddr(), "x509: certificate signed by unknown authority"}},
-		{"system pool", chconn.Options{Addr: s.SecureAddr(), Password: password, TLS: tlsconf.Client{Enabled: true}},
+		{"system pool", chschema.ConnOptions{Addr: s.SecureAddr(), Password: password, TLS: tlsconf.Client{Enabled: true}},
 			[]string{"clickhouse " + s.SecureAddr(), "x509: certificate signed by unknown authority"}},
-		{"wrong server name", chconn.Options{Addr: s.SecureAddr(), Password: password, TLS: tlsconf.Client{CAFile: certs.CA, ServerName: "ch.example.com"}},
+		{"wrong server name", chschema.ConnOptions{Addr: s.SecureAddr(), Password: password, TLS: tlsconf.Client{CAFile: certs.CA, ServerName: "ch.example.com"}},
 			[]string{"clickhouse " + s.SecureAddr(), "ch.example.com"}},
-		{"tls to the plaintext port", chconn.Options{Addr: s.Addr(), Password: password, TLS: tlsconf.Client{CAFile: certs.CA}},
+		{"tls to the plaintext port", chschema.ConnOptions{Addr: s.Addr(), Password: password, TLS: tlsconf.Client{CAFile: certs.CA}},
 			[]string{"clickhouse " + s.Addr()}},
-		{"unreadable CA", chconn.Options{Addr: s.SecureAddr(), TLS: tlsconf.Client{CAFile: "/nonexistent/ca.pem"}},
+		{"unreadable CA", chschema.ConnOptions{Addr: s.SecureAddr(), TLS: tlsconf.Client{CAFile: "/nonexistent/ca.pem"}},
 			[]string{"clickhouse " + s.SecureAddr(), "/nonexistent/ca.pem"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conn, err := chconn.Connect(context.Background(), tc.o)
+			conn, err := chschema.Connect(context.Background(), tc.o)
 			if len(tc.err) == 0 {
 				if err != nil {
 					t.Fatalf("Connect: %v", err)

@@ -1,11 +1,4 @@
-// Package chconn opens Sluice's connections to ClickHouse: one Options
-// (address, user, password, TLS) and one opener for every role, so that
-// migrate, export, the rollup, the counter restore and the query API reach a
-// ClickHouse that requires TLS or a password the same way.
-//
-// Errors name the connection ("clickhouse 10.0.0.5:9440: ...") and never
-// contain the password.
-package chconn
+package chschema
 
 import (
 	"context"
@@ -22,8 +15,8 @@ import (
 // DefaultUser is ClickHouse's built-in user.
 const DefaultUser = "default"
 
-// Options describe a connection to one ClickHouse server.
-type Options struct {
+// ConnOptions describe a connection to one ClickHouse server.
+type ConnOptions struct {
 	// Addr is the native-protocol address HOST:PORT (with TLS, the secure
 	// port: 9440 by default). Required.
 	Addr string
@@ -48,7 +41,7 @@ const PingTimeout = 5 * time.Second
 // Open returns a connection pool for o without connecting: the first query
 // (or Ping) dials. Its errors are configuration errors (unreadable
 // certificate files, no address).
-func Open(o Options) (driver.Conn, error) {
+func Open(o ConnOptions) (driver.Conn, error) {
 	if o.Addr == "" {
 		return nil, errors.New("clickhouse: no address")
 	}
@@ -82,7 +75,7 @@ func Open(o Options) (driver.Conn, error) {
 // Connect opens a pool for o and pings the server, so that a wrong password,
 // an untrusted certificate or an unreachable server is an error here rather
 // than at the first query.
-func Connect(ctx context.Context, o Options) (driver.Conn, error) {
+func Connect(ctx context.Context, o ConnOptions) (driver.Conn, error) {
 	conn, err := Open(o)
 	if err != nil {
 		return nil, err
@@ -98,7 +91,7 @@ func Connect(ctx context.Context, o Options) (driver.Conn, error) {
 
 // hint adds what a failed ping most likely means when the driver's error
 // does not say it.
-func hint(err error, o Options) error {
+func hint(err error, o ConnOptions) error {
 	var ex *clickhouse.Exception
 	switch {
 	case tlsconf.IsVerifyError(err):
@@ -112,7 +105,7 @@ func hint(err error, o Options) error {
 	return err
 }
 
-func userOf(o Options) string {
+func userOf(o ConnOptions) string {
 	if o.User == "" {
 		return DefaultUser
 	}
