@@ -117,7 +117,11 @@ type Node struct {
 	// orphan marks partitions this node lost without handing them over (its
 	// group session expired): until it owns them again, no owner can be
 	// known to have caught up on them.
-	orphan  []atomic.Bool
+	orphan []atomic.Bool
+	// gen counts each partition's assignments and revocations, so that a
+	// catch-up finishing after its partition was taken away does not
+	// decide for it.
+	gen     []atomic.Uint64
 	dir     atomic.Pointer[[]string] // owner address per partition, "" none
 	dirOK   atomic.Int64             // unix ns of the last successful directory refresh
 	refresh chan struct{}
@@ -156,6 +160,7 @@ func New(o Options) (*Node, error) {
 		state:    make([]atomic.Int32, o.Partitions),
 		inflight: make([]atomic.Int64, o.Partitions),
 		orphan:   make([]atomic.Bool, o.Partitions),
+		gen:      make([]atomic.Uint64, o.Partitions),
 	}
 	empty := make([]string, n.n)
 	n.dir.Store(&empty)
@@ -241,42 +246,68 @@ func (n *Node) Close() {
 	})
 }
 
-// assigned runs the gaining half of the handoff rule for each new partition.
-func (n *Node) assigned(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
-	ps := m[n.o.Topic]
-	defer n.joinedOnce.Do(func() { close(n.joined) })
+// assigned starts the gaining half of the handoff rule for each new
+// partition. It does not wait for the catch-up, which may take longer than a
+// rebalance may (a projection far behind under load): the partitions stay
+// "catching up", their calls wait, until catchUp has read them to the end.
+func (n *Node) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	var ps []int32
+	var gens []uint64
+	for _, p := range m[n.o.Topic] {
+		if int(p) < n.n {
+			gens = append(gens, n.gen[p].Add(1))
+			n.state[p].Store(catchingUp)
+			ps = append(ps, p)
+		}
+	}
 	if len(ps) == 0 {
+		n.joinedOnce.Do(func() { close(n.joined) })
 		return
 	}
+	n.wg.Add(1)
+	go n.catchUp(ps, gens)
+}
+
+// catchUp lists the new partitions' end offsets (after the assignment, so
+// above every event of their previous owner) and decides for each once the
+// projection has applied it up to there, unless it was taken away meanwhile
+// (its generation moved on). It retries until it succeeds or the node stops.
+func (n *Node) catchUp(ps []int32, gens []uint64) {
+	defer n.wg.Done()
+	defer n.joinedOnce.Do(func() { close(n.joined) })
 	began := time.Now()
-	for _, p := range ps {
-		if int(p) < n.n {
-			n.state[p].Store(catchingUp)
+	current := func(i int) bool { return n.gen[ps[i]].Load() == gens[i] }
+	var ends kadm.ListedOffsets
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*n.o.HandoffTimeout)
+		var err error
+		ends, err = n.adm.ListEndOffsets(ctx, n.o.Topic)
+		cancel()
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			break
+		}
+		n.o.Logger.Warn("cluster: end offsets of new partitions; retrying", "partitions", ps, "err", err)
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	lctx, cancel := context.WithTimeout(ctx, 4*n.o.HandoffTimeout)
-	defer cancel()
-	ends, err := n.adm.ListEndOffsets(lctx, n.o.Topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	for _, p := range ps {
-		if int(p) >= n.n {
-			continue
-		}
-		if err != nil {
-			n.o.Logger.Error("cluster: end offsets of new partitions; not deciding for them", "partitions", ps, "err", err)
-			n.state[p].Store(notOwned)
-			continue
-		}
+	for i, p := range ps {
 		end, _ := ends.Lookup(n.o.Topic, p)
-		if werr := n.pr.WaitApplied(lctx, p, end.Offset); werr != nil {
-			n.o.Logger.Error("cluster: projection did not catch up; not deciding for the partition", "partition", p, "err", werr)
-			n.state[p].Store(notOwned)
-			continue
+		for current(i) && n.pr.Applied(p) < end.Offset {
+			select {
+			case <-n.stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
 		}
-		n.state[p].Store(owned)
-		n.orphan[p].Store(false)
+		if current(i) && n.state[p].CompareAndSwap(catchingUp, owned) {
+			n.orphan[p].Store(false)
+		}
 	}
 	n.m.handoffs.Inc()
 	n.m.handoffWait.ObserveDuration(time.Since(began))
@@ -303,6 +334,7 @@ func (n *Node) giveUp(ctx context.Context, ps []int32, flush bool) {
 	began := time.Now()
 	for _, p := range ps {
 		if int(p) < n.n {
+			n.gen[p].Add(1) // a catch-up still under way must not decide for it
 			n.state[p].Store(revoking)
 		}
 	}

@@ -114,21 +114,6 @@ func (pr *Projection) MaxLag() time.Duration {
 	return time.Duration(pr.maxLag.Load()) * time.Millisecond
 }
 
-// WaitApplied waits until partition p has been applied up to offset (that
-// is, every record below it), or ctx ends.
-func (pr *Projection) WaitApplied(ctx context.Context, p int32, offset int64) error {
-	for pr.applied[p].Load() < offset {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("cluster: partition %d applied to %d, waiting for %d: %w", p, pr.applied[p].Load(), offset, ctx.Err())
-		case <-pr.done:
-			return errors.New("cluster: projection stopped")
-		case <-time.After(time.Millisecond):
-		}
-	}
-	return nil
-}
-
 // Close stops the projection.
 func (pr *Projection) Close() {
 	pr.cancel()
