@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/ingest/smapi"
@@ -191,7 +192,7 @@ func startPipeline(t *testing.T) *fixture {
 	}
 	store := catalog.NewStore(snap)
 
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "sluice.usage"))
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, event.Topic))
 	if err != nil {
 		t.Fatalf("start kfake: %v", err)
 	}

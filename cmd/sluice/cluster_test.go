@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
 )
 
@@ -20,7 +21,7 @@ import (
 // admin API authorizes on the other, and a node started without a config
 // file learns the whole configuration from the topic.
 func TestServeNodesShareConfig(t *testing.T) {
-	brokers := startKfake(t, kfake.SeedTopics(2, "sluice.usage"))
+	brokers := startKfake(t, kfake.SeedTopics(2, event.Topic))
 	cfgFile := writeConfig(t, `tenants:
   - id: acme
     admin_token: adm-cluster-test
@@ -128,7 +129,7 @@ func TestServeCreatesUsageTopic(t *testing.T) {
 // TestRollupNodeServesMetrics: a rollup-only node (no API listener) serves
 // /metrics and /health on --listen, with the rollup's progress in it.
 func TestRollupNodeServesMetrics(t *testing.T) {
-	brokers := startKfake(t, kfake.SeedTopics(2, "sluice.usage"))
+	brokers := startKfake(t, kfake.SeedTopics(2, event.Topic))
 	ch, _ := chtest.Start(t)
 	listen := freeAddr(t)
 	errs := startServe(t, "serve", "--roles", "rollup", "--kafka", brokers,

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/kafkaconn"
 	"github.com/sluice-dev/sluice/internal/tlsconf"
@@ -248,7 +249,7 @@ func TestServeConnectionErrors(t *testing.T) {
 func TestServeForwardsOverTLS(t *testing.T) {
 	const partitions = 6
 	certs := tlstest.New(t)
-	brokers := startKfake(t, kfake.SeedTopics(partitions, "sluice.usage"))
+	brokers := startKfake(t, kfake.SeedTopics(partitions, event.Topic))
 	var apps strings.Builder
 	for i := range 12 {
 		fmt.Fprintf(&apps, "          - {id: f%d, plan: exact, user_key: uk-f%d}\n", i, i)

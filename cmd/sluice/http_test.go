@@ -17,6 +17,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
 	"github.com/sluice-dev/sluice/internal/metrics"
 )
@@ -122,7 +123,7 @@ func startListeners(t *testing.T) []listener {
 // returns its listener and the configuration file it was started with.
 func startAPIListener(t *testing.T) (listener, string) {
 	t.Helper()
-	brokers := startKfake(t, kfake.SeedTopics(2, "sluice.usage"))
+	brokers := startKfake(t, kfake.SeedTopics(2, event.Topic))
 	cfgFile := writeConfig(t, `tenants:
   - id: acme
     admin_token: adm-http-test

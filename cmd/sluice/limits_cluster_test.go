@@ -85,7 +85,7 @@ type apiNode struct {
 func newClusterHarness(t *testing.T) *clusterHarness {
 	t.Helper()
 	b := kafkatest.Start(t)
-	h := &clusterHarness{t: t, brokers: strings.Join(b.Addrs, ","), topic: b.Topic(t, "sluice.usage", clusterPartitions)}
+	h := &clusterHarness{t: t, brokers: strings.Join(b.Addrs, ","), topic: b.Topic(t, event.Topic, clusterPartitions)}
 	h.common = []string{"--topic", h.topic, "--config-topic", kafkatest.UniqueName("sluice.config"),
 		"--region", strings.ReplaceAll(kafkatest.UniqueName("r"), ".", "-")}
 	ch, conn := chtest.Start(t)

@@ -24,7 +24,7 @@ import (
 
 const (
 	testDB    = "sluice_restore_test"
-	testTopic = "sluice.usage"
+	testTopic = event.Topic
 )
 
 // staticCatalog serves one Snapshot.

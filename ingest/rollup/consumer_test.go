@@ -19,14 +19,14 @@ import (
 
 // testTopic is the usage topic of the running test (tests are not
 // parallel); startKafka sets it.
-var testTopic = "sluice.usage"
+var testTopic = event.Topic
 
 // startKafka returns a broker (kafkatest) with a usage topic of the given
 // partitions, whose name it puts in testTopic.
 func startKafka(t testing.TB, partitions int32) []string {
 	t.Helper()
 	b := kafkatest.Start(t)
-	testTopic = b.Topic(t, "sluice.usage", partitions)
+	testTopic = b.Topic(t, event.Topic, partitions)
 	return b.Addrs
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/internal/kafkatest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -64,7 +65,7 @@ func TestEnsureUnreachable(t *testing.T) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if _, _, err := Ensure(ctx, kadm.NewClient(cl), "sluice.usage", 3, -1, nil); err == nil {
+	if _, _, err := Ensure(ctx, kadm.NewClient(cl), event.Topic, 3, -1, nil); err == nil {
 		t.Fatal("Ensure with no broker succeeded")
 	}
 }
