@@ -250,7 +250,7 @@ func (n *Node) Close() {
 // partition. It does not wait for the catch-up, which may take longer than a
 // rebalance may (a projection far behind under load): the partitions stay
 // "catching up", their calls wait, until catchUp has read them to the end.
-func (n *Node) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+func (n *Node) assigned(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 	var ps []int32
 	var gens []uint64
 	for _, p := range m[n.o.Topic] {
@@ -265,14 +265,16 @@ func (n *Node) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) 
 		return
 	}
 	n.wg.Add(1)
-	go n.catchUp(ps, gens)
+	// The client comes from the callback: the first assignment can arrive
+	// before Start has kept its own.
+	go n.catchUp(kadm.NewClient(cl), ps, gens)
 }
 
 // catchUp lists the new partitions' end offsets (after the assignment, so
 // above every event of their previous owner) and decides for each once the
 // projection has applied it up to there, unless it was taken away meanwhile
 // (its generation moved on). It retries until it succeeds or the node stops.
-func (n *Node) catchUp(ps []int32, gens []uint64) {
+func (n *Node) catchUp(adm *kadm.Client, ps []int32, gens []uint64) {
 	defer n.wg.Done()
 	defer n.joinedOnce.Do(func() { close(n.joined) })
 	began := time.Now()
@@ -281,7 +283,7 @@ func (n *Node) catchUp(ps []int32, gens []uint64) {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*n.o.HandoffTimeout)
 		var err error
-		ends, err = n.adm.ListEndOffsets(ctx, n.o.Topic)
+		ends, err = adm.ListEndOffsets(ctx, n.o.Topic)
 		cancel()
 		if err == nil {
 			err = ends.Error()
