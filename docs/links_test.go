@@ -3,6 +3,7 @@ package docs
 import (
 	"bytes"
 	"io/fs"
+	"iter"
 	"os"
 	"path"
 	"path/filepath"
@@ -79,19 +80,7 @@ var (
 // code blocks and inline code.
 func mdLinks(src []byte) []link {
 	var out []link
-	fence := ""
-	for i, line := range strings.Split(string(src), "\n") {
-		trim := strings.TrimSpace(line)
-		if fence != "" {
-			if strings.HasPrefix(trim, fence) {
-				fence = ""
-			}
-			continue
-		}
-		if strings.HasPrefix(trim, "```") || strings.HasPrefix(trim, "~~~") {
-			fence = trim[:3]
-			continue
-		}
+	for i, line := range proseLines(src) {
 		if m := refLink.FindStringSubmatch(line); m != nil {
 			out = append(out, link{i + 1, m[1]})
 			continue
@@ -104,25 +93,37 @@ func mdLinks(src []byte) []link {
 	return out
 }
 
+// proseLines returns the lines of a Markdown document outside fenced code
+// blocks (``` or ~~~), with their 0-based line numbers.
+func proseLines(src []byte) iter.Seq2[int, string] {
+	return func(yield func(int, string) bool) {
+		fence := ""
+		for i, line := range strings.Split(string(src), "\n") {
+			trim := strings.TrimSpace(line)
+			if fence != "" {
+				if strings.HasPrefix(trim, fence) {
+					fence = ""
+				}
+				continue
+			}
+			if strings.HasPrefix(trim, "```") || strings.HasPrefix(trim, "~~~") {
+				fence = trim[:3]
+				continue
+			}
+			if !yield(i, line) {
+				return
+			}
+		}
+	}
+}
+
 // anchors returns the anchors GitHub generates for the headings of a
 // Markdown document: lower case, punctuation dropped, spaces as dashes, and
 // -1, -2, ... appended to repeated ones.
 func anchors(src []byte) map[string]bool {
 	out := map[string]bool{}
 	seen := map[string]int{}
-	fence := ""
-	for _, line := range strings.Split(string(src), "\n") {
-		trim := strings.TrimSpace(line)
-		if fence != "" {
-			if strings.HasPrefix(trim, fence) {
-				fence = ""
-			}
-			continue
-		}
-		if strings.HasPrefix(trim, "```") || strings.HasPrefix(trim, "~~~") {
-			fence = trim[:3]
-			continue
-		}
+	for _, line := range proseLines(src) {
 		if !strings.HasPrefix(line, "#") {
 			continue
 		}

@@ -8,9 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/chschema"
-	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
 )
 
 // TestTotalsNeverWrap asks the query API for series and top applications
@@ -20,20 +18,9 @@ import (
 // folds rows into buckets. Every value past MaxInt64 must read
 // 9223372036854775807, none negative; small totals stay exact.
 func TestTotalsNeverWrap(t *testing.T) {
-	_, conn := chtest.Start(t)
 	ctx := context.Background()
 	const db = "sluice_qoverflow"
-	if err := chschema.Migrate(ctx, conn, db); err != nil {
-		t.Fatal(err)
-	}
-	snap, err := catalog.Build(testDocument(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(Options{Catalog: catalog.NewStore(snap), Conn: conn, Database: db, QueryTimeout: 30 * time.Second, Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, srv := newTestServer(t, db)
 	base := serve(t, srv)
 
 	const big = math.MaxInt64

@@ -2,6 +2,7 @@ package query
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"flag"
@@ -16,9 +17,33 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// newTestServer starts ClickHouse with the schema in db and returns a
+// connection to it and a Server over testDocument.
+func newTestServer(t *testing.T, db string) (driver.Conn, *Server) {
+	t.Helper()
+	_, conn := chtest.Start(t)
+	if err := chschema.Migrate(context.Background(), conn, db); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := catalog.Build(testDocument(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{Catalog: catalog.NewStore(snap), Conn: conn, Database: db, QueryTimeout: 30 * time.Second, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, srv
+}
 
 func quietLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -7,10 +7,6 @@ import (
 	"sort"
 	"testing"
 	"time"
-
-	"github.com/sluice-dev/sluice/ingest/catalog"
-	"github.com/sluice-dev/sluice/ingest/chschema"
-	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
 )
 
 // topRow is one usage row of the candidate test's model, at minute grain.
@@ -138,20 +134,9 @@ func naiveTop(rows []topRow, from, to time.Time, limit int) []topApp {
 // number of applications; and again with the candidate bound lowered so that
 // the fallback answers.
 func TestTopCandidates(t *testing.T) {
-	_, conn := chtest.Start(t)
 	ctx := context.Background()
 	const db = "sluice_qtop"
-	if err := chschema.Migrate(ctx, conn, db); err != nil {
-		t.Fatal(err)
-	}
-	snap, err := catalog.Build(testDocument(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(Options{Catalog: catalog.NewStore(snap), Conn: conn, Database: db, QueryTimeout: 30 * time.Second, Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, srv := newTestServer(t, db)
 	start := time.Date(2026, 8, 29, 0, 0, 0, 0, time.UTC) // 35 days: all of September
 	rows, hot := topModel(5, start, 35)
 	insertTopRows(t, srv, rows)
