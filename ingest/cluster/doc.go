@@ -24,8 +24,10 @@
 //
 // A call (authorize, authrep and their OAuth variants) for an application
 // whose plan has an exact limit is decided by the owner: a node that does not
-// own the partition forwards the request, unchanged, over a pooled keep-alive
-// connection (HTTPS with Options.ForwardTLS, when the nodes serve TLS) and
+// own the partition forwards the request, unchanged, over one of a few
+// long-lived connections to the owner on which concurrent calls are pipelined
+// (HTTP/1.1, so the owner needs nothing special; HTTPS with
+// Options.ForwardTLS, when the nodes serve TLS), and
 // relays the owner's answer (status, headers, body) to the
 // caller. A forwarded call is never forwarded again: a node that receives one
 // for a partition it does not own answers "not owner" to the forwarder, which

@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"crypto/tls"
-	"errors"
-	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -14,7 +12,6 @@ import (
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/ingest/smapi"
-	"github.com/sluice-dev/sluice/internal/tlsconf"
 )
 
 // Headers between the nodes of a cluster. A client may send them too: a
@@ -90,7 +87,7 @@ func (n *Node) Route(ctx *fasthttp.RequestCtx, svc *catalog.Service, app *catalo
 				n.requestRefresh() // no owner yet, or the directory is behind us
 				break
 			}
-			switch n.forward(ctx, owner, deadline) {
+			switch n.forward(ctx, owner) {
 			case relayed:
 				return tokenNone, smapi.Answered
 			case unreachable:
@@ -141,22 +138,21 @@ const (
 	broken                           // the connection broke after the request was sent
 )
 
-// forwarder keeps one pooled keep-alive client per owner address.
+// forwarder keeps one pipelining client per owner address.
 type forwarder struct {
 	mu      sync.RWMutex
-	clients map[string]*fasthttp.HostClient
+	clients map[string]*muxClient
 	timeout time.Duration
 	tls     *tls.Config // nil: plain HTTP
 }
 
 func (f *forwarder) init(timeout time.Duration, tlsCfg *tls.Config) {
-	f.clients = make(map[string]*fasthttp.HostClient)
+	f.clients = make(map[string]*muxClient)
 	f.timeout = timeout
 	f.tls = tlsCfg
 }
 
-func (f *forwarder) client(addr string) *fasthttp.HostClient {
-	timeout := f.timeout
+func (f *forwarder) client(addr string) *muxClient {
 	f.mu.RLock()
 	c := f.clients[addr]
 	f.mu.RUnlock()
@@ -166,28 +162,7 @@ func (f *forwarder) client(addr string) *fasthttp.HostClient {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if c = f.clients[addr]; c == nil {
-		c = &fasthttp.HostClient{
-			Addr:                          addr,
-			IsTLS:                         f.tls != nil,
-			TLSConfig:                     f.tls,
-			Name:                          "sluice-forward",
-			NoDefaultUserAgentHeader:      true,
-			DisableHeaderNamesNormalizing: true,
-			DisablePathNormalizing:        true,
-			MaxConns:                      1024,
-			MaxConnWaitTimeout:            timeout,
-			// Shorter than the servers' idle timeout, so that a pooled
-			// connection is not closed by the owner while a call is on it.
-			MaxIdleConnDuration: 10 * time.Second,
-			ReadTimeout:         timeout,
-			WriteTimeout:        timeout,
-			// A forwarded authrep counts usage: never send it twice.
-			MaxIdemponentCallAttempts: 1,
-			RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-			Dial: func(addr string) (net.Conn, error) {
-				return fasthttp.DialTimeout(addr, 500*time.Millisecond)
-			},
-		}
+		c = &muxClient{addr: addr, tls: f.tls, timeout: f.timeout}
 		f.clients[addr] = c
 	}
 	return c
@@ -197,27 +172,36 @@ func (f *forwarder) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.clients {
-		c.CloseIdleConnections()
+		c.close()
 	}
 }
 
-// forward sends the call in ctx to owner and puts the answer in ctx.
-func (n *Node) forward(ctx *fasthttp.RequestCtx, owner string, deadline time.Time) forwardResult {
-	c := n.fwd.client(owner)
-	req := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(req)
+// reqPool holds the forwarded requests' copies and wire bytes.
+var reqPool = sync.Pool{New: func() any { return new(forwardReq) }}
+
+type forwardReq struct {
+	req  fasthttp.Request
+	wire []byte
+}
+
+// forward sends the call in ctx to owner and puts the answer in ctx. The
+// request goes as the caller sent it, but for the hop's own framing: its
+// Host, the forwarded mark, no Connection: close (the hop's connection is
+// shared) and the body as a Content-Length body.
+func (n *Node) forward(ctx *fasthttp.RequestCtx, owner string) forwardResult {
+	fr := reqPool.Get().(*forwardReq)
+	defer reqPool.Put(fr)
+	req := &fr.req
 	ctx.Request.CopyTo(req)
-	req.SetHost(owner)
-	// The scheme follows the hop to the owner, not how the caller came in.
-	if n.fwd.tls != nil {
-		req.URI().SetScheme("https")
-	} else {
-		req.URI().SetScheme("http")
-	}
+	req.Header.SetHost(owner)
 	req.Header.SetBytesKV(hdrForwarded, valueYes)
+	req.Header.ResetConnectionClose()
+	req.Header.SetContentLength(len(req.Body()))
+	fr.wire = append(req.Header.AppendBytes(fr.wire[:0]), req.Body()...)
+	req.Reset()
 	resp := &ctx.Response
 	began := time.Now()
-	err := c.DoDeadline(req, resp, deadline)
+	sent, err := n.fwd.client(owner).do(fr.wire, resp)
 	switch {
 	case err == nil:
 		if len(resp.Header.PeekBytes(hdrNotOwner)) > 0 {
@@ -227,7 +211,7 @@ func (n *Node) forward(ctx *fasthttp.RequestCtx, owner string, deadline time.Tim
 		n.m.forwarded.Inc()
 		n.m.forwardLatency.ObserveDuration(time.Since(began))
 		return relayed
-	case isDialError(err):
+	case !sent:
 		resp.Reset()
 		return unreachable
 	default:
@@ -235,18 +219,6 @@ func (n *Node) forward(ctx *fasthttp.RequestCtx, owner string, deadline time.Tim
 		n.m.forwardErrors.Inc()
 		return broken
 	}
-}
-
-// isDialError reports whether err means the request never reached the owner:
-// no connection, or a TLS handshake that failed before the request was
-// written (the owner's certificate does not verify, or it does not serve
-// TLS).
-func isDialError(err error) bool {
-	if errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrTLSHandshakeTimeout) || tlsconf.IsVerifyError(err) {
-		return true
-	}
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // AppendStatus appends this node's cluster state to a JSON object under
