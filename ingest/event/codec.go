@@ -5,9 +5,14 @@ import (
 	"fmt"
 )
 
-// Version is the schema version written as the first byte of every encoded
-// event by AppendEvent. FORMAT.md documents the layout of each version.
-const Version byte = 1
+// Schema versions, the first byte of every encoded event. FORMAT.md
+// documents each. Version 2 is version 1 with the usage flag "flat";
+// AppendEvent writes it only for an event that has a flat entry, so that
+// consumers that read only version 1 keep reading every other event.
+const (
+	Version  byte = 1
+	Version2 byte = 2
+)
 
 // Errors returned (wrapped, with the field that failed) by Decode.
 var (
@@ -21,16 +26,23 @@ var (
 	ErrInvalid = errors.New("event: invalid encoding")
 )
 
-// usage flag bits (FORMAT.md, "usage entry").
-const flagSet = 0x01
+// usage flag bits (FORMAT.md, "usage entry"); flagFlat from version 2.
+const (
+	flagSet  = 0x01
+	flagFlat = 0x02
+)
 
-// AppendEvent appends the version-1 encoding of e to dst and returns the
-// extended slice, like strconv.AppendInt. It does not allocate when dst has
+// AppendEvent appends the encoding of e to dst (version 1, or version 2 when
+// an entry is Flat) and returns the extended slice, like strconv.AppendInt. It does not allocate when dst has
 // enough capacity (EncodedLen tells how much is needed). It never fails:
 // every Event has an encoding, though Decode rejects kinds other than the
 // three defined ones, so producers must set Kind.
 func AppendEvent(dst []byte, e *Event) []byte {
-	dst = append(dst, Version, byte(e.Kind))
+	v := Version
+	if hasFlat(e.Usage) {
+		v = Version2
+	}
+	dst = append(dst, v, byte(e.Kind))
 	dst = append(dst, e.ID[:]...)
 	dst = appendVarint(dst, e.TS)
 	dst = appendVarint(dst, e.Received)
@@ -49,6 +61,9 @@ func AppendEvent(dst []byte, e *Event) []byte {
 		var flags byte
 		if u.Set {
 			flags |= flagSet
+		}
+		if u.Flat {
+			flags |= flagFlat
 		}
 		dst = append(dst, flags)
 		dst = appendVarint(dst, u.Value)
@@ -138,8 +153,12 @@ func decode(b []byte, e *Event, d *Decoder) error {
 	if len(b) == 0 {
 		return fmt.Errorf("version: %w", ErrTruncated)
 	}
-	if b[0] != Version {
+	if b[0] != Version && b[0] != Version2 {
 		return fmt.Errorf("%w %d", ErrVersion, b[0])
+	}
+	known := byte(flagSet)
+	if b[0] == Version2 {
+		known |= flagFlat
 	}
 	if len(b) < 2+len(e.ID) {
 		return fmt.Errorf("header: %w", ErrTruncated)
@@ -200,16 +219,22 @@ func decode(b []byte, e *Event, d *Decoder) error {
 		}
 		flags := b[r.off]
 		r.off++
-		if flags&^flagSet != 0 {
+		if flags&^known != 0 {
 			return fmt.Errorf("usage flags %#x: %w", flags, ErrInvalid)
 		}
 		u.Set = flags&flagSet != 0
+		u.Flat = flags&flagFlat != 0
 		if u.Value, err = r.varint("value"); err != nil {
 			return err
 		}
 		us = append(us, u)
 	}
 	e.Usage = us
+	if b[0] == Version2 && !hasFlat(us) {
+		// Such an event is written as version 1: refusing the other
+		// spelling keeps the encoding canonical.
+		return fmt.Errorf("version 2 without a flat usage entry: %w", ErrInvalid)
+	}
 	if r.off != len(b) {
 		return fmt.Errorf("%d trailing bytes: %w", len(b)-r.off, ErrInvalid)
 	}
@@ -290,3 +315,14 @@ func uvarintLen(x uint64) int {
 func varintLen(x int64) int { return uvarintLen(uint64(x<<1) ^ uint64(x>>63)) }
 
 func stringLen(s string) int { return uvarintLen(uint64(len(s))) + len(s) }
+
+// hasFlat reports whether an entry of us is Flat: what makes an event
+// version 2.
+func hasFlat(us []Usage) bool {
+	for i := range us {
+		if us[i].Flat {
+			return true
+		}
+	}
+	return false
+}

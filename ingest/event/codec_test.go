@@ -38,43 +38,76 @@ func sampleEvent() Event {
 	}
 }
 
-func TestGoldenV1(t *testing.T) {
+// sampleFlatEvent is sampleEvent as a flat_usage call sends it: version 2.
+func sampleFlatEvent() Event {
 	e := sampleEvent()
-	got := AppendEvent(nil, &e)
-	gotHex := []byte(hex.Dump(got))
-	binPath := filepath.Join("testdata", "event-v1.bin")
-	hexPath := filepath.Join("testdata", "event-v1.hex")
-	if *update {
-		if err := os.WriteFile(binPath, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(hexPath, gotHex, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	for i := range e.Usage {
+		e.Usage[i].Flat = true
 	}
-	want, err := os.ReadFile(binPath)
-	if err != nil {
-		t.Fatalf("reading golden file (run with -update to create it): %v", err)
+	return e
+}
+
+func TestGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		event   Event
+		file    string
+		version byte
+	}{
+		{"v1", sampleEvent(), "event-v1", Version},
+		{"v2 flat", sampleFlatEvent(), "event-v2", Version2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := tc.event
+			got := AppendEvent(nil, &e)
+			if got[0] != tc.version {
+				t.Fatalf("version byte %d, want %d", got[0], tc.version)
+			}
+			gotHex := []byte(hex.Dump(got))
+			binPath := filepath.Join("testdata", tc.file+".bin")
+			hexPath := filepath.Join("testdata", tc.file+".hex")
+			if *update {
+				if err := os.WriteFile(binPath, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(hexPath, gotHex, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(binPath)
+			if err != nil {
+				t.Fatalf("reading golden file (run with -update to create it): %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("encoding differs from %s:\ngot:\n%swant:\n%s", binPath, hex.Dump(got), hex.Dump(want))
+			}
+			wantHex, err := os.ReadFile(hexPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(gotHex, wantHex) {
+				t.Fatalf("%s does not match %s", hexPath, binPath)
+			}
+			var back Event
+			if err := Decode(want, &back); err != nil {
+				t.Fatalf("decoding golden vector: %v", err)
+			}
+			if !reflect.DeepEqual(back, e) {
+				t.Fatalf("golden vector decodes to %+v, want %+v", back, e)
+			}
+		})
 	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("encoding differs from %s:\ngot:\n%swant:\n%s", binPath, hex.Dump(got), hex.Dump(want))
-	}
-	wantHex, err := os.ReadFile(hexPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(gotHex, wantHex) {
-		t.Fatalf("%s does not match %s", hexPath, binPath)
-	}
+}
+
+// The flat flag exists from version 2 on: a version-1 event carrying it is
+// invalid, as any unknown flag.
+func TestFlatFlagNeedsVersion2(t *testing.T) {
+	e := sampleFlatEvent()
+	b := AppendEvent(nil, &e)
+	b[0] = Version
 	var back Event
-	if err := Decode(want, &back); err != nil {
-		t.Fatalf("decoding golden vector: %v", err)
-	}
-	if !reflect.DeepEqual(back, e) {
-		t.Fatalf("golden vector decodes to %+v, want %+v", back, e)
-	}
-	if n := EncodedLen(&e); n != len(want) {
-		t.Fatalf("EncodedLen = %d, want %d", n, len(want))
+	if err := Decode(b, &back); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("version 1 with the flat flag: %v, want ErrInvalid", err)
 	}
 }
 
@@ -106,7 +139,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("EncodedLen = %d, encoded %d", EncodedLen(&tc.e), len(b))
 			}
 			// Decode into a dirty event to prove every field is overwritten.
-			got := Event{Kind: KindDenied, Reason: "stale", Usage: []Usage{{"x", 9, true}, {"y", 9, true}, {"z", 1, false}}}
+			got := Event{Kind: KindDenied, Reason: "stale", Usage: []Usage{{"x", 9, true, true}, {"y", 9, true, false}, {"z", 1, false, true}}}
 			if err := Decode(b, &got); err != nil {
 				t.Fatalf("Decode: %v", err)
 			}
@@ -151,7 +184,7 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{"empty", nil, ErrTruncated},
 		{"version 0", mod(func(b []byte) []byte { b[0] = 0; return b }), ErrVersion},
-		{"version 2", mod(func(b []byte) []byte { b[0] = 2; return b }), ErrVersion},
+		{"version 3", mod(func(b []byte) []byte { b[0] = 3; return b }), ErrVersion},
 		{"kind 0", mod(func(b []byte) []byte { b[1] = 0; return b }), ErrInvalid},
 		{"kind 4", mod(func(b []byte) []byte { b[1] = 4; return b }), ErrInvalid},
 		{"short header", good[:10], ErrTruncated},
@@ -176,10 +209,17 @@ func TestDecodeErrors(t *testing.T) {
 			b = b[:len(b)-1]
 			return appendUvarint(b, 1<<50)
 		}(), ErrTruncated},
-		{"bad flags", func() []byte {
+		{"flat flag in version 1", func() []byte {
 			x := Event{Kind: KindReport, Usage: []Usage{{Metric: "m", Value: 1}}}
 			b := AppendEvent(nil, &x)
 			b[len(b)-2] = 0x02
+			return b
+		}(), ErrInvalid},
+		{"version 2 without a flat entry", mod(func(b []byte) []byte { b[0] = 2; return b }), ErrInvalid},
+		{"unknown flag in version 2", func() []byte {
+			x := Event{Kind: KindReport, Usage: []Usage{{Metric: "m", Value: 1, Flat: true}}}
+			b := AppendEvent(nil, &x)
+			b[len(b)-2] = 0x06
 			return b
 		}(), ErrInvalid},
 	}
@@ -213,6 +253,8 @@ func TestValidate(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	e := sampleEvent()
 	f.Add(AppendEvent(nil, &e))
+	fe := sampleFlatEvent()
+	f.Add(AppendEvent(nil, &fe))
 	f.Add([]byte{1, 2})
 	f.Add([]byte{})
 	x := Event{Kind: KindDenied, Usage: manyUsages(3)}

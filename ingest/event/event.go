@@ -14,6 +14,10 @@ type Usage struct {
 	Metric string
 	Value  int64
 	Set    bool // "#N": set the counter rather than add
+	// Flat: the caller already added this value into the metric's
+	// ancestors (3scale's flat_usage), so consumers do not propagate it up
+	// the hierarchy again.
+	Flat bool
 }
 
 // Event is one accepted (or denied) transaction: the unit of record that every

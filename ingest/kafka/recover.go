@@ -47,9 +47,10 @@ type recovery struct {
 	skip    map[[16]byte]struct{}
 }
 
-// eventID extracts the id of an encoded event (version 1).
+// eventID extracts the id of an encoded event (versions 1 and 2 put it at
+// the same place).
 func eventID(value []byte) (id [16]byte, ok bool) {
-	if len(value) < 18 || value[0] != event.Version {
+	if len(value) < 18 || (value[0] != event.Version && value[0] != event.Version2) {
 		return id, false
 	}
 	copy(id[:], value[2:18])

@@ -54,7 +54,11 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 	}
 	svc := app.Service
 	a.usage = a.usage[:0]
+	flat := false
 	for _, u := range ev.Usage {
+		// An event is flat as a whole (3scale's flat_usage applies to a
+		// call), so any flat entry makes the record flat.
+		flat = flat || u.Flat
 		if m, ok := svc.MetricIndex[u.Metric]; ok && len(a.usage) < limiter.MaxUsage {
 			a.usage = append(a.usage, limiter.Usage{Metric: m, Value: u.Value, Set: u.Set})
 		}
@@ -72,7 +76,7 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 	if len(a.usage) == 0 || len(limits) == 0 {
 		return false, nil
 	}
-	if err := a.Limiter.Record(app.Key, limits, svc.Parents, a.usage, false, time.UnixMilli(ev.TS)); err != nil {
+	if err := a.Limiter.Record(app.Key, limits, svc.Parents, a.usage, flat, time.UnixMilli(ev.TS)); err != nil {
 		return true, err
 	}
 	return true, nil

@@ -93,6 +93,10 @@ func (p *producer) send(n int, from, to time.Time) {
 		case x < 15:
 			e.Kind = event.KindReport
 			e.Usage = []event.Usage{{Metric: "hits", Value: 1 + p.r.Int64N(9)}, {Metric: "unknown", Value: 3}}
+		case x < 25:
+			// flat_usage: the caller already added search into hits.
+			v := 1 + p.r.Int64N(4)
+			e.Usage = []event.Usage{{Metric: "hits", Value: v + 1, Flat: true}, {Metric: "search", Value: v, Flat: true}}
 		default:
 			e.Usage = []event.Usage{{Metric: []string{"hits", "search"}[p.r.IntN(2)], Value: 1 + p.r.Int64N(4)}}
 		}
@@ -109,12 +113,14 @@ func (p *producer) send(n int, from, to time.Time) {
 			continue
 		}
 		var us []limiter.Usage
+		flat := false
 		for _, u := range e.Usage {
+			flat = flat || u.Flat
 			if m, ok := svc.MetricIndex[u.Metric]; ok {
 				us = append(us, limiter.Usage{Metric: m, Value: u.Value})
 			}
 		}
-		p.ref.Record(app.Key, app.Plan.Limits, svc.Parents, us, false, time.UnixMilli(e.TS))
+		p.ref.Record(app.Key, app.Plan.Limits, svc.Parents, us, flat, time.UnixMilli(e.TS))
 	}
 }
 

@@ -193,6 +193,10 @@ func (a *aggregator) add(e *event.Event, kp int32, ko int64) {
 		k.metric = u.Metric
 		a.count(u.Value)
 		a.addRow(k, u.Value)
+		if u.Flat {
+			// The caller already counted it in the ancestors.
+			continue
+		}
 		a.cur, a.value = k, u.Value
 		a.hier.Ancestors(e.TenantID, e.ServiceID, u.Metric, a.addFn)
 	}

@@ -8,7 +8,9 @@
 // Options.MaxBatchWait) is decoded and aggregated in memory per (tenant,
 // service, app, plan, metric, reason, code, region, minute). The metric
 // hierarchy is applied from the configuration in force at rollup time
-// (Hierarchy): a child's usage is added to each ancestor too. Denied events
+// (Hierarchy): a child's usage is added to each ancestor too, except for
+// flat entries (event.Usage.Flat: the caller sent flat_usage and already
+// added it into the ancestors). Denied events
 // become denial rows (metric "", reason set, value = calls). The batch is then
 // written as ONE insert into each table: usage_minute, usage_hour, usage_day,
 // usage_month (the minute rows regrained in memory), usage_sets and, with

@@ -289,12 +289,15 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, st *reqState, svc *catalog.Ser
 }
 
 // emit hands one event to the sink. Usage metric names are the catalog's
-// interned strings, so filling the event does not allocate.
+// interned strings, so filling the event does not allocate. With
+// flat_usage the entries are marked Flat: the caller already added children
+// into parents, so the rollup and the counters' restore must not add them
+// again.
 func (s *Server) emit(st *reqState, kind event.Kind, svc *catalog.Service, app *catalog.App, usage []limiter.Usage, ts, received int64, code int16, reason string) error {
 	ev := &st.ev
 	u := ev.Usage[:0]
 	for _, x := range usage {
-		u = append(u, event.Usage{Metric: svc.MetricName(x.Metric), Value: x.Value, Set: x.Set})
+		u = append(u, event.Usage{Metric: svc.MetricName(x.Metric), Value: x.Value, Set: x.Set, Flat: st.opts.flatUsage})
 	}
 	*ev = event.Event{
 		ID:        s.ids.Next(),

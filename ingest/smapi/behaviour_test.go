@@ -92,6 +92,11 @@ func TestEvents(t *testing.T) {
 	mustStatus(t, e.do(request{method: "POST", uri: "/transactions.xml?" + stA +
 		fmt.Sprintf("&transactions[0][user_key]=uk-a2&transactions[0][usage][hits]=%%233&transactions[0][timestamp]=%d&transactions[0][log][code]=500", ts) +
 		"&transactions[1][user_key]=uk-a1&transactions[1][usage][upload]=4"}), 202)
+	// flat_usage: the caller already added children into parents; the
+	// events say so, or the rollup and the restore would add them again.
+	mustStatus(t, e.get("/transactions/authrep.xml?"+stA+"&user_key=uk-a2&usage[hits]=2&usage[search]=1", "flat_usage=1"), 200)
+	mustStatus(t, e.do(request{method: "POST", uri: "/transactions.xml?" + stA + "&transactions[0][user_key]=uk-a2&transactions[0][usage][upload]=1",
+		headers: [][2]string{{"3scale-options", "flat_usage=1"}}}), 202)
 
 	evs := e.sink.Events()
 	now := fixedNow.UnixMilli()
@@ -112,6 +117,14 @@ func TestEvents(t *testing.T) {
 		with(base, func(x *event.Event) {
 			x.Kind, x.AppID = event.KindReport, "app1"
 			x.Usage = []event.Usage{{Metric: "upload", Value: 4}}
+		}),
+		with(base, func(x *event.Event) {
+			x.Kind, x.AppID = event.KindAuthrep, "app2"
+			x.Usage = []event.Usage{{Metric: "hits", Value: 2, Flat: true}, {Metric: "search", Value: 1, Flat: true}}
+		}),
+		with(base, func(x *event.Event) {
+			x.Kind, x.AppID = event.KindReport, "app2"
+			x.Usage = []event.Usage{{Metric: "upload", Value: 1, Flat: true}}
 		}),
 	}
 	if len(evs) != len(want) {
