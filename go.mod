@@ -14,6 +14,7 @@ require (
 )
 
 require (
+	github.com/3scale/3scale-porta-go-client v0.7.0 // indirect
 	github.com/ClickHouse/ch-go v0.74.0 // indirect
 	github.com/andybalholm/brotli v1.2.6 // indirect
 	github.com/go-faster/city v1.0.1 // indirect
