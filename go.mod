@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/3scale/3scale-go-client v0.5.1
+	github.com/3scale/3scale-porta-go-client v0.7.0
 	github.com/ClickHouse/clickhouse-go/v2 v2.50.0
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/twmb/franz-go v1.22.2
@@ -14,7 +15,6 @@ require (
 )
 
 require (
-	github.com/3scale/3scale-porta-go-client v0.7.0 // indirect
 	github.com/ClickHouse/ch-go v0.74.0 // indirect
 	github.com/andybalholm/brotli v1.2.6 // indirect
 	github.com/go-faster/city v1.0.1 // indirect

@@ -74,11 +74,11 @@ type nodeConfig struct {
 	QueryTimeout time.Duration
 	// Cluster: where the other API nodes reach this one, how long calls wait
 	// for a partition handoff, and what to do when an owner is unreachable.
-	Advertise        string
-	HandoffTimeout   time.Duration
+	Advertise      string
+	HandoffTimeout time.Duration
 	// PublicURL is where API gateways reach --listen (the backend of the
 	// gateway configuration).
-	PublicURL string
+	PublicURL        string
 	OwnerUnreachable cluster.Policy
 }
 
