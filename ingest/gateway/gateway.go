@@ -29,25 +29,23 @@ const (
 	MaxPage    = 1_000_000
 )
 
-// root is the part of the path space this package serves; the admin API
-// keeps adminV1 below it.
-const (
-	root    = "/admin/api/"
-	adminV1 = "/admin/api/v1"
-)
+// root is where this package's paths start; families are the paths below
+// it that this package answers (the admin API keeps the rest of /admin).
+const root = "/admin/api/"
 
-// Owns reports whether path is one of this package's: under /admin/api/
-// but not the admin API's /admin/api/v1. A router sends these paths to
-// Handler and the HTTP server's failures on them to WriteFailure.
+var families = [][]byte{[]byte(root + "account/"), []byte(root + "services.json"), []byte(root + "services/")}
+
+// Owns reports whether path is one of this package's: under
+// /admin/api/account/ or /admin/api/services (3scale's paths; the admin
+// API's are under /admin/api/v1). A router sends these paths to Handler
+// and the HTTP server's failures on them to WriteFailure.
 func Owns(path []byte) bool {
-	if !bytes.HasPrefix(path, []byte(root)) {
-		return false
+	for _, f := range families {
+		if bytes.HasPrefix(path, f) {
+			return true
+		}
 	}
-	if !bytes.HasPrefix(path, []byte(adminV1)) {
-		return true
-	}
-	rest := path[len(adminV1):]
-	return len(rest) > 0 && rest[0] != '/' // /admin/api/v1x is not the admin API's
+	return false
 }
 
 // Options configure an API.
@@ -141,7 +139,7 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 		return
 	}
 	ctx.SetStatusCode(status)
-	ctx.SetContentType("application/json; charset=utf-8")
+	ctx.SetContentType("application/json")
 	ctx.SetBody(b.Bytes())
 }
 
@@ -162,6 +160,11 @@ func (a *API) serve(ctx *fasthttp.RequestCtx) error {
 	rest, ok = strings.CutSuffix(rest, ".json")
 	if !ok {
 		return errf(404, "not_found", "no such route: this API answers JSON, paths end in .json")
+	}
+	// Paths outside the served families are not found, token or not, as
+	// the admin API answers paths outside its prefix.
+	if first, _, _ := strings.Cut(rest, "/"); first != "account" && first != "services" {
+		return errf(404, "not_found", "no such route")
 	}
 	snap := a.proj.Store().Load()
 	tenant, status := authenticate(ctx, snap)
