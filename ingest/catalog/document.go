@@ -180,7 +180,8 @@ func Parse(data []byte, format Format) (*Document, error) {
 
 // Decode decodes one entity of the document from JSON or YAML into v, which
 // must be one of *Document, *TenantSpec, *ServiceSpec, *MetricSpec,
-// *PlanSpec, *LimitSpec, *AppSpec or *[]string. Unknown fields and wrong
+// *PlanSpec, *LimitSpec, *AppSpec, *GatewaySpec, *MappingRuleSpec or
+// *[]string. Unknown fields and wrong
 // types are reported as a *ValidationError with paths relative to v. The
 // admin API decodes request bodies with it.
 func Decode(data []byte, format Format, v any) error {
