@@ -425,7 +425,10 @@ Sluice dev is up. Demo tenant %q:
 Try:
   curl -s "%s/transactions/authrep.xml?service_token=%s&service_id=%s&user_key=%s&usage%%5Bhits%%5D=1"
 
+APIcast (gateway configuration from this node):
+  THREESCALE_PORTAL_ENDPOINT=%s://<admin token>@%s THREESCALE_DEPLOYMENT_ENV=production
+
 `, catalog.DemoTenantID, catalog.DemoServiceID, c.ServiceToken, c.ProviderKey,
 		catalog.DemoAppID, catalog.DemoPlanID, c.UserKey, c.AdminToken, base, "/admin/api/v1/config", c.QueryToken,
-		base, c.ServiceToken, catalog.DemoServiceID, c.UserKey)
+		base, c.ServiceToken, catalog.DemoServiceID, c.UserKey, scheme, listen)
 }
