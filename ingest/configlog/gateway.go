@@ -138,13 +138,15 @@ func baseGateways(s State) gatewayIndex {
 // gatewayRecords returns the versions an update to desired adds over
 // base: a new staging version for every service whose gateway
 // configuration (with defaults) differs from its latest staging version, a
-// production version 1 for a service that has none, and, when
-// setProduction (a configuration file sets both environments), a new
-// production version wherever production differs too.
-func gatewayRecords(ix gatewayIndex, desired *catalog.Document, setProduction bool, now time.Time) ([]Record, error) {
+// production version 1 for a service that has none, and, in the tenants
+// setProduction (nil: none) reports (a configuration file's, which sets
+// both environments), a new production version wherever production differs
+// too.
+func gatewayRecords(ix gatewayIndex, desired *catalog.Document, setProduction func(tenant string) bool, now time.Time) ([]Record, error) {
 	var out []Record
 	for ti := range desired.Tenants {
 		t := &desired.Tenants[ti]
+		prod := setProduction != nil && setProduction(t.ID)
 		for si := range t.Services {
 			s := &t.Services[si]
 			eff := s.Gateway.Effective(s)
@@ -156,7 +158,7 @@ func gatewayRecords(ix gatewayIndex, desired *catalog.Document, setProduction bo
 				cur := ix.latest(t.ID, s.ID, env)
 				switch {
 				case cur == nil:
-				case env == EnvProduction && !setProduction:
+				case env == EnvProduction && !prod:
 					continue
 				default:
 					got, err := json.Marshal(cur.Gateway)

@@ -168,3 +168,33 @@ func TestGatewayInvalidRefused(t *testing.T) {
 		t.Errorf("staging versions %q after a refused change", got)
 	}
 }
+
+// TestGatewayFileLeavesOtherTenants: applying a file sets production only
+// for the tenants it declares; another tenant's unpromoted staging change
+// stays unpromoted.
+func TestGatewayFileLeavesOtherTenants(t *testing.T) {
+	p := startProjection(t, NewMemLog(), nil)
+	ctx := ctx5(t)
+	other := catalog.TenantSpec{ID: "other", AdminToken: "adm-other", Services: []catalog.ServiceSpec{{
+		ID: "9", Tokens: []string{"st-9"}, Metrics: []catalog.MetricSpec{{Name: "hits"}},
+		Gateway: &catalog.GatewaySpec{APIBackend: "https://o1.internal"},
+	}}}
+	if err := p.Apply(ctx, &catalog.Document{Tenants: []catalog.TenantSpec{other}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Update(ctx, func(doc *catalog.Document) error {
+		doc.Tenant("other").Service("9").Gateway.APIBackend = "https://o2.internal"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(ctx, gatewayDoc("https://a.internal")); err != nil {
+		t.Fatal(err)
+	}
+	if v := p.GatewayVersion("other", "9", EnvProduction, 0); v == nil || v.Version != 1 || v.Gateway.APIBackend != "https://o1.internal" {
+		t.Errorf("other tenant's production after a file for acme: %+v", v)
+	}
+	if v := p.GatewayVersion("other", "9", EnvStaging, 0); v == nil || v.Version != 2 {
+		t.Errorf("other tenant's staging: %+v", v)
+	}
+}

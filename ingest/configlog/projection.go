@@ -185,12 +185,13 @@ func (p *Projection) Sync(ctx context.Context) error {
 // latest staging version gets a new staging version, and a service without
 // a production version gets version 1 (see GatewayVersion).
 func (p *Projection) Update(ctx context.Context, change func(doc *catalog.Document) error) error {
-	return p.update(ctx, change, false)
+	return p.update(ctx, change, nil)
 }
 
-// update is Update; setProduction makes a changed gateway configuration a
-// new production version too, as a configuration file sets both.
-func (p *Projection) update(ctx context.Context, change func(doc *catalog.Document) error, setProduction bool) error {
+// update is Update; for the tenants setProduction reports (a file's: a
+// configuration file sets both environments), a changed gateway
+// configuration is a new production version too.
+func (p *Projection) update(ctx context.Context, change func(doc *catalog.Document) error, setProduction func(tenant string) bool) error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	// The diff must be against the very state the change started from:
@@ -285,10 +286,14 @@ func (p *Projection) withdraw(ctx context.Context, base State, recs []Record, in
 // Reconcile), leaving other tenants alone: how a configuration file is
 // applied at start-up. The merged result is validated first.
 func (p *Projection) Apply(ctx context.Context, desired *catalog.Document) error {
+	declared := map[string]bool{}
+	for _, t := range desired.Tenants {
+		declared[t.ID] = true
+	}
 	return p.update(ctx, func(doc *catalog.Document) error {
 		*doc = *Merge(doc, desired)
 		return nil
-	}, true)
+	}, func(tenant string) bool { return declared[tenant] })
 }
 
 // Replace makes the log hold exactly desired: tenants desired does not
@@ -298,5 +303,5 @@ func (p *Projection) Replace(ctx context.Context, desired *catalog.Document) err
 	return p.update(ctx, func(doc *catalog.Document) error {
 		*doc = *desired.Clone()
 		return nil
-	}, true)
+	}, func(string) bool { return true })
 }
