@@ -81,6 +81,8 @@ func (a *API) routeGateway(r *request, sid string, s []string) error {
 		switch {
 		case errors.Is(err, configlog.ErrNoVersion):
 			return notFound("gateway version")
+		case errors.Is(err, configlog.ErrStaleVersion):
+			return errf(422, "invalid_config", "the staging version maps requests to a metric the service no longer has; edit the gateway first")
 		case errors.Is(err, context.DeadlineExceeded):
 			return errf(503, "unavailable", "the configuration log did not take the promotion in time; retry")
 		case err != nil:

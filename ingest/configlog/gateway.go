@@ -214,9 +214,16 @@ func (p *Projection) GatewayVersion(tenant, service, env string, version int64) 
 // does not exist.
 var ErrNoVersion = errors.New("configlog: no such gateway configuration version")
 
+// ErrStaleVersion is returned by Promote when the staging version maps
+// requests to a metric the service no longer has: promoted, it would make
+// gateways report usage Sluice refuses.
+var ErrStaleVersion = errors.New("configlog: the version maps to a metric the service no longer has")
+
 // Promote copies a staging version of a service's gateway configuration
 // (0: the latest) to production as a new production version, and returns
-// it once this node has applied it. Staging is left as it is. Two nodes
+// it once this node has applied it. Staging is left as it is. A version
+// whose rules name a metric the service no longer has is refused
+// (ErrStaleVersion). Two nodes
 // promoting the same service at the same instant may pick the same version
 // number; the later record then replaces the earlier (each is a copy of a
 // staging version, so production still holds a promoted configuration).
@@ -224,9 +231,9 @@ func (p *Projection) Promote(ctx context.Context, tenant, service string, from i
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	p.mu.Lock()
-	exists := false
-	if t := p.stateDoc.Tenant(tenant); t != nil && t.Service(service) != nil {
-		exists = true
+	var spec *catalog.ServiceSpec
+	if t := p.stateDoc.Tenant(tenant); t != nil {
+		spec = t.Service(service)
 	}
 	src := (*GatewayVersion)(nil)
 	if h := p.gateways[gwKey{tenant, service, EnvStaging}]; h != nil {
@@ -239,9 +246,21 @@ func (p *Projection) Promote(ctx context.Context, tenant, service string, from i
 	if cur := p.gateways.latest(tenant, service, EnvProduction); cur != nil {
 		next = cur.Version + 1
 	}
+	stale := ""
+	if spec != nil && src != nil {
+		for _, r := range src.Gateway.MappingRules {
+			if spec.Metric(r.Metric) < 0 {
+				stale = r.Metric
+				break
+			}
+		}
+	}
 	p.mu.Unlock()
-	if !exists || src == nil {
+	if spec == nil || src == nil {
 		return nil, ErrNoVersion
+	}
+	if stale != "" {
+		return nil, fmt.Errorf("%w: %q", ErrStaleVersion, stale)
 	}
 	v := GatewayVersion{Environment: EnvProduction, Version: next, Gateway: src.Gateway, CreatedAt: time.Now().UTC().Truncate(time.Second), PromotedFrom: src.Version}
 	key := ProxyConfigKey(tenant, service, EnvProduction, next)

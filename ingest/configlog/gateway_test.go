@@ -109,12 +109,25 @@ func TestGatewayEnvironments(t *testing.T) {
 	if _, err := p.Promote(ctx, "other", "1", 0); !errors.Is(err, ErrNoVersion) {
 		t.Errorf("another tenant's service: %v, want ErrNoVersion", err)
 	}
+	// A staging version naming a metric since deleted is not promoted.
+	if err := p.Update(ctx, func(doc *catalog.Document) error {
+		s := doc.Tenants[0].Service("1")
+		s.Gateway.MappingRules[0].Metric = "hits"
+		s.Metrics = s.Metrics[:1]
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Promote(ctx, "acme", "1", 2); !errors.Is(err, ErrStaleVersion) || !strings.Contains(err.Error(), `"search"`) {
+		t.Errorf("promote a version naming a deleted metric: %v, want ErrStaleVersion", err)
+	}
+	check("stale promotion refused", "1", EnvProduction, "https://a.internal#1", "https://b.internal#2", "https://a.internal#3")
 
 	// The file again, changed: both environments get a new version.
 	if err := p.Apply(ctx, gatewayDoc("https://c.internal")); err != nil {
 		t.Fatal(err)
 	}
-	check("file again", "1", EnvStaging, "https://a.internal#1", "https://b.internal#2", "https://c.internal#3")
+	check("file again", "1", EnvStaging, "https://a.internal#1", "https://b.internal#2", "https://b.internal#3", "https://c.internal#4")
 	check("file again", "1", EnvProduction, "https://a.internal#1", "https://b.internal#2", "https://a.internal#3", "https://c.internal#4")
 
 	// Another node replaying the log sees the same history.

@@ -505,6 +505,9 @@ func (a *API) promote(r *request, svc *catalog.Service, env, version string) err
 	if errors.Is(err, configlog.ErrNoVersion) {
 		return errf(404, "not_found", "no such version")
 	}
+	if errors.Is(err, configlog.ErrStaleVersion) {
+		return errf(422, "invalid_promotion", "the version maps requests to a metric the service no longer has; edit staging first")
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return errf(503, "unavailable", "the configuration log did not take the promotion in time; retry")
 	}

@@ -322,6 +322,18 @@ func TestPromote(t *testing.T) {
 	if after := staging(); !bytes.Equal(before, after) {
 		t.Errorf("staging changed by promotion:\n%s\nwas\n%s", after, before)
 	}
+	// A staging version naming a metric the service no longer has: 422.
+	if err := proj.Update(ctx, func(doc *catalog.Document) error {
+		s := doc.Tenants[0].Service(svcSearch)
+		s.Gateway.MappingRules = s.Gateway.MappingRules[2:] // GET / -> hits
+		s.Metrics = s.Metrics[:1]
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := api.do(call{method: "POST", uri: "/admin/api/services/" + svcSearch + "/proxy/configs/staging/2/promote.json?to=production", auth: auth}); status != 422 || !strings.Contains(string(body), "invalid_promotion") {
+		t.Errorf("promote a stale version: %d %s", status, body)
+	}
 	_, body := api.do(call{uri: "/admin/api/services/" + svcSearch + "/proxy/configs/production/1.json", auth: auth})
 	if !strings.Contains(string(body), "https://backend.internal:443") {
 		t.Errorf("production version 1 not readable as it was: %s", body)
