@@ -15,8 +15,8 @@ import (
 // copies it, the encoders write it.
 //
 // A field is a string, a bool, an int64, a []string, a list of another
-// Spec type or a pointer to one (an optional block); its name is its json tag, and its yaml tag must say the same
-// (both encoders write the file). The description is read once, when the
+// Spec type or a pointer to one (an optional block); its name is its json
+// tag, and its yaml tag must say the same (both encoders write the file). The description is read once, when the
 // package is initialised, and a Spec type outside it is a panic then, so a
 // mistake in the description fails every test rather than one document.
 
@@ -44,7 +44,7 @@ type schemaField struct {
 type schemaType struct {
 	fields []schemaField
 	byName map[string]*schemaField
-	slices []int // indexes in fields of the fields holding slices
+	slices []int // indexes in fields of the fields holding slices or blocks
 	deep   bool  // holds slices: a copy by value shares memory
 }
 
