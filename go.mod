@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/3scale/3scale-go-client v0.5.1
+	github.com/3scale/3scale-porta-go-client v0.7.0
 	github.com/ClickHouse/clickhouse-go/v2 v2.50.0
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/twmb/franz-go v1.22.2

@@ -30,6 +30,8 @@ func TestErrorCodesDocumented(t *testing.T) {
 			regexp.MustCompile(`"(?P<code>[a-z_]+)": +(?P<status>\d{3}),`), "query-api.md"},
 		{"admin API", "ingest/admin/*.go",
 			regexp.MustCompile(`errf\((?P<status>\d{3}), "(?P<code>[a-z_]+)"`), "admin-api.md"},
+		{"gateway configuration", "ingest/gateway/*.go",
+			regexp.MustCompile(`errf\((?P<status>\d{3}), "(?P<code>[a-z_]+)"`), "admin-api.md"},
 	}
 	for _, s := range sources {
 		t.Run(s.name, func(t *testing.T) {

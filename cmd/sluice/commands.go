@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/configlog"
 	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
 	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/ingest/gateway"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/flagenv"
@@ -50,6 +51,7 @@ func commonFlags(fs *flag.FlagSet, cfg *nodeConfig, level *slog.LevelVar) {
 	fs.Var((*partitionsFlag)(&cfg.TopicPartitions), "topic-partitions", "partitions of the usage topic when Sluice creates it (an existing topic is left as it is)")
 	fs.StringVar(&cfg.Database, "database", chschema.DefaultDatabase, "ClickHouse database")
 	fs.StringVar(&cfg.Region, "region", "local", "region of this node: recorded on usage events; the API nodes of a region share limits (Kafka group sluice-api-REGION)")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "URL where API gateways reach this node's --listen: the backend endpoint of the gateway configuration served to APIcast (default: http(s)://the listen address, with this host's name when it listens on all interfaces)")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "HOST:PORT where the other API nodes of the region reach this node's --listen (default: the listen address, with this host's name when it listens on all interfaces)")
 	fs.DurationVar(&cfg.HandoffTimeout, "handoff-timeout", cluster.DefaultHandoffTimeout, "how long a call waits while its application's partition moves between API nodes before it gets 503 with Retry-After")
 	fs.Var((*unreachableFlag)(&cfg.OwnerUnreachable), "owner-unreachable", "when an application's owning API node cannot be reached: local (decide from this node's counters, counted in /metrics) or refuse (503)")
@@ -83,6 +85,16 @@ func clusterDefaults(cfg *nodeConfig) error {
 	}
 	if _, _, err := net.SplitHostPort(cfg.Advertise); err != nil {
 		return usageError{fmt.Sprintf("--advertise %q: %v", cfg.Advertise, err)}
+	}
+	if cfg.PublicURL == "" {
+		host, port, _ := net.SplitHostPort(cfg.Listen)
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			host = hostname()
+		}
+		cfg.PublicURL = cfg.TLS.scheme() + "://" + net.JoinHostPort(host, port)
+	}
+	if _, err := gateway.New(gateway.Options{PublicURL: cfg.PublicURL}); err != nil {
+		return usageError{fmt.Sprintf("--public-url: %v", err)}
 	}
 	return nil
 }
@@ -298,7 +310,7 @@ func migrate(ctx context.Context, ch chschema.ConnOptions, db string) error {
 // cmdConfig validates a configuration file or exports the current one.
 func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError{"want `config validate FILE` or `config export [--data-dir DIR] [--format yaml|json]`"}
+		return usageError{"want `config validate FILE`, `config export [--data-dir DIR] [--format yaml|json]` or `config promote --service S`"}
 	}
 	switch args[0] {
 	case "validate":
@@ -335,8 +347,10 @@ func cmdConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return doc.WriteJSON(stdout)
 		}
 		return usageError{fmt.Sprintf("--format must be yaml or json, not %q", *format)}
+	case "promote":
+		return cmdConfigPromote(ctx, args[1:], stdout, stderr)
 	}
-	return usageError{fmt.Sprintf("unknown config command %q (want validate or export)", args[0])}
+	return usageError{fmt.Sprintf("unknown config command %q (want validate, export or promote)", args[0])}
 }
 
 // readConfig reads a node's file config log, or with brokers the cluster's
@@ -411,7 +425,10 @@ Sluice dev is up. Demo tenant %q:
 Try:
   curl -s "%s/transactions/authrep.xml?service_token=%s&service_id=%s&user_key=%s&usage%%5Bhits%%5D=1"
 
+APIcast (gateway configuration from this node):
+  THREESCALE_PORTAL_ENDPOINT=%s://<admin token>@%s THREESCALE_DEPLOYMENT_ENV=production
+
 `, catalog.DemoTenantID, catalog.DemoServiceID, c.ServiceToken, c.ProviderKey,
 		catalog.DemoAppID, catalog.DemoPlanID, c.UserKey, c.AdminToken, base, "/admin/api/v1/config", c.QueryToken,
-		base, c.ServiceToken, catalog.DemoServiceID, c.UserKey)
+		base, c.ServiceToken, catalog.DemoServiceID, c.UserKey, scheme, listen)
 }

@@ -30,6 +30,7 @@ func TestFlagsDocumented(t *testing.T) {
 		{[]string{"migrate"}, []string{"`sluice migrate`", chConn}},
 		{[]string{"export"}, []string{"`sluice export`", chConn}},
 		{[]string{"config", "export"}, []string{"`sluice config export`", kafkaConn}},
+		{[]string{"config", "promote"}, []string{"`sluice config promote`"}},
 	} {
 		name := strings.Join(c.args, " ")
 		var out, errs bytes.Buffer

@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/configlog"
 	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
 	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/ingest/gateway"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/ingest/restore"
 	"github.com/sluice-dev/sluice/ingest/rollup"
@@ -73,8 +74,11 @@ type nodeConfig struct {
 	QueryTimeout time.Duration
 	// Cluster: where the other API nodes reach this one, how long calls wait
 	// for a partition handoff, and what to do when an owner is unreachable.
-	Advertise        string
-	HandoffTimeout   time.Duration
+	Advertise      string
+	HandoffTimeout time.Duration
+	// PublicURL is where API gateways reach --listen (the backend of the
+	// gateway configuration).
+	PublicURL        string
 	OwnerUnreachable cluster.Policy
 }
 
@@ -298,7 +302,11 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		Status:  node.AppendStatus,
 	})
 	adm := admin.New(proj, log.With("role", "admin"), 0)
-	srv := smapi.NewServer(route(api, adm), smapi.ServerOptions{Logger: log, OnFailure: routeFailure})
+	gw, err := gateway.New(gateway.Options{Projection: proj, PublicURL: cfg.PublicURL, Logger: log.With("role", "gateway-config")})
+	if err != nil {
+		return err
+	}
+	srv := smapi.NewServer(route(api, adm, gw), smapi.ServerOptions{Logger: log, OnFailure: routeFailure})
 	ln, err := cfg.TLS.listen(cfg.Listen)
 	if err != nil {
 		return err
@@ -322,7 +330,8 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		}
 	})
 	log.Info("api role listening; /status answers starting until counters are restored", "addr", ln.Addr().String(), "scheme", cfg.TLS.scheme(),
-		"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix+" "+admin.OpenAPIPath)
+		"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix+" "+admin.OpenAPIPath+" /admin/api/*.json (gateway configuration)",
+		"public_url", cfg.PublicURL)
 	ends, err := restoreCounters(ctx, cfg, lim, proj.Store(), clock.Now(), log)
 	if err != nil {
 		return err
@@ -475,13 +484,17 @@ func endOffsets(ctx context.Context, cfg nodeConfig) (map[int32]int64, error) {
 	return m, nil
 }
 
-// route sends /admin and everything under it to the admin API, /health to
-// a liveness answer and /openapi.json to the admin API's OpenAPI document;
-// everything else is the Service Management API (which also serves /metrics).
-func route(api *smapi.Server, adm *admin.API) fasthttp.RequestHandler {
+// route sends the gateway configuration endpoints (3scale's admin API
+// paths under /admin/api/) to gw, /admin and everything else under it to
+// the admin API, /health to a liveness answer and /openapi.json to the
+// admin API's OpenAPI document; everything else is the Service Management
+// API (which also serves /metrics).
+func route(api *smapi.Server, adm *admin.API, gw *gateway.API) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		path := ctx.Path()
 		switch {
+		case gateway.Owns(path):
+			gw.Handler(ctx)
 		case admin.Owns(path):
 			adm.Handler(ctx)
 		case string(path) == "/health":
@@ -498,6 +511,10 @@ func route(api *smapi.Server, adm *admin.API) fasthttp.RequestHandler {
 // would have sent it: in the admin API's JSON under /admin, in the Service
 // Management API's XML elsewhere.
 func routeFailure(ctx *fasthttp.RequestCtx, f httpserver.Failure) {
+	if gateway.Owns(f.Path) {
+		gateway.WriteFailure(ctx, f)
+		return
+	}
 	if admin.Owns(f.Path) {
 		admin.WriteFailure(ctx, f)
 		return

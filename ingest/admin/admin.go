@@ -202,6 +202,8 @@ func (a *API) routeServices(r *request, s []string) error {
 		return a.routePlans(r, sid, s[1:])
 	case "applications":
 		return a.routeApps(r, sid, s[1:])
+	case "gateway":
+		return a.routeGateway(r, sid, s[1:])
 	}
 	return notFound("route")
 }

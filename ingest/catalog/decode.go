@@ -355,6 +355,14 @@ func (d *decoder) object(n *node, path string, st *schemaType, v reflect.Value) 
 			d.strings(n.vals[i], p, fv)
 		case kindList:
 			d.list(n.vals[i], p, f.elem, fv)
+		case kindStruct:
+			if n.vals[i].kind == nodeNull {
+				fv.SetZero()
+				continue
+			}
+			b := reflect.New(fv.Type().Elem())
+			d.object(n.vals[i], p, f.elem, b.Elem())
+			fv.Set(b)
 		}
 	}
 }

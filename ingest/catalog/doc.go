@@ -55,7 +55,11 @@
 //     (default) or suspended; at most one default service per tenant;
 //   - user_key is required in user_key mode and refused otherwise; app keys
 //     only outside user_key mode; redirect_url only in oauth mode, an
-//     absolute URL; referrer filters are host patterns with * wildcards.
+//     absolute URL; referrer filters are host patterns with * wildcards;
+//   - a service's gateway block (GatewaySpec) has an absolute http(s)
+//     api_backend, host names, a known credentials_location, and mapping
+//     rules with 3scale's methods, patterns in APIcast's syntax
+//     (ValidPattern) and metrics of the service.
 //
 // Messages never contain a secret's value.
 package catalog

@@ -42,6 +42,10 @@ type ServiceSpec struct {
 	Metrics                 []MetricSpec `yaml:"metrics,omitempty" json:"metrics,omitempty"`
 	Plans                   []PlanSpec   `yaml:"plans,omitempty" json:"plans,omitempty"`
 	Applications            []AppSpec    `yaml:"applications,omitempty" json:"applications,omitempty"`
+	// Gateway is what an API gateway (APIcast) needs to front the service:
+	// its staging configuration, and production's when a file sets it (see
+	// GatewaySpec). Nil means 3scale's defaults for a new service.
+	Gateway *GatewaySpec `yaml:"gateway,omitempty" json:"gateway,omitempty"`
 }
 
 // MetricSpec is one metric of a service, named by Name. Its position in the
@@ -93,8 +97,13 @@ type AppSpec struct {
 // max: 100}`, as docs/configuration.md shows it.
 func (l LimitSpec) MarshalYAML() (any, error) {
 	type plain LimitSpec // the same fields and tags, without this method
+	return flowYAML(plain(l))
+}
+
+// flowYAML encodes v as a one-line YAML mapping.
+func flowYAML(v any) (any, error) {
 	var n yaml.Node
-	if err := n.Encode(plain(l)); err != nil {
+	if err := n.Encode(v); err != nil {
 		return nil, err
 	}
 	n.Style = yaml.FlowStyle
@@ -171,7 +180,8 @@ func Parse(data []byte, format Format) (*Document, error) {
 
 // Decode decodes one entity of the document from JSON or YAML into v, which
 // must be one of *Document, *TenantSpec, *ServiceSpec, *MetricSpec,
-// *PlanSpec, *LimitSpec, *AppSpec or *[]string. Unknown fields and wrong
+// *PlanSpec, *LimitSpec, *AppSpec, *GatewaySpec, *MappingRuleSpec or
+// *[]string. Unknown fields and wrong
 // types are reported as a *ValidationError with paths relative to v. The
 // admin API decodes request bodies with it.
 func Decode(data []byte, format Format, v any) error {

@@ -14,9 +14,9 @@ import (
 // field to a Spec type is then one line: the decoder accepts it, Clone
 // copies it, the encoders write it.
 //
-// A field is a string, a bool, an int64, a []string or a list of another
-// Spec type; its name is its json tag, and its yaml tag must say the same
-// (both encoders write the file). The description is read once, when the
+// A field is a string, a bool, an int64, a []string, a list of another
+// Spec type or a pointer to one (an optional block); its name is its json
+// tag, and its yaml tag must say the same (both encoders write the file). The description is read once, when the
 // package is initialised, and a Spec type outside it is a panic then, so a
 // mistake in the description fails every test rather than one document.
 
@@ -28,6 +28,7 @@ const (
 	kindInt               // an int64
 	kindStrings           // a []string
 	kindList              // a list of another schema type
+	kindStruct            // a pointer to another schema type (nil: absent)
 )
 
 // schemaField is one field of a schema type.
@@ -43,7 +44,7 @@ type schemaField struct {
 type schemaType struct {
 	fields []schemaField
 	byName map[string]*schemaField
-	slices []int // indexes in fields of the fields holding slices
+	slices []int // indexes in fields of the fields holding slices or blocks
 	deep   bool  // holds slices: a copy by value shares memory
 }
 
@@ -79,8 +80,11 @@ func describeSchema(root reflect.Type) map[reflect.Type]*schemaType {
 			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
 				f.kind = kindList
 				f.elem = describe(ft.Elem())
+			case ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct:
+				f.kind = kindStruct
+				f.elem = describe(ft.Elem())
 			default:
-				panic(fmt.Sprintf("catalog: %s.%s: a schema field is a string, bool, int64, []string or list of structs, not %s", t.Name(), sf.Name, ft))
+				panic(fmt.Sprintf("catalog: %s.%s: a schema field is a string, bool, int64, []string, list of structs or pointer to a struct, not %s", t.Name(), sf.Name, ft))
 			}
 			if _, dup := st.byName[name]; dup {
 				panic(fmt.Sprintf("catalog: %s: field name %q twice", t.Name(), name))
@@ -90,7 +94,7 @@ func describeSchema(root reflect.Type) map[reflect.Type]*schemaType {
 		for i := range st.fields {
 			f := &st.fields[i]
 			st.byName[f.name] = f
-			if f.kind == kindStrings || f.kind == kindList {
+			if f.kind == kindStrings || f.kind == kindList || f.kind == kindStruct {
 				st.slices = append(st.slices, i)
 				st.deep = true
 			}
@@ -133,14 +137,21 @@ func at[T, F any](p string, s *T, f *F) string {
 	return field(p, FieldName(s, f))
 }
 
-// deepCopy replaces every slice reachable from v, a value of the schema
-// type st, with a copy, so that v shares no memory with what it was copied
-// from. Strings are immutable and stay shared.
+// deepCopy replaces every slice and block reachable from v, a value of the
+// schema type st, with a copy, so that v shares no memory with what it was
+// copied from. Strings are immutable and stay shared.
 func deepCopy(st *schemaType, v reflect.Value) {
 	for _, i := range st.slices {
 		f := &st.fields[i]
 		s := v.Field(f.index)
 		if s.IsNil() {
+			continue
+		}
+		if f.kind == kindStruct {
+			c := reflect.New(s.Type().Elem())
+			c.Elem().Set(s.Elem())
+			deepCopy(f.elem, c.Elem())
+			s.Set(c)
 			continue
 		}
 		c := reflect.MakeSlice(s.Type(), s.Len(), s.Len())

@@ -28,6 +28,9 @@ func fill(v reflect.Value, seed, place string) {
 		for i := range v.NumField() {
 			fill(v.Field(i), seed, place+"-"+strings.ToLower(v.Type().Field(i).Name))
 		}
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(v.Elem(), seed, place)
 	default:
 		panic("fill: " + v.Kind().String())
 	}
@@ -91,6 +94,8 @@ func overwrite(v reflect.Value, seed string) {
 			for i := range v.NumField() {
 				walk(v.Field(i), place+"-"+strings.ToLower(v.Type().Field(i).Name))
 			}
+		case reflect.Pointer:
+			walk(v.Elem(), place) // in place, through the pointer the clone holds
 		default:
 			fill(v, seed, place)
 		}

@@ -305,6 +305,7 @@ func (v *validator) service(ti, si int, p string, s *ServiceSpec) {
 	metrics := v.metrics(at(p, s, &s.Metrics), s.Metrics)
 	plans := v.plans(at(p, s, &s.Plans), s.Plans, metrics)
 	v.apps(at(p, s, &s.Applications), s.Applications, plans, mode)
+	v.gateway(at(p, s, &s.Gateway), s.Gateway, metrics)
 }
 
 // state checks the state s of the field name below path p.

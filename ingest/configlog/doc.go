@@ -10,6 +10,15 @@
 // publishes the Document's catalog.Snapshot into a catalog.Store, where the
 // hot path finds it.
 //
+// Gateway configurations are versioned per environment (staging,
+// production): each version is a proxyconfig record of its own key,
+// written once, so compaction keeps every version and the log is their
+// history. Update adds a staging version when a service's gateway block
+// changes (Apply, for a file, a production version too); Promote copies a
+// staging version to production; GatewayVersion and GatewayVersions read
+// them. Versions are not part of the Document: Diff keeps them while their
+// service exists and deletes them with it.
+//
 // Writers (the admin API, and start-up with a configuration file) never edit
 // the Snapshot: they compute the Document they want, and Projection.Update
 // validates it, appends the records that differ (Diff; Reconcile for a file

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
 )
@@ -42,6 +43,7 @@ type Projection struct {
 	applied  Position
 	err      error
 	changed  chan struct{} // closed and replaced whenever applied moves
+	gateways gatewayIndex  // gateway configuration versions, from state
 
 	writeMu sync.Mutex // one Update at a time, so each bases on the last
 }
@@ -65,6 +67,7 @@ func NewProjection(log Log, store *catalog.Store, keys *catalog.KeyRegistry, log
 		stateDoc: &catalog.Document{},
 		doc:      &catalog.Document{},
 		changed:  make(chan struct{}),
+		gateways: gatewayIndex{},
 	}
 }
 
@@ -86,6 +89,7 @@ func (p *Projection) apply(batch []Entry) error {
 	defer p.mu.Unlock()
 	for _, e := range batch {
 		p.state.Apply(e.Record)
+		p.gateways.apply(e.Record)
 	}
 	doc, skipped := p.state.Document()
 	if len(skipped) > 0 {
@@ -176,7 +180,18 @@ func (p *Projection) Sync(ctx context.Context) error {
 // projection has applied them (Run must be running). Updates of one
 // Projection are serialized; against another writer's change appended at
 // the same time, see ErrConflict.
+//
+// A service whose gateway configuration (with defaults) differs from its
+// latest staging version gets a new staging version, and a service without
+// a production version gets version 1 (see GatewayVersion).
 func (p *Projection) Update(ctx context.Context, change func(doc *catalog.Document) error) error {
+	return p.update(ctx, change, nil)
+}
+
+// update is Update; for the tenants setProduction reports (a file's: a
+// configuration file sets both environments), a changed gateway
+// configuration is a new production version too.
+func (p *Projection) update(ctx context.Context, change func(doc *catalog.Document) error, setProduction func(tenant string) bool) error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	// The diff must be against the very state the change started from:
@@ -199,6 +214,11 @@ func (p *Projection) Update(ctx context.Context, change func(doc *catalog.Docume
 		return err
 	}
 	recs := Diff(base, desired)
+	gw, err := gatewayRecords(baseGateways(base), desired, setProduction, time.Now().UTC().Truncate(time.Second))
+	if err != nil {
+		return err
+	}
+	recs = append(recs, gw...)
 	if len(recs) == 0 {
 		return nil
 	}
@@ -266,18 +286,22 @@ func (p *Projection) withdraw(ctx context.Context, base State, recs []Record, in
 // Reconcile), leaving other tenants alone: how a configuration file is
 // applied at start-up. The merged result is validated first.
 func (p *Projection) Apply(ctx context.Context, desired *catalog.Document) error {
-	return p.Update(ctx, func(doc *catalog.Document) error {
+	declared := map[string]bool{}
+	for _, t := range desired.Tenants {
+		declared[t.ID] = true
+	}
+	return p.update(ctx, func(doc *catalog.Document) error {
 		*doc = *Merge(doc, desired)
 		return nil
-	})
+	}, func(tenant string) bool { return declared[tenant] })
 }
 
 // Replace makes the log hold exactly desired: tenants desired does not
 // declare are deleted. For a file that is the whole truth (`--prune`);
 // Apply is the usual way to apply a file.
 func (p *Projection) Replace(ctx context.Context, desired *catalog.Document) error {
-	return p.Update(ctx, func(doc *catalog.Document) error {
+	return p.update(ctx, func(doc *catalog.Document) error {
 		*doc = *desired.Clone()
 		return nil
-	})
+	}, func(string) bool { return true })
 }

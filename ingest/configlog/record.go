@@ -22,6 +22,14 @@ import (
 //	service/<tenant>/<service>          the service's settings and its metrics
 //	plan/<tenant>/<service>/<plan>      a plan with its limits
 //	app/<tenant>/<service>/<app>        an application with keys and referrer filters
+//	proxyconfig/<tenant>/<service>/<env>/<version>
+//	                                    one version of a service's gateway
+//	                                    configuration in staging or production
+//
+// A proxyconfig record is written once and never replaced: each version has
+// its own key, so compaction keeps every version and the log is the
+// history (see GatewayVersion). They are not part of the Document; Diff
+// leaves them alone while their service exists.
 //
 // Metrics travel inside their service's record because their declared order
 // is part of the service (it is the order of every listing, such as the
@@ -44,10 +52,12 @@ const (
 	KindService = "service"
 	KindPlan    = "plan"
 	KindApp     = "app"
+	// KindProxyConfig records are gateway configuration versions.
+	KindProxyConfig = "proxyconfig"
 )
 
 // kindRank orders upserts parents first and tombstones children first.
-var kindRank = map[string]int{KindTenant: 0, KindService: 1, KindPlan: 2, KindApp: 3}
+var kindRank = map[string]int{KindTenant: 0, KindService: 1, KindPlan: 2, KindApp: 3, KindProxyConfig: 4}
 
 // TenantKey returns the key of a tenant's record.
 func TenantKey(tenant string) string { return KindTenant + "/" + url.PathEscape(tenant) }
@@ -70,7 +80,7 @@ func AppKey(tenant, service, app string) string {
 // ParseKey splits a key into its kind and unescaped id segments.
 func ParseKey(key string) (kind string, ids []string, err error) {
 	parts := strings.Split(key, "/")
-	want := map[string]int{KindTenant: 1, KindService: 2, KindPlan: 3, KindApp: 3}[parts[0]]
+	want := map[string]int{KindTenant: 1, KindService: 2, KindPlan: 3, KindApp: 3, KindProxyConfig: 4}[parts[0]]
 	if want == 0 || len(parts) != want+1 {
 		return "", nil, fmt.Errorf("configlog: unknown key kind or shape")
 	}
@@ -288,8 +298,9 @@ func Diff(state State, desired *catalog.Document) []Record {
 			out = append(out, Record{Key: k, Value: v})
 		}
 	}
+	live := liveServices(desired)
 	for k := range state {
-		if _, ok := want[k]; !ok {
+		if _, ok := want[k]; !ok && !keepHistory(k, live) {
 			out = append(out, Record{Key: k})
 		}
 	}
