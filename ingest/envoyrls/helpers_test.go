@@ -3,6 +3,7 @@ package envoyrls
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -52,6 +53,9 @@ func newHarness(t *testing.T, o Options) *harness {
 		o.Limiter = limiter.New(limiter.Options{Shards: 16, Clock: h.clock.Now})
 	}
 	o.Clock, o.Metrics = h.clock.Now, h.reg
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	if o.Sink == nil {
 		o.Sink = h.sink
 	}
