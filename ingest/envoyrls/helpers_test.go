@@ -46,7 +46,7 @@ type harness struct {
 // edge, so that a test's calls fall in one window unless it moves the clock.
 var start0 = time.Date(2026, 3, 10, 0, 15, 0, 0, time.UTC)
 
-func newHarness(t *testing.T, o Options) *harness {
+func newHarness(t testing.TB, o Options) *harness {
 	t.Helper()
 	h := &harness{clock: newFakeClock(start0), reg: metrics.NewRegistry(), sink: &event.MemorySink{}}
 	if o.Limiter == nil {
@@ -77,7 +77,7 @@ func newHarness(t *testing.T, o Options) *harness {
 }
 
 // load puts the files of dir in force.
-func (h *harness) load(t *testing.T, dir string) {
+func (h *harness) load(t testing.TB, dir string) {
 	t.Helper()
 	if err := h.svc.Reload(dir); err != nil {
 		t.Fatal(err)

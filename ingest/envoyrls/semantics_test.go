@@ -267,7 +267,7 @@ func TestNoConfigIsUnavailable(t *testing.T) {
 type refusingSink struct{}
 
 func (refusingSink) Append(*event.Event) error { return errFull }
-func (refusingSink) Accepting() bool         { return false }
+func (refusingSink) Accepting() bool           { return false }
 
 var errFull = status.Error(codes.ResourceExhausted, "full")
 

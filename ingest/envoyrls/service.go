@@ -209,7 +209,6 @@ type callState struct {
 	matches [MaxDescriptors]match
 }
 
-
 // invalid returns the InvalidArgument status for msg.
 func invalid(msg string) error { return status.Error(codes.InvalidArgument, msg) }
 
