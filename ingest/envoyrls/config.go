@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluice-dev/sluice/limiter"
@@ -66,8 +67,11 @@ type wildEntry struct {
 // rule is a descriptor's rate_limit.
 type rule struct {
 	// path names the descriptor within its domain the way Envoy ratelimit's
-	// statistics do ("key1_value1.key2"): the metric of its usage events.
-	path      string
+	// statistics do ("key1_value1.key2").
+	path string
+	// metric is path as a Sluice metric name (MetricName): the metric of
+	// its usage events.
+	metric    string
 	rpu       uint32 // requests_per_unit
 	unit      unitSpec
 	unlimited bool
@@ -286,7 +290,7 @@ func (d *domain) load(n *node, prefix string, descs []yamlDescriptor, depth int)
 			n.wild = append(n.wild, wildEntry{key: k, parts: strings.Split(k, "*")})
 		}
 		if rl := y.RateLimit; rl != nil {
-			r := &rule{path: path, rpu: rl.RequestsPerUnit, unlimited: rl.Unlimited, shadow: y.ShadowMode,
+			r := &rule{path: path, metric: MetricName(path), rpu: rl.RequestsPerUnit, unlimited: rl.Unlimited, shadow: y.ShadowMode,
 				quota: y.QuotaMode, detailed: y.DetailedMetric, name: rl.Name}
 			if rl.Unlimited {
 				if rl.Unit != "" {
@@ -334,8 +338,8 @@ func (c *Config) Domains() []string {
 	return out
 }
 
-// Metrics returns the metric names (descriptor paths with a rate_limit) of
-// domain, in file order, or nil for an unknown domain.
+// Metrics returns the metric names (MetricName of the descriptor paths with
+// a rate_limit) of domain, in file order, or nil for an unknown domain.
 func (c *Config) Metrics(dom string) []string {
 	d := c.domains[dom]
 	if d == nil {
@@ -343,9 +347,38 @@ func (c *Config) Metrics(dom string) []string {
 	}
 	out := make([]string, len(d.rules))
 	for i, r := range d.rules {
-		out[i] = r.path
+		out[i] = r.metric
 	}
 	return out
+}
+
+// MaxMetricBytes bounds a metric name made from a descriptor path, as the
+// catalog bounds metric names.
+const MaxMetricBytes = 255
+
+// MetricName turns a descriptor path ("key1_value1.key2") into a Sluice
+// metric name, which allows only letters, digits, '_', '-', '.' and ':':
+// every other byte, and ':' itself, is written ":XX" (hex), so that two
+// paths never share a name ("path_/api/*" is "path_:2Fapi:2F:2A"). A name
+// longer than MaxMetricBytes keeps its first bytes and ends in ":" and the
+// xxhash of the whole.
+func MetricName(path string) string {
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(path))
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' {
+			b = append(b, c)
+			continue
+		}
+		b = append(b, ':', hex[c>>4], hex[c&15])
+	}
+	if len(b) > MaxMetricBytes {
+		h := xxhash.Sum64(b)
+		b = append(b[:MaxMetricBytes-17], ':')
+		b = appendHex16(b, h)
+	}
+	return string(b)
 }
 
 // wildMatch reports whether s matches the pattern cut at its stars; each

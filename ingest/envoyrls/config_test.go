@@ -75,7 +75,7 @@ descriptors:
 	if got := strings.Join(c.Domains(), ","); got != "d,e" {
 		t.Fatalf("domains %q", got)
 	}
-	if got := strings.Join(c.Metrics("d"), ","); got != "a_x*y,a_x*y.b,c" {
+	if got := strings.Join(c.Metrics("d"), ","); got != "a_x:2Ay,a_x:2Ay.b,c" {
 		t.Fatalf("metrics %q", got)
 	}
 	r := c.domains["d"].rules[1]
@@ -116,4 +116,23 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("nil config without error")
 		}
 	})
+}
+
+func TestMetricName(t *testing.T) {
+	tests := []struct{ path, want string }{
+		{"key1", "key1"},
+		{"key1_value1.key2", "key1_value1.key2"},
+		{"path_/api/*", "path_:2Fapi:2F:2A"},
+		{"a:b", "a:3Ab"},
+		{"a b\xff", "a:20b:FF"},
+	}
+	for _, tc := range tests {
+		if got := MetricName(tc.path); got != tc.want {
+			t.Errorf("MetricName(%q) = %q, want %q", tc.path, got, tc.want)
+		}
+	}
+	a, b := MetricName(strings.Repeat("/", 200)+"a"), MetricName(strings.Repeat("/", 200)+"b")
+	if len(a) != MaxMetricBytes || len(b) != MaxMetricBytes || a == b {
+		t.Fatalf("long names %q, %q: want %d bytes each and different", a, b, MaxMetricBytes)
+	}
 }

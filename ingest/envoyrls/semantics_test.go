@@ -301,7 +301,7 @@ func TestEvents(t *testing.T) {
 		{event.KindAuthrep, "a%20b%2Fc", "user", 5, "", "gw", "sem", "eu", "n1"},
 		{event.KindDenied, "a%20b%2Fc", "", 0, "limits_exceeded", "gw", "sem", "eu", "n1"},
 		{event.KindAuthrep, "u1", "tier_free.user", 2, "", "gw", "sem", "eu", "n1"},
-		{event.KindAuthrep, "~", "path_/api/admin", 1, "", "gw", "sem", "eu", "n1"},
+		{event.KindAuthrep, "~", "path_:2Fapi:2Fadmin", 1, "", "gw", "sem", "eu", "n1"},
 		{event.KindAuthrep, "~", "user_vip", 1, "", "gw", "sem", "eu", "n1"},
 	}
 	got := h.sink.Events()

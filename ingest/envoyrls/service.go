@@ -438,7 +438,7 @@ func (s *Service) emit(st *callState, ds *domainState, kind event.Kind, dom, app
 	if kind == event.KindDenied {
 		reason = "limits_exceeded"
 	} else {
-		u = append(u, event.Usage{Metric: r.path, Value: hits})
+		u = append(u, event.Usage{Metric: r.metric, Value: hits})
 	}
 	*ev = event.Event{ID: s.ids.Next(), Kind: kind, TS: ms, Received: ms, TenantID: s.tenant, ServiceID: dom,
 		AppID: app, Usage: u, Reason: reason, Region: s.region, Node: s.node}
