@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/cluster"
 	"github.com/sluice-dev/sluice/ingest/configlog"
 	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
+	"github.com/sluice-dev/sluice/ingest/envoyrls"
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/ingest/restore"
@@ -76,6 +77,8 @@ type nodeConfig struct {
 	Advertise        string
 	HandoffTimeout   time.Duration
 	OwnerUnreachable cluster.Policy
+	// Envoy is the Envoy rate limit service (off without --envoy-config).
+	Envoy envoyConfig
 }
 
 // Where the configuration change log lives.
@@ -298,7 +301,11 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		Status:  node.AppendStatus,
 	})
 	adm := admin.New(proj, log.With("role", "admin"), 0)
-	srv := smapi.NewServer(route(api, adm), smapi.ServerOptions{Logger: log, OnFailure: routeFailure})
+	envoy, err := startEnvoy(cfg, lim, producer, clock.Now, ids, reg, proj, errc, cleanups, log)
+	if err != nil {
+		return err
+	}
+	srv := smapi.NewServer(route(api, adm, envoy), smapi.ServerOptions{Logger: log, OnFailure: routeFailure})
 	ln, err := cfg.TLS.listen(cfg.Listen)
 	if err != nil {
 		return err
@@ -476,14 +483,17 @@ func endOffsets(ctx context.Context, cfg nodeConfig) (map[int32]int64, error) {
 }
 
 // route sends /admin and everything under it to the admin API, /health to
-// a liveness answer and /openapi.json to the admin API's OpenAPI document;
-// everything else is the Service Management API (which also serves /metrics).
-func route(api *smapi.Server, adm *admin.API) fasthttp.RequestHandler {
+// a liveness answer, /openapi.json to the admin API's OpenAPI document and,
+// with an Envoy rate limit service, /json to it; everything else is the
+// Service Management API (which also serves /metrics).
+func route(api *smapi.Server, adm *admin.API, envoy *envoyrls.Service) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		path := ctx.Path()
 		switch {
 		case admin.Owns(path):
 			adm.Handler(ctx)
+		case envoy != nil && string(path) == envoyrls.JSONPath:
+			envoy.ServeJSON(ctx)
 		case string(path) == "/health":
 			serveHealth(ctx)
 		case string(path) == admin.OpenAPIPath:

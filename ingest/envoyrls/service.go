@@ -70,6 +70,10 @@ type Options struct {
 	Headers bool
 	// Logger reports configuration loads. Default slog.Default().
 	Logger *slog.Logger
+	// OnLoad, if set, is called with every configuration Reload puts in
+	// force, after it is in force (the node declares the domains in the
+	// catalog with it).
+	OnLoad func(*Config)
 }
 
 // Service answers Envoy's RateLimitService (gRPC) and Envoy ratelimit's
@@ -89,6 +93,7 @@ type Service struct {
 	maxVals int
 	headers bool
 	log     *slog.Logger
+	onLoad  func(*Config)
 
 	cfg atomic.Pointer[Config]
 
@@ -116,7 +121,7 @@ func New(o Options) *Service {
 		panic("envoyrls: Options.Limiter is required")
 	}
 	s := &Service{lim: o.Limiter, sink: o.Sink, tenant: o.Tenant, clock: o.Clock, region: o.Region, node: o.Node,
-		ids: o.IDs, reg: o.Metrics, maxVals: o.MaxValues, headers: o.Headers, log: o.Logger}
+		ids: o.IDs, reg: o.Metrics, maxVals: o.MaxValues, headers: o.Headers, log: o.Logger, onLoad: o.OnLoad}
 	if s.tenant == "" {
 		s.tenant = "envoy"
 	}

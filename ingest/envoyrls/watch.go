@@ -20,6 +20,9 @@ func (s *Service) Reload(dir string) error {
 	s.SetConfig(c)
 	s.loadsOK.Inc()
 	s.log.Info("envoy ratelimit config loaded", "dir", dir, "files", len(c.Files), "domains", c.Domains())
+	if s.onLoad != nil {
+		s.onLoad(c)
+	}
 	return nil
 }
 

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlpb "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/sluice-dev/sluice/ingest/event"
+)
+
+// TestEnvoyRateLimitService starts an API node with --envoy-config and
+// checks the wiring end to end: ShouldRateLimit over gRPC on
+// --grpc-listen, POST /json on --listen, the per-domain /metrics, the
+// usage events on the usage topic, and the domain declared as a service of
+// --envoy-tenant in the catalog.
+func TestEnvoyRateLimitService(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a process")
+	}
+	brokers := startKfake(t, kfake.SeedTopics(2, event.Topic))
+	cfgFile := writeConfig(t, `tenants:
+  - id: gw
+    admin_token: adm-envoy-test
+`)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "d.yaml"), []byte("domain: d\ndescriptors:\n  - key: user\n    rate_limit: {unit: minute, requests_per_unit: 2}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	api, grpcAddr := freeAddr(t), freeAddr(t)
+	startServe(t, "serve", "--roles", "api", "--kafka", brokers, "--listen", api, "--data-dir", t.TempDir(), "--config", cfgFile,
+		"--node", "e1", "--envoy-config", dir, "--grpc-listen", grpcAddr, "--envoy-tenant", "gw", "--envoy-headers")
+	waitReady(t, api)
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := rlpb.NewRateLimitServiceClient(conn)
+	req := &rlpb.RateLimitRequest{Domain: "d", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "user", Value: "u1"}}}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, want := range []rlpb.RateLimitResponse_Code{rlpb.RateLimitResponse_OK, rlpb.RateLimitResponse_OK, rlpb.RateLimitResponse_OVER_LIMIT} {
+		resp, err := c.ShouldRateLimit(ctx, req)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if resp.OverallCode != want || len(resp.ResponseHeadersToAdd) != 3 {
+			t.Fatalf("call %d: %v, want %v with three x-ratelimit headers", i, resp, want)
+		}
+	}
+
+	resp, err := http.Post("http://"+api+"/json", "application/json",
+		strings.NewReader(`{"domain":"d","descriptors":[{"entries":[{"key":"user","value":"u2"}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"overallCode":"OK"`) {
+		t.Fatalf("POST /json: %d %s", resp.StatusCode, body)
+	}
+
+	_, metricsText := get(t, "http://"+api+"/metrics")
+	for _, want := range []string{`sluice_envoy_calls_total{domain="d"} 4`, `sluice_envoy_over_limit_total{domain="d"} 1`, `sluice_envoy_active_values{domain="d"} 2`} {
+		if !strings.Contains(metricsText, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	// The usage events: three authreps (u1, u1, u2) and one denial.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.ConsumeTopics(event.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var got []string
+	for len(got) < 4 && ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			var e event.Event
+			if err := event.Decode(r.Value, &e); err != nil {
+				t.Fatal(err)
+			}
+			kind := map[event.Kind]string{event.KindAuthrep: "authrep", event.KindDenied: "denied"}[e.Kind]
+			s := e.TenantID + "/" + e.ServiceID + "/" + e.AppID + "/" + kind
+			if len(e.Usage) == 1 {
+				s += "/" + e.Usage[0].Metric
+			}
+			got = append(got, s)
+		})
+	}
+	if strings.Join(got, " ") != "gw/d/u1/authrep/user gw/d/u1/authrep/user gw/d/u1/denied gw/d/u2/authrep/user" {
+		t.Fatalf("events %q", got)
+	}
+
+	// The domain is a service of the tenant, with its metric.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := http.NewRequest("GET", "http://"+api+"/admin/api/v1/services/d", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("Authorization", "Bearer adm-envoy-test")
+		resp, err := http.DefaultClient.Do(r)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && strings.Contains(string(b), `"user"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("service d of tenant gw: %d %s", resp.StatusCode, b)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
