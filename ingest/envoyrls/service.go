@@ -95,7 +95,8 @@ type Service struct {
 	log     *slog.Logger
 	onLoad  func(*Config)
 
-	cfg atomic.Pointer[Config]
+	cfg     atomic.Pointer[Config]
+	lastSum atomic.Uint64 // sumFiles of the files the last Reload read
 
 	mu      sync.Mutex
 	domains atomic.Pointer[map[string]*domainState] // copy on write under mu
@@ -201,7 +202,6 @@ func (s *Service) Sweep() {
 // callState is one call's scratch, pooled.
 type callState struct {
 	entries [MaxEntries]Entry
-	m       match
 	id, ov  []byte
 	buf     []byte
 	usage   [1]limiter.Usage

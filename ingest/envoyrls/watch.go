@@ -11,7 +11,12 @@ import (
 // force; otherwise it reports the error and keeps the configuration in
 // force (as Envoy ratelimit does). It returns the load's error.
 func (s *Service) Reload(dir string) error {
-	c, err := Load(dir)
+	files, err := ReadDir(dir)
+	var c *Config
+	if err == nil {
+		s.lastSum.Store(sumFiles(files))
+		c, err = Parse(files)
+	}
 	if err != nil {
 		s.loadsFailed.Inc()
 		s.log.Error("envoy ratelimit config: load failed, previous configuration kept", "dir", dir, "err", err)
@@ -37,7 +42,6 @@ func (s *Service) Watch(ctx context.Context, dir string, interval time.Duration)
 	if interval <= 0 {
 		interval = time.Second
 	}
-	last, _ := dirSum(dir)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -46,21 +50,18 @@ func (s *Service) Watch(ctx context.Context, dir string, interval time.Duration)
 			return
 		case <-t.C:
 		}
-		sum, err := dirSum(dir)
-		if err == nil && sum == last {
+		// Compared with the files the last Reload read, so that a change
+		// made before Watch started is not missed.
+		files, err := ReadDir(dir)
+		if err == nil && sumFiles(files) == s.lastSum.Load() {
 			continue
 		}
-		last = sum
 		_ = s.Reload(dir) // Reload reports its own failure
 	}
 }
 
-// dirSum is a hash of the directory's *.yaml names and contents.
-func dirSum(dir string) (uint64, error) {
-	files, err := ReadDir(dir)
-	if err != nil {
-		return 0, err
-	}
+// sumFiles is a hash of the files' names and contents.
+func sumFiles(files []File) uint64 {
 	h := xxhash.New()
 	for _, f := range files {
 		_, _ = h.WriteString(f.Name)
@@ -68,5 +69,5 @@ func dirSum(dir string) (uint64, error) {
 		_, _ = h.Write(f.Data)
 		_, _ = h.Write([]byte{0})
 	}
-	return h.Sum64(), nil
+	return h.Sum64()
 }
