@@ -11,9 +11,16 @@
 // error) are counted and reported; OVER_LIMIT answers are counted apart
 // (configure a limit the run never reaches to measure admitted calls).
 //
+// With -pids, it also reads the user+system CPU time those processes (the
+// server, and for Envoy ratelimit its Redis) spent during the measurement
+// from /proc and prints it per call: on a shared machine, where the
+// generator and other work take CPU from the server, CPU per call compares
+// the servers' cost where throughput alone would compare their share of
+// the machine.
+//
 // Usage:
 //
-//	go run ./bench/envoyrls -addr 127.0.0.1:8081 [-c 64] [-conns 4] [-d 10s] [-warmup 2s] [-domain bench] [-key app] [-values 1] [-name sluice]
+//	go run ./bench/envoyrls -addr 127.0.0.1:8081 [-c 64] [-conns 4] [-d 10s] [-warmup 2s] [-domain bench] [-key app] [-values 1] [-name sluice] [-pids PID,...]
 package main
 
 import (
@@ -24,6 +31,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,7 +52,19 @@ func main() {
 	key := flag.String("key", "app", "descriptor entry key")
 	values := flag.Int("values", 1, "distinct descriptor values, cycled")
 	name := flag.String("name", "", "label of the table row (default: -addr)")
+	pidList := flag.String("pids", "", "comma-separated PIDs whose CPU time per call to report (Linux)")
 	flag.Parse()
+	var pids []int
+	for _, f := range strings.Split(*pidList, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := strconv.Atoi(f)
+		if err != nil {
+			log.Fatalf("-pids: %v", err)
+		}
+		pids = append(pids, p)
+	}
 	if *conc <= 0 || *conns <= 0 || *values <= 0 || *dur <= 0 {
 		log.Fatal("-c, -conns, -values and -d must be positive")
 	}
@@ -110,11 +130,13 @@ func main() {
 		}()
 	}
 	time.Sleep(*warm)
+	cpu0 := cpuTicks(pids)
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(*dur)
 	measuring.Store(false)
 	elapsed := time.Since(start)
+	cpu1 := cpuTicks(pids)
 	stop.Store(true)
 	wg.Wait()
 
@@ -126,6 +148,34 @@ func main() {
 		d := all[min(len(all)-1, int(float64(len(all))*p))]
 		return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 2, 64)
 	}
-	fmt.Fprintf(os.Stdout, "| %s | %d | %d | %.0f | %s | %s | %s | %d | %d |\n", *name, *conc, *conns,
-		float64(len(all))/elapsed.Seconds(), pct(0.50), pct(0.99), pct(0.999), errs.Load(), over.Load())
+	cpu := "-"
+	if len(pids) > 0 && len(all) > 0 {
+		// Clock ticks are 1/100 s on Linux (USER_HZ).
+		cpu = strconv.FormatFloat(float64(cpu1-cpu0)*1e4/float64(len(all)), 'f', 1, 64)
+	}
+	fmt.Fprintf(os.Stdout, "| %s | %d | %d | %.0f | %s | %s | %s | %s | %d | %d |\n", *name, *conc, *conns,
+		float64(len(all))/elapsed.Seconds(), pct(0.50), pct(0.99), pct(0.999), cpu, errs.Load(), over.Load())
+}
+
+// cpuTicks sums utime and stime (fields 14 and 15 of /proc/PID/stat, in
+// clock ticks) over pids.
+func cpuTicks(pids []int) int64 {
+	var total int64
+	for _, p := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
+		if err != nil {
+			log.Fatalf("-pids: %v", err)
+		}
+		// The command name (field 2) may hold spaces: count from its ')'.
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		for _, i := range []int{11, 12} { // utime, stime: fields 14 and 15
+			v, err := strconv.ParseInt(fields[i], 10, 64)
+			if err != nil {
+				log.Fatalf("-pids: /proc/%d/stat: %v", p, err)
+			}
+			total += v
+		}
+	}
+	return total
 }
