@@ -3,6 +3,7 @@ package envoyrls
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -114,5 +115,52 @@ func TestReloadWhileCallsFlow(t *testing.T) {
 	// flow2's probe counted across reloads: its counter survived them.
 	if rem := h.call(t, request("flow2", [][][2]string{{{"k", "probe"}}}, 1)).Statuses[0].LimitRemaining; rem >= 7-3 {
 		t.Fatalf("flow2 probe remaining %d: counters did not carry over reloads", rem)
+	}
+}
+
+// TestWatchUnreadableDirectory: a directory that disappears is reported
+// once, the configuration in force stays, and the directory's return is
+// loaded.
+func TestWatchUnreadableDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "conf")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "a.yaml"), flowYAML("flow", 10))
+	h := newHarness(t, Options{})
+	h.load(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.svc.Watch(ctx, dir, 2*time.Millisecond)
+
+	// Renamed away at once (removing the files first would be a valid,
+	// empty configuration).
+	if err := os.Rename(dir, dir+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for h.metric(t, `sluice_envoy_config_loads_total{result="error"}`) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the missing directory was not reported")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // many intervals
+	if got := h.metric(t, `sluice_envoy_config_loads_total{result="error"}`); got != 1 {
+		t.Fatalf("the missing directory was reported %v times, want once", got)
+	}
+	if got := h.call(t, request("flow", [][][2]string{{{"k", "x"}}}, 1)).Statuses[0].GetCurrentLimit().GetRequestsPerUnit(); got != 10 {
+		t.Fatalf("limit %d while the directory is missing, want the previous 10", got)
+	}
+
+	writeFile(t, filepath.Join(dir+".gone", "a.yaml"), flowYAML("flow", 20))
+	if err := os.Rename(dir+".gone", dir); err != nil {
+		t.Fatal(err)
+	}
+	for h.call(t, request("flow", [][][2]string{{{"k", "x"}}}, 1)).Statuses[0].GetCurrentLimit().GetRequestsPerUnit() != 20 {
+		if time.Now().After(deadline) {
+			t.Fatal("the directory's return was not loaded")
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }

@@ -37,13 +37,15 @@ func (s *Service) Reload(dir string) error {
 // editor's rename over the file, is never missed; a directory within
 // MaxFiles of small files costs little to read once a second. A change
 // that fails to load is reported once and retried only when the files
-// change again.
+// change again; a directory that cannot be read is reported once per
+// distinct error, and loaded again once it can be.
 func (s *Service) Watch(ctx context.Context, dir string, interval time.Duration) {
 	if interval <= 0 {
 		interval = time.Second
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	lastErr := ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -56,7 +58,13 @@ func (s *Service) Watch(ctx context.Context, dir string, interval time.Duration)
 		if err == nil && sumFiles(files) == s.lastSum.Load() {
 			continue
 		}
-		_ = s.Reload(dir) // Reload reports its own failure
+		if err != nil && err.Error() == lastErr {
+			continue // reported already
+		}
+		lastErr = ""
+		if err := s.Reload(dir); err != nil { // Reload reports its own failure
+			lastErr = err.Error()
+		}
 	}
 }
 
