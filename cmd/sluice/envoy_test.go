@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net/http"
 	"os"
@@ -15,9 +16,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/internal/tlsconf/tlstest"
 )
 
 // TestEnvoyRateLimitService starts an API node with --envoy-config and
@@ -127,5 +130,51 @@ func TestEnvoyRateLimitService(t *testing.T) {
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEnvoyRateLimitServiceTLS: with --tls-cert the gRPC listener serves
+// TLS only, with the listeners' certificate.
+func TestEnvoyRateLimitServiceTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a process")
+	}
+	certs := tlstest.New(t)
+	brokers := startKfake(t, kfake.SeedTopics(2, event.Topic))
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "d.yaml"), []byte("domain: d\ndescriptors:\n  - key: user\n    rate_limit: {unit: minute, requests_per_unit: 2}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	api, grpcAddr := freeAddr(t), freeAddr(t)
+	errs := startServe(t, "serve", "--roles", "api", "--kafka", brokers, "--listen", api, "--data-dir", t.TempDir(),
+		"--node", "e2", "--envoy-config", dir, "--grpc-listen", grpcAddr, "--tls-cert", certs.ServerCert, "--tls-key", certs.ServerKey)
+	req := &rlpb.RateLimitRequest{Domain: "d", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "user", Value: "u1"}}}}}
+	call := func(creds grpc.DialOption) (*rlpb.RateLimitResponse, error) {
+		conn, err := grpc.NewClient(grpcAddr, creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return rlpb.NewRateLimitServiceClient(conn).ShouldRateLimit(ctx, req)
+	}
+	secure := grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: certs.Pool}))
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := call(secure)
+		if err == nil {
+			if resp.OverallCode != rlpb.RateLimitResponse_OK || resp.Statuses[0].CurrentLimit.GetRequestsPerUnit() != 2 {
+				t.Fatalf("answer over TLS: %v", resp)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer over TLS within 60s (last: %v); log:\n%s", err, errs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := call(grpc.WithTransportCredentials(insecure.NewCredentials())); err == nil {
+		t.Fatal("a plaintext call was answered by the TLS listener")
 	}
 }
