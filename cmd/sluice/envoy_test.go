@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sluice-dev/sluice/ingest/event"
+	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
 	"github.com/sluice-dev/sluice/internal/tlsconf/tlstest"
 )
 
@@ -176,5 +177,82 @@ func TestEnvoyRateLimitServiceTLS(t *testing.T) {
 	}
 	if _, err := call(grpc.WithTransportCredentials(insecure.NewCredentials())); err == nil {
 		t.Fatal("a plaintext call was answered by the TLS listener")
+	}
+}
+
+// TestEnvoyUsageInQueryAPI: Envoy calls' usage is rolled up and read back
+// through the query API as service = domain, metric = descriptor path,
+// application = value.
+func TestEnvoyUsageInQueryAPI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts ClickHouse and a process")
+	}
+	ch, _ := chtest.Start(t)
+	brokers := startKfake(t, kfake.SeedTopics(2, event.Topic))
+	cfgFile := writeConfig(t, `tenants:
+  - id: gw
+    admin_token: adm-envoy-query
+    query_tokens: [q-envoy-query]
+`)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "d.yaml"), []byte("domain: d\ndescriptors:\n  - key: user\n    rate_limit: {unit: hour, requests_per_unit: 100}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	api, qry, grpcAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	startServe(t, "serve", "--roles", "api,rollup,query", "--kafka", brokers, "--clickhouse", ch.Addr(), "--listen", api,
+		"--query-listen", qry, "--data-dir", t.TempDir(), "--config", cfgFile, "--node", "e3",
+		"--envoy-config", dir, "--grpc-listen", grpcAddr, "--envoy-tenant", "gw")
+	waitReady(t, api)
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := rlpb.NewRateLimitServiceClient(conn)
+	for _, call := range []struct {
+		user string
+		hits uint32
+	}{{"u1", 3}, {"u2", 1}, {"u1", 2}} {
+		req := &rlpb.RateLimitRequest{Domain: "d", HitsAddend: call.hits, Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "user", Value: call.user}}}}}
+		if resp, err := c.ShouldRateLimit(context.Background(), req); err != nil || resp.OverallCode != rlpb.RateLimitResponse_OK {
+			t.Fatalf("ShouldRateLimit: %v %v", resp, err)
+		}
+	}
+
+	query := func(path string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+qry+path, nil)
+		req.Header.Set("Authorization", "Bearer q-envoy-query")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body := query("/api/v1/usage?service_id=d&metric=user&app_id=u1&granularity=total")
+		if code == 200 && strings.Contains(body, `"total":5`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("usage of u1: %d %s", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for {
+		code, body := query("/api/v1/top?service_id=d&metric=user")
+		if code == 200 && strings.Contains(body, `"u1"`) && strings.Contains(body, `"u2"`) {
+			if strings.Index(body, `"u1"`) > strings.Index(body, `"u2"`) {
+				t.Fatalf("top: u1 (5) after u2 (1): %s", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("top: %d %s", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
