@@ -102,7 +102,7 @@ type Service struct {
 	domains atomic.Pointer[map[string]*domainState] // copy on write under mu
 
 	loadsOK, loadsFailed *metrics.Counter
-	noConfig             *metrics.Counter
+	noConfig             *metrics.Counter // calls answered Unavailable
 
 	pool sync.Pool // *callState
 }
@@ -413,6 +413,9 @@ func (s *Service) decide(req *rlpb.RateLimitRequest) (*rlpb.RateLimitResponse, e
 		}
 	}
 	if sinkErr != nil {
+		// The hits are counted (limits err on the strict side until the
+		// window closes), as the Service Management API does in this case.
+		s.noConfig.Inc()
 		return nil, status.Error(codes.Unavailable, "usage events cannot be recorded right now, retry later")
 	}
 	if failed > 0 || (quotaTotal > 0 && quotaFailed == quotaTotal) {
