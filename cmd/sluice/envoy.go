@@ -103,15 +103,7 @@ func startEnvoy(cfg nodeConfig, lim *limiter.Limiter, sink envoyrls.EventSink, c
 			errc <- fmt.Errorf("serve %s: %w", ec.Listen, err)
 		}
 	}()
-	*cleanups = append(*cleanups, func() {
-		done := make(chan struct{})
-		go func() { g.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			g.Stop()
-		}
-	})
+	*cleanups = append(*cleanups, func() { g.Drain(10 * time.Second) })
 	go svc.Watch(ctx, ec.Dir, time.Second)
 	go func() {
 		t := time.NewTicker(5 * time.Second)
@@ -126,6 +118,6 @@ func startEnvoy(cfg nodeConfig, lim *limiter.Limiter, sink envoyrls.EventSink, c
 		}
 	}()
 	log.Info("envoy rate limit service listening", "addr", ln.Addr().String(), "tls", cfg.TLS.on(), "config", ec.Dir, "tenant", ec.Tenant,
-		"endpoints", "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit, POST "+envoyrls.JSONPath+" on --listen")
+		"endpoints", "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit, grpc.health.v1.Health, POST "+envoyrls.JSONPath+" on --listen")
 	return svc, nil
 }

@@ -40,6 +40,7 @@ type harness struct {
 	clock  *fakeClock
 	reg    *metrics.Registry
 	sink   *event.MemorySink
+	conn   *grpc.ClientConn
 }
 
 // start0 is a quarter past the start of a UTC day: far from every window's
@@ -66,13 +67,14 @@ func newHarness(t testing.TB, o Options) *harness {
 	}
 	g := NewGRPCServer(h.svc)
 	go func() { _ = g.Serve(ln) }()
-	t.Cleanup(g.Stop)
+	t.Cleanup(func() { g.Drain(time.Second) })
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	h.client = rlpb.NewRateLimitServiceClient(conn)
+	h.conn = conn
 	return h
 }
 

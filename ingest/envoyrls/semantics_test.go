@@ -12,6 +12,7 @@ import (
 	rlpb "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -386,5 +387,19 @@ func TestAppID(t *testing.T) {
 	a, b := appID([]Entry{{"k", long + "a"}}, &m), appID([]Entry{{"k", long + "b"}}, &m)
 	if len(a) != MaxAppIDBytes || len(b) != MaxAppIDBytes || a == b {
 		t.Fatalf("long ids %q and %q: want %d bytes each and different", a, b, MaxAppIDBytes)
+	}
+}
+
+func TestHealthService(t *testing.T) {
+	h := newHarness(t, Options{})
+	hc := healthpb.NewHealthClient(h.conn)
+	for _, svc := range []string{"", HealthService} {
+		resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health of %q: %v %v, want SERVING", svc, resp, err)
+		}
+	}
+	if _, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "other"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("health of an unknown service: %v, want NotFound", err)
 	}
 }
