@@ -1,7 +1,8 @@
 // Package envoyrls answers Envoy's global rate limit protocol: the gRPC
 // service envoy.service.ratelimit.v3.RateLimitService (ShouldRateLimit),
 // which Envoy, Istio and every Envoy-based gateway call, and Envoy
-// ratelimit's HTTP form of it, POST /json. Its configuration is Envoy
+// ratelimit's HTTP form of it, POST /json, with the standard gRPC health
+// service beside it (NewGRPCServer). Its configuration is Envoy
 // ratelimit's own YAML files, unchanged; its counters are Sluice's limiter;
 // every call's usage is a Sluice usage event.
 //
