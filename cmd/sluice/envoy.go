@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/configlog"
 	"github.com/sluice-dev/sluice/ingest/envoyrls"
 	"github.com/sluice-dev/sluice/ingest/event"
@@ -85,6 +86,9 @@ func startEnvoy(cfg nodeConfig, lim *limiter.Limiter, sink envoyrls.EventSink, c
 	if err := svc.Reload(ec.Dir); err != nil {
 		return nil, fmt.Errorf("--envoy-config: %w", err)
 	}
+	if err := restoreEnvoy(cfg, svc, clock(), log); err != nil {
+		return nil, err
+	}
 	var opts []grpc.ServerOption
 	if cfg.TLS.on() {
 		tc, err := tlsconf.Server(cfg.TLS.CertFile, cfg.TLS.KeyFile)
@@ -120,4 +124,29 @@ func startEnvoy(cfg nodeConfig, lim *limiter.Limiter, sink envoyrls.EventSink, c
 	log.Info("envoy rate limit service listening", "addr", ln.Addr().String(), "tls", cfg.TLS.on(), "config", ec.Dir, "tenant", ec.Tenant,
 		"endpoints", "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit, grpc.health.v1.Health, POST "+envoyrls.JSONPath+" on --listen")
 	return svc, nil
+}
+
+// restoreEnvoy seeds the Envoy domains' counters from the rollups' sums of
+// the open calendar windows, before the gRPC listener opens. Without
+// --clickhouse they start empty.
+func restoreEnvoy(cfg nodeConfig, svc *envoyrls.Service, now time.Time, log *slog.Logger) error {
+	if cfg.CH.Addr == "" {
+		log.Warn("no --clickhouse: envoy counters start empty (not restored)")
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	conn, err := chschema.Connect(ctx, cfg.CH)
+	if err != nil {
+		return fmt.Errorf("restore envoy counters: %w", err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	win, err := chschema.OpenWindowSums(ctx, conn, cfg.Database, now)
+	if err != nil {
+		return fmt.Errorf("restore envoy counters: %w", err)
+	}
+	seeded, skipped := svc.Restore(win.Sums, now)
+	log.Info("envoy counters restored", "seeded", seeded, "skipped", skipped, "took", time.Since(start))
+	return nil
 }

@@ -182,7 +182,7 @@ func TestEnvoyRateLimitServiceTLS(t *testing.T) {
 
 // TestEnvoyUsageInQueryAPI: Envoy calls' usage is rolled up and read back
 // through the query API as service = domain, metric = descriptor path,
-// application = value.
+// application = value; after a restart the counters are restored from it.
 func TestEnvoyUsageInQueryAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts ClickHouse and a process")
@@ -199,9 +199,10 @@ func TestEnvoyUsageInQueryAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	api, qry, grpcAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	startServe(t, "serve", "--roles", "api,rollup,query", "--kafka", brokers, "--clickhouse", ch.Addr(), "--listen", api,
+	args := []string{"serve", "--roles", "api,rollup,query", "--kafka", brokers, "--clickhouse", ch.Addr(), "--listen", api,
 		"--query-listen", qry, "--data-dir", t.TempDir(), "--config", cfgFile, "--node", "e3",
-		"--envoy-config", dir, "--grpc-listen", grpcAddr, "--envoy-tenant", "gw")
+		"--envoy-config", dir, "--grpc-listen", grpcAddr, "--envoy-tenant", "gw"}
+	node := startProcess(t, "node", args...)
 	waitReady(t, api)
 
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -254,5 +255,27 @@ func TestEnvoyUsageInQueryAPI(t *testing.T) {
 			t.Fatalf("top: %d %s", code, body)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Restarted, the node restores u1's 5 hits of the hour: 95 more fit,
+	// then nothing.
+	node.stop(30 * time.Second)
+	startProcess(t, "restarted", args...)
+	waitReady(t, api)
+	conn2, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	c2 := rlpb.NewRateLimitServiceClient(conn2)
+	for _, step := range []struct {
+		hits uint32
+		want rlpb.RateLimitResponse_Code
+	}{{95, rlpb.RateLimitResponse_OK}, {1, rlpb.RateLimitResponse_OVER_LIMIT}} {
+		req := &rlpb.RateLimitRequest{Domain: "d", HitsAddend: step.hits, Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "user", Value: "u1"}}}}}
+		resp, err := c2.ShouldRateLimit(context.Background(), req)
+		if err != nil || resp.OverallCode != step.want {
+			t.Fatalf("after the restart, %d hits: %v %v, want %v", step.hits, resp, err, step.want)
+		}
 	}
 }

@@ -80,6 +80,17 @@ type rule struct {
 	detailed  bool
 	name      string
 	replaces  []string
+	// levels says, per entry of the descriptors that reach this rule, how
+	// the configuration matches it: what Restore needs to turn an
+	// application id back into the counter's identity.
+	levels []level
+}
+
+// level is one entry of the path to a rule: fixed (key and value), a
+// wildcard value (shared: by its pattern), or the key alone.
+type level struct {
+	kind    byte // 'f' fixed, 'w' wildcard, 'k' key alone
+	pattern string
 }
 
 // unitSpec is a rate_limit's unit: Envoy's enum for the response and the
@@ -248,7 +259,7 @@ func Parse(files []File) (*Config, error) {
 			return nil, fmt.Errorf("%w: %s: duplicate domain %q in config file", ErrConfig, f.Name, root.Domain)
 		}
 		d := &domain{name: root.Domain}
-		if err := d.load(&d.root, "", root.Descriptors, 1); err != nil {
+		if err := d.load(&d.root, "", nil, root.Descriptors, 1); err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrConfig, f.Name, err)
 		}
 		c.domains[root.Domain] = d
@@ -257,8 +268,9 @@ func Parse(files []File) (*Config, error) {
 	return c, nil
 }
 
-// load adds descs below n; prefix is n's path ("" at the domain).
-func (d *domain) load(n *node, prefix string, descs []yamlDescriptor, depth int) error {
+// load adds descs below n; prefix is n's path ("" at the domain), levels
+// the entries that lead to it.
+func (d *domain) load(n *node, prefix string, levels []level, descs []yamlDescriptor, depth int) error {
 	if len(descs) > 0 && depth > MaxDepth {
 		return fmt.Errorf("descriptors nested deeper than %d levels under %q", MaxDepth, prefix)
 	}
@@ -289,8 +301,19 @@ func (d *domain) load(n *node, prefix string, descs []yamlDescriptor, depth int)
 		if hasStar {
 			n.wild = append(n.wild, wildEntry{key: k, parts: strings.Split(k, "*")})
 		}
+		lv := level{kind: 'f'}
+		switch {
+		case hasStar:
+			lv.kind = 'w'
+			if c.share {
+				lv.pattern = c.pattern
+			}
+		case y.Value == "":
+			lv.kind = 'k'
+		}
+		here := append(levels[:len(levels):len(levels)], lv)
 		if rl := y.RateLimit; rl != nil {
-			r := &rule{path: path, metric: MetricName(path), rpu: rl.RequestsPerUnit, unlimited: rl.Unlimited, shadow: y.ShadowMode,
+			r := &rule{path: path, metric: MetricName(path), levels: here, rpu: rl.RequestsPerUnit, unlimited: rl.Unlimited, shadow: y.ShadowMode,
 				quota: y.QuotaMode, detailed: y.DetailedMetric, name: rl.Name}
 			if rl.Unlimited {
 				if rl.Unit != "" {
@@ -320,7 +343,7 @@ func (d *domain) load(n *node, prefix string, descs []yamlDescriptor, depth int)
 			d.rules = append(d.rules, r)
 			c.rule = r
 		}
-		if err := d.load(c, path+".", y.Descriptors, depth+1); err != nil {
+		if err := d.load(c, path+".", here, y.Descriptors, depth+1); err != nil {
 			return err
 		}
 		n.children[k] = c

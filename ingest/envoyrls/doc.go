@@ -93,6 +93,8 @@
 // nodes × requests_per_unit (as with Envoy ratelimit's per-instance local
 // cache, but not its shared Redis). Point Envoy's rate limit cluster at
 // one API node where a limit must be exact.
-// Counters are not rebuilt after a restart: windows open at a restart
-// start from zero. The usage events are complete either way.
+// After a restart, Restore seeds the calendar windows (minute and longer)
+// from the rollups' sums, before the node serves: what the rollup had not
+// yet written (its lag, seconds) and second and sliding windows start from
+// zero. The usage events are complete either way.
 package envoyrls
