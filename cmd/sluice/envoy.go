@@ -150,3 +150,12 @@ func restoreEnvoy(cfg nodeConfig, svc *envoyrls.Service, now time.Time, log *slo
 	log.Info("envoy counters restored", "seeded", seeded, "skipped", skipped, "took", time.Since(start))
 	return nil
 }
+
+// envoyOther hands the cluster projection's events of Envoy domains to the
+// Envoy rate limit service (nil without one).
+func envoyOther(svc *envoyrls.Service) func(*event.Event) bool {
+	if svc == nil {
+		return nil
+	}
+	return svc.ApplyRemote
+}

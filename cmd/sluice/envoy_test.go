@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/internal/chlocal/chtest"
@@ -277,5 +278,60 @@ func TestEnvoyUsageInQueryAPI(t *testing.T) {
 		if err != nil || resp.OverallCode != step.want {
 			t.Fatalf("after the restart, %d hits: %v %v, want %v", step.hits, resp, err, step.want)
 		}
+	}
+}
+
+// TestEnvoyTwoNodes: usage one API node admits reaches the other node's
+// counters through the usage topic, so both converge on each limit.
+func TestEnvoyTwoNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	brokers := startKfake(t, kfake.SeedTopics(2, event.Topic))
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "d.yaml"), []byte("domain: d\ndescriptors:\n  - key: user\n    rate_limit: {unit: hour, requests_per_unit: 10}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var grpcAddrs []string
+	for _, n := range []string{"e4", "e5"} {
+		api, g := freeAddr(t), freeAddr(t)
+		startServe(t, "serve", "--roles", "api", "--kafka", brokers, "--listen", api, "--data-dir", t.TempDir(),
+			"--node", n, "--envoy-config", dir, "--grpc-listen", g)
+		waitReady(t, api)
+		grpcAddrs = append(grpcAddrs, g)
+	}
+	call := func(addr string, hits uint64) *rlpb.RateLimitResponse {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// The descriptor's own hits_addend, which may be zero (the
+		// request's zero means one).
+		req := &rlpb.RateLimitRequest{Domain: "d", Descriptors: []*ratelimitv3.RateLimitDescriptor{{HitsAddend: wrapperspb.UInt64(hits),
+			Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "user", Value: "u1"}}}}}
+		resp, err := rlpb.NewRateLimitServiceClient(conn).ShouldRateLimit(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := call(grpcAddrs[0], 7); r.OverallCode != rlpb.RateLimitResponse_OK {
+		t.Fatalf("7 hits on the first node: %v", r)
+	}
+	// The second node learns of them; a check with zero hits counts nothing.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := call(grpcAddrs[1], 0)
+		if r.Statuses[0].LimitRemaining == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second node still answers %v, want 3 remaining", r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := call(grpcAddrs[1], 4); r.OverallCode != rlpb.RateLimitResponse_OVER_LIMIT {
+		t.Fatalf("4 more hits on the second node: %v, want OVER_LIMIT", r)
 	}
 }

@@ -342,6 +342,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		Limiter:   lim,
 		Catalog:   proj.Store(),
 		Own:       ids.Prefix(),
+		Other:     envoyOther(envoy),
 		Logger:    log.With("role", "projection"),
 	})
 	if err != nil {

@@ -85,14 +85,15 @@
 //
 // # Cluster and restarts
 //
-// Counters live in the node's limiter. Envoy domains do not go through the
-// cluster's ownership and forwarding (those route catalog applications),
-// and other nodes' Envoy events are not applied to this node's counters:
-// with several API nodes behind one Envoy cluster each node enforces
-// each limit on the calls it receives, so the sum admitted can reach
-// nodes × requests_per_unit (as with Envoy ratelimit's per-instance local
-// cache, but not its shared Redis). Point Envoy's rate limit cluster at
-// one API node where a limit must be exact.
+// Counters live in the node's limiter, which decides every call it
+// receives (no ownership or forwarding: those route catalog applications).
+// ApplyRemote, fed by the cluster's projection of the usage topic, counts
+// the other API nodes' usage of Envoy domains too, so the nodes converge:
+// the bound is that of the catalog's "consistency: local" limits, at most
+// what the other nodes admit within one replication lag over
+// requests_per_unit. Point the gateway at one node where a limit must
+// never be passed.
+//
 // After a restart, Restore seeds the calendar windows (minute and longer)
 // from the rollups' sums, before the node serves: what the rollup had not
 // yet written (its lag, seconds) and second and sliding windows start from

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/limiter"
 )
 
@@ -149,4 +150,57 @@ func unhex(c byte) int {
 		return int(c-'A') + 10
 	}
 	return -1
+}
+
+// ApplyRemote counts another node's usage event of an Envoy domain in this
+// node's counters, at the event's time (windows already closed ignore it),
+// so that API nodes behind one gateway converge on each limit, as the
+// cluster's projection does for catalog applications. It reports whether
+// the event was one: an authrep of Options.Tenant, a configured domain and
+// a descriptor's metric whose application id turns back into values.
+// Events of this node must not be passed (they are counted already).
+func (s *Service) ApplyRemote(ev *event.Event) bool {
+	if ev.Kind != event.KindAuthrep || ev.TenantID != s.tenant || len(ev.Usage) != 1 {
+		return false
+	}
+	c := s.cfg.Load()
+	if c == nil {
+		return false
+	}
+	d, ds := c.domains[ev.ServiceID], (*s.domains.Load())[ev.ServiceID]
+	if d == nil || ds == nil || ev.Usage[0].Value < 0 {
+		return false
+	}
+	var r *rule
+	for _, x := range d.rules {
+		if x.metric == ev.Usage[0].Metric {
+			r = x
+			break
+		}
+	}
+	if r == nil {
+		return false
+	}
+	if r.unlimited {
+		return true // nothing to count
+	}
+	st := s.pool.Get().(*callState)
+	defer s.pool.Put(st)
+	now := s.clock()
+	st.ov = appendOverflowIdentity(st.ov[:0], r)
+	var key limiter.AppKey
+	if ev.AppID == overflowApp {
+		key, _ = ds.vals.getOverflow(st.ov, expiry(r.unit.period, now))
+	} else {
+		es, ok := valuesOf(r, ev.AppID, st.entries[:], &st.matches[0])
+		if !ok {
+			return false
+		}
+		st.id = appendIdentity(st.id[:0], r, es, &st.matches[0])
+		app := ev.AppID
+		key, _ = ds.vals.get(st.id, st.ov, func() string { return app }, r.unit.period, now)
+	}
+	st.limits[0] = limiter.Limit{Metric: 0, Period: r.unit.period, Max: int64(r.rpu)}
+	st.usage[0] = limiter.Usage{Metric: 0, Value: ev.Usage[0].Value}
+	return s.lim.Record(key, st.limits[:], nil, st.usage[:], true, time.UnixMilli(ev.TS)) == nil
 }

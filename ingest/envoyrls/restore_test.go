@@ -7,6 +7,7 @@ import (
 	rlpb "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/limiter"
 )
 
@@ -86,5 +87,50 @@ func TestUnescape(t *testing.T) {
 		if _, ok := unescape(bad); ok {
 			t.Errorf("unescape(%q) accepted", bad)
 		}
+	}
+}
+
+func TestApplyRemote(t *testing.T) {
+	h := newHarness(t, Options{Tenant: "gw"})
+	h.load(t, "testdata/semantics")
+	ts := start0.UnixMilli()
+	ev := func(kind event.Kind, tenant, svc, app, metric string, v int64, at int64) *event.Event {
+		e := &event.Event{Kind: kind, TS: at, Received: at, TenantID: tenant, ServiceID: svc, AppID: app}
+		if metric != "" {
+			e.Usage = []event.Usage{{Metric: metric, Value: v}}
+		}
+		return e
+	}
+	tests := []struct {
+		name string
+		ev   *event.Event
+		want bool
+	}{
+		{"authrep", ev(event.KindAuthrep, "gw", "sem", "alice", "user", 3, ts), true},
+		{"nested", ev(event.KindAuthrep, "gw", "sem", "u1", "tier_free.user", 3, ts), true},
+		{"unlimited", ev(event.KindAuthrep, "gw", "sem", "~", "user_vip", 3, ts), true},
+		{"an earlier window: ignored by the limiter", ev(event.KindAuthrep, "gw", "sem", "dave", "user", 5, ts-120_000), true},
+		{"denied", ev(event.KindDenied, "gw", "sem", "bob", "", 0, ts), false},
+		{"another tenant", ev(event.KindAuthrep, "acme", "sem", "bob", "user", 5, ts), false},
+		{"unknown domain", ev(event.KindAuthrep, "gw", "nope", "bob", "user", 5, ts), false},
+		{"unknown metric", ev(event.KindAuthrep, "gw", "sem", "bob", "nothing", 5, ts), false},
+		{"id of no values", ev(event.KindAuthrep, "gw", "sem", "a/b", "user", 5, ts), false},
+	}
+	for _, tc := range tests {
+		if got := h.svc.ApplyRemote(tc.ev); got != tc.want {
+			t.Errorf("%s: ApplyRemote = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		req  *rlpb.RateLimitRequest
+		want *rlpb.RateLimitResponse_DescriptorStatus
+	}{
+		{"alice: 3 remote + 1", one("sem", "user", "alice"), dstatus(ok, 5, perMin, 1, 60)},
+		{"nested: 3 remote + 1", request("sem", [][][2]string{{{"tier", "free"}, {"user", "u1"}}}, 0), dstatus(ok, 4, perMin, 0, 60)},
+		{"dave: the old window's usage does not count", one("sem", "user", "dave"), dstatus(ok, 5, perMin, 4, 60)},
+		{"bob: nothing applied", one("sem", "user", "bob"), dstatus(ok, 5, perMin, 4, 60)},
+	} {
+		wantResp(t, c.name, h.call(t, c.req), &rlpb.RateLimitResponse{OverallCode: c.want.Code, Statuses: st(c.want)})
 	}
 }
