@@ -1,6 +1,7 @@
 package envoyrls
 
 import (
+	"context"
 	"log/slog"
 	"strconv"
 	"testing"
@@ -39,3 +40,28 @@ func BenchmarkDecide(b *testing.B) {
 type discard struct{}
 
 func (discard) Append(*event.Event) error { return nil }
+
+// BenchmarkShouldRateLimitGRPC measures a call over gRPC on loopback,
+// client and server in this process (so ns/op is both sides' CPU when the
+// cores are busy), from GOMAXPROCS×8 callers over one connection.
+func BenchmarkShouldRateLimitGRPC(b *testing.B) {
+	lim := limiter.New(limiter.Options{})
+	h := newHarness(b, Options{Limiter: lim, Sink: discard{}})
+	c, err := Parse([]File{{Name: "b.yaml", Data: []byte("domain: bench\ndescriptors:\n  - key: app\n    rate_limit: {unit: minute, requests_per_unit: 1000000000}\n")}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h.svc.SetConfig(c)
+	req := request("bench", [][][2]string{{{"app", "v"}}}, 1)
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := h.client.ShouldRateLimit(context.Background(), req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
