@@ -1,6 +1,7 @@
 package envoyrls
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -134,5 +135,33 @@ func TestMetricName(t *testing.T) {
 	a, b := MetricName(strings.Repeat("/", 200)+"a"), MetricName(strings.Repeat("/", 200)+"b")
 	if len(a) != MaxMetricBytes || len(b) != MaxMetricBytes || a == b {
 		t.Fatalf("long names %q, %q: want %d bytes each and different", a, b, MaxMetricBytes)
+	}
+}
+
+// TestDocExample: the configuration example of docs/envoy-ratelimit.md
+// loads, with the metrics the document's examples name.
+func TestDocExample(t *testing.T) {
+	b, err := os.ReadFile("../../docs/envoy-ratelimit.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	i := strings.Index(doc, "```yaml\n")
+	j := strings.Index(doc[i+8:], "```")
+	if i < 0 || j < 0 {
+		t.Fatal("no yaml block in docs/envoy-ratelimit.md")
+	}
+	c, err := Parse([]File{{Name: "doc.yaml", Data: []byte(doc[i+8 : i+8+j])}})
+	if err != nil {
+		t.Fatalf("the document's example does not load: %v", err)
+	}
+	got := strings.Join(c.Metrics("api"), ",")
+	if got != "remote_address,path_:2Fsearch:2A,plan_free.user_id,user_id_admin" {
+		t.Fatalf("metrics %s", got)
+	}
+	for _, m := range []string{"plan_free.user_id", "path_:2Fsearch:2A"} {
+		if !strings.Contains(doc, "`"+m+"`") {
+			t.Errorf("the document does not name metric %s as the example gives it", m)
+		}
 	}
 }
