@@ -52,7 +52,8 @@
 // request's, else 1) are counted only if they fit under requests_per_unit,
 // so hits refused are never counted (Envoy ratelimit with Redis counts
 // them, so a refused large hits_addend keeps later calls out until the
-// window ends; here they pass again when they fit). Other descriptors of
+// window ends; here they pass again when they fit); zero hits are a check
+// that counts nothing and records no event. Other descriptors of
 // the same call are counted whatever this one's answer, as in Envoy
 // ratelimit by default. The overall code is OVER_LIMIT when a descriptor
 // not in shadow or quota mode is over, or every quota-mode descriptor is.

@@ -403,3 +403,22 @@ func TestHealthService(t *testing.T) {
 		t.Fatalf("health of an unknown service: %v, want NotFound", err)
 	}
 }
+
+// TestZeroHitsIsACheck: a descriptor's hits_addend of 0 checks the limit
+// without counting or recording anything, even against a limit of 0.
+func TestZeroHitsIsACheck(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.load(t, "testdata/reload")
+	zero := withHits(one("reload", "block", "x"), wrapperspb.UInt64(0))
+	wantResp(t, "zero hits on a limit of 0", h.call(t, zero), &rlpb.RateLimitResponse{OverallCode: ok, Statuses: st(dstatus(ok, 0, perSec, 0, 1))})
+	wantResp(t, "one hit on a limit of 0", h.call(t, one("reload", "block", "x")), &rlpb.RateLimitResponse{OverallCode: over, Statuses: st(dstatus(over, 0, perSec, 0, 1))})
+	check := withHits(one("reload", "one_per_minute", "x"), wrapperspb.UInt64(0))
+	for range 3 {
+		wantResp(t, "check", h.call(t, check), &rlpb.RateLimitResponse{OverallCode: ok, Statuses: st(dstatus(ok, 1, perMin, 1, 60))})
+	}
+	wantResp(t, "a hit", h.call(t, one("reload", "one_per_minute", "x")), &rlpb.RateLimitResponse{OverallCode: ok, Statuses: st(dstatus(ok, 1, perMin, 0, 60))})
+	wantResp(t, "check when spent", h.call(t, check), &rlpb.RateLimitResponse{OverallCode: ok, Statuses: st(dstatus(ok, 1, perMin, 0, 60))})
+	if n := h.sink.Len(); n != 2 {
+		t.Fatalf("%d events, want 2 (the denied hit and the admitted one)", n)
+	}
+}

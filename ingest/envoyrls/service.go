@@ -349,6 +349,9 @@ func (s *Service) decide(req *rlpb.RateLimitRequest) (*rlpb.RateLimitResponse, e
 		hits := st.hits[i]
 		if r.unlimited {
 			resp.Statuses[i] = &rlpb.RateLimitResponse_DescriptorStatus{Code: rlpb.RateLimitResponse_OK, LimitRemaining: math.MaxUint32}
+			if hits == 0 {
+				continue
+			}
 			if err := s.emit(st, ds, event.KindAuthrep, req.Domain, appID(es, m), r, hits, now); err != nil {
 				sinkErr = err
 			}
@@ -362,6 +365,12 @@ func (s *Service) decide(req *rlpb.RateLimitRequest) (*rlpb.RateLimitResponse, e
 		st.usage[0] = limiter.Usage{Metric: 0, Value: hits}
 		lr := &st.req
 		*lr = limiter.Request{App: key, Limits: st.limits[:], Usage: st.usage[:], Mode: limiter.ModeAuthRep}
+		if hits == 0 {
+			// A check: current <= requests_per_unit, as Envoy ratelimit
+			// compares zero more hits (the limiter would refuse any usage,
+			// zero included, against a limit of 0).
+			lr.Usage = nil
+		}
 		s.lim.Do(lr, &st.dec)
 		ok := st.dec.Err == nil && st.dec.Allowed
 		ds0 := &rlpb.RateLimitResponse_DescriptorStatus{
@@ -407,6 +416,9 @@ func (s *Service) decide(req *rlpb.RateLimitRequest) (*rlpb.RateLimitResponse, e
 			} else if ds0.LimitRemaining < hdrRemaining || hdr == nil {
 				hdr, hdrRemaining = ds0, ds0.LimitRemaining
 			}
+		}
+		if hits == 0 {
+			continue // a check: no usage, no event
 		}
 		if err := s.emit(st, ds, kind, req.Domain, app, r, hits, now); err != nil {
 			sinkErr = err
