@@ -68,7 +68,7 @@
 //
 // # Events
 //
-// Every descriptor with a limit yields one usage event: tenant
+// Every descriptor with a limit and hits yields one usage event: tenant
 // Options.Tenant, service = the domain, application = the values (escaped,
 // "/"-joined; "~" when there are none), metric = MetricName of the
 // descriptor's path; kind authrep with hits as its value, or denied
