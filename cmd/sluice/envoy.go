@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -101,6 +102,7 @@ func startEnvoy(cfg nodeConfig, lim *limiter.Limiter, sink envoyrls.EventSink, c
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", ec.Listen, err)
 	}
+	ln = netutil.LimitListener(ln, envoyrls.MaxConns)
 	g := envoyrls.NewGRPCServer(svc, opts...)
 	go func() {
 		if err := g.Serve(ln); err != nil {

@@ -28,6 +28,9 @@ const (
 	MaxKeyBytes     = 256  // bytes of an entry's key, and of the domain
 	MaxValueBytes   = 1024 // bytes of an entry's value
 	MaxMessageBytes = 1 << 20
+	// MaxConns bounds the gRPC listener's open connections (gateways keep
+	// a few each); past it new connections wait to be accepted.
+	MaxConns = 4096
 )
 
 // EventSink receives the usage events of the calls. Append must copy or
