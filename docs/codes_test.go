@@ -28,6 +28,8 @@ func TestErrorCodesDocumented(t *testing.T) {
 			regexp.MustCompile(`deny[A-Za-z]+: +"(?P<code>[a-z_]+)"`), "service-management-api.md"},
 		{"query API", "query/errors.go",
 			regexp.MustCompile(`"(?P<code>[a-z_]+)": +(?P<status>\d{3}),`), "query-api.md"},
+		{"Envoy rate limit POST /json", "ingest/envoyrls/http.go",
+			regexp.MustCompile(`"(?P<code>[a-z_]+)": +(?P<status>\d{3}),`), "envoy-ratelimit.md"},
 		{"admin API", "ingest/admin/*.go",
 			regexp.MustCompile(`errf\((?P<status>\d{3}), "(?P<code>[a-z_]+)"`), "admin-api.md"},
 		{"gateway configuration", "ingest/gateway/*.go",

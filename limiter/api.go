@@ -37,10 +37,15 @@ const (
 	Year
 	Eternity
 	Sliding
+	// Second is a calendar second (aligned on the unix second). Plans do not
+	// have it (ParsePeriod refuses "second", as 3scale has no such period);
+	// it exists for protocols whose limits do, such as Envoy's rate limit
+	// service (ingest/envoyrls).
+	Second
 )
 
-// Period is a limit's window: a calendar unit, or Sliding with a Window
-// between 1s and 24h.
+// Period is a limit's window: a calendar unit (Second included), or Sliding
+// with a Window between 1s and 24h.
 type Period struct {
 	Unit   Unit
 	Window time.Duration // Sliding only

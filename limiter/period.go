@@ -23,6 +23,7 @@ var unitNames = [...]string{
 	Year:     "year",
 	Eternity: "eternity",
 	Sliding:  "sliding",
+	Second:   "second",
 }
 
 // ErrPeriod is wrapped by every error ParsePeriod returns.
@@ -54,7 +55,8 @@ func ParsePeriod(s string) (Period, error) {
 	return Period{}, fmt.Errorf("%w %q: want minute, hour, day, week, month, year, eternity or sliding:<duration>", ErrPeriod, s)
 }
 
-// String returns the period's canonical text, the inverse of ParsePeriod:
+// String returns the period's canonical text, the inverse of ParsePeriod
+// (Second, which ParsePeriod refuses, prints as "second"):
 // "day", "sliding:1m", "sliding:1h30m", "sliding:1.5s".
 func (p Period) String() string {
 	var buf [40]byte
@@ -68,7 +70,7 @@ func (p Period) AppendText(dst []byte) []byte {
 		dst = append(dst, "sliding:"...)
 		return appendDuration(dst, p.Window)
 	}
-	if p.Unit >= Minute && p.Unit <= Eternity {
+	if (p.Unit >= Minute && p.Unit <= Eternity) || p.Unit == Second {
 		return append(dst, unitNames[p.Unit]...)
 	}
 	dst = append(dst, "unit("...)
@@ -151,6 +153,8 @@ func CalendarBounds(u Unit, sec int64) (start, end int64) { return calBounds(u, 
 // boundaries: no shared state, nothing to invalidate when a test clock jumps.
 func calBounds(u Unit, sec int64) (start, end int64) {
 	switch u {
+	case Second:
+		return sec, sec + 1
 	case Minute:
 		start = sec - floorMod(sec, 60)
 		return start, start + 60
@@ -183,6 +187,8 @@ func calBounds(u Unit, sec int64) (start, end int64) {
 // break: calendar units by their nominal length, sliding by their window.
 func periodSeconds(p Period) int64 {
 	switch p.Unit {
+	case Second:
+		return 1
 	case Minute:
 		return 60
 	case Hour:

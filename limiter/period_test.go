@@ -190,3 +190,38 @@ func TestCalBoundsAgainstTime(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondUnit checks the calendar second: its bounds, its text, that
+// plans cannot name it, and that a limit of it resets every second.
+func TestSecondUnit(t *testing.T) {
+	if got := (Period{Unit: Second}).String(); got != "second" {
+		t.Fatalf("String = %q, want second", got)
+	}
+	if _, err := ParsePeriod("second"); err == nil {
+		t.Fatal("ParsePeriod(second) accepted a period plans must not have")
+	}
+	for _, sec := range []int64{0, 1, 1700000000, -5} {
+		s, e := CalendarBounds(Second, sec)
+		if s != sec || e != sec+1 {
+			t.Errorf("CalendarBounds(Second, %d) = [%d, %d), want [%d, %d)", sec, s, e, sec, sec+1)
+		}
+	}
+	now := time.Unix(1700000000, 500_000_000)
+	l := New(Options{Shards: 1, Clock: func() time.Time { return now }})
+	req := &Request{App: 1, Limits: []Limit{{Metric: 0, Period: Period{Unit: Second}, Max: 2}}, Usage: []Usage{{Metric: 0, Value: 1}}, Mode: ModeAuthRep}
+	var d Decision
+	for i, want := range []bool{true, true, false} {
+		l.Do(req, &d)
+		if d.Allowed != want {
+			t.Fatalf("call %d in the first second: allowed %v, want %v", i, d.Allowed, want)
+		}
+	}
+	if d.Reset != 1 || d.Reports[0].Start != 1700000000 || d.Reports[0].End != 1700000001 {
+		t.Fatalf("reset %d window [%d, %d), want 1 and [1700000000, 1700000001)", d.Reset, d.Reports[0].Start, d.Reports[0].End)
+	}
+	now = now.Add(time.Second)
+	l.Do(req, &d)
+	if !d.Allowed || d.Reports[0].Current != 1 {
+		t.Fatalf("next second: allowed %v current %d, want a fresh window", d.Allowed, d.Reports[0].Current)
+	}
+}

@@ -59,12 +59,16 @@ func commonFlags(fs *flag.FlagSet, cfg *nodeConfig, level *slog.LevelVar) {
 	fs.Int64Var(&cfg.SpoolMax, "spool-max-bytes", 1<<30, "bound of the on-disk event spool used while Kafka is unreachable")
 	fs.Var((*policyFlag)(&cfg.FullPolicy), "spool-full", "when the spool is full: refuse (answer 503) or drop (count and drop)")
 	fs.BoolVar(&cfg.Raw, "raw-events", false, "rollup also stores every raw event in ClickHouse")
+	cfg.Envoy.flags(fs)
 }
 
 // clusterDefaults validates the cluster and listener flags and fills
 // --advertise from --listen.
 func clusterDefaults(cfg *nodeConfig) error {
 	if err := cfg.TLS.check(); err != nil {
+		return err
+	}
+	if err := cfg.Envoy.check(); err != nil {
 		return err
 	}
 	if !validRegion(cfg.Region) {

@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/cluster"
 	"github.com/sluice-dev/sluice/ingest/configlog"
 	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
+	"github.com/sluice-dev/sluice/ingest/envoyrls"
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/gateway"
 	"github.com/sluice-dev/sluice/ingest/kafka"
@@ -80,6 +81,8 @@ type nodeConfig struct {
 	// gateway configuration).
 	PublicURL        string
 	OwnerUnreachable cluster.Policy
+	// Envoy is the Envoy rate limit service (off without --envoy-config).
+	Envoy envoyConfig
 }
 
 // Where the configuration change log lives.
@@ -306,7 +309,11 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	if err != nil {
 		return err
 	}
-	srv := smapi.NewServer(route(api, adm, gw), smapi.ServerOptions{Logger: log, OnFailure: routeFailure})
+	envoy, err := startEnvoy(cfg, lim, producer, clock.Now, ids, reg, proj, errc, cleanups, log)
+	if err != nil {
+		return err
+	}
+	srv := smapi.NewServer(route(api, adm, gw, envoy), smapi.ServerOptions{Logger: log, OnFailure: routeFailure})
 	ln, err := cfg.TLS.listen(cfg.Listen)
 	if err != nil {
 		return err
@@ -344,6 +351,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		Limiter:   lim,
 		Catalog:   proj.Store(),
 		Own:       ids.Prefix(),
+		Other:     envoyOther(envoy),
 		Logger:    log.With("role", "projection"),
 	})
 	if err != nil {
@@ -486,10 +494,11 @@ func endOffsets(ctx context.Context, cfg nodeConfig) (map[int32]int64, error) {
 
 // route sends the gateway configuration endpoints (3scale's admin API
 // paths under /admin/api/) to gw, /admin and everything else under it to
-// the admin API, /health to a liveness answer and /openapi.json to the
-// admin API's OpenAPI document; everything else is the Service Management
-// API (which also serves /metrics).
-func route(api *smapi.Server, adm *admin.API, gw *gateway.API) fasthttp.RequestHandler {
+// the admin API, /health to a liveness answer, /openapi.json to the admin
+// API's OpenAPI document and, with an Envoy rate limit service, /json to
+// it; everything else is the Service Management API (which also serves
+// /metrics).
+func route(api *smapi.Server, adm *admin.API, gw *gateway.API, envoy *envoyrls.Service) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		path := ctx.Path()
 		switch {
@@ -497,6 +506,8 @@ func route(api *smapi.Server, adm *admin.API, gw *gateway.API) fasthttp.RequestH
 			gw.Handler(ctx)
 		case admin.Owns(path):
 			adm.Handler(ctx)
+		case envoy != nil && string(path) == envoyrls.JSONPath:
+			envoy.ServeJSON(ctx)
 		case string(path) == "/health":
 			serveHealth(ctx)
 		case string(path) == admin.OpenAPIPath:

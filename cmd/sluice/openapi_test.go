@@ -13,7 +13,7 @@ import (
 // admin API's document, without a token, before the Service Management API
 // (which would answer 404 in XML) sees the path.
 func TestRouteOpenAPI(t *testing.T) {
-	h := route(nil, nil, nil) // no API is reached for this path
+	h := route(nil, nil, nil, nil) // no API is reached for this path
 	for _, tc := range []struct {
 		method string
 		status int

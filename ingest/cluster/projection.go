@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
+	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/restore"
 	"github.com/sluice-dev/sluice/limiter"
 )
@@ -36,6 +37,11 @@ type ProjectionOptions struct {
 	Logger *slog.Logger
 	// KafkaOpts are appended to the client options (TLS, SASL, ...).
 	KafkaOpts []kgo.Opt
+	// Other, if set, is offered every event of another process that the
+	// catalog has no application for (an Envoy rate limit domain's, see
+	// ingest/envoyrls), in the same order; it reports whether it applied
+	// the event. It runs on the projection's goroutine and must not keep ev.
+	Other func(ev *event.Event) bool
 }
 
 // Projection tails every partition of the usage topic and applies the usage
@@ -169,6 +175,8 @@ func (pr *Projection) apply(ap *restore.Applier, snap *catalog.Snapshot, r *kgo.
 	case err != nil:
 		pr.refused.Add(1)
 	case applied:
+		pr.events.Add(1)
+	case pr.o.Other != nil && pr.o.Other(ev):
 		pr.events.Add(1)
 	default:
 		pr.skipped.Add(1)
