@@ -475,6 +475,10 @@ func endOffsets(ctx context.Context, cfg nodeConfig) (map[int32]int64, error) {
 	return m, nil
 }
 
+// adminMaxURL bounds the request URI of the admin API on the listener it
+// shares with the Service Management API (docs/admin-api.md).
+const adminMaxURL = 8 << 10
+
 // route sends /admin and everything under it to the admin API, /health to
 // a liveness answer and /openapi.json to the admin API's OpenAPI document;
 // everything else is the Service Management API (which also serves /metrics).
@@ -482,6 +486,10 @@ func route(api *smapi.Server, adm *admin.API) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		path := ctx.Path()
 		switch {
+		case admin.Owns(path) && len(ctx.Request.Header.RequestURI()) > adminMaxURL:
+			// The listener reads request lines up to the Service
+			// Management API's limit; the admin API keeps its own.
+			admin.WriteFailure(ctx, httpserver.Failure{Status: fasthttp.StatusRequestURITooLong, Reason: "request URI longer than 8192 bytes", Path: path})
 		case admin.Owns(path):
 			adm.Handler(ctx)
 		case string(path) == "/health":

@@ -279,11 +279,12 @@ func TestServerLimits(t *testing.T) {
 		status                   int
 		code                     string
 	}{
-		{"URL just over 8 KiB", "GET", auth + "&pad=" + strings.Repeat("x", MaxURLLength), "", nil, 414, "request_uri_too_long"},
+		{"URL of 16 KiB", "GET", auth + "&pad=" + strings.Repeat("x", 16<<10), "", nil, 200, ""},
+		{"URL at the limit", "GET", auth + "&pad=" + strings.Repeat("x", MaxURLLength-len(auth)+len(base)-len("&pad=")), "", nil, 200, ""},
+		{"URL one byte over the limit", "GET", auth + "&pad=" + strings.Repeat("x", MaxURLLength-len(auth)+len(base)-len("&pad=")+1), "", nil, 414, "request_uri_too_long"},
 		// A URL the read buffer cannot hold is still a URL too long: 414,
 		// refused before it is read whole.
 		{"URL over the read buffer", "GET", auth + "&pad=" + strings.Repeat("x", 4*MaxURLLength), "", nil, 414, "request_uri_too_long"},
-		{"URL of 16 KiB", "GET", auth + "&pad=" + strings.Repeat("x", 16<<10), "", nil, 414, "request_uri_too_long"},
 		{"1001 transactions", "POST", base + "/transactions.xml", "application/x-www-form-urlencoded", []byte(stA + manyTxns(1001)), 400, "bad_request"},
 		{"65 usage entries", "GET", auth + strings.Repeat("&usage[hits]=1", 1) + manyUsageQuery(65), "", nil, 400, "bad_request"},
 		{"65 usage entries in a transaction", "POST", base + "/transactions.xml", "application/x-www-form-urlencoded",
@@ -295,18 +296,20 @@ func TestServerLimits(t *testing.T) {
 			t.Errorf("%s: got %d %q, want %d %q", c.name, status, code, c.status, c.code)
 		}
 	}
-	// Headers that overflow the read buffer after a URL within the limit:
-	// 431.
-	req, _ := http.NewRequest("GET", auth, nil)
-	req.Header.Set("X-Pad", strings.Repeat("y", ServerReadBufferSize))
-	if resp, err := hc.Do(req); err != nil {
-		t.Errorf("headers over the read buffer: %v", err)
-	} else {
-		var b bytes.Buffer
-		b.ReadFrom(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 431 || errorCode(b.Bytes()) != "request_header_too_large" {
-			t.Errorf("headers over the read buffer: got %d %s, want 431 request_header_too_large", resp.StatusCode, b.Bytes())
+	// Headers over their own bound after a short URL: 431 (the read buffer
+	// is sized for a long request line, not for headers).
+	for _, pad := range []int{MaxServerHeaderBytes, 4 * MaxServerHeaderBytes} {
+		req, _ := http.NewRequest("GET", auth, nil)
+		req.Header.Set("X-Pad", strings.Repeat("y", pad))
+		if resp, err := hc.Do(req); err != nil {
+			t.Errorf("%d bytes of headers: %v", pad, err)
+		} else {
+			var b bytes.Buffer
+			b.ReadFrom(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 431 || errorCode(b.Bytes()) != "request_header_too_large" {
+				t.Errorf("%d bytes of headers: got %d %s, want 431 request_header_too_large", pad, resp.StatusCode, b.Bytes())
+			}
 		}
 	}
 	// A body over 1 MiB: fasthttp refuses it from its Content-Length before

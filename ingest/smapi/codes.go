@@ -216,7 +216,7 @@ func appendMessage(dst []byte, c errCode, arg, arg2 []byte) []byte {
 	case errEndUsersNoLongerSupported:
 		return append(dst, "End-users are no longer supported, do not specify the user_id parameter"...)
 	case errRequestURITooLong:
-		return append(dst, "request URI is longer than 8192 bytes"...)
+		return append(dst, "request URI is longer than 1048576 bytes"...)
 	case errRequestEntityTooLarge:
 		if len(arg) > 0 {
 			return append(dst, arg...)

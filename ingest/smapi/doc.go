@@ -35,11 +35,13 @@
 //   - Error messages never quote secrets the caller sent (provider keys,
 //     service tokens, user keys); ids, metric names and values are quoted.
 //   - Both service credentials present: provider_key wins.
-//   - Limits outside the 3scale table: URL over 8 KiB → 414
+//   - Limits outside the 3scale table: URL over 1 MiB (the body limit: the
+//     3scale Go client sends batch reports in the URL) → 414
 //     request_uri_too_long (a request line far over it is refused before it
 //     is read whole); body over 1 MiB → 413 request_entity_too_large;
-//     request line and headers over the 16 KiB read buffer → 431
-//     request_header_too_large; more than 1,000 transactions or 64 usage
+//     headers over 8 KiB → 431 request_header_too_large (NewServer's read
+//     buffer is held only by connections in the middle of a request, never
+//     by idle ones); more than 1,000 transactions or 64 usage
 //     entries → 400 bad_request. Unknown path → 404 not_found, wrong method
 //     → 405 method_not_allowed.
 //   - Malformed HTTP → 400 bad_request, at once: header lines ending in a

@@ -7,8 +7,11 @@ import (
 	"github.com/sluice-dev/sluice/limiter"
 )
 
-// MaxURLLength bounds the request URI (path and query) of every call.
-const MaxURLLength = 8 << 10
+// MaxURLLength bounds the request URI (path and query) of every call. It is
+// the body limit: the public 3scale Go client sends a batch report in the
+// query string of a POST, so a batch that fits in a body must fit in a URL.
+// Reading such a line does not cost idle connections memory (NewServer).
+const MaxURLLength = MaxBodySize
 
 // MaxBodySize bounds a request body (the batch report's form).
 const MaxBodySize = 1 << 20

@@ -229,6 +229,21 @@ func (st *reqState) reset() {
 	st.num = st.num[:0]
 }
 
+// maxPooledArena bounds the decode arena a pooled reqState keeps: a request
+// line may be 1 MiB long, and the pool must not keep one such arena per
+// state it holds after such requests have passed.
+const maxPooledArena = 64 << 10
+
+// putState returns st to the pool, unless a long request grew its arena (or
+// a large batch its transactions) past what ordinary calls need; the garbage
+// collector takes those.
+func (s *Server) putState(st *reqState) {
+	if cap(st.arena) > maxPooledArena || (st.batch != nil && cap(st.batch.txns) > 128) {
+		return
+	}
+	s.pool.Put(st)
+}
+
 // endpoint identifies a route for dispatch and metrics.
 type endpoint uint8
 
@@ -330,7 +345,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, ep endpoint) outcome {
 		st := s.pool.Get().(*reqState)
 		st.reset()
 		out := s.authorize(ctx, st, ep)
-		s.pool.Put(st)
+		s.putState(st)
 		return out
 	case epReport:
 		if !ctx.IsPost() {
@@ -343,7 +358,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, ep endpoint) outcome {
 		st := s.pool.Get().(*reqState)
 		st.reset()
 		out := s.report(ctx, st)
-		s.pool.Put(st)
+		s.putState(st)
 		return out
 	case epStatus:
 		if !ctx.IsGet() && !ctx.IsHead() {
@@ -441,11 +456,18 @@ func WriteFailure(ctx *fasthttp.RequestCtx, f httpserver.Failure) {
 	ctx.Response.SetBody(appendError(buf[:0], c, nil, nil))
 }
 
-// ServerReadBufferSize is the per-connection read buffer: the largest
-// request line plus headers the server accepts. It leaves room for a
-// request line of maxRequestLine plus ordinary headers; headers beyond it
-// are 431 request_header_too_large.
-const ServerReadBufferSize = MaxURLLength + 8<<10
+// ServerReadBufferSize is the read buffer of a connection while it reads a
+// request: the longest request line (maxRequestLine) plus
+// MaxServerHeaderBytes of headers. NewServer sets fasthttp's
+// ReduceMemoryUsage, so that a connection holds this buffer only from the
+// first byte of a request until its answer: an idle keep-alive connection
+// holds none (its goroutine waits on a one-byte read), and the buffers of
+// finished requests go back to a pool shared by the listener.
+const ServerReadBufferSize = maxRequestLine + MaxServerHeaderBytes
+
+// MaxServerHeaderBytes bounds a request's header block; a larger one is 431
+// request_header_too_large.
+const MaxServerHeaderBytes = 8 << 10
 
 // maxRequestLine is the longest request line the server reads: a longer
 // one certainly has a URL over MaxURLLength (method, spaces and version
@@ -475,14 +497,17 @@ func NewServer(handler fasthttp.RequestHandler, o ServerOptions) *httpserver.Ser
 		o.OnFailure = WriteFailure
 	}
 	return httpserver.New(&fasthttp.Server{
-		Handler:                       handler,
-		Name:                          "sluice",
-		ReadBufferSize:                ServerReadBufferSize,
-		MaxRequestBodySize:            MaxBodySize,
+		Handler:            handler,
+		Name:               "sluice",
+		ReadBufferSize:     ServerReadBufferSize,
+		MaxRequestBodySize: MaxBodySize,
+		// The read buffer is sized for a 1 MiB request line; only
+		// connections in the middle of a request may hold one.
+		ReduceMemoryUsage:             true,
 		ReadTimeout:                   30 * time.Second,
 		WriteTimeout:                  30 * time.Second,
 		IdleTimeout:                   2 * time.Minute,
 		NoDefaultContentType:          true,
 		DisableHeaderNamesNormalizing: false,
-	}, httpserver.Options{Logger: o.Logger, OnFailure: o.OnFailure, MaxRequestLine: maxRequestLine})
+	}, httpserver.Options{Logger: o.Logger, OnFailure: o.OnFailure, MaxRequestLine: maxRequestLine, MaxHeaderBytes: MaxServerHeaderBytes})
 }

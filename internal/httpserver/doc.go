@@ -29,6 +29,10 @@
 //   - A request line longer than Options.MaxRequestLine is 414, not the 431
 //     fasthttp gives when its read buffer fills: the limit a client is told
 //     about is the URL's, not the buffer's.
+//   - With Options.MaxHeaderBytes, a header block larger than it is 431,
+//     whatever room the read buffer leaves after a short request line: a
+//     read buffer sized for a long request line does not lend that room to
+//     headers.
 //   - Every error fasthttp meets while reading a request becomes a Failure:
 //     a status (400, 413, 414 or 431), a fixed reason, and the request path
 //     when its request line was read, so that each API answers it in its

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"time"
 )
 
 // The guard's refusals. fasthttp wraps the error a read returns into the
@@ -15,6 +16,7 @@ var (
 	errBareLF  = errors.New("httpserver: header block ends in a bare LF")
 	errNotHTTP = errors.New("httpserver: not an HTTP request line")
 	errTLS     = errors.New("httpserver: TLS record on a plain HTTP port")
+	errHeaders = errors.New("httpserver: header block over the limit")
 )
 
 // lineTooLongError refuses a request line over the limit. It keeps the
@@ -69,6 +71,8 @@ const (
 // state is a few fixed-size fields: scanning allocates nothing.
 type guard struct {
 	maxLine  int
+	maxHdr   int // bound of a header block, 0 for none
+	hdrLen   int // bytes of this request's header block so far
 	state    uint8
 	lastCR   bool  // the last byte of the current line so far is CR
 	prevBare bool  // the previous line of this request ended in a bare LF
@@ -135,6 +139,18 @@ func (g *guard) scan(p []byte) (int, error) {
 				start := append([]byte(nil), g.keep[:g.keepN]...)
 				return i + len(seg) - (g.lineLen - g.maxLine), &lineTooLongError{limit: g.maxLine, start: start}
 			}
+			if g.state == stHeader && g.maxHdr > 0 {
+				// The line's bytes and its LF count; fasthttp gets the
+				// block up to the limit, then the refusal.
+				n := len(seg)
+				if lf >= 0 {
+					n++
+				}
+				if g.hdrLen+n > g.maxHdr {
+					return i + g.maxHdr - g.hdrLen, errHeaders
+				}
+				g.hdrLen += n
+			}
 			if lf < 0 {
 				return len(p), nil
 			}
@@ -154,6 +170,7 @@ func (g *guard) endLine() error {
 	switch {
 	case g.state == stLine:
 		g.state = stHeader
+		g.hdrLen = 0
 		g.prevBare = bare
 		g.reqN = copy(g.req[:], g.keep[:g.keepN])
 	case blank:
@@ -305,16 +322,51 @@ func (c *conn) Read(p []byte) (int, error) {
 		c.err = io.EOF
 		c.log.Debug("http: connection closed without an answer", "component", "http", "cause", reasonTLS, "remote", c.RemoteAddr().String())
 	}
+	if k == 0 && refused != errTLS {
+		// fasthttp answers a request it has begun to read; an error before
+		// its first byte closes the connection without an answer. Its
+		// first read of a request asks for one byte (ReduceMemoryUsage),
+		// so the refused byte goes first and the refusal with the next read.
+		k = 1
+	}
 	if k > 0 {
 		return k, nil
 	}
 	return 0, c.err
 }
 
+// Lingering after a refusal: how long and how much.
+const (
+	lingerTime  = 50 * time.Millisecond
+	lingerBytes = 64 << 10
+)
+
+// Close closes the connection. After a refusal it first reads and discards
+// what the client already sent (at most lingerBytes, for at most
+// lingerTime): closing a socket with unread bytes resets the connection,
+// and a reset can reach the client before the answer written just before
+// it (or, for a TLS client, turns a clean end of stream into an error).
+func (c *conn) Close() error {
+	if c.err != nil {
+		var buf [4096]byte
+		if c.Conn.SetReadDeadline(time.Now().Add(lingerTime)) == nil {
+			for n := 0; n < lingerBytes; {
+				k, err := c.Conn.Read(buf[:])
+				n += k
+				if err != nil {
+					break
+				}
+			}
+		}
+	}
+	return c.Conn.Close()
+}
+
 // listener hands fasthttp guarded connections.
 type listener struct {
 	net.Listener
 	maxLine int
+	maxHdr  int
 	log     *slog.Logger
 }
 
@@ -323,5 +375,5 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{Conn: c, g: guard{maxLine: l.maxLine}, log: l.log}, nil
+	return &conn{Conn: c, g: guard{maxLine: l.maxLine, maxHdr: l.maxHdr}, log: l.log}, nil
 }

@@ -19,7 +19,7 @@ type Failure struct {
 	// Status is 400 (malformed, or not complete within the read timeout),
 	// 413 (body over the server's MaxRequestBodySize), 414 (request line
 	// over Options.MaxRequestLine) or 431 (request line and headers over
-	// the read buffer).
+	// the read buffer, or headers over Options.MaxHeaderBytes).
 	Status int
 	// Reason says what was wrong in fixed words: it never quotes the
 	// request, so it may go to a log or a client alike.
@@ -70,7 +70,7 @@ func classify(err error) (status int, reason string) {
 		return 400, reasonBareLF
 	case errors.Is(err, errNotHTTP):
 		return 400, reasonNotHTTP
-	case errors.As(err, &small):
+	case errors.As(err, &small), errors.Is(err, errHeaders):
 		return 431, reasonHeaders
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return 413, reasonBody
@@ -182,6 +182,12 @@ type Options struct {
 	// buffer whole is always a 414, never a 431. Set it to the URL limit an
 	// API documents.
 	MaxRequestLine int
+	// MaxHeaderBytes bounds the header block after the request line (its
+	// lines and the blank line that ends it); a larger one is 431, as one
+	// over the read buffer is. Set it when the read buffer is sized for a
+	// long request line, so that the headers do not get that room too.
+	// Default 0: only the read buffer bounds them.
+	MaxHeaderBytes int
 }
 
 // Server serves a fasthttp.Server through the guard. Use it instead of the
@@ -189,6 +195,7 @@ type Options struct {
 type Server struct {
 	srv     *fasthttp.Server
 	maxLine int
+	maxHdr  int
 	log     *slog.Logger
 }
 
@@ -216,7 +223,7 @@ func New(srv *fasthttp.Server, o Options) *Server {
 		ctx.Response.Reset()
 		onFailure(ctx, failure(ctx, err))
 	}
-	return &Server{srv: srv, maxLine: o.MaxRequestLine, log: o.Logger}
+	return &Server{srv: srv, maxLine: o.MaxRequestLine, maxHdr: max(o.MaxHeaderBytes, 0), log: o.Logger}
 }
 
 // plainFailure is the default OnFailure.
@@ -228,7 +235,7 @@ func plainFailure(ctx *fasthttp.RequestCtx, f Failure) {
 
 // Serve answers connections from ln until Shutdown, each through the guard.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(&listener{Listener: ln, maxLine: s.maxLine, log: s.log})
+	return s.srv.Serve(&listener{Listener: ln, maxLine: s.maxLine, maxHdr: s.maxHdr, log: s.log})
 }
 
 // Shutdown stops accepting and waits for open connections to go idle and
