@@ -13,6 +13,7 @@ import (
 )
 
 var (
+	minusOne    = []byte("-1")
 	msgHandoff  = []byte("the application's limits are being handed over between nodes, retry later")
 	msgNoConfig = []byte("no configuration loaded")
 	msgSinkFull = []byte("usage events cannot be recorded right now, retry later")
@@ -131,19 +132,45 @@ func keyMatches(app *catalog.App, key []byte) bool {
 }
 
 // check runs the denial checks in 3scale's order (after the app was
-// found): app key (or redirect URL for oauth), referrer, application state,
-// service state. It returns denyNone when all pass, or an error code for a
-// broken referrer filter.
+// found): app key, redirect URL (oauth endpoints), referrer, application
+// state, service state. It returns denyNone when all pass, or an error code
+// for a broken referrer filter.
+//
+// The app key follows 3scale's two rules. On the oauth endpoints, and on
+// the plain ones for an OAuth service (OpenID Connect gateways call
+// authrep.xml), app_key is the client secret and is checked only when
+// sent: absent passes, empty or wrong is denied (also for an app without
+// keys). Otherwise, in app_id mode, an app with keys needs one of them.
 func check(svc *catalog.Service, app *catalog.App, p *authParams, oauth bool) (denial, []byte, errCode) {
-	if oauth {
-		switch {
-		case p.hasRedirectURL && string(p.redirectURL) != app.RedirectURL:
-			return denyRedirectURLInvalid, p.redirectURL, errNone
-		case p.hasRedirectURI && string(p.redirectURI) != app.RedirectURL:
-			return denyRedirectURIInvalid, p.redirectURI, errNone
+	switch {
+	case oauth || svc.AuthMode == catalog.AuthOAuth:
+		if p.hasAppKey && len(p.appKey) == 0 {
+			return denyApplicationKeyMissing, nil, errNone
 		}
-	} else if svc.AuthMode != catalog.AuthUserKey && len(app.Keys) > 0 && !keyMatches(app, p.appKey) {
-		return denyApplicationKeyInvalid, nil, errNone
+		if p.hasAppKey && !keyMatches(app, p.appKey) {
+			return denyApplicationKeyInvalid, nil, errNone
+		}
+	case svc.AuthMode == catalog.AuthAppID && len(app.Keys) > 0:
+		if len(p.appKey) == 0 {
+			return denyApplicationKeyMissing, nil, errNone
+		}
+		if !keyMatches(app, p.appKey) {
+			return denyApplicationKeyInvalid, nil, errNone
+		}
+	}
+	if oauth {
+		// redirect_url, the older name, wins when both are sent; an empty
+		// one checks nothing.
+		switch {
+		case p.hasRedirectURL:
+			if len(p.redirectURL) > 0 && string(p.redirectURL) != app.RedirectURL {
+				return denyRedirectURLInvalid, p.redirectURL, errNone
+			}
+		case p.hasRedirectURI:
+			if len(p.redirectURI) > 0 && string(p.redirectURI) != app.RedirectURL {
+				return denyRedirectURIInvalid, p.redirectURI, errNone
+			}
+		}
 	}
 	if svc.ReferrerFiltersRequired && len(app.ReferrerFilters) > 0 && string(p.referrer) != "*" {
 		matched := false
@@ -175,7 +202,11 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, st *reqState, ep endpoint) 
 	rep := ep == epAuthrep || ep == epOAuthAuthrep
 	st.opts = parseOptions(ctx.Request.Header.PeekBytes(hdrOptions), &st.arena)
 	p := &st.p
-	if e := parseAuthQuery(ctx.URI().QueryString(), &st.arena, p); e.code != errNone {
+	e := parseAuthQuery(ctx.URI().QueryString(), &st.arena, p)
+	if p.hasNoBody && !st.opts.noBodySet {
+		st.opts.noBody = noBodyOn(p.noBody)
+	}
+	if e.code != errNone {
 		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
 	}
 	if p.hasUserID {
@@ -336,16 +367,19 @@ func (s *Server) writeStatus(ctx *fasthttp.RequestCtx, st *reqState, app *catalo
 	h.SetContentTypeBytes(ctXML)
 	if st.opts.limitHeaders && (deny == denyNone || deny == denyLimitsExceeded) {
 		d := &st.dec
-		maxv := int64(-1)
 		if d.Constrained >= 0 && d.Constrained < len(d.Reports) {
-			maxv = d.Reports[d.Constrained].Limit.Max
+			st.num = strconv.AppendInt(st.num[:0], d.Remaining, 10)
+			h.SetBytesKV(hdrLimitRemain, st.num)
+			st.num = strconv.AppendInt(st.num[:0], d.Reset, 10)
+			h.SetBytesKV(hdrLimitReset, st.num)
+			st.num = strconv.AppendInt(st.num[:0], d.Reports[d.Constrained].Limit.Max, 10)
+			h.SetBytesKV(hdrLimitMax, st.num)
+		} else {
+			// No limit constrains the call: 3scale says -1 for both and
+			// has no maximum to name.
+			h.SetBytesKV(hdrLimitRemain, minusOne)
+			h.SetBytesKV(hdrLimitReset, minusOne)
 		}
-		st.num = strconv.AppendInt(st.num[:0], d.Remaining, 10)
-		h.SetBytesKV(hdrLimitRemain, st.num)
-		st.num = strconv.AppendInt(st.num[:0], d.Reset, 10)
-		h.SetBytesKV(hdrLimitReset, st.num)
-		st.num = strconv.AppendInt(st.num[:0], maxv, 10)
-		h.SetBytesKV(hdrLimitMax, st.num)
 	}
 	if st.opts.noBody {
 		return out
@@ -359,6 +393,7 @@ func (s *Server) writeStatus(ctx *fasthttp.RequestCtx, st *reqState, app *catalo
 		App:         app,
 		Reports:     st.dec.Reports,
 		OAuth:       oauth,
+		RedirectURI: oauth && !st.p.hasRedirectURL && st.p.hasRedirectURI,
 		Hierarchy:   st.opts.hierarchy,
 		ListAppKeys: st.opts.listAppKeys,
 	}

@@ -244,9 +244,10 @@ func parseBatch(b *batch, arena *[]byte, contentType, query, body []byte) parseE
 		media = media[:i]
 	}
 	media = bytes.TrimSpace(media)
+	// The type is checked with a body or without one, as 3scale does: a
+	// client that names another type sends something Sluice cannot read.
 	multipartBody := false
 	switch {
-	case len(body) == 0:
 	case len(media) == 0, bytes.EqualFold(media, []byte("application/x-www-form-urlencoded")):
 	case bytes.EqualFold(media, []byte("multipart/form-data")):
 		multipartBody = true

@@ -88,6 +88,7 @@ const (
 	denyNone denial = iota
 	denyLimitsExceeded
 	denyApplicationKeyInvalid
+	denyApplicationKeyMissing // same code, its own reason text
 	denyReferrerNotAllowed
 	denyApplicationNotActive
 	denyServiceNotActive
@@ -99,6 +100,7 @@ const (
 var denialCodes = [numDenials]string{
 	denyLimitsExceeded:        "limits_exceeded",
 	denyApplicationKeyInvalid: "application_key_invalid",
+	denyApplicationKeyMissing: "application_key_invalid",
 	denyReferrerNotAllowed:    "referrer_not_allowed",
 	denyApplicationNotActive:  "application_not_active",
 	denyServiceNotActive:      "service_not_active",
@@ -115,7 +117,11 @@ func appendReason(dst []byte, d denial, arg []byte) []byte {
 	case denyLimitsExceeded:
 		return append(dst, "usage limits are exceeded"...)
 	case denyApplicationKeyInvalid:
+		// 3scale quotes the key it was sent; a client secret does not
+		// belong in an answer that gateways log.
 		return append(dst, "application key is invalid"...)
+	case denyApplicationKeyMissing:
+		return append(dst, "application key is missing"...)
 	case denyReferrerNotAllowed:
 		if len(arg) == 0 {
 			return append(dst, "referrer is missing"...)
