@@ -38,6 +38,11 @@ const (
 	errMethodNotAllowed      // 405
 	errServiceUnavailable    // 503
 	errUsageOverflow         // 422: usage would pass the largest countable value
+	// Codes of the report error log only (GET /services/{id}/errors.xml):
+	// a batch transaction whose timestamp lies outside the window is not
+	// recorded, the batch is. The status is what an answer would carry.
+	errTransactionTimestampTooOld // 422
+	errTransactionTimestampTooNew // 422
 	numErrCodes
 )
 
@@ -73,6 +78,8 @@ var codeTable = [numErrCodes]codeInfo{
 	errMethodNotAllowed:                   {"method_not_allowed", 405},
 	errServiceUnavailable:                 {"service_unavailable", 503},
 	errUsageOverflow:                      {"usage_overflow", 422},
+	errTransactionTimestampTooOld:         {"transaction_timestamp_too_old", 422},
+	errTransactionTimestampTooNew:         {"transaction_timestamp_too_new", 422},
 }
 
 func (c errCode) String() string { return codeTable[c].name }
@@ -198,7 +205,7 @@ func appendMessage(dst []byte, c errCode, arg, arg2 []byte) []byte {
 		return append(dst, " is invalid"...)
 	case errServiceIDMissing:
 		return append(dst, "Service ID is missing"...)
-	case errNotValidData:
+	case errNotValidData, errTransactionTimestampTooOld, errTransactionTimestampTooNew:
 		if len(arg) > 0 {
 			return append(dst, arg...)
 		}

@@ -115,6 +115,7 @@ type Server struct {
 
 	pool sync.Pool // *reqState
 	m    serverMetrics
+	errs errorLog // report transactions not recorded, per service
 }
 
 // New returns a Server. It panics if Catalog or Limiter is nil: a server
@@ -257,13 +258,14 @@ const (
 	epCheck
 	epAvailable
 	epMetrics
+	epErrors
 	epUnknown
 	numEndpoints
 )
 
 var endpointNames = [numEndpoints]string{
 	"authorize", "authrep", "oauth_authorize", "oauth_authrep", "report",
-	"status", "check", "available", "metrics", "unknown",
+	"status", "check", "available", "metrics", "errors", "unknown",
 }
 
 func route(path []byte) endpoint {
@@ -286,6 +288,9 @@ func route(path []byte) endpoint {
 		return epAvailable
 	case "/metrics":
 		return epMetrics
+	}
+	if _, ok := errorsServiceID(path); ok {
+		return epErrors
 	}
 	return epUnknown
 }
@@ -389,6 +394,9 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, ep endpoint) outcome {
 			ctx.Response.SetBody(bodyCheck)
 		}
 		return outAuthorized
+	case epErrors:
+		id, _ := errorsServiceID(ctx.Path())
+		return s.serveErrors(ctx, id)
 	case epMetrics:
 		if s.serveMx {
 			if !ctx.IsGet() {
