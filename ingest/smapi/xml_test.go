@@ -73,7 +73,9 @@ func TestParseUsageValue(t *testing.T) {
 }
 
 func TestParseTimestamp(t *testing.T) {
-	at := func(y int, mo time.Month, d, h, mi, sec int) int64 { return time.Date(y, mo, d, h, mi, sec, 0, time.UTC).UnixMilli() }
+	at := func(y int, mo time.Month, d, h, mi, sec int) int64 {
+		return time.Date(y, mo, d, h, mi, sec, 0, time.UTC).UnixMilli()
+	}
 	want := at(2026, 5, 15, 10, 0, 0)
 	for _, c := range []struct {
 		in string
