@@ -13,17 +13,24 @@ import (
 	"github.com/3scale/3scale-go-client/threescale"
 	"github.com/3scale/3scale-go-client/threescale/api"
 	threescalehttp "github.com/3scale/3scale-go-client/threescale/http"
+	"github.com/valyala/fasthttp"
 )
 
 // startTCP serves e's handler with NewServer's settings on a real loopback
 // port and returns the base URL.
 func startTCP(t *testing.T, e *env) string {
 	t.Helper()
+	return startTCPHandler(t, e.srv.Handler)
+}
+
+// startTCPHandler is startTCP for any handler.
+func startTCPHandler(t *testing.T, h fasthttp.RequestHandler) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listening on loopback: %v", err)
 	}
-	srv := NewServer(e.srv.Handler, ServerOptions{})
+	srv := NewServer(h, ServerOptions{})
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {

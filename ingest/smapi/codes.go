@@ -1,5 +1,7 @@
 package smapi
 
+import "bytes"
+
 // errCode is an error answer of the Service Management API: a 3scale error
 // code with its HTTP status. The zero value means "no error".
 type errCode uint8
@@ -185,7 +187,7 @@ func appendMessage(dst []byte, c errCode, arg, arg2 []byte) []byte {
 	case errAuthenticationError:
 		return append(dst, "either app_id or user_key is allowed, not both"...)
 	case errUsageValueInvalid:
-		if len(arg2) == 0 {
+		if len(bytes.TrimSpace(arg2)) == 0 {
 			dst = append(dst, "usage value for metric "...)
 			dst = q(dst, arg)
 			return append(dst, " can not be empty"...)
