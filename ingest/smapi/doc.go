@@ -47,9 +47,12 @@
 //     3scale Go client sends batch reports in the URL) → 414
 //     request_uri_too_long (a request line far over it is refused before it
 //     is read whole); body over 1 MiB → 413 request_entity_too_large;
-//     headers over 8 KiB → 431 request_header_too_large (NewServer's read
-//     buffer is held only by connections in the middle of a request, never
-//     by idle ones); more than 1,000 transactions or 64 usage
+//     headers over 8 KiB → 431 request_header_too_large. A connection
+//     reads with a 16 KiB buffer (ServerReadBufferSize); one that sends a
+//     longer request line moves to a second server whose buffer holds the
+//     longest line and is held only while a request is read and answered
+//     (NewServer, internal/httpserver Options.LongLines). More than 1,000
+//     transactions or 64 usage
 //     entries → 400 bad_request. Unknown path → 404 not_found, wrong method
 //     → 405 method_not_allowed.
 //   - Malformed HTTP → 400 bad_request, at once: header lines ending in a

@@ -464,14 +464,25 @@ func WriteFailure(ctx *fasthttp.RequestCtx, f httpserver.Failure) {
 	ctx.Response.SetBody(appendError(buf[:0], c, nil, nil))
 }
 
-// ServerReadBufferSize is the read buffer of a connection while it reads a
-// request: the longest request line (maxRequestLine) plus
-// MaxServerHeaderBytes of headers. NewServer sets fasthttp's
-// ReduceMemoryUsage, so that a connection holds this buffer only from the
-// first byte of a request until its answer: an idle keep-alive connection
-// holds none (its goroutine waits on a one-byte read), and the buffers of
-// finished requests go back to a pool shared by the listener.
-const ServerReadBufferSize = maxRequestLine + MaxServerHeaderBytes
+// ServerReadBufferSize is the read buffer of a connection: room for a
+// request line of up to ShortRequestLine bytes plus MaxServerHeaderBytes of
+// headers. It is what every connection holds, idle ones included.
+const ServerReadBufferSize = ShortRequestLine + MaxServerHeaderBytes + 2
+
+// ShortRequestLine is the longest request line a connection reads with
+// ServerReadBufferSize. A connection that sends a longer one (a batch
+// report in the URL) moves to a second server whose read buffer holds
+// maxRequestLine (LongLineReadBufferSize), and stays there; on it, a
+// connection holds that buffer only while it reads and answers a request,
+// none while idle (fasthttp's ReduceMemoryUsage). A request line that does
+// not arrive in one read is held back, in memory the size of what the
+// client sent, until it ends (internal/httpserver, Options.LongLines).
+const ShortRequestLine = 8<<10 - 2
+
+// LongLineReadBufferSize is the read buffer of a connection, on the second
+// server, while it reads a request: the longest request line plus
+// MaxServerHeaderBytes.
+const LongLineReadBufferSize = maxRequestLine + MaxServerHeaderBytes + 2
 
 // MaxServerHeaderBytes bounds a request's header block; a larger one is 431
 // request_header_too_large.
@@ -496,26 +507,31 @@ type ServerOptions struct {
 
 // NewServer returns the HTTP server for the Service Management API: handler
 // as its handler, the URL and body limits of this package (MaxURLLength,
-// ServerReadBufferSize, MaxBodySize), conservative timeouts, and the
-// guarantees of internal/httpserver (no request bytes in logs, bare-LF and
-// non-HTTP requests refused at once, 414 for long request lines). cmd/sluice
-// and tests use it so that both run with the same limits.
+// ServerReadBufferSize and LongLineReadBufferSize, MaxBodySize),
+// conservative timeouts, and the guarantees of internal/httpserver (no
+// request bytes in logs, bare-LF and non-HTTP requests refused at once, 414
+// for long request lines). cmd/sluice and tests use it so that both run
+// with the same limits.
 func NewServer(handler fasthttp.RequestHandler, o ServerOptions) *httpserver.Server {
 	if o.OnFailure == nil {
 		o.OnFailure = WriteFailure
 	}
-	return httpserver.New(&fasthttp.Server{
-		Handler:            handler,
-		Name:               "sluice",
-		ReadBufferSize:     ServerReadBufferSize,
-		MaxRequestBodySize: MaxBodySize,
-		// The read buffer is sized for a 1 MiB request line; only
-		// connections in the middle of a request may hold one.
-		ReduceMemoryUsage:             true,
-		ReadTimeout:                   30 * time.Second,
-		WriteTimeout:                  30 * time.Second,
-		IdleTimeout:                   2 * time.Minute,
-		NoDefaultContentType:          true,
-		DisableHeaderNamesNormalizing: false,
-	}, httpserver.Options{Logger: o.Logger, OnFailure: o.OnFailure, MaxRequestLine: maxRequestLine, MaxHeaderBytes: MaxServerHeaderBytes})
+	server := func(readBuffer int) *fasthttp.Server {
+		return &fasthttp.Server{
+			Handler:                       handler,
+			Name:                          "sluice",
+			ReadBufferSize:                readBuffer,
+			MaxRequestBodySize:            MaxBodySize,
+			ReadTimeout:                   30 * time.Second,
+			WriteTimeout:                  30 * time.Second,
+			IdleTimeout:                   2 * time.Minute,
+			NoDefaultContentType:          true,
+			DisableHeaderNamesNormalizing: false,
+		}
+	}
+	return httpserver.New(server(ServerReadBufferSize), httpserver.Options{
+		Logger: o.Logger, OnFailure: o.OnFailure,
+		MaxRequestLine: maxRequestLine, MaxHeaderBytes: MaxServerHeaderBytes,
+		LongLines: server(LongLineReadBufferSize),
+	})
 }
