@@ -196,3 +196,79 @@ func TestLongLinesShutdown(t *testing.T) {
 		c.Close()
 	}
 }
+
+// chunkConn is a net.Conn whose reads return the next of its chunks.
+type chunkConn struct {
+	net.Conn
+	chunks [][]byte
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.chunks[0])
+	if c.chunks[0] = c.chunks[0][n:]; len(c.chunks[0]) == 0 {
+		c.chunks = c.chunks[1:]
+	}
+	return n, nil
+}
+
+func (c *chunkConn) RemoteAddr() net.Addr { return &net.TCPAddr{} }
+
+// TestLongLinesHandOverWhole: whatever the reads a stream of short and
+// long requests arrives in, the bytes the two servers are handed are the
+// stream, in order; the short server is handed no request line longer
+// than it reads, and the move happens at the first long line's first byte.
+func TestLongLinesHandOverWhole(t *testing.T) {
+	stream := get(20) + "POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nab\ncd" + get(40) + get(600) + get(10) + get(2000)
+	firstLong := strings.Index(stream, "GET /"+strings.Repeat("a", 599))
+	for _, chunk := range []int{1, 2, 3, 7, 64, 100, 511, 4096, len(stream)} {
+		t.Run(fmt.Sprint(chunk), func(t *testing.T) {
+			ll := &longLines{shortLine: testShortLine, shortPass: testShortBuf - 2, longPass: testLongBuf - 2, ln: newHandoffListener(nil)}
+			c := &conn{Conn: &chunkConn{chunks: splitBytes(stream, chunk)}, ll: ll, log: slog.New(slog.DiscardHandler),
+				g: guard{maxLine: testMaxLine, maxHdr: testMaxHdr, longStart: -1, longFrom: testShortLine}}
+			var short, long []byte
+			buf := make([]byte, testShortBuf)
+			for {
+				n, err := c.Read(buf)
+				if c.long {
+					long = append(long, buf[:n]...)
+				} else {
+					short = append(short, buf[:n]...)
+				}
+				if err == errHandoff {
+					if c.long {
+						t.Fatal("handed over twice")
+					}
+					// What Close does, without the listener.
+					c.handoff, c.toLong, c.long, c.err, c.after = false, false, true, c.after, nil
+					c.pend, c.held = c.held, nil
+					c.g.longFrom, c.g.longStart = 0, -1
+					buf = make([]byte, testLongBuf)
+					continue
+				}
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if string(short)+string(long) != stream {
+				t.Fatalf("handed %q + %q, want %q", short, long, stream)
+			}
+			if len(short) != firstLong {
+				t.Fatalf("moved after %d bytes, want %d", len(short), firstLong)
+			}
+		})
+	}
+}
+
+func splitBytes(s string, n int) [][]byte {
+	var out [][]byte
+	for _, p := range splitEvery(s, n) {
+		out = append(out, []byte(p))
+	}
+	return out
+}
