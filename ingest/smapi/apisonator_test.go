@@ -2,6 +2,7 @@ package smapi
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -35,8 +36,9 @@ func apisonatorDocument() *catalog.Document {
 // test/integration/...), written for Sluice's test catalog: the call, then
 // what the answer must hold.
 type apiCase struct {
-	name        string // the test file and test it comes from
-	method      string // default GET
+	name        string   // the test file and test it comes from
+	before      []string // calls made first ("POST " + URI for a report), each must succeed
+	method      string   // default GET
 	uri         string
 	contentType string
 	options     string // 3scale-options
@@ -64,8 +66,35 @@ const (
 // doc) the case says so and checks Sluice's answer.
 func apisonatorCases() []apiCase {
 	ts := func(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, " ", "+"), "+-", "+%2D") }
+	const b1 = "service_token=st-b&service_id=svc-b&app_id=b1&app_key=kb"
+	hitsDay := func(n int) string {
+		return `<usage_report metric="hits" period="day"><period_start>2026-05-15 00:00:00 +0000</period_start><period_end>2026-05-16 00:00:00 +0000</period_end><max_value>100</max_value><current_value>` + fmt.Sprint(n) + `</current_value>`
+	}
 	report := func(txns string) string { return "/transactions.xml?" + stA + txns }
 	return []apiCase{
+		// authrep/set_usage_test.rb, authorize/set_usage_test.rb,
+		// authorize/set_usage_failures_test.rb: #N is checked against the
+		// limits and set; a set on a child sets its parent.
+		{name: "set usage: #2 after 99", before: []string{"/transactions/authrep.xml?" + b1 + "&usage[hits]=99"},
+			uri: "/transactions/authrep.xml?" + b1 + "&usage[hits]=%232", status: 200, contains: []string{hitsDay(2)}},
+		{name: "set usage: #2 after a report of #101", before: []string{"POST /transactions.xml?service_token=st-b&service_id=svc-b&transactions[0][app_id]=b1&transactions[0][usage][hits]=%23101"},
+			uri: "/transactions/authrep.xml?" + b1 + "&usage[hits]=%232", status: 200, contains: []string{hitsDay(2)}},
+		{name: "set usage: 98 on top of #2", before: []string{"/transactions/authrep.xml?" + b1 + "&usage[hits]=50", "/transactions/authrep.xml?" + b1 + "&usage[hits]=%232"},
+			uri: "/transactions/authrep.xml?" + b1 + "&usage[hits]=98", status: 200, contains: []string{hitsDay(100)}},
+		{name: "set usage: 98 more is over", before: []string{"/transactions/authrep.xml?" + b1 + "&usage[hits]=%232", "/transactions/authrep.xml?" + b1 + "&usage[hits]=98"},
+			uri: "/transactions/authrep.xml?" + b1 + "&usage[hits]=98", status: 409, reason: "usage limits are exceeded", contains: []string{hitsDay(100)}},
+		{name: "set usage: a set on a child sets the parent", before: []string{"/transactions/authrep.xml?" + b1 + "&usage[hits]=5"},
+			uri: "/transactions/authrep.xml?" + b1 + "&usage[upload]=%2310", status: 200, contains: []string{hitsDay(10)}},
+		{name: "set usage: flat_usage keeps a child's set to itself", before: []string{"/transactions/authrep.xml?" + b1 + "&usage[hits]=5"},
+			uri: "/transactions/authrep.xml?" + b1 + "&usage[upload]=%2310", options: "flat_usage=1", status: 200, contains: []string{hitsDay(5)}},
+		{name: "set usage: a set on a child in a report sets the parent", before: []string{"/transactions/authrep.xml?" + b1 + "&usage[hits]=5",
+			"POST /transactions.xml?service_token=st-b&service_id=svc-b&transactions[0][app_id]=b1&transactions[0][usage][upload]=%2340"},
+			uri: "/transactions/authorize.xml?" + b1, status: 200, contains: []string{hitsDay(40)}},
+		{name: "set usage failures: over the limit", uri: "/transactions/authorize.xml?" + b1 + "&usage[hits]=%23101", status: 409, reason: "usage limits are exceeded", contains: []string{hitsDay(0)}},
+		{name: "set usage failures: authrep over the limit counts nothing", before: []string{"/transactions/authrep.xml?" + b1 + "&usage[hits]=3"},
+			uri: "/transactions/authrep.xml?" + b1 + "&usage[hits]=%23101", status: 409, reason: "usage limits are exceeded", contains: []string{hitsDay(3)}},
+		{name: "set usage failures: a bad set value", uri: "/transactions/authorize.xml?" + b1 + "&usage[hits]=%23x", status: 403, code: "usage_value_invalid"},
+
 		// oauth/application_keys_test.rb
 		{name: "oauth keys: no key defined nor passed", uri: "/transactions/oauth_authorize.xml?" + oauthSvc + "&app_id=o-nokeys", status: 200, contains: []string{"<authorized>true</authorized>"}},
 		{name: "oauth keys: no key defined, empty one passed", uri: "/transactions/oauth_authorize.xml?" + oauthSvc + "&app_id=o-nokeys&app_key=", status: 409, reason: "application key is missing"},
@@ -178,6 +207,25 @@ func TestApisonatorIntegrationCases(t *testing.T) {
 	for _, c := range apisonatorCases() {
 		t.Run(c.name, func(t *testing.T) {
 			cur.Store(newEnvWith(t, apisonatorDocument()))
+			for _, b := range c.before {
+				method, uri := "GET", b
+				if rest, ok := strings.CutPrefix(b, "POST "); ok {
+					method, uri = "POST", rest
+				}
+				req, err := http.NewRequest(method, base+uri, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := hc.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode/100 != 2 {
+					t.Fatalf("%s %s: %d %s", method, uri, resp.StatusCode, body)
+				}
+			}
 			method := c.method
 			if method == "" {
 				method = "GET"

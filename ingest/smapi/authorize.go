@@ -61,21 +61,54 @@ func resolveService(snap *catalog.Snapshot, providerKey, serviceToken, serviceID
 	return nil, parseError{code: errProviderKeyOrServiceTokenRequired}
 }
 
-// resolveUsage maps raw usage to limiter usage of svc's metrics. allowSet
-// permits "#N" (report only).
-func resolveUsage(svc *catalog.Service, raw []rawUsage, dst []limiter.Usage, allowSet bool) ([]limiter.Usage, parseError) {
+// resolveUsage maps raw usage to limiter usage of svc's metrics. "#N" sets
+// the metric's counters to N and, unless flat, its ancestors' too, as
+// 3scale does: each ancestor gets its own Set entry (replacing any entry
+// the call had for it), so that the limiter, which sets only the metric
+// named, and the events, which the rollups replay, agree.
+func resolveUsage(svc *catalog.Service, raw []rawUsage, dst []limiter.Usage, flat bool) ([]limiter.Usage, parseError) {
 	for i := range raw {
 		id, ok := svc.MetricIndex[string(raw[i].metric)]
 		if !ok {
 			return dst, parseError{code: errMetricInvalid, arg: raw[i].metric}
 		}
 		n, set, ok := parseUsageValue(raw[i].value)
-		if !ok || (set && !allowSet) {
+		if !ok {
 			return dst, parseError{code: errUsageValueInvalid, arg: raw[i].metric, arg2: raw[i].value}
 		}
 		dst = append(dst, limiter.Usage{Metric: id, Value: n, Set: set})
 	}
+	if flat {
+		return dst, parseError{}
+	}
+	for i := 0; i < len(dst); i++ {
+		u := dst[i]
+		if !u.Set {
+			continue
+		}
+		for a := parentOf(svc, u.Metric); a != limiter.NoParent; a = parentOf(svc, a) {
+			j := 0
+			for j < len(dst) && dst[j].Metric != a {
+				j++
+			}
+			if j == len(dst) {
+				if len(dst) == limiter.MaxUsage {
+					return dst, parseError{code: errBadRequest, arg: msgTooMuchUsage}
+				}
+				dst = append(dst, limiter.Usage{})
+			}
+			dst[j] = limiter.Usage{Metric: a, Value: u.Value, Set: true}
+		}
+	}
 	return dst, parseError{}
+}
+
+// parentOf is m's parent in svc, limiter.NoParent for a root.
+func parentOf(svc *catalog.Service, m limiter.MetricID) limiter.MetricID {
+	if int(m) >= len(svc.Parents) {
+		return limiter.NoParent
+	}
+	return svc.Parents[m]
 }
 
 // checkSums refuses usage whose entries, summed for one metric with its
@@ -220,11 +253,11 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, st *reqState, ep endpoint) 
 	if e.code != errNone {
 		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
 	}
-	st.usage, e = resolveUsage(svc, p.usage, st.usage[:0], false)
+	st.usage, e = resolveUsage(svc, p.usage, st.usage[:0], st.opts.flatUsage)
 	if e.code != errNone {
 		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
 	}
-	if e = checkSums(svc, st.usage, false); e.code != errNone {
+	if e = checkSums(svc, st.usage, true); e.code != errNone {
 		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
 	}
 	app, e := resolveApp(svc, p.appID, p.userKey, oauth)
@@ -250,7 +283,9 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, st *reqState, ep endpoint) 
 		units := int64(0)
 		if rep && out == outAuthorized {
 			for _, u := range st.usage {
-				units += min(u.Value, math.MaxInt64-units) // saturates: usage is never negative
+				if !u.Set { // a set is not units used
+					units += min(u.Value, math.MaxInt64-units) // saturates: usage is never negative
+				}
 			}
 		}
 		s.router.Done(token, units)

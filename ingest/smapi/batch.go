@@ -282,7 +282,7 @@ func parseBatch(b *batch, arena *[]byte, contentType, query, body []byte) parseE
 // metric, a bad usage value, a timestamp outside the window), marks that
 // transaction alone (batchTxn.err): it is not recorded, the others are.
 // An empty or unreadable timestamp is the time of the report, as in 3scale.
-func (b *batch) validate(snap *catalog.Snapshot, nowMS int64) (*catalog.Service, parseError) {
+func (b *batch) validate(snap *catalog.Snapshot, nowMS int64, flat bool) (*catalog.Service, parseError) {
 	if len(b.txns) == 0 {
 		return nil, parseError{code: errTransactionsIsBlank}
 	}
@@ -308,7 +308,7 @@ func (b *batch) validate(snap *catalog.Snapshot, nowMS int64) (*catalog.Service,
 		if t.app, t.err = resolveApp(svc, t.appID, t.userKey, false); t.err.code != errNone {
 			continue
 		}
-		if t.lusage, t.err = resolveUsage(svc, t.usage, t.lusage[:0], true); t.err.code != errNone {
+		if t.lusage, t.err = resolveUsage(svc, t.usage, t.lusage[:0], flat); t.err.code != errNone {
 			continue
 		}
 		if e = checkSums(svc, t.lusage, true); e.code != errNone {
@@ -357,7 +357,7 @@ func (s *Server) report(ctx *fasthttp.RequestCtx, st *reqState) outcome {
 	}
 	now := s.clock()
 	nowMS := now.UnixMilli()
-	svc, e := b.validate(snap, nowMS)
+	svc, e := b.validate(snap, nowMS, st.opts.flatUsage)
 	if e.code != errNone {
 		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
 	}

@@ -16,8 +16,13 @@
 //
 // # Decisions where 3scale leaves room
 //
-//   - usage[M]=#N (set) is accepted by the batch report only, and sets M
-//     alone; on authorize and authrep it is 403 usage_value_invalid.
+//   - usage[M]=#N sets M's counters to N, as in 3scale: authorize and
+//     authrep check N (plus the call's other usage of M) against M's
+//     limits whatever the counters hold, authrep and report set them. A
+//     set on a child sets each ancestor too, as its own Set entry in the
+//     call (and so in the event), unless flat_usage; 3scale lets a later
+//     plain child entry in the same call clobber the parent's set (order
+//     of parameters decides), Sluice adds it on top.
 //   - A repeated parameter keeps its last value (Rack's rule), usage too.
 //   - Usage is validated (metric_invalid, usage_value_invalid) right after
 //     the service credentials, before the application is looked up.
@@ -113,12 +118,7 @@
 //   - The report error log is read with the service's own credentials at
 //     GET /services/{id}/errors.xml; apisonator's sits on its internal API
 //     behind the 3scale admin portal, which Sluice does not have.
-//
-// One difference remains that is not on purpose: usage[M]=#N on
-// authorize and authrep is 403 usage_value_invalid, where apisonator
-// checks N against the limits and authrep sets the counter (and a set on
-// a child sets its ancestors, in reports too). The limiter sets counters
-// in report mode only, on the named metric.
+
 //
 // # Events
 //

@@ -61,11 +61,24 @@ func FuzzParseQuery(f *testing.F) {
 			appendError(nil, e.code, e.arg, e.arg2)
 			return
 		}
-		usage, e := resolveUsage(svc, p.usage, st.usage[:0], false)
+		usage, e := resolveUsage(svc, p.usage, st.usage[:0], st.opts.flatUsage)
 		if e.code == errNone {
+			if len(usage) > limiter.MaxUsage {
+				t.Fatalf("%d usage entries resolved", len(usage))
+			}
 			for _, u := range usage {
-				if u.Value < 0 || u.Set || int(u.Metric) >= len(svc.Metrics) {
+				if u.Value < 0 || int(u.Metric) >= len(svc.Metrics) {
 					t.Fatalf("bad resolved usage %+v", u)
+				}
+				// A set reaches every ancestor as a set (unless flat).
+				if a := parentOf(svc, u.Metric); u.Set && !st.opts.flatUsage && a != limiter.NoParent {
+					found := false
+					for _, v := range usage {
+						found = found || (v.Metric == a && v.Set)
+					}
+					if !found {
+						t.Fatalf("set %+v did not reach its parent: %+v", u, usage)
+					}
 				}
 			}
 		}
@@ -118,7 +131,7 @@ func FuzzParseBatch(f *testing.F) {
 			appendError(nil, e.code, e.arg, e.arg2)
 			return
 		}
-		svc, e := b.validate(snap, nowMS)
+		svc, e := b.validate(snap, nowMS, false)
 		if e.code != errNone {
 			appendError(nil, e.code, e.arg, e.arg2)
 			return
