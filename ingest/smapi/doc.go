@@ -119,7 +119,6 @@
 //     GET /services/{id}/errors.xml; apisonator's sits on its internal API
 //     behind the 3scale admin portal, which Sluice does not have.
 
-//
 // # Events
 //
 // An authorized authrep yields one KindAuthrep event, each batch transaction
