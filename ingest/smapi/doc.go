@@ -118,7 +118,7 @@
 //   - The report error log is read with the service's own credentials at
 //     GET /services/{id}/errors.xml; apisonator's sits on its internal API
 //     behind the 3scale admin portal, which Sluice does not have.
-
+//
 // # Events
 //
 // An authorized authrep yields one KindAuthrep event, each batch transaction
