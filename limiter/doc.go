@@ -16,10 +16,13 @@
 //
 // Usage of a metric also counts toward all its ancestors unless the request
 // is Flat (the caller already added children into parents). Several entries
-// for one metric add up. A Set entry ("#N", report mode only) sets the
-// named metric's counters to N, then the call's other entries add on top;
-// it does not propagate to ancestors. In the other modes a Set entry counts
-// as a plain value.
+// for one metric add up. A Set entry ("#N") sets the named metric's
+// counters to N, then the call's other entries add on top; it does not
+// propagate to ancestors (3scale's set on a child also sets its ancestors:
+// the caller names each, so that the events record every set). It does so
+// in every mode: ModeAuthorize and ModeAuthRep check N plus the other
+// entries against max (a touched limit with max 0 still refuses), whatever
+// the counter holds, and ModeAuthRep then sets it.
 //
 // With usage, only the limits whose metric the usage touches (after
 // propagation) are checked, each passing when current+delta <= max; a touched

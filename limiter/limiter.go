@@ -126,8 +126,10 @@ func (l *Limiter) Sweep() {
 // usageFor sums the request's usage that counts toward metric m: entries on
 // m itself and, unless flat, on its descendants. With setMode, a Set entry
 // on m itself sets the counter (the last one wins; the call's other entries
-// add on top) and Set entries do not propagate to ancestors; without setMode
-// a Set entry is a plain value. overflow reports a sum past MaxInt64 (delta
+// add on top) and Set entries do not propagate to ancestors (a caller that
+// wants an ancestor set names it, so that the events say so too); without
+// setMode a Set entry is a plain value. Do and Record use setMode; CheckUsage
+// lets its caller choose. overflow reports a sum past MaxInt64 (delta
 // is then meaningless). Values must not be negative (callers check).
 func usageFor(usage []Usage, parents []MetricID, flat bool, m MetricID, setMode bool) (delta int64, touched, set bool, setVal int64, overflow bool) {
 	for i := range usage {
@@ -297,7 +299,7 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 		}
 		sc = d.scratch[:n]
 	}
-	setMode := req.Mode == ModeReport
+	report := req.Mode == ModeReport
 	noUsage := len(req.Usage) == 0
 	refused := checkValues(req.Usage)
 
@@ -321,7 +323,7 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 		if u := req.Usage; len(u) == 1 && u[0].Metric == lim.Metric && !u[0].Set {
 			st.delta, st.touched, st.set, st.setVal, st.overflow = u[0].Value, true, false, 0, false // the common call
 		} else {
-			st.delta, st.touched, st.set, st.setVal, st.overflow = usageFor(req.Usage, req.Parents, req.Flat, lim.Metric, setMode)
+			st.delta, st.touched, st.set, st.setVal, st.overflow = usageFor(req.Usage, req.Parents, req.Flat, lim.Metric, true)
 		}
 		if lim.Period.Unit == Sliding {
 			st.lo, st.hi = slideOf(st.id).span(t.ns)
@@ -357,17 +359,19 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 		case refused != nil: // a negative value: the sums below mean nothing
 		case st.overflow:
 			refused = ErrOverflow
-		case setMode:
-			base := st.cur
-			if st.set {
-				base = st.setVal
-			}
-			if st.touched && st.delta > math.MaxInt64-base {
+		case st.set && st.delta > math.MaxInt64-st.setVal:
+			refused = ErrOverflow
+		case report:
+			if st.touched && !st.set && st.delta > math.MaxInt64-st.cur {
 				refused = ErrOverflow
 			}
 		case !allowed:
 		case noUsage:
 			allowed = st.cur <= r.Limit.Max
+		case st.set:
+			// The counter becomes setVal plus the call's other usage of
+			// the metric, whatever it holds now.
+			allowed = r.Limit.Max > 0 && st.delta <= r.Limit.Max-st.setVal
 		case st.touched && (r.Limit.Max <= 0 || st.delta > r.Limit.Max-st.cur):
 			allowed = false
 		}
@@ -406,7 +410,7 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 			counterApply(c, r.Start, t, t, st.delta, st.set, st.setVal)
 		}
 	}
-	d.Allowed = allowed || (setMode && refused == nil)
+	d.Allowed = allowed || (report && refused == nil)
 	d.Err = refused
 	constrained(sh, a, req, d, sc, t)
 	if sh.ops++; sh.ops%sweepEvery == 0 {

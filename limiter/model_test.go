@@ -77,16 +77,17 @@ func ancestorsOf(m MetricID) map[MetricID]bool {
 	return out
 }
 
-// refUsage is the usage of a call on metric m, straight from the spec.
-func refUsage(usage []Usage, flat bool, m MetricID, report bool) (delta int64, touched, set bool, setVal int64) {
+// refUsage is the usage of a call on metric m, straight from the spec
+// (setMode: a Set entry sets its own metric only, as in every mode of Do).
+func refUsage(usage []Usage, flat bool, m MetricID, setMode bool) (delta int64, touched, set bool, setVal int64) {
 	for _, u := range usage {
 		switch {
-		case u.Metric == m && u.Set && report:
+		case u.Metric == m && u.Set && setMode:
 			touched, set, setVal = true, true, u.Value
 		case u.Metric == m:
 			touched = true
 			delta += u.Value
-		case !flat && !(u.Set && report) && ancestorsOf(u.Metric)[m]:
+		case !flat && !(u.Set && setMode) && ancestorsOf(u.Metric)[m]:
 			touched = true
 			delta += u.Value
 		}
@@ -141,7 +142,7 @@ func (m *refModel) expect(req *Request, now time.Time) Decision {
 	allowed := true
 	for i, l := range req.Limits {
 		s := &sts[i]
-		s.delta, s.touched, s.set, s.setVal = refUsage(req.Usage, req.Flat, l.Metric, report)
+		s.delta, s.touched, s.set, s.setVal = refUsage(req.Usage, req.Flat, l.Metric, true)
 		cur := m.value(refKey{req.App, l.Metric, l.Period}, now)
 		switch {
 		case report:
@@ -149,7 +150,9 @@ func (m *refModel) expect(req *Request, now time.Time) Decision {
 			if cur > l.Max {
 				allowed = false
 			}
-		case s.touched && (l.Max <= 0 || cur+s.delta > l.Max):
+		case s.set && (l.Max <= 0 || s.setVal+s.delta > l.Max):
+			allowed = false
+		case !s.set && s.touched && (l.Max <= 0 || cur+s.delta > l.Max):
 			allowed = false
 		}
 	}
@@ -236,16 +239,16 @@ func (m *refModel) checkSliding(t *testing.T, req *Request, d *Decision, now tim
 		if r.Current < lower || r.Current > upper {
 			t.Fatalf("%v at %v: current %d outside [%d, %d]", r.Limit, now, r.Current, lower, upper)
 		}
-		delta, touched, _, _ := refUsage(req.Usage, req.Flat, r.Limit.Metric, false)
+		delta, touched, _, _ := refUsage(req.Usage, req.Flat, r.Limit.Metric, true)
 		if req.Mode == ModeAuthRep && d.Allowed && touched && delta > 0 && lower > r.Limit.Max {
-			t.Fatalf("%v at %v: admitted, leaving %d in the last %v", r.Limit, now, lower, r.Limit.Period.Window)
+			t.Fatalf("%v at %v: admitted %+v, leaving %d in the last %v; events %+v", r.Limit, now, req.Usage, lower, r.Limit.Period.Window, evs)
 		}
 	}
 	if req.Mode == ModeReport || d.Allowed {
 		return
 	}
 	for _, r := range d.Reports {
-		delta, touched, _, _ := refUsage(req.Usage, req.Flat, r.Limit.Metric, false)
+		delta, touched, set, setVal := refUsage(req.Usage, req.Flat, r.Limit.Metric, true)
 		if len(req.Usage) == 0 {
 			touched, delta = true, 0
 		}
@@ -256,6 +259,9 @@ func (m *refModel) checkSliding(t *testing.T, req *Request, d *Decision, now tim
 		if r.Limit.Period.Unit == Sliding {
 			evs := m.events[refKey{req.App, r.Limit.Metric, r.Limit.Period}]
 			cur = fold(evs, nowNs-int64(r.Limit.Period.Window)-slidingG(r.Limit.Period.Window), nowNs)
+		}
+		if set {
+			cur = setVal // the counter becomes setVal plus the other usage
 		}
 		if cur+delta > r.Limit.Max || (len(req.Usage) > 0 && r.Limit.Max <= 0) {
 			return

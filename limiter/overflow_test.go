@@ -232,17 +232,19 @@ func TestCheckUsage(t *testing.T) {
 			if err != tc.err || (err != nil && m != tc.metric) {
 				t.Fatalf("CheckUsage = %d, %v; want %d, %v", m, err, tc.metric, tc.err)
 			}
-			// Do refuses exactly what CheckUsage refuses, whatever the mode
-			// (its only other refusal is a counter's own overflow).
-			mode := ModeAuthRep
-			if tc.setMode {
-				mode = ModeReport
+			// Do, which reads sets as sets in every mode, refuses exactly
+			// what CheckUsage refuses in setMode (its only other refusal is
+			// a counter's own overflow).
+			if !tc.setMode {
+				return
 			}
 			limits := []Limit{lim(mHits, "day", big), lim(mSearch, "day", big), lim(mFast, "day", big), lim(mOther, "day", big)}
-			var d Decision
-			New(Options{}).Do(&Request{App: 1, Limits: limits, Parents: modelParents, Usage: tc.usage, Mode: mode}, &d)
-			if d.Err != tc.err {
-				t.Errorf("Do refused with %v, CheckUsage with %v", d.Err, tc.err)
+			for _, mode := range []Mode{ModeReport, ModeAuthRep, ModeAuthorize} {
+				var d Decision
+				New(Options{}).Do(&Request{App: 1, Limits: limits, Parents: modelParents, Usage: tc.usage, Mode: mode}, &d)
+				if d.Err != tc.err {
+					t.Errorf("mode %v: Do refused with %v, CheckUsage with %v", mode, d.Err, tc.err)
+				}
 			}
 		})
 	}

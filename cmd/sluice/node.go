@@ -492,6 +492,11 @@ func endOffsets(ctx context.Context, cfg nodeConfig) (map[int32]int64, error) {
 	return m, nil
 }
 
+// adminMaxURL bounds the request URI of the admin API and the gateway
+// configuration endpoints on the listener they share with the Service
+// Management API (docs/admin-api.md).
+const adminMaxURL = 8 << 10
+
 // route sends the gateway configuration endpoints (3scale's admin API
 // paths under /admin/api/) to gw, /admin and everything else under it to
 // the admin API, /health to a liveness answer, /openapi.json to the admin
@@ -502,6 +507,10 @@ func route(api *smapi.Server, adm *admin.API, gw *gateway.API, envoy *envoyrls.S
 	return func(ctx *fasthttp.RequestCtx) {
 		path := ctx.Path()
 		switch {
+		case (gateway.Owns(path) || admin.Owns(path)) && len(ctx.Request.Header.RequestURI()) > adminMaxURL:
+			// The listener reads request lines up to the Service
+			// Management API's limit; the admin APIs keep their own.
+			routeFailure(ctx, httpserver.Failure{Status: fasthttp.StatusRequestURITooLong, Reason: "request URI longer than 8192 bytes", Path: path})
 		case gateway.Owns(path):
 			gw.Handler(ctx)
 		case admin.Owns(path):

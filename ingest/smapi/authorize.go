@@ -13,6 +13,7 @@ import (
 )
 
 var (
+	minusOne    = []byte("-1")
 	msgHandoff  = []byte("the application's limits are being handed over between nodes, retry later")
 	msgNoConfig = []byte("no configuration loaded")
 	msgSinkFull = []byte("usage events cannot be recorded right now, retry later")
@@ -60,21 +61,54 @@ func resolveService(snap *catalog.Snapshot, providerKey, serviceToken, serviceID
 	return nil, parseError{code: errProviderKeyOrServiceTokenRequired}
 }
 
-// resolveUsage maps raw usage to limiter usage of svc's metrics. allowSet
-// permits "#N" (report only).
-func resolveUsage(svc *catalog.Service, raw []rawUsage, dst []limiter.Usage, allowSet bool) ([]limiter.Usage, parseError) {
+// resolveUsage maps raw usage to limiter usage of svc's metrics. "#N" sets
+// the metric's counters to N and, unless flat, its ancestors' too, as
+// 3scale does: each ancestor gets its own Set entry (replacing any entry
+// the call had for it), so that the limiter, which sets only the metric
+// named, and the events, which the rollups replay, agree.
+func resolveUsage(svc *catalog.Service, raw []rawUsage, dst []limiter.Usage, flat bool) ([]limiter.Usage, parseError) {
 	for i := range raw {
 		id, ok := svc.MetricIndex[string(raw[i].metric)]
 		if !ok {
 			return dst, parseError{code: errMetricInvalid, arg: raw[i].metric}
 		}
 		n, set, ok := parseUsageValue(raw[i].value)
-		if !ok || (set && !allowSet) {
+		if !ok {
 			return dst, parseError{code: errUsageValueInvalid, arg: raw[i].metric, arg2: raw[i].value}
 		}
 		dst = append(dst, limiter.Usage{Metric: id, Value: n, Set: set})
 	}
+	if flat {
+		return dst, parseError{}
+	}
+	for i := 0; i < len(dst); i++ {
+		u := dst[i]
+		if !u.Set {
+			continue
+		}
+		for a := parentOf(svc, u.Metric); a != limiter.NoParent; a = parentOf(svc, a) {
+			j := 0
+			for j < len(dst) && dst[j].Metric != a {
+				j++
+			}
+			if j == len(dst) {
+				if len(dst) == limiter.MaxUsage {
+					return dst, parseError{code: errBadRequest, arg: msgTooMuchUsage}
+				}
+				dst = append(dst, limiter.Usage{})
+			}
+			dst[j] = limiter.Usage{Metric: a, Value: u.Value, Set: true}
+		}
+	}
 	return dst, parseError{}
+}
+
+// parentOf is m's parent in svc, limiter.NoParent for a root.
+func parentOf(svc *catalog.Service, m limiter.MetricID) limiter.MetricID {
+	if int(m) >= len(svc.Parents) {
+		return limiter.NoParent
+	}
+	return svc.Parents[m]
 }
 
 // checkSums refuses usage whose entries, summed for one metric with its
@@ -131,19 +165,45 @@ func keyMatches(app *catalog.App, key []byte) bool {
 }
 
 // check runs the denial checks in 3scale's order (after the app was
-// found): app key (or redirect URL for oauth), referrer, application state,
-// service state. It returns denyNone when all pass, or an error code for a
-// broken referrer filter.
+// found): app key, redirect URL (oauth endpoints), referrer, application
+// state, service state. It returns denyNone when all pass, or an error code
+// for a broken referrer filter.
+//
+// The app key follows 3scale's two rules. On the oauth endpoints, and on
+// the plain ones for an OAuth service (OpenID Connect gateways call
+// authrep.xml), app_key is the client secret and is checked only when
+// sent: absent passes, empty or wrong is denied (also for an app without
+// keys). Otherwise, in app_id mode, an app with keys needs one of them.
 func check(svc *catalog.Service, app *catalog.App, p *authParams, oauth bool) (denial, []byte, errCode) {
-	if oauth {
-		switch {
-		case p.hasRedirectURL && string(p.redirectURL) != app.RedirectURL:
-			return denyRedirectURLInvalid, p.redirectURL, errNone
-		case p.hasRedirectURI && string(p.redirectURI) != app.RedirectURL:
-			return denyRedirectURIInvalid, p.redirectURI, errNone
+	switch {
+	case oauth || svc.AuthMode == catalog.AuthOAuth:
+		if p.hasAppKey && len(p.appKey) == 0 {
+			return denyApplicationKeyMissing, nil, errNone
 		}
-	} else if svc.AuthMode != catalog.AuthUserKey && len(app.Keys) > 0 && !keyMatches(app, p.appKey) {
-		return denyApplicationKeyInvalid, nil, errNone
+		if p.hasAppKey && !keyMatches(app, p.appKey) {
+			return denyApplicationKeyInvalid, nil, errNone
+		}
+	case svc.AuthMode == catalog.AuthAppID && len(app.Keys) > 0:
+		if len(p.appKey) == 0 {
+			return denyApplicationKeyMissing, nil, errNone
+		}
+		if !keyMatches(app, p.appKey) {
+			return denyApplicationKeyInvalid, nil, errNone
+		}
+	}
+	if oauth {
+		// redirect_url, the older name, wins when both are sent; an empty
+		// one checks nothing.
+		switch {
+		case p.hasRedirectURL:
+			if len(p.redirectURL) > 0 && string(p.redirectURL) != app.RedirectURL {
+				return denyRedirectURLInvalid, p.redirectURL, errNone
+			}
+		case p.hasRedirectURI:
+			if len(p.redirectURI) > 0 && string(p.redirectURI) != app.RedirectURL {
+				return denyRedirectURIInvalid, p.redirectURI, errNone
+			}
+		}
 	}
 	if svc.ReferrerFiltersRequired && len(app.ReferrerFilters) > 0 && string(p.referrer) != "*" {
 		matched := false
@@ -175,7 +235,11 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, st *reqState, ep endpoint) 
 	rep := ep == epAuthrep || ep == epOAuthAuthrep
 	st.opts = parseOptions(ctx.Request.Header.PeekBytes(hdrOptions), &st.arena)
 	p := &st.p
-	if e := parseAuthQuery(ctx.URI().QueryString(), &st.arena, p); e.code != errNone {
+	e := parseAuthQuery(ctx.URI().QueryString(), &st.arena, p)
+	if p.hasNoBody && !st.opts.noBodySet {
+		st.opts.noBody = noBodyOn(p.noBody)
+	}
+	if e.code != errNone {
 		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
 	}
 	if p.hasUserID {
@@ -189,11 +253,11 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, st *reqState, ep endpoint) 
 	if e.code != errNone {
 		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
 	}
-	st.usage, e = resolveUsage(svc, p.usage, st.usage[:0], false)
+	st.usage, e = resolveUsage(svc, p.usage, st.usage[:0], st.opts.flatUsage)
 	if e.code != errNone {
 		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
 	}
-	if e = checkSums(svc, st.usage, false); e.code != errNone {
+	if e = checkSums(svc, st.usage, true); e.code != errNone {
 		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
 	}
 	app, e := resolveApp(svc, p.appID, p.userKey, oauth)
@@ -219,7 +283,9 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, st *reqState, ep endpoint) 
 		units := int64(0)
 		if rep && out == outAuthorized {
 			for _, u := range st.usage {
-				units += min(u.Value, math.MaxInt64-units) // saturates: usage is never negative
+				if !u.Set { // a set is not units used
+					units += min(u.Value, math.MaxInt64-units) // saturates: usage is never negative
+				}
 			}
 		}
 		s.router.Done(token, units)
@@ -339,16 +405,19 @@ func (s *Server) writeStatus(ctx *fasthttp.RequestCtx, st *reqState, app *catalo
 	h.SetContentTypeBytes(ctXML)
 	if st.opts.limitHeaders && (deny == denyNone || deny == denyLimitsExceeded) {
 		d := &st.dec
-		maxv := int64(-1)
 		if d.Constrained >= 0 && d.Constrained < len(d.Reports) {
-			maxv = d.Reports[d.Constrained].Limit.Max
+			st.num = strconv.AppendInt(st.num[:0], d.Remaining, 10)
+			h.SetBytesKV(hdrLimitRemain, st.num)
+			st.num = strconv.AppendInt(st.num[:0], d.Reset, 10)
+			h.SetBytesKV(hdrLimitReset, st.num)
+			st.num = strconv.AppendInt(st.num[:0], d.Reports[d.Constrained].Limit.Max, 10)
+			h.SetBytesKV(hdrLimitMax, st.num)
+		} else {
+			// No limit constrains the call: 3scale says -1 for both and
+			// has no maximum to name.
+			h.SetBytesKV(hdrLimitRemain, minusOne)
+			h.SetBytesKV(hdrLimitReset, minusOne)
 		}
-		st.num = strconv.AppendInt(st.num[:0], d.Remaining, 10)
-		h.SetBytesKV(hdrLimitRemain, st.num)
-		st.num = strconv.AppendInt(st.num[:0], d.Reset, 10)
-		h.SetBytesKV(hdrLimitReset, st.num)
-		st.num = strconv.AppendInt(st.num[:0], maxv, 10)
-		h.SetBytesKV(hdrLimitMax, st.num)
 	}
 	if st.opts.noBody {
 		return out
@@ -362,6 +431,7 @@ func (s *Server) writeStatus(ctx *fasthttp.RequestCtx, st *reqState, app *catalo
 		App:         app,
 		Reports:     st.dec.Reports,
 		OAuth:       oauth,
+		RedirectURI: oauth && !st.p.hasRedirectURL && st.p.hasRedirectURI,
 		Hierarchy:   st.opts.hierarchy,
 		ListAppKeys: st.opts.listAppKeys,
 	}

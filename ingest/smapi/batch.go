@@ -36,7 +36,8 @@ type batchTxn struct {
 	// Filled by validation.
 	app    *catalog.App
 	lusage []limiter.Usage
-	ts     int64 // unix ms
+	ts     int64      // unix ms
+	err    parseError // why the transaction is not recorded (the others are)
 }
 
 // batch is a decoded batch report. Slices point into the request's arena.
@@ -59,8 +60,8 @@ var (
 	msgTxnUsage     = []byte("usage must be sent as transactions[I][usage][METRIC]=VALUE")
 	msgBodyTooLarge = []byte("request body is larger than 1048576 bytes")
 	msgBadMultipart = []byte("multipart body is malformed")
-	msgTimestamp    = []byte("transaction timestamp is not a valid time")
-	msgTSRange      = []byte("transaction timestamp must lie between 24 hours ago and 1 hour from now")
+	msgTSTooOld     = []byte("reporting transactions older than 86400 seconds is not allowed")
+	msgTSTooNew     = []byte("reporting transactions more than 3600 seconds in the future is not allowed")
 )
 
 // txn returns the transaction labelled label, adding it on first sight.
@@ -244,9 +245,10 @@ func parseBatch(b *batch, arena *[]byte, contentType, query, body []byte) parseE
 		media = media[:i]
 	}
 	media = bytes.TrimSpace(media)
+	// The type is checked with a body or without one, as 3scale does: a
+	// client that names another type sends something Sluice cannot read.
 	multipartBody := false
 	switch {
-	case len(body) == 0:
 	case len(media) == 0, bytes.EqualFold(media, []byte("application/x-www-form-urlencoded")):
 	case bytes.EqualFold(media, []byte("multipart/form-data")):
 		multipartBody = true
@@ -271,28 +273,16 @@ func parseBatch(b *batch, arena *[]byte, contentType, query, body []byte) parseE
 	return b.addMultipart(body, params["boundary"], arena)
 }
 
-// parseTimestamp parses a report timestamp: unix seconds, 3scale's
-// "2006-01-02 15:04:05 -0700" (also with a zone name like UTC), or RFC 3339.
-// It returns unix milliseconds.
-func parseTimestamp(v []byte) (int64, bool) {
-	if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
-		if n < 0 || n > 1<<40 {
-			return 0, false
-		}
-		return n * 1000, true
-	}
-	for _, layout := range [...]string{TimeLayout, "2006-01-02 15:04:05 MST", "2006-01-02 15:04:05", time.RFC3339Nano} {
-		if t, err := time.Parse(layout, string(v)); err == nil {
-			return t.UnixMilli(), true
-		}
-	}
-	return 0, false
-}
-
 // validate checks the whole batch before anything is recorded: structure,
-// then service credentials, then each transaction's application, usage and
-// timestamp. The first problem decides the answer.
-func (b *batch) validate(snap *catalog.Snapshot, nowMS int64) (*catalog.Service, parseError) {
+// then service credentials, then each transaction. What 3scale checks when
+// the request arrives (structure, credentials, user_id, and here also usage
+// sums that cannot be counted) refuses the whole batch, the first problem
+// deciding the answer. What 3scale finds only later, in its worker (an
+// unknown application or user key, both app_id and user_key, an unknown
+// metric, a bad usage value, a timestamp outside the window), marks that
+// transaction alone (batchTxn.err): it is not recorded, the others are.
+// An empty or unreadable timestamp is the time of the report, as in 3scale.
+func (b *batch) validate(snap *catalog.Snapshot, nowMS int64, flat bool) (*catalog.Service, parseError) {
 	if len(b.txns) == 0 {
 		return nil, parseError{code: errTransactionsIsBlank}
 	}
@@ -308,32 +298,46 @@ func (b *batch) validate(snap *catalog.Snapshot, nowMS int64) (*catalog.Service,
 		return nil, e
 	}
 	for i := range b.txns {
-		t := &b.txns[i]
-		if t.hasUserID {
+		if b.txns[i].hasUserID {
 			return nil, parseError{code: errEndUsersNoLongerSupported}
 		}
-		if t.app, e = resolveApp(svc, t.appID, t.userKey, false); e.code != errNone {
-			return nil, e
+	}
+	for i := range b.txns {
+		t := &b.txns[i]
+		t.err = parseError{}
+		if t.app, t.err = resolveApp(svc, t.appID, t.userKey, false); t.err.code != errNone {
+			continue
 		}
-		if t.lusage, e = resolveUsage(svc, t.usage, t.lusage[:0], true); e.code != errNone {
-			return nil, e
+		if t.lusage, t.err = resolveUsage(svc, t.usage, t.lusage[:0], flat); t.err.code != errNone {
+			continue
 		}
 		if e = checkSums(svc, t.lusage, true); e.code != errNone {
 			return nil, e
 		}
 		t.ts = nowMS
-		if len(t.timestamp) > 0 {
-			ts, ok := parseTimestamp(t.timestamp)
-			if !ok {
-				return nil, parseError{code: errNotValidData, arg: msgTimestamp}
+		if ts, ok := parseTimestamp(t.timestamp); ok {
+			switch {
+			case ts < nowMS-MaxReportAge.Milliseconds():
+				t.err = parseError{code: errTransactionTimestampTooOld, arg: msgTSTooOld}
+			case ts > nowMS+MaxReportFuture.Milliseconds():
+				t.err = parseError{code: errTransactionTimestampTooNew, arg: msgTSTooNew}
+			default:
+				t.ts = ts
 			}
-			if ts < nowMS-MaxReportAge.Milliseconds() || ts > nowMS+MaxReportFuture.Milliseconds() {
-				return nil, parseError{code: errNotValidData, arg: msgTSRange}
-			}
-			t.ts = ts
 		}
 	}
 	return svc, parseError{}
+}
+
+// valid counts the transactions that validation did not drop.
+func (b *batch) valid() int {
+	n := 0
+	for i := range b.txns {
+		if b.txns[i].err.code == errNone {
+			n++
+		}
+	}
+	return n
 }
 
 // report serves POST /transactions.xml: validate the whole batch, then for
@@ -353,7 +357,7 @@ func (s *Server) report(ctx *fasthttp.RequestCtx, st *reqState) outcome {
 	}
 	now := s.clock()
 	nowMS := now.UnixMilli()
-	svc, e := b.validate(snap, nowMS)
+	svc, e := b.validate(snap, nowMS, st.opts.flatUsage)
 	if e.code != errNone {
 		return s.writeError(ctx, st, e.code, e.arg, e.arg2)
 	}
@@ -364,6 +368,11 @@ func (s *Server) report(ctx *fasthttp.RequestCtx, st *reqState) outcome {
 	refused, firstRefused := 0, -1
 	for i := range b.txns {
 		t := &b.txns[i]
+		if t.err.code != errNone {
+			s.errs.add(svc, now.Unix(), t.label, t.err)
+			s.m.reportTxnsDropped.Inc()
+			continue
+		}
 		var limits []limiter.Limit
 		if t.app.Plan != nil {
 			limits = t.app.Plan.Limits
@@ -390,12 +399,12 @@ func (s *Server) report(ctx *fasthttp.RequestCtx, st *reqState) outcome {
 		}
 	}
 	if refused > 0 {
-		if refused == len(b.txns) {
+		if refused == b.valid() {
 			st.num = append(st.num[:0], "nothing of the batch was recorded"...)
 		} else {
 			st.num = strconv.AppendInt(st.num[:0], int64(refused), 10)
 			st.num = append(st.num, " of "...)
-			st.num = strconv.AppendInt(st.num, int64(len(b.txns)), 10)
+			st.num = strconv.AppendInt(st.num, int64(b.valid()), 10)
 			st.num = append(st.num, " transactions were not recorded; the others were"...)
 		}
 		return s.writeError(ctx, st, errUsageOverflow, b.txns[firstRefused].label, st.num)

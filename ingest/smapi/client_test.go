@@ -13,17 +13,24 @@ import (
 	"github.com/3scale/3scale-go-client/threescale"
 	"github.com/3scale/3scale-go-client/threescale/api"
 	threescalehttp "github.com/3scale/3scale-go-client/threescale/http"
+	"github.com/valyala/fasthttp"
 )
 
 // startTCP serves e's handler with NewServer's settings on a real loopback
 // port and returns the base URL.
 func startTCP(t *testing.T, e *env) string {
 	t.Helper()
+	return startTCPHandler(t, e.srv.Handler)
+}
+
+// startTCPHandler is startTCP for any handler.
+func startTCPHandler(t *testing.T, h fasthttp.RequestHandler) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listening on loopback: %v", err)
 	}
-	srv := NewServer(e.srv.Handler, ServerOptions{})
+	srv := NewServer(h, ServerOptions{})
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -137,7 +144,9 @@ func TestThreescaleGoClient(t *testing.T) {
 			{Params: api.Params{AppID: "a1"}, Metrics: api.Metrics{"hits": 1}},
 			{Params: api.Params{AppID: "ghost"}, Metrics: api.Metrics{"hits": 1}},
 		}})
-		if err != nil || res.Accepted || res.ErrorCode != "application_not_found" {
+		// Accepted, as 3scale does: the unknown app's transaction is
+		// dropped and filed in the service's error log, a1's counts.
+		if err != nil || !res.Accepted {
 			t.Fatalf("Report with an unknown app = %+v, %v", res, err)
 		}
 		res, err = c.Report(threescale.Request{Auth: api.ClientAuth{Type: api.ServiceToken, Value: "st-b"}, Service: "svc-ids",
@@ -279,11 +288,12 @@ func TestServerLimits(t *testing.T) {
 		status                   int
 		code                     string
 	}{
-		{"URL just over 8 KiB", "GET", auth + "&pad=" + strings.Repeat("x", MaxURLLength), "", nil, 414, "request_uri_too_long"},
+		{"URL of 16 KiB", "GET", auth + "&pad=" + strings.Repeat("x", 16<<10), "", nil, 200, ""},
+		{"URL at the limit", "GET", auth + "&pad=" + strings.Repeat("x", MaxURLLength-len(auth)+len(base)-len("&pad=")), "", nil, 200, ""},
+		{"URL one byte over the limit", "GET", auth + "&pad=" + strings.Repeat("x", MaxURLLength-len(auth)+len(base)-len("&pad=")+1), "", nil, 414, "request_uri_too_long"},
 		// A URL the read buffer cannot hold is still a URL too long: 414,
 		// refused before it is read whole.
-		{"URL over the read buffer", "GET", auth + "&pad=" + strings.Repeat("x", 4*MaxURLLength), "", nil, 414, "request_uri_too_long"},
-		{"URL of 16 KiB", "GET", auth + "&pad=" + strings.Repeat("x", 16<<10), "", nil, 414, "request_uri_too_long"},
+		{"URL over the read buffer", "GET", auth + "&pad=" + strings.Repeat("x", MaxURLLength+32<<10), "", nil, 414, "request_uri_too_long"},
 		{"1001 transactions", "POST", base + "/transactions.xml", "application/x-www-form-urlencoded", []byte(stA + manyTxns(1001)), 400, "bad_request"},
 		{"65 usage entries", "GET", auth + strings.Repeat("&usage[hits]=1", 1) + manyUsageQuery(65), "", nil, 400, "bad_request"},
 		{"65 usage entries in a transaction", "POST", base + "/transactions.xml", "application/x-www-form-urlencoded",
@@ -295,18 +305,20 @@ func TestServerLimits(t *testing.T) {
 			t.Errorf("%s: got %d %q, want %d %q", c.name, status, code, c.status, c.code)
 		}
 	}
-	// Headers that overflow the read buffer after a URL within the limit:
-	// 431.
-	req, _ := http.NewRequest("GET", auth, nil)
-	req.Header.Set("X-Pad", strings.Repeat("y", ServerReadBufferSize))
-	if resp, err := hc.Do(req); err != nil {
-		t.Errorf("headers over the read buffer: %v", err)
-	} else {
-		var b bytes.Buffer
-		b.ReadFrom(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 431 || errorCode(b.Bytes()) != "request_header_too_large" {
-			t.Errorf("headers over the read buffer: got %d %s, want 431 request_header_too_large", resp.StatusCode, b.Bytes())
+	// Headers over their own bound after a short URL: 431 (the read buffer
+	// is sized for a long request line, not for headers).
+	for _, pad := range []int{MaxServerHeaderBytes, 4 * MaxServerHeaderBytes} {
+		req, _ := http.NewRequest("GET", auth, nil)
+		req.Header.Set("X-Pad", strings.Repeat("y", pad))
+		if resp, err := hc.Do(req); err != nil {
+			t.Errorf("%d bytes of headers: %v", pad, err)
+		} else {
+			var b bytes.Buffer
+			b.ReadFrom(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 431 || errorCode(b.Bytes()) != "request_header_too_large" {
+				t.Errorf("%d bytes of headers: got %d %s, want 431 request_header_too_large", pad, resp.StatusCode, b.Bytes())
+			}
 		}
 	}
 	// A body over 1 MiB: fasthttp refuses it from its Content-Length before

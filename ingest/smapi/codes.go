@@ -1,5 +1,7 @@
 package smapi
 
+import "bytes"
+
 // errCode is an error answer of the Service Management API: a 3scale error
 // code with its HTTP status. The zero value means "no error".
 type errCode uint8
@@ -38,6 +40,11 @@ const (
 	errMethodNotAllowed      // 405
 	errServiceUnavailable    // 503
 	errUsageOverflow         // 422: usage would pass the largest countable value
+	// Codes of the report error log only (GET /services/{id}/errors.xml):
+	// a batch transaction whose timestamp lies outside the window is not
+	// recorded, the batch is. The status is what an answer would carry.
+	errTransactionTimestampTooOld // 422
+	errTransactionTimestampTooNew // 422
 	numErrCodes
 )
 
@@ -73,6 +80,8 @@ var codeTable = [numErrCodes]codeInfo{
 	errMethodNotAllowed:                   {"method_not_allowed", 405},
 	errServiceUnavailable:                 {"service_unavailable", 503},
 	errUsageOverflow:                      {"usage_overflow", 422},
+	errTransactionTimestampTooOld:         {"transaction_timestamp_too_old", 422},
+	errTransactionTimestampTooNew:         {"transaction_timestamp_too_new", 422},
 }
 
 func (c errCode) String() string { return codeTable[c].name }
@@ -88,6 +97,7 @@ const (
 	denyNone denial = iota
 	denyLimitsExceeded
 	denyApplicationKeyInvalid
+	denyApplicationKeyMissing // same code, its own reason text
 	denyReferrerNotAllowed
 	denyApplicationNotActive
 	denyServiceNotActive
@@ -99,6 +109,7 @@ const (
 var denialCodes = [numDenials]string{
 	denyLimitsExceeded:        "limits_exceeded",
 	denyApplicationKeyInvalid: "application_key_invalid",
+	denyApplicationKeyMissing: "application_key_invalid",
 	denyReferrerNotAllowed:    "referrer_not_allowed",
 	denyApplicationNotActive:  "application_not_active",
 	denyServiceNotActive:      "service_not_active",
@@ -115,7 +126,11 @@ func appendReason(dst []byte, d denial, arg []byte) []byte {
 	case denyLimitsExceeded:
 		return append(dst, "usage limits are exceeded"...)
 	case denyApplicationKeyInvalid:
+		// 3scale quotes the key it was sent; a client secret does not
+		// belong in an answer that gateways log.
 		return append(dst, "application key is invalid"...)
+	case denyApplicationKeyMissing:
+		return append(dst, "application key is missing"...)
 	case denyReferrerNotAllowed:
 		if len(arg) == 0 {
 			return append(dst, "referrer is missing"...)
@@ -172,7 +187,7 @@ func appendMessage(dst []byte, c errCode, arg, arg2 []byte) []byte {
 	case errAuthenticationError:
 		return append(dst, "either app_id or user_key is allowed, not both"...)
 	case errUsageValueInvalid:
-		if len(arg2) == 0 {
+		if len(bytes.TrimSpace(arg2)) == 0 {
 			dst = append(dst, "usage value for metric "...)
 			dst = q(dst, arg)
 			return append(dst, " can not be empty"...)
@@ -192,7 +207,7 @@ func appendMessage(dst []byte, c errCode, arg, arg2 []byte) []byte {
 		return append(dst, " is invalid"...)
 	case errServiceIDMissing:
 		return append(dst, "Service ID is missing"...)
-	case errNotValidData:
+	case errNotValidData, errTransactionTimestampTooOld, errTransactionTimestampTooNew:
 		if len(arg) > 0 {
 			return append(dst, arg...)
 		}
@@ -216,7 +231,7 @@ func appendMessage(dst []byte, c errCode, arg, arg2 []byte) []byte {
 	case errEndUsersNoLongerSupported:
 		return append(dst, "End-users are no longer supported, do not specify the user_id parameter"...)
 	case errRequestURITooLong:
-		return append(dst, "request URI is longer than 8192 bytes"...)
+		return append(dst, "request URI is longer than 1048576 bytes"...)
 	case errRequestEntityTooLarge:
 		if len(arg) > 0 {
 			return append(dst, arg...)

@@ -16,30 +16,48 @@
 //
 // # Decisions where 3scale leaves room
 //
-//   - usage[M]=#N (set) is accepted by the batch report only; on authorize
-//     and authrep it is 403 usage_value_invalid (the limiter cannot set a
-//     counter while checking it).
+//   - usage[M]=#N sets M's counters to N, as in 3scale: authorize and
+//     authrep check N (plus the call's other usage of M) against M's
+//     limits whatever the counters hold, authrep and report set them. A
+//     set on a child sets each ancestor too, as its own Set entry in the
+//     call (and so in the event), unless flat_usage; 3scale lets a later
+//     plain child entry in the same call clobber the parent's set (order
+//     of parameters decides), Sluice adds it on top.
 //   - A repeated parameter keeps its last value (Rack's rule), usage too.
 //   - Usage is validated (metric_invalid, usage_value_invalid) right after
 //     the service credentials, before the application is looked up.
 //   - In user_key mode the app is found by user_key (missing or unknown:
 //     user_key_invalid); in app_id and oauth modes, and always on the oauth
-//     endpoints, by app_id (application_not_found). app_key is checked only
-//     in app_id/oauth modes on the plain endpoints, and only if the app has
-//     keys. The oauth endpoints check redirect_url/redirect_uri, when sent,
-//     against the app's; a mismatch is a 409 redirect_url_invalid /
-//     redirect_uri_invalid, as 3scale.
+//     endpoints, by app_id (application_not_found). app_key follows
+//     3scale's two rules: in app_id mode on the plain endpoints, an app with
+//     keys needs one ("application key is missing" / "... is invalid"); on
+//     the oauth endpoints, and on the plain ones for an oauth service (what
+//     OpenID Connect gateways call), it is the client secret, checked only
+//     when sent (an empty one is missing, also for an app without keys).
+//     The oauth endpoints check redirect_url, or else redirect_uri, when
+//     sent and not empty, against the app's (409 redirect_url_invalid /
+//     redirect_uri_invalid), and name the element of the answer after the
+//     parameter sent.
+//   - no_body is read from the 3scale-options header and, when the header
+//     does not name it, from the query (any value but 0 and false), as
+//     3scale does. limit_headers without any limit in play sends
+//     remaining and reset -1 and no 3scale-limit-max-value.
 //   - Referrer filters apply when the service requires them and the app has
 //     some (3scale). An empty referrer is "referrer is missing"; an empty
 //     filter in the config is 422 referrer_filter_invalid.
 //   - Error messages never quote secrets the caller sent (provider keys,
 //     service tokens, user keys); ids, metric names and values are quoted.
 //   - Both service credentials present: provider_key wins.
-//   - Limits outside the 3scale table: URL over 8 KiB → 414
+//   - Limits outside the 3scale table: URL over 1 MiB (the body limit: the
+//     3scale Go client sends batch reports in the URL) → 414
 //     request_uri_too_long (a request line far over it is refused before it
 //     is read whole); body over 1 MiB → 413 request_entity_too_large;
-//     request line and headers over the 16 KiB read buffer → 431
-//     request_header_too_large; more than 1,000 transactions or 64 usage
+//     headers over 8 KiB → 431 request_header_too_large. A connection
+//     reads with a 16 KiB buffer (ServerReadBufferSize); one that sends a
+//     longer request line moves to a second server whose buffer holds the
+//     longest line and is held only while a request is read and answered
+//     (NewServer, internal/httpserver Options.LongLines). More than 1,000
+//     transactions or 64 usage
 //     entries → 400 bad_request. Unknown path → 404 not_found, wrong method
 //     → 405 method_not_allowed.
 //   - Malformed HTTP → 400 bad_request, at once: header lines ending in a
@@ -67,12 +85,39 @@
 //   - Batch report: query parameters and then the body (none, urlencoded or
 //     multipart) are merged. transactions[][...] (array form) is
 //     transactions_format_invalid; transactions[I] or transactions[I]= alone
-//     is transactions_has_nil_transaction. Timestamps (unix seconds, 3scale's
-//     "2006-01-02 15:04:05 -0700", or RFC 3339) outside now−24h..now+1h, or
-//     unparsable, are 422 not_valid_data. The app key is not checked on
-//     report, as 3scale. A content type other than urlencoded or multipart
-//     with a body is content_type_invalid; a body without a content type is
-//     read as urlencoded.
+//     is transactions_has_nil_transaction. A content type other than
+//     urlencoded or multipart, with a body or without, is
+//     content_type_invalid; a body without a content type is read as
+//     urlencoded. The app key is not checked on report, as 3scale.
+//     Timestamps are read as 3scale reads them (unix seconds, or a date
+//     with optional time and zone: "2010-04-26 19:30:25 -02:00",
+//     "2012/10/01", ...); an empty or unreadable one is the time of the
+//     report. What 3scale checks on arrival (structure, credentials,
+//     user_id) refuses the batch; what it finds only in its worker (unknown
+//     application or user key, app_id with user_key, unknown metric, bad
+//     usage value, timestamp outside now−24h..now+1h) drops that
+//     transaction: the batch is 202 and the error goes to the service's
+//     report error log, GET /services/{id}/errors.xml (last
+//     MaxServiceErrors per service, per node, in memory, lost on restart).
+//
+// # Differences from 3scale's backend (apisonator), kept on purpose
+//
+// Apisonator's integration tests for authorize, authrep, oauth and report
+// run translated against this package (TestApisonatorIntegrationCases).
+// Where Sluice answers otherwise, it does so to protect the user:
+//
+//   - A wrong app_key is "application key is invalid": apisonator quotes
+//     the key (application key "…" is invalid), a client secret that
+//     gateways then log. Error messages never quote credentials either.
+//   - A batch report transaction that apisonator's worker rejects drops
+//     that transaction alone, and the others count: apisonator drops the
+//     whole batch after its 202, so one stale app id loses everyone's
+//     usage. The error log says which transaction went and why.
+//   - Usage that cannot be counted (usage_overflow) is a 422 answer, not a
+//     202: no counter of Sluice wraps (see "Decisions" above).
+//   - The report error log is read with the service's own credentials at
+//     GET /services/{id}/errors.xml; apisonator's sits on its internal API
+//     behind the 3scale admin portal, which Sluice does not have.
 //
 // # Events
 //

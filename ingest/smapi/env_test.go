@@ -117,7 +117,13 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	snap, err := catalog.Build(testDocument(), nil)
+	return newEnvWith(t, testDocument())
+}
+
+// newEnvWith is newEnv over another catalog document.
+func newEnvWith(t testing.TB, doc *catalog.Document) *env {
+	t.Helper()
+	snap, err := catalog.Build(doc, nil)
 	if err != nil {
 		t.Fatalf("building test catalog: %v", err)
 	}

@@ -3,6 +3,7 @@ package smapi
 import (
 	"bytes"
 	"mime/multipart"
+	"strconv"
 	"testing"
 	"unicode/utf8"
 
@@ -60,11 +61,24 @@ func FuzzParseQuery(f *testing.F) {
 			appendError(nil, e.code, e.arg, e.arg2)
 			return
 		}
-		usage, e := resolveUsage(svc, p.usage, st.usage[:0], false)
+		usage, e := resolveUsage(svc, p.usage, st.usage[:0], st.opts.flatUsage)
 		if e.code == errNone {
+			if len(usage) > limiter.MaxUsage {
+				t.Fatalf("%d usage entries resolved", len(usage))
+			}
 			for _, u := range usage {
-				if u.Value < 0 || u.Set || int(u.Metric) >= len(svc.Metrics) {
+				if u.Value < 0 || int(u.Metric) >= len(svc.Metrics) {
 					t.Fatalf("bad resolved usage %+v", u)
+				}
+				// A set reaches every ancestor as a set (unless flat).
+				if a := parentOf(svc, u.Metric); u.Set && !st.opts.flatUsage && a != limiter.NoParent {
+					found := false
+					for _, v := range usage {
+						found = found || (v.Metric == a && v.Set)
+					}
+					if !found {
+						t.Fatalf("set %+v did not reach its parent: %+v", u, usage)
+					}
 				}
 			}
 		}
@@ -117,19 +131,47 @@ func FuzzParseBatch(f *testing.F) {
 			appendError(nil, e.code, e.arg, e.arg2)
 			return
 		}
-		svc, e := b.validate(snap, nowMS)
+		svc, e := b.validate(snap, nowMS, false)
 		if e.code != errNone {
 			appendError(nil, e.code, e.arg, e.arg2)
 			return
 		}
 		for i := range b.txns {
 			tx := &b.txns[i]
+			if tx.err.code != errNone {
+				// Dropped alone and filed in the error log.
+				var l errorLog
+				l.add(svc, 0, tx.label, tx.err)
+				continue
+			}
 			if tx.app == nil || tx.app.Service != svc {
 				t.Fatal("validated transaction without its service's app")
 			}
 			if tx.ts < nowMS-MaxReportAge.Milliseconds() || tx.ts > nowMS+MaxReportFuture.Milliseconds() {
 				t.Fatalf("timestamp %d outside the window", tx.ts)
 			}
+		}
+	})
+}
+
+// FuzzParseTimestamp: any bytes parse without panicking to a time within
+// the clamp, or are unreadable; a unix timestamp in range reads back as
+// itself.
+func FuzzParseTimestamp(f *testing.F) {
+	for _, s := range []string{"1778839200", "2026-05-15 08:00:00 -02:00", "2012/10/01", "2026-05-15T10:00:00.123456789123Z", "-", "2026-02-30"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		ms, ok := parseTimestamp(v)
+		if !ok {
+			return
+		}
+		// Dates have four-digit years and zones within a day.
+		if lim := int64(maxUnixSeconds) * 1000; ms < -lim || ms > lim {
+			t.Fatalf("parseTimestamp(%q) = %d, outside ±%d", v, ms, lim)
+		}
+		if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n >= 0 && n <= maxUnixSeconds && ms != n*1000 {
+			t.Fatalf("parseTimestamp(%q) = %d", v, ms)
 		}
 	})
 }

@@ -85,7 +85,9 @@ func goldenCases() []goldenCase {
 		{name: "err_authentication_error", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-a1&app_id=app1")},
 		{name: "err_usage_value_invalid", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-a1&usage[hits]=1x")},
 		{name: "err_usage_value_empty", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-a1&usage[hits]=")},
-		{name: "err_usage_value_set_on_authrep", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-a1&usage[hits]=%235")},
+		{name: "authrep_set_usage", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-a1&usage[search]=%233"),
+			setup: func(e *env) { authrepN(e, stA+"&user_key=uk-a1&usage[hits]=7", 1) }},
+		{name: "deny_set_usage_over_limit", req: get("/transactions/authorize.xml?" + stA + "&user_key=uk-a1&usage[search]=%236")},
 		{name: "err_application_not_found", req: get("/transactions/authrep.xml?" + stIDs + "&app_id=nope&app_key=k1")},
 		{name: "err_metric_invalid", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-a1&usage[nope]=1")},
 		{name: "err_service_id_missing", req: get("/transactions/authrep.xml?service_token=st-a&user_key=uk-a1")},
@@ -98,7 +100,24 @@ func goldenCases() []goldenCase {
 		{name: "err_transactions_is_blank", req: request{method: "POST", uri: "/transactions.xml?" + stA}},
 		{name: "err_transactions_format_invalid", req: request{method: "POST", uri: "/transactions.xml?" + stA + "&transactions=abc"}},
 		{name: "err_transactions_has_nil_transaction", req: request{method: "POST", uri: "/transactions.xml?" + stA + "&transactions[0][user_key]=uk-a1&transactions[1]="}},
-		{name: "err_report_not_valid_timestamp", req: request{method: "POST", uri: "/transactions.xml?" + stA + "&transactions[0][user_key]=uk-a1&transactions[0][timestamp]=2026-05-13+10:00:00+%2B0000"}},
+		// A batch whose bad transactions are dropped (202), then the
+		// service's error log that lists them, newest first.
+		{name: "report_errors_list", req: get("/services/svc-a/errors.xml?service_token=st-a"), setup: func(e *env) {
+			resp := e.do(request{method: "POST", uri: "/transactions.xml?" + stA + "&transactions[0][user_key]=uk-a1&transactions[0][timestamp]=2026-05-13+10:00:00+%2B0000" +
+				"&transactions[1][user_key]=uk-a1&transactions[1][timestamp]=2026-05-15T12:00:00Z&transactions[2][user_key]=nope&transactions[3][user_key]=uk-a1&transactions[3][usage][hits]=1" +
+				"&transactions[4][user_key]=uk-a1&transactions[4][usage][nukes]=1&transactions[5][user_key]=uk-a1&transactions[5][usage][hits]=tons!" +
+				"&transactions[6][app_id]=<b>&transactions[6][user_key]=uk-a1"})
+			mustStatus(e.t, resp, 202)
+		}},
+		{name: "report_errors_page", req: get("/services/svc-a/errors.xml?service_token=st-a&page=2&per_page=4"), setup: func(e *env) {
+			resp := e.do(request{method: "POST", uri: "/transactions.xml?" + stA + "&transactions[0][user_key]=a&transactions[1][user_key]=b&transactions[2][user_key]=c" +
+				"&transactions[3][user_key]=d&transactions[4][user_key]=e&transactions[5][user_key]=f"})
+			mustStatus(e.t, resp, 202)
+		}},
+		{name: "report_errors_empty", req: get("/services/svc-ids/errors.xml?provider_key=pk-a")},
+		{name: "err_report_errors_other_tenant", req: get("/services/svc-b/errors.xml?service_token=st-a")},
+		{name: "err_report_errors_paging", req: get("/services/svc-a/errors.xml?service_token=st-a&per_page=1001")},
+		{name: "err_report_errors_method", req: request{method: "POST", uri: "/services/svc-a/errors.xml?service_token=st-a"}},
 		{name: "err_report_too_many_transactions", req: request{method: "POST", uri: "/transactions.xml", contentType: "application/x-www-form-urlencoded", body: stA + manyTxns(1001)}},
 		{name: "err_request_uri_too_long", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-a1&pad=" + strings.Repeat("x", MaxURLLength))},
 		{name: "err_request_entity_too_large", req: request{method: "POST", uri: "/transactions.xml", contentType: "application/x-www-form-urlencoded", body: stA + "&pad=" + strings.Repeat("x", MaxBodySize)}},

@@ -11,6 +11,9 @@ type serverMetrics struct {
 	latency        [numEndpoints]*metrics.Histogram
 	eventsAppended *metrics.Counter
 	eventsRefused  *metrics.Counter
+	// reportTxnsDropped counts batch transactions not recorded for a
+	// reason filed in the report error log.
+	reportTxnsDropped *metrics.Counter
 }
 
 func (m *serverMetrics) register(r *metrics.Registry, lim *limiter.Limiter) {
@@ -29,6 +32,8 @@ func (m *serverMetrics) register(r *metrics.Registry, lim *limiter.Limiter) {
 	const evHelp = "Usage events by fate: appended (handed to the sink) or refused (the sink failed or was not accepting)."
 	m.eventsAppended = r.Counter("sluice_smapi_events_total", evHelp, "result", "appended")
 	m.eventsRefused = r.Counter("sluice_smapi_events_total", evHelp, "result", "refused")
+	m.reportTxnsDropped = r.Counter("sluice_smapi_report_transactions_dropped_total",
+		"Batch report transactions not recorded (unknown application or metric, bad usage value, timestamp outside the window) while the rest of their batch was; each is listed at GET /services/{id}/errors.xml.")
 
 	r.GaugeFunc("sluice_limiter_apps", "Applications with live counters in the limiter.",
 		func() float64 { return float64(lim.Stats().Apps) })

@@ -7,8 +7,11 @@ import (
 	"github.com/sluice-dev/sluice/limiter"
 )
 
-// MaxURLLength bounds the request URI (path and query) of every call.
-const MaxURLLength = 8 << 10
+// MaxURLLength bounds the request URI (path and query) of every call. It is
+// the body limit: the public 3scale Go client sends a batch report in the
+// query string of a POST, so a batch that fits in a body must fit in a URL.
+// Reading such a line does not cost idle connections memory (NewServer).
+const MaxURLLength = MaxBodySize
 
 // MaxBodySize bounds a request body (the batch report's form).
 const MaxBodySize = 1 << 20
@@ -29,7 +32,9 @@ type authParams struct {
 	appID, appKey, userKey               []byte
 	referrer, redirectURL, redirectURI   []byte
 	logCode                              []byte
+	noBody                               []byte
 	hasAppID, hasUserKey, hasUserID      bool
+	hasAppKey, hasNoBody                 bool
 	hasRedirectURL, hasRedirectURI       bool
 	usage                                []rawUsage // capacity limiter.MaxUsage
 }
@@ -161,7 +166,7 @@ func parseAuthQuery(raw []byte, arena *[]byte, p *authParams) parseError {
 		case "app_id":
 			p.appID, p.hasAppID = v, len(v) > 0
 		case "app_key":
-			p.appKey = v
+			p.appKey, p.hasAppKey = v, true
 		case "user_key":
 			p.userKey, p.hasUserKey = v, len(v) > 0
 		case "referrer":
@@ -174,6 +179,9 @@ func parseAuthQuery(raw []byte, arena *[]byte, p *authParams) parseError {
 			p.hasUserID = p.hasUserID || len(v) > 0
 		case "log[code]":
 			p.logCode = v
+		case "no_body":
+			// 3scale still honours the no_body extension as a parameter.
+			p.noBody, p.hasNoBody = v, true
 		case "usage":
 			return parseError{code: errBadRequest, arg: msgUsageFormat}
 		default:
@@ -255,11 +263,17 @@ func parseLogCode(v []byte) int16 {
 type options struct {
 	noBody, rejectionReasonHeader, limitHeaders bool
 	hierarchy, flatUsage, listAppKeys           bool
+	noBodySet                                   bool // the header named no_body
 }
 
+// noBodyOn reports whether a no_body value enables the extension: 3scale
+// takes any value but "0" and "false" (the parameter used to be a flag).
+func noBodyOn(v []byte) bool { return string(v) != "0" && string(v) != "false" }
+
 // parseOptions decodes the 3scale-options header (an urlencoded query
-// string). Values "1" and "true" enable an extension; anything else and
-// unknown extensions are ignored, as 3scale does.
+// string). Values "1" and "true" enable an extension, and no_body takes
+// any value but "0" and "false" (noBodyOn); anything else and unknown
+// extensions are ignored, as 3scale does.
 func parseOptions(raw []byte, arena *[]byte) options {
 	var o options
 	if len(raw) == 0 {
@@ -275,7 +289,7 @@ func parseOptions(raw []byte, arena *[]byte) options {
 		on := string(v) == "1" || string(v) == "true"
 		switch string(k) {
 		case "no_body":
-			o.noBody = on
+			o.noBody, o.noBodySet = noBodyOn(v), true
 		case "rejection_reason_header":
 			o.rejectionReasonHeader = on
 		case "limit_headers":

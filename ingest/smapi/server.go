@@ -115,6 +115,7 @@ type Server struct {
 
 	pool sync.Pool // *reqState
 	m    serverMetrics
+	errs errorLog // report transactions not recorded, per service
 }
 
 // New returns a Server. It panics if Catalog or Limiter is nil: a server
@@ -229,6 +230,21 @@ func (st *reqState) reset() {
 	st.num = st.num[:0]
 }
 
+// maxPooledArena bounds the decode arena a pooled reqState keeps: a request
+// line may be 1 MiB long, and the pool must not keep one such arena per
+// state it holds after such requests have passed.
+const maxPooledArena = 64 << 10
+
+// putState returns st to the pool, unless a long request grew its arena (or
+// a large batch its transactions) past what ordinary calls need; the garbage
+// collector takes those.
+func (s *Server) putState(st *reqState) {
+	if cap(st.arena) > maxPooledArena || (st.batch != nil && cap(st.batch.txns) > 128) {
+		return
+	}
+	s.pool.Put(st)
+}
+
 // endpoint identifies a route for dispatch and metrics.
 type endpoint uint8
 
@@ -242,13 +258,14 @@ const (
 	epCheck
 	epAvailable
 	epMetrics
+	epErrors
 	epUnknown
 	numEndpoints
 )
 
 var endpointNames = [numEndpoints]string{
 	"authorize", "authrep", "oauth_authorize", "oauth_authrep", "report",
-	"status", "check", "available", "metrics", "unknown",
+	"status", "check", "available", "metrics", "errors", "unknown",
 }
 
 func route(path []byte) endpoint {
@@ -271,6 +288,9 @@ func route(path []byte) endpoint {
 		return epAvailable
 	case "/metrics":
 		return epMetrics
+	}
+	if _, ok := errorsServiceID(path); ok {
+		return epErrors
 	}
 	return epUnknown
 }
@@ -330,7 +350,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, ep endpoint) outcome {
 		st := s.pool.Get().(*reqState)
 		st.reset()
 		out := s.authorize(ctx, st, ep)
-		s.pool.Put(st)
+		s.putState(st)
 		return out
 	case epReport:
 		if !ctx.IsPost() {
@@ -343,7 +363,7 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, ep endpoint) outcome {
 		st := s.pool.Get().(*reqState)
 		st.reset()
 		out := s.report(ctx, st)
-		s.pool.Put(st)
+		s.putState(st)
 		return out
 	case epStatus:
 		if !ctx.IsGet() && !ctx.IsHead() {
@@ -374,6 +394,9 @@ func (s *Server) dispatch(ctx *fasthttp.RequestCtx, ep endpoint) outcome {
 			ctx.Response.SetBody(bodyCheck)
 		}
 		return outAuthorized
+	case epErrors:
+		id, _ := errorsServiceID(ctx.Path())
+		return s.serveErrors(ctx, id)
 	case epMetrics:
 		if s.serveMx {
 			if !ctx.IsGet() {
@@ -441,11 +464,29 @@ func WriteFailure(ctx *fasthttp.RequestCtx, f httpserver.Failure) {
 	ctx.Response.SetBody(appendError(buf[:0], c, nil, nil))
 }
 
-// ServerReadBufferSize is the per-connection read buffer: the largest
-// request line plus headers the server accepts. It leaves room for a
-// request line of maxRequestLine plus ordinary headers; headers beyond it
-// are 431 request_header_too_large.
-const ServerReadBufferSize = MaxURLLength + 8<<10
+// ServerReadBufferSize is the read buffer of a connection: room for a
+// request line of up to ShortRequestLine bytes plus MaxServerHeaderBytes of
+// headers. It is what every connection holds, idle ones included.
+const ServerReadBufferSize = ShortRequestLine + MaxServerHeaderBytes + 2
+
+// ShortRequestLine is the longest request line a connection reads with
+// ServerReadBufferSize. A connection that sends a longer one (a batch
+// report in the URL) moves to a second server whose read buffer holds
+// maxRequestLine (LongLineReadBufferSize), and stays there; on it, a
+// connection holds that buffer only while it reads and answers a request,
+// none while idle (fasthttp's ReduceMemoryUsage). A request line that does
+// not arrive in one read is held back, in memory the size of what the
+// client sent, until it ends (internal/httpserver, Options.LongLines).
+const ShortRequestLine = 8<<10 - 2
+
+// LongLineReadBufferSize is the read buffer of a connection, on the second
+// server, while it reads a request: the longest request line plus
+// MaxServerHeaderBytes.
+const LongLineReadBufferSize = maxRequestLine + MaxServerHeaderBytes + 2
+
+// MaxServerHeaderBytes bounds a request's header block; a larger one is 431
+// request_header_too_large.
+const MaxServerHeaderBytes = 8 << 10
 
 // maxRequestLine is the longest request line the server reads: a longer
 // one certainly has a URL over MaxURLLength (method, spaces and version
@@ -466,23 +507,31 @@ type ServerOptions struct {
 
 // NewServer returns the HTTP server for the Service Management API: handler
 // as its handler, the URL and body limits of this package (MaxURLLength,
-// ServerReadBufferSize, MaxBodySize), conservative timeouts, and the
-// guarantees of internal/httpserver (no request bytes in logs, bare-LF and
-// non-HTTP requests refused at once, 414 for long request lines). cmd/sluice
-// and tests use it so that both run with the same limits.
+// ServerReadBufferSize and LongLineReadBufferSize, MaxBodySize),
+// conservative timeouts, and the guarantees of internal/httpserver (no
+// request bytes in logs, bare-LF and non-HTTP requests refused at once, 414
+// for long request lines). cmd/sluice and tests use it so that both run
+// with the same limits.
 func NewServer(handler fasthttp.RequestHandler, o ServerOptions) *httpserver.Server {
 	if o.OnFailure == nil {
 		o.OnFailure = WriteFailure
 	}
-	return httpserver.New(&fasthttp.Server{
-		Handler:                       handler,
-		Name:                          "sluice",
-		ReadBufferSize:                ServerReadBufferSize,
-		MaxRequestBodySize:            MaxBodySize,
-		ReadTimeout:                   30 * time.Second,
-		WriteTimeout:                  30 * time.Second,
-		IdleTimeout:                   2 * time.Minute,
-		NoDefaultContentType:          true,
-		DisableHeaderNamesNormalizing: false,
-	}, httpserver.Options{Logger: o.Logger, OnFailure: o.OnFailure, MaxRequestLine: maxRequestLine})
+	server := func(readBuffer int) *fasthttp.Server {
+		return &fasthttp.Server{
+			Handler:                       handler,
+			Name:                          "sluice",
+			ReadBufferSize:                readBuffer,
+			MaxRequestBodySize:            MaxBodySize,
+			ReadTimeout:                   30 * time.Second,
+			WriteTimeout:                  30 * time.Second,
+			IdleTimeout:                   2 * time.Minute,
+			NoDefaultContentType:          true,
+			DisableHeaderNamesNormalizing: false,
+		}
+	}
+	return httpserver.New(server(ServerReadBufferSize), httpserver.Options{
+		Logger: o.Logger, OnFailure: o.OnFailure,
+		MaxRequestLine: maxRequestLine, MaxHeaderBytes: MaxServerHeaderBytes,
+		LongLines: server(LongLineReadBufferSize),
+	})
 }

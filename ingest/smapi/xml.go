@@ -30,8 +30,12 @@ type Status struct {
 	App *catalog.App
 	// Reports are the limiter's reports, one per limit of App's plan.
 	Reports []limiter.Report
-	// OAuth adds <application> with id, first key and redirect_url.
+	// OAuth adds <application> with id, first key and redirect URL.
 	OAuth bool
+	// RedirectURI names the redirect URL element <redirect_uri> instead of
+	// <redirect_url>: 3scale answers in the call's own word when it sent
+	// redirect_uri (and no redirect_url).
+	RedirectURI bool
 	// Hierarchy appends the service's metric hierarchy.
 	Hierarchy bool
 	// ListAppKeys appends the application's keys (at most MaxListedAppKeys).
@@ -59,9 +63,15 @@ func AppendStatus(dst []byte, s *Status) []byte {
 		if len(app.Keys) > 0 {
 			dst = appendEscapedString(dst, app.Keys[0])
 		}
-		dst = append(dst, "</key><redirect_url>"...)
-		dst = appendEscapedString(dst, app.RedirectURL)
-		dst = append(dst, "</redirect_url></application>"...)
+		if s.RedirectURI {
+			dst = append(dst, "</key><redirect_uri>"...)
+			dst = appendEscapedString(dst, app.RedirectURL)
+			dst = append(dst, "</redirect_uri></application>"...)
+		} else {
+			dst = append(dst, "</key><redirect_url>"...)
+			dst = appendEscapedString(dst, app.RedirectURL)
+			dst = append(dst, "</redirect_url></application>"...)
+		}
 	}
 	dst = append(dst, "<plan>"...)
 	if app.Plan != nil {

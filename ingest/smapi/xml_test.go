@@ -73,15 +73,48 @@ func TestParseUsageValue(t *testing.T) {
 }
 
 func TestParseTimestamp(t *testing.T) {
-	want := time.Date(2026, 5, 15, 10, 0, 0, 0, time.UTC).UnixMilli()
-	for _, in := range []string{"1778839200", "2026-05-15 10:00:00 +0000", "2026-05-15 12:00:00 +0200", "2026-05-15 10:00:00 UTC", "2026-05-15 10:00:00", "2026-05-15T10:00:00Z", "2026-05-15T11:00:00+01:00"} {
-		if got, ok := parseTimestamp([]byte(in)); !ok || got != want {
-			t.Errorf("parseTimestamp(%q) = %d %v, want %d", in, got, ok, want)
-		}
+	at := func(y int, mo time.Month, d, h, mi, sec int) int64 {
+		return time.Date(y, mo, d, h, mi, sec, 0, time.UTC).UnixMilli()
 	}
-	for _, in := range []string{"", "yesterday", "-5", "2026-13-01 00:00:00 +0000", "99999999999999"} {
-		if _, ok := parseTimestamp([]byte(in)); ok {
-			t.Errorf("parseTimestamp(%q) accepted", in)
+	want := at(2026, 5, 15, 10, 0, 0)
+	for _, c := range []struct {
+		in string
+		ms int64
+		ok bool // false: unreadable, the report's time is used
+	}{
+		{"1778839200", want, true},
+		{" 1778839200 ", want, true},
+		{"2026-05-15 10:00:00 +0000", want, true},
+		{"2026-05-15 12:00:00 +0200", want, true},
+		{"2026-05-15 08:00:00 -02:00", want, true}, // the form 3scale's documentation shows
+		{"2026-05-15 12:00:00 +02", want, true},
+		{"2026-05-15 10:00:00 UTC", want, true},
+		{"2026-05-15 10:00:00 GMT", want, true},
+		{"2026-05-15 10:00:00", want, true},
+		{"2026-05-15 10:00", want, true},
+		{"2026-05-15T10:00:00Z", want, true},
+		{"2026-05-15T10:00:00.250Z", want + 250, true},
+		{"2026-05-15T11:00:00+01:00", want, true},
+		{"2026/05/15", at(2026, 5, 15, 0, 0, 0), true},
+		{"2026-05-15", at(2026, 5, 15, 0, 0, 0), true},
+		{"2024-02-29 00:00:00", at(2024, 2, 29, 0, 0, 0), true},
+		{"-5", -5000, true},                             // a time, far outside the window
+		{"99999999999999", maxUnixSeconds * 1000, true}, // clamped, outside the window
+		{"", 0, false},
+		{"yesterday", 0, false},
+		{"2012garbage2012", 0, false},
+		{"2026-13-01 00:00:00 +0000", 0, false},
+		{"2026-02-29", 0, false},
+		{"2026-05-15 25:00:00", 0, false},
+		{"2026-05-15 10:00:00 +0000 trailing", 0, false},
+		{"2026-05-15 10:00:00 +", 0, false},
+		{"2026-05-15 10:00:00 +02:", 0, false},
+		{"2026-05/15", 0, false},
+		{"+", 0, false},
+	} {
+		ms, ok := parseTimestamp([]byte(c.in))
+		if ok != c.ok || (ok && ms != c.ms) {
+			t.Errorf("parseTimestamp(%q) = %d %v, want %d %v", c.in, ms, ok, c.ms, c.ok)
 		}
 	}
 }

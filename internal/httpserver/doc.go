@@ -29,6 +29,21 @@
 //   - A request line longer than Options.MaxRequestLine is 414, not the 431
 //     fasthttp gives when its read buffer fills: the limit a client is told
 //     about is the URL's, not the buffer's.
+//   - With Options.MaxHeaderBytes, a header block larger than it is 431,
+//     whatever room the read buffer leaves after a short request line: a
+//     read buffer sized for a long request line does not lend that room to
+//     headers.
+//   - With Options.LongLines, a listener has two servers: every connection
+//     starts on the first, with a read buffer sized for ordinary requests,
+//     and moves for good to the second, whose buffer holds the longest
+//     request line and which holds it only while a request is read and
+//     answered (ReduceMemoryUsage), when it sends a line the first cannot
+//     read. A request line that does not end within the read where it
+//     starts is held back until it ends (in memory the size of what the
+//     client sent), so each line goes whole to the server that can read it
+//     and the large buffer is taken only for a line already received. The
+//     first server's answer to the read error that lets go of a connection
+//     is never written, and its move is not logged.
 //   - Every error fasthttp meets while reading a request becomes a Failure:
 //     a status (400, 413, 414 or 431), a fixed reason, and the request path
 //     when its request line was read, so that each API answers it in its

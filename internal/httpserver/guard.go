@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"time"
 )
 
 // The guard's refusals. fasthttp wraps the error a read returns into the
@@ -15,6 +16,7 @@ var (
 	errBareLF  = errors.New("httpserver: header block ends in a bare LF")
 	errNotHTTP = errors.New("httpserver: not an HTTP request line")
 	errTLS     = errors.New("httpserver: TLS record on a plain HTTP port")
+	errHeaders = errors.New("httpserver: header block over the limit")
 )
 
 // lineTooLongError refuses a request line over the limit. It keeps the
@@ -69,6 +71,8 @@ const (
 // state is a few fixed-size fields: scanning allocates nothing.
 type guard struct {
 	maxLine  int
+	maxHdr   int // bound of a header block, 0 for none
+	hdrLen   int // bytes of this request's header block so far
 	state    uint8
 	lastCR   bool  // the last byte of the current line so far is CR
 	prevBare bool  // the previous line of this request ended in a bare LF
@@ -81,6 +85,13 @@ type guard struct {
 	keep     [keepLen]byte // the current line's first bytes
 	reqN     int
 	req      [keepLen]byte // the last request line's first bytes
+
+	// Positions in the client's byte stream, for the long-line handoff.
+	pos       int64  // bytes scanned before the current scan
+	lineStart int64  // stream offset of the current request line's first byte
+	lines     uint64 // request lines ended so far
+	longFrom  int    // request lines longer than this set longStart; 0: none
+	longStart int64  // stream offset of the first such line not yet handed over; -1: none
 }
 
 // path returns the path of the last request line the guard read (possibly
@@ -92,6 +103,15 @@ func (g *guard) path() []byte { return targetPath(g.req[:g.reqN]) }
 // of them fasthttp may read and, when the connection is to be refused, why:
 // fasthttp gets the bytes before the point of refusal, then the error.
 func (g *guard) scan(p []byte) (int, error) {
+	k, err := g.scanAt(p)
+	if err == nil {
+		g.pos += int64(len(p))
+	}
+	return k, err
+}
+
+// scanAt is scan without the stream position's update.
+func (g *guard) scanAt(p []byte) (int, error) {
 	for i := 0; i < len(p); {
 		switch g.state {
 		case stPass:
@@ -117,6 +137,7 @@ func (g *guard) scan(p []byte) (int, error) {
 				return i, errNotHTTP
 			}
 			g.state = stLine
+			g.lineStart = g.pos + int64(i)
 			g.lineLen, g.keepN, g.lastCR, g.prevBare = 0, 0, false, false
 		default: // stLine, stHeader
 			seg := p[i:]
@@ -134,6 +155,18 @@ func (g *guard) scan(p []byte) (int, error) {
 			if g.state == stLine && g.lineLen > g.maxLine {
 				start := append([]byte(nil), g.keep[:g.keepN]...)
 				return i + len(seg) - (g.lineLen - g.maxLine), &lineTooLongError{limit: g.maxLine, start: start}
+			}
+			if g.state == stHeader && g.maxHdr > 0 {
+				// The line's bytes and its LF count; fasthttp gets the
+				// block up to the limit, then the refusal.
+				n := len(seg)
+				if lf >= 0 {
+					n++
+				}
+				if g.hdrLen+n > g.maxHdr {
+					return i + g.maxHdr - g.hdrLen, errHeaders
+				}
+				g.hdrLen += n
 			}
 			if lf < 0 {
 				return len(p), nil
@@ -154,6 +187,11 @@ func (g *guard) endLine() error {
 	switch {
 	case g.state == stLine:
 		g.state = stHeader
+		g.lines++
+		if g.longFrom > 0 && g.lineLen > g.longFrom && g.longStart < 0 {
+			g.longStart = g.lineStart
+		}
+		g.hdrLen = 0
 		g.prevBare = bare
 		g.reqN = copy(g.req[:], g.keep[:g.keepN])
 	case blank:
@@ -281,6 +319,17 @@ type conn struct {
 	g   guard
 	err error // the refusal every read returns once the guard refused
 	log *slog.Logger
+
+	// With long lines (see longLines), request lines that do not end within
+	// one read are withheld from fasthttp until they do.
+	ll      *longLines
+	long    bool   // served by the long-line server
+	held    []byte // a withheld request line, from its first byte
+	heldAt  uint64 // guard.lines when the held line began
+	pend    []byte // bytes the guard scanned, for fasthttp's next reads
+	toLong  bool   // held starts with a line for the long-line server: hand over at the next read
+	after   error  // the refusal the long-line server reads after held
+	handoff bool   // the short server is to let go of the connection
 }
 
 // Read reads from the client and hands fasthttp what the guard lets
@@ -289,6 +338,9 @@ type conn struct {
 // the end of the stream instead, so that fasthttp closes without writing an
 // HTTP answer to a TLS client.
 func (c *conn) Read(p []byte) (int, error) {
+	if c.ll != nil {
+		return c.readLong(p)
+	}
 	if c.err != nil {
 		return 0, c.err
 	}
@@ -300,10 +352,19 @@ func (c *conn) Read(p []byte) (int, error) {
 	if refused == nil {
 		return n, err
 	}
-	c.err = refused
-	if refused == errTLS {
-		c.err = io.EOF
-		c.log.Debug("http: connection closed without an answer", "component", "http", "cause", reasonTLS, "remote", c.RemoteAddr().String())
+	return c.refuse(k, refused)
+}
+
+// refuse records a refusal after k bytes may still go to fasthttp and
+// returns what the current read returns.
+func (c *conn) refuse(k int, refused error) (int, error) {
+	c.err = c.refusal(refused)
+	if k == 0 && refused != errTLS {
+		// fasthttp answers a request it has begun to read; an error before
+		// its first byte closes the connection without an answer. Its
+		// first read of a request may ask for one byte (ReduceMemoryUsage),
+		// so the refused byte goes first and the refusal with the next read.
+		k = 1
 	}
 	if k > 0 {
 		return k, nil
@@ -311,11 +372,65 @@ func (c *conn) Read(p []byte) (int, error) {
 	return 0, c.err
 }
 
+// refusal is the error reads return after the guard refused: the refusal,
+// or for a TLS record the end of the stream (logged here).
+func (c *conn) refusal(refused error) error {
+	if refused == errTLS {
+		c.log.Debug("http: connection closed without an answer", "component", "http", "cause", reasonTLS, "remote", c.RemoteAddr().String())
+		return io.EOF
+	}
+	return refused
+}
+
+// Write writes to the client, except while the short server lets go of a
+// connection handed to the long-line server: what it answers then (to the
+// read error that made it let go) is not for the client.
+func (c *conn) Write(p []byte) (int, error) {
+	if c.handoff {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// Lingering after a refusal: how long and how much.
+const (
+	lingerTime  = 50 * time.Millisecond
+	lingerBytes = 64 << 10
+)
+
+// Close closes the connection. After a refusal it first reads and discards
+// what the client already sent (at most lingerBytes, for at most
+// lingerTime): closing a socket with unread bytes resets the connection,
+// and a reset can reach the client before the answer written just before
+// it (or, for a TLS client, turns a clean end of stream into an error).
+// A connection the short server lets go of goes to the long-line server
+// instead.
+func (c *conn) Close() error {
+	if c.handoff && c.ll.handOver(c) {
+		return nil
+	}
+	if c.err != nil {
+		var buf [4096]byte
+		if c.Conn.SetReadDeadline(time.Now().Add(lingerTime)) == nil {
+			for n := 0; n < lingerBytes; {
+				k, err := c.Conn.Read(buf[:])
+				n += k
+				if err != nil {
+					break
+				}
+			}
+		}
+	}
+	return c.Conn.Close()
+}
+
 // listener hands fasthttp guarded connections.
 type listener struct {
 	net.Listener
 	maxLine int
+	maxHdr  int
 	log     *slog.Logger
+	ll      *longLines // nil without a long-line server
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -323,5 +438,9 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{Conn: c, g: guard{maxLine: l.maxLine}, log: l.log}, nil
+	g := guard{maxLine: l.maxLine, maxHdr: l.maxHdr, longStart: -1}
+	if l.ll != nil {
+		g.longFrom = l.ll.shortLine
+	}
+	return &conn{Conn: c, g: g, log: l.log, ll: l.ll}, nil
 }

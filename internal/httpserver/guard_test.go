@@ -10,8 +10,8 @@ import (
 
 // feed runs the guard over stream in the given chunks, as successive reads
 // would, and returns how many bytes it let through and why it refused.
-func feed(maxLine int, chunks [][]byte) (int, error) {
-	g := guard{maxLine: maxLine}
+func feed(maxLine, maxHdr int, chunks [][]byte) (int, error) {
+	g := guard{maxLine: maxLine, maxHdr: maxHdr}
 	total := 0
 	for _, c := range chunks {
 		n, err := g.scan(c)
@@ -54,6 +54,8 @@ func errKind(err error) string {
 		return "TLS"
 	case errors.Is(err, errNotHTTP):
 		return "not HTTP"
+	case errors.Is(err, errHeaders):
+		return "headers"
 	}
 	return err.Error()
 }
@@ -67,6 +69,7 @@ func TestGuard(t *testing.T) {
 		name    string
 		stream  string
 		maxLine int    // 0: 1024
+		maxHdr  int    // 0: none
 		refuse  string // errKind of the refusal
 		upTo    string // the prefix of stream let through before a refusal ("" with no refusal: all)
 	}{
@@ -99,6 +102,14 @@ func TestGuard(t *testing.T) {
 		{name: "request line over the limit", stream: "GET /" + strings.Repeat("a", 40) + " HTTP/1.1\r\n\r\n", maxLine: 36,
 			refuse: "long line", upTo: "GET /" + strings.Repeat("a", 31)},
 		{name: "header lines are not bounded by the request line limit", stream: "GET / HTTP/1.1\r\nX: " + strings.Repeat("a", 100) + "\r\n\r\n", maxLine: 36},
+		// The header block counts its lines, their line ends and the blank
+		// line, not the request line; each request's block on its own.
+		{name: "header block at the limit", stream: "GET /" + strings.Repeat("a", 50) + " HTTP/1.1\r\nHost: x\r\nX: 12\r\n\r\n" + get, maxHdr: 18},
+		{name: "header block over the limit", stream: "GET / HTTP/1.1\r\nHost: x\r\nX: 123\r\n\r\n", maxHdr: 18,
+			refuse: "headers", upTo: "GET / HTTP/1.1\r\nHost: x\r\nX: 123\r\n\r"},
+		{name: "long header line", stream: "GET / HTTP/1.1\r\nX: " + strings.Repeat("a", 100) + "\r\n\r\n", maxHdr: 18,
+			refuse: "headers", upTo: "GET / HTTP/1.1\r\nX: " + strings.Repeat("a", 15)},
+		{name: "a body does not count as headers", stream: post("Content-Length: 40\r\n", strings.Repeat("b", 40)) + get, maxHdr: 40},
 
 		// Framings the guard does not follow: it lets everything through.
 		{name: "chunked", stream: post("Transfer-Encoding: chunked\r\n", "3\r\na\n\n\r\n0\r\n\r\n") + "GET / HTTP/1.1\nHost: x\n\n"},
@@ -118,7 +129,7 @@ func TestGuard(t *testing.T) {
 				want, wantN = "none", len(c.stream)
 			}
 			for _, chunks := range splits([]byte(c.stream)) {
-				n, err := feed(maxLine, chunks)
+				n, err := feed(maxLine, c.maxHdr, chunks)
 				if errKind(err) != want || n != wantN {
 					t.Fatalf("in %d reads: let %d bytes through, refusal %q; want %d, %q", len(chunks), n, errKind(err), wantN, want)
 				}
@@ -193,13 +204,13 @@ func FuzzGuard(f *testing.F) {
 	f.Add([]byte("\x16\x03\x01\x00"), uint8(1))
 	f.Add([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), uint8(200))
 	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
-		whole, wholeErr := feed(64, [][]byte{data})
+		whole, wholeErr := feed(64, 96, [][]byte{data})
 		var chunks [][]byte
 		step := int(cut%16) + 1
 		for i := 0; i < len(data); i += step {
 			chunks = append(chunks, data[i:min(len(data), i+step)])
 		}
-		n, err := feed(64, chunks)
+		n, err := feed(64, 96, chunks)
 		if n != whole || errKind(err) != errKind(wholeErr) {
 			t.Fatalf("whole: %d %q; in reads of %d: %d %q", whole, errKind(wholeErr), step, n, errKind(err))
 		}
@@ -207,7 +218,7 @@ func FuzzGuard(f *testing.F) {
 			t.Fatalf("let %d bytes through of %d", n, len(data))
 		}
 		good := wellFormed(data)
-		if n, err := feed(1024, [][]byte{good}); err != nil || n != len(good) {
+		if n, err := feed(1024, 0, [][]byte{good}); err != nil || n != len(good) {
 			t.Fatalf("refused well-formed requests after %d of %d bytes: %v\n%q", n, len(good), err, good)
 		}
 	})

@@ -19,7 +19,7 @@ type Failure struct {
 	// Status is 400 (malformed, or not complete within the read timeout),
 	// 413 (body over the server's MaxRequestBodySize), 414 (request line
 	// over Options.MaxRequestLine) or 431 (request line and headers over
-	// the read buffer).
+	// the read buffer, or headers over Options.MaxHeaderBytes).
 	Status int
 	// Reason says what was wrong in fixed words: it never quotes the
 	// request, so it may go to a log or a client alike.
@@ -70,7 +70,7 @@ func classify(err error) (status int, reason string) {
 		return 400, reasonBareLF
 	case errors.Is(err, errNotHTTP):
 		return 400, reasonNotHTTP
-	case errors.As(err, &small):
+	case errors.As(err, &small), errors.Is(err, errHeaders):
 		return 431, reasonHeaders
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return 413, reasonBody
@@ -123,6 +123,11 @@ func (l logger) Printf(format string, args ...any) {
 	msg, level, osErr := event(format)
 	if !l.log.Enabled(context.Background(), level) {
 		return
+	}
+	for _, a := range args {
+		if err, ok := a.(error); ok && errors.Is(err, errHandoff) {
+			return // a connection moving to the long-line server: not an event
+		}
 	}
 	attrs := make([]any, 0, 6)
 	attrs = append(attrs, "component", "http")
@@ -182,13 +187,35 @@ type Options struct {
 	// buffer whole is always a 414, never a 431. Set it to the URL limit an
 	// API documents.
 	MaxRequestLine int
+	// MaxHeaderBytes bounds the header block after the request line (its
+	// lines and the blank line that ends it); a larger one is 431, as one
+	// over the read buffer is. Set it when the read buffer is sized for a
+	// long request line, so that the headers do not get that room too.
+	// Default 0: only the read buffer bounds them.
+	MaxHeaderBytes int
+	// LongLines, if set, is a second server for request lines longer than
+	// the first one's read buffer leaves room for (its ReadBufferSize less
+	// MaxHeaderBytes and 2): a connection moves to it, for good, when it
+	// sends such a line, so that only such connections ever get its larger
+	// read buffer. New configures it as it does the first (Logger,
+	// ErrorHandler, SecureErrorLogMessage) and sets its ReduceMemoryUsage
+	// (an idle connection on it holds no buffer); its other settings,
+	// Handler included, are the caller's, normally those of the first.
+	// MaxRequestLine may then reach its ReadBufferSize less MaxHeaderBytes
+	// and 2. A request line that does not end within the read where it
+	// starts is held back (in memory as large as what the client sent)
+	// until it ends, so that a line is always read by the server that can.
+	LongLines *fasthttp.Server
 }
 
 // Server serves a fasthttp.Server through the guard. Use it instead of the
 // fasthttp.Server it was made from.
 type Server struct {
 	srv     *fasthttp.Server
+	long    *fasthttp.Server // nil without Options.LongLines
+	ll      *longLines
 	maxLine int
+	maxHdr  int
 	log     *slog.Logger
 }
 
@@ -203,20 +230,45 @@ func New(srv *fasthttp.Server, o Options) *Server {
 	if onFailure == nil {
 		onFailure = plainFailure
 	}
-	buf := srv.ReadBufferSize
-	if buf <= 0 {
-		buf = 4096 // fasthttp's default
+	maxHdr := max(o.MaxHeaderBytes, 0)
+	buf := readBuffer(srv)
+	lineCap := buf - 2
+	var ll *longLines
+	if o.LongLines != nil {
+		ll = &longLines{
+			shortLine: max(buf-2-maxHdr, 1),
+			shortPass: buf - 2,
+			longPass:  readBuffer(o.LongLines) - 2,
+		}
+		lineCap = readBuffer(o.LongLines) - 2 - maxHdr
+		o.LongLines.ReduceMemoryUsage = true
 	}
-	if o.MaxRequestLine <= 0 || o.MaxRequestLine > buf-2 {
-		o.MaxRequestLine = buf - 2
+	if o.MaxRequestLine <= 0 || o.MaxRequestLine > lineCap {
+		o.MaxRequestLine = lineCap
 	}
-	srv.Logger = logger{o.Logger}
-	srv.SecureErrorLogMessage = true
-	srv.ErrorHandler = func(ctx *fasthttp.RequestCtx, err error) {
-		ctx.Response.Reset()
-		onFailure(ctx, failure(ctx, err))
+	for _, s := range []*fasthttp.Server{srv, o.LongLines} {
+		if s == nil {
+			continue
+		}
+		s.Logger = logger{o.Logger}
+		s.SecureErrorLogMessage = true
+		s.ErrorHandler = func(ctx *fasthttp.RequestCtx, err error) {
+			ctx.Response.Reset()
+			if errors.Is(err, errHandoff) {
+				return // nothing is written: the connection goes to the other server
+			}
+			onFailure(ctx, failure(ctx, err))
+		}
 	}
-	return &Server{srv: srv, maxLine: o.MaxRequestLine, log: o.Logger}
+	return &Server{srv: srv, long: o.LongLines, ll: ll, maxLine: o.MaxRequestLine, maxHdr: maxHdr, log: o.Logger}
+}
+
+// readBuffer is s's read buffer size, fasthttp's default when unset.
+func readBuffer(s *fasthttp.Server) int {
+	if s.ReadBufferSize <= 0 {
+		return 4096
+	}
+	return s.ReadBufferSize
 }
 
 // plainFailure is the default OnFailure.
@@ -227,15 +279,38 @@ func plainFailure(ctx *fasthttp.RequestCtx, f Failure) {
 }
 
 // Serve answers connections from ln until Shutdown, each through the guard.
+// With Options.LongLines it serves that server too. A Server serves one
+// listener.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(&listener{Listener: ln, maxLine: s.maxLine, log: s.log})
+	l := &listener{Listener: ln, maxLine: s.maxLine, maxHdr: s.maxHdr, log: s.log}
+	var longDone chan error
+	if s.ll != nil {
+		s.ll.ln = newHandoffListener(ln.Addr())
+		l.ll = s.ll
+		longDone = make(chan error, 1)
+		go func() { longDone <- s.long.Serve(s.ll.ln) }()
+	}
+	err := s.srv.Serve(l)
+	if longDone != nil {
+		s.ll.ln.Close()
+		if lerr := <-longDone; err == nil && lerr != nil && !errors.Is(lerr, net.ErrClosed) {
+			err = lerr
+		}
+	}
+	return err
 }
 
 // Shutdown stops accepting and waits for open connections to go idle and
 // close.
-func (s *Server) Shutdown() error { return s.srv.Shutdown() }
+func (s *Server) Shutdown() error { return s.ShutdownWithContext(context.Background()) }
 
 // ShutdownWithContext is Shutdown bounded by ctx.
 func (s *Server) ShutdownWithContext(ctx context.Context) error {
-	return s.srv.ShutdownWithContext(ctx)
+	err := s.srv.ShutdownWithContext(ctx)
+	if s.long != nil {
+		if lerr := s.long.ShutdownWithContext(ctx); err == nil {
+			err = lerr
+		}
+	}
+	return err
 }

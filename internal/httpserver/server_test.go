@@ -45,8 +45,9 @@ const answerWithin = 5 * time.Second
 
 // start serves a small API through New on a loopback port, logging at debug
 // level into the returned buffer; failures are answered as
-// "<status> <reason> <path>".
-func start(t *testing.T, maxLine int) (addr string, logs *syncBuf) {
+// "<status> <reason> <path>". reduce sets fasthttp's ReduceMemoryUsage,
+// under which fasthttp reads the first byte of each request on its own.
+func start(t *testing.T, maxLine, maxHdr int, reduce bool) (addr string, logs *syncBuf) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,9 +59,11 @@ func start(t *testing.T, maxLine int) (addr string, logs *syncBuf) {
 		ReadBufferSize:     4096,
 		MaxRequestBodySize: 1024,
 		ReadTimeout:        30 * time.Second,
+		ReduceMemoryUsage:  reduce,
 	}, Options{
 		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MaxRequestLine: maxLine,
+		MaxHeaderBytes: maxHdr,
 		OnFailure: func(ctx *fasthttp.RequestCtx, f Failure) {
 			ctx.SetStatusCode(f.Status)
 			ctx.SetBodyString(fmt.Sprintf("%d %s %s", f.Status, f.Reason, f.Path))
@@ -109,7 +112,13 @@ func exchange(t *testing.T, addr string, raw string) (*http.Response, string, er
 // the status, reason and path OnFailure is given; nothing logged quotes the
 // request, and the log says why each connection ended.
 func TestServeRefusesAtOnce(t *testing.T) {
-	addr, logs := start(t, 200)
+	for _, reduce := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ReduceMemoryUsage=%v", reduce), func(t *testing.T) { testServeRefusesAtOnce(t, reduce) })
+	}
+}
+
+func testServeRefusesAtOnce(t *testing.T, reduce bool) {
+	addr, logs := start(t, 200, 1024, reduce)
 	auth := "Authorization: Bearer " + secret + "\r\n"
 	for _, c := range []struct {
 		name, raw string
@@ -123,6 +132,8 @@ func TestServeRefusesAtOnce(t *testing.T) {
 			"414 request line longer than 200 bytes /admin/y"},
 		{"headers over the buffer", "GET /z HTTP/1.1\r\nHost: x\r\n" + auth + "X-Pad: " + strings.Repeat(secret, 200) + "\r\n\r\n",
 			"431 " + reasonHeaders + " /z"},
+		{"headers over MaxHeaderBytes", "GET /w HTTP/1.1\r\nHost: x\r\n" + auth + "X-Pad: " + strings.Repeat("p", 1024) + "\r\n\r\n",
+			"431 " + reasonHeaders + " /w"},
 		{"body over the limit", "POST /b HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Length: 2000\r\n\r\n", "413 " + reasonBody + " /b"},
 		{"malformed header", "GET /admin/h HTTP/1.1\r\nHost: x\r\n" + auth + "not a header " + secret + "\r\n\r\n",
 			"400 " + reasonMalformed + " /admin/h"},
@@ -141,16 +152,26 @@ func TestServeRefusesAtOnce(t *testing.T) {
 			}
 		})
 	}
-	// Give the server's goroutines a moment to log the last connection.
+	// The server's goroutines log each connection's end as it comes (a
+	// refused one after lingering): wait for all of them.
+	wants := []string{reasonBareLF, reasonTLS, reasonNotHTTP, "request line longer than 200 bytes", reasonBody, reasonMalformed}
+	logged := func(out string) bool {
+		for _, w := range wants {
+			if !strings.Contains(out, w) {
+				return false
+			}
+		}
+		return true
+	}
 	deadline := time.Now().Add(answerWithin)
-	for !strings.Contains(logs.String(), reasonMalformed) && time.Now().Before(deadline) {
+	for !logged(logs.String()) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	out := logs.String()
 	if strings.Contains(out, secret) || strings.Contains(out, "/admin") {
 		t.Errorf("the log quotes a request:\n%s", out)
 	}
-	for _, want := range []string{reasonBareLF, reasonTLS, reasonNotHTTP, "request line longer than 200 bytes", reasonBody, reasonMalformed} {
+	for _, want := range wants {
 		if !strings.Contains(out, want) {
 			t.Errorf("the log does not say %q:\n%s", want, out)
 		}
@@ -163,7 +184,7 @@ func TestServeRefusesAtOnce(t *testing.T) {
 // TestKeepAliveThroughTheGuard: requests with bodies and without, on one
 // keep-alive connection, all answered: the guard follows the framing.
 func TestKeepAliveThroughTheGuard(t *testing.T) {
-	addr, _ := start(t, 0)
+	addr, _ := start(t, 0, 0, false)
 	c := &fasthttp.Client{}
 	for i := range 20 {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
