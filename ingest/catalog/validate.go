@@ -440,6 +440,11 @@ func (v *validator) plans(p string, ps []PlanSpec, metrics map[string]int) planI
 			default:
 				v.add(at(lp, l, &l.Consistency), "unknown %s %q (want %s or %s)", FieldName(l, &l.Consistency), l.Consistency, ConsistencyExact, ConsistencyLocal)
 			}
+			switch l.Scope {
+			case "", ScopeGlobal, ScopeRegion:
+			default:
+				v.add(at(lp, l, &l.Scope), "unknown %s %q (want %s or %s)", FieldName(l, &l.Scope), l.Scope, ScopeGlobal, ScopeRegion)
+			}
 			if okMetric && err == nil {
 				k := lkey{l.Metric, per}
 				if j, dup := limits[k]; dup {

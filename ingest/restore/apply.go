@@ -17,6 +17,9 @@ import (
 type Applier struct {
 	// Limiter receives the usage. Required.
 	Limiter *limiter.Limiter
+	// Peer marks an Applier of another region's usage: it counts only
+	// toward the plan's limits with scope global (catalog.Plan.Global).
+	Peer bool
 
 	dec    event.Decoder
 	ev     event.Event
@@ -60,9 +63,12 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 		}
 	}
 	limits := app.Plan.Limits
+	if a.Peer {
+		limits = app.Plan.Global
+	}
 	if keep != nil {
 		a.limits = a.limits[:0]
-		for _, l := range app.Plan.Limits {
+		for _, l := range limits {
 			if keep(l) {
 				a.limits = append(a.limits, l)
 			}
