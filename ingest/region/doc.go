@@ -1,0 +1,102 @@
+// Package region makes one limit hold across regions while every call is
+// answered in its own region: each API node tails the usage topic of every
+// peer region's Kafka cluster and counts that usage toward its limits with
+// scope global.
+//
+// # Model
+//
+// Every region runs its own Sluice cluster (API, rollup and query nodes) and
+// its own Kafka cluster, named by --region. A region's usage topic holds
+// only the usage admitted in that region. --peer-region NAME=BROKERS names
+// another region's Kafka cluster; every API node reads the usage topic of
+// every peer directly (one consumer per peer, no consumer group: each node
+// needs every partition) and applies each event to the limits of the
+// application's plan whose scope is global (catalog.Plan.Global), at the
+// event's own time, exactly as the cluster projection applies the usage of
+// the other nodes of its own region. Limits with scope region never see a
+// peer's usage. Calls are never forwarded across regions.
+//
+// # Direct consumption, not MirrorMaker 2
+//
+// The nodes read the peers' topics over the network instead of a local
+// copy made by MirrorMaker 2:
+//
+//   - one hop instead of two: the replication lag that bounds the overshoot
+//     below is the fetch from the peer, not a mirror's fetch and produce plus
+//     a local fetch;
+//   - the lag is measured where it matters, per peer, from each event's
+//     receive time to its application here (sluice_region_peer_lag_seconds);
+//   - a region's usage topic holds its own usage only, so the rollups, the
+//     counter restore and the cluster projection stay as in one region, and
+//     no event can loop back (an event of this region met in a peer's log is
+//     skipped and counted in sluice_region_peer_loop_events_total);
+//   - nothing more to deploy, configure or monitor.
+//
+// The price is one connection per API node and peer broker across regions,
+// and a peer's brokers must be reachable (advertised listeners) from every
+// API node of the other regions.
+//
+// # Each event once, in order
+//
+// A peer's tail is one Kafka client consuming every partition of the peer's
+// usage topic from a listed offset: it returns each partition's records in
+// order and, across broken connections and a peer that is down for a while,
+// resumes after the last record it returned. So while a node runs, every
+// event of a peer is applied once. A node that restarts starts from empty
+// counters for the peers' part: its own region's ClickHouse and usage topic
+// restore only its own region's usage (the rollups never see a peer's
+// events), and the peers' part is read again from their logs, from the start
+// of the oldest window open now among the global limits (ReplayFrom), at
+// most --peer-restore-span back (default 24 h), found by the records'
+// timestamps (the events' receive times). Every peer event received since
+// then is applied once more into empty counters, which is once. Peer offsets
+// therefore need no storage: the peer's log is the snapshot. Readiness waits
+// for the peers to be read to where their logs ended at start, up to
+// --peer-restore-timeout; a peer unreachable then is caught up in the
+// background.
+//
+// Global limits with windows longer than the restore span (week, month,
+// year, eternity with the default) lose, on a restart, the peers' usage
+// older than the span: until their windows end they may admit that much
+// more. Raise --peer-restore-span to cover them, at the cost of reading that
+// much more of the peers' logs at start (the Kafka retention bounds it too).
+//
+// # Bound: global limits
+//
+// A node decides a global limit from its own region's usage (exact within the
+// region, see ingest/cluster) plus the peers' usage it has applied. What it
+// lacks is what each peer admitted within that peer's replication lag, so for
+// one window
+//
+//	overshoot <= sum over the other regions r of (rate_r × lag_r)
+//
+// where rate_r is region r's admission rate for the application and lag_r the
+// time its events take to reach this region's nodes (its producer's linger
+// and Kafka's acknowledgement, plus the cross-region fetch: about one
+// round trip plus the fetch wait of 100 ms). While a peer is cut off, lag_r
+// is the length of the cut: the overshoot is at most what the peer admits
+// during it, and both sides catch up from each other's logs once it heals,
+// counting nothing twice. Each region measures its lags
+// (sluice_region_peer_lag_seconds, sluice_region_peer_lag_max_seconds,
+// sluice_region_peer_lag_records, sluice_region_peer_up).
+//
+// The receive times are the peer's clock: a peer whose clock runs ahead makes
+// the measured lag look shorter by the skew. Keep the regions' clocks in sync
+// (NTP) when the lag metrics feed the bound.
+//
+// # Scope region
+//
+// A limit with scope region counts only the usage its region admits: it is
+// a per-region limit with the guarantees of one region (ingest/cluster).
+//
+// # Configuration across regions
+//
+// Each region has its own configuration topic. The supported way to keep
+// regions' configuration equal is to apply the same change to each region:
+// the same --config file at every region's start, or the same admin API
+// call to an API node of each region (the admin API's PUT routes are
+// idempotent, so retrying a region is safe). Rollups and queries stay per
+// region: a region's query API answers for the usage admitted there, with
+// region as a group-by, and a total across regions is the sum of each
+// region's answer.
+package region
