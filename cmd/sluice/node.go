@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/configlog/kafkalog"
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
+	"github.com/sluice-dev/sluice/ingest/region"
 	"github.com/sluice-dev/sluice/ingest/restore"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/ingest/smapi"
@@ -76,6 +77,13 @@ type nodeConfig struct {
 	Advertise        string
 	HandoffTimeout   time.Duration
 	OwnerUnreachable cluster.Policy
+	// Regions: the peer regions' Kafka clusters (PeerSpecs as given,
+	// Peers parsed), how far back a starting node reads their usage and how
+	// long it waits for that before it reports ready.
+	PeerSpecs          []string
+	Peers              []region.Peer
+	PeerRestoreSpan    time.Duration
+	PeerRestoreTimeout time.Duration
 }
 
 // Where the configuration change log lives.
@@ -343,6 +351,11 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	if err := node.Start(pr); err != nil {
 		return err
 	}
+	if len(cfg.Peers) > 0 {
+		if err := tailPeers(ctx, cfg, lim, proj.Store(), reg, cleanups, log); err != nil {
+			return err
+		}
+	}
 	select {
 	case <-node.Joined():
 	case <-ctx.Done():
@@ -350,6 +363,36 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	}
 	ready.Store(true)
 	log.Info("api role ready", "region", cfg.Region, "advertise", cfg.Advertise, "owned partitions", len(node.Owned()))
+	return nil
+}
+
+// tailPeers starts counting the peer regions' usage toward global limits
+// and waits, up to --peer-restore-timeout, until it has read their logs up
+// to where they end now.
+func tailPeers(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, store *catalog.Store, reg *metrics.Registry, cleanups *[]func(), log *slog.Logger) error {
+	now := time.Now()
+	tails, err := region.Start(region.Options{
+		Region:    cfg.Region,
+		Peers:     cfg.Peers,
+		Topic:     cfg.Topic,
+		From:      region.ReplayFrom(store.Load(), now, cfg.PeerRestoreSpan),
+		Limiter:   lim,
+		Catalog:   store,
+		Metrics:   reg,
+		Logger:    log.With("role", "region"),
+		KafkaOpts: cfg.KafkaOpts,
+	})
+	if err != nil {
+		return err
+	}
+	*cleanups = append(*cleanups, tails.Close)
+	wctx, cancel := context.WithTimeout(ctx, cfg.PeerRestoreTimeout)
+	defer cancel()
+	if behind := tails.WaitCaughtUp(wctx); len(behind) > 0 {
+		log.Warn("peer regions not read to their end yet: global limits count their usage as it arrives", "peers", strings.Join(behind, ","), "waited", time.Since(now))
+	} else {
+		log.Info("peer regions read to their end", "peers", len(cfg.Peers), "took", time.Since(now))
+	}
 	return nil
 }
 

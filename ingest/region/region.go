@@ -32,13 +32,13 @@ func (p Peer) String() string { return p.Name + "=" + strings.Join(p.Brokers, ",
 // MaxPeers bounds the peer regions one region tails.
 const MaxPeers = 64
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-// CheckName reports whether s is a valid region name: 1 to 64 of a-z 0-9 - _,
-// starting with a letter or digit (it names Kafka groups and metric labels).
+// CheckName reports whether s is a valid region name: 1 to 64 letters,
+// digits, '.', '_' or '-' (it names Kafka groups and metric labels).
 func CheckName(s string) error {
 	if !nameRE.MatchString(s) {
-		return fmt.Errorf("invalid region name %q: want 1 to 64 of a-z 0-9 - _", s)
+		return fmt.Errorf("invalid region name %q: use 1-64 letters, digits, '.', '_' or '-'", s)
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ func TestParsePeers(t *testing.T) {
 		{"env list", []string{"eu=k1:9092,k2:9092 us=k3:9092;ap=k4:1"}, "eu=k1:9092,k2:9092 us=k3:9092 ap=k4:1"},
 		{"none", nil, ""},
 		{"no equals", []string{"eu"}, `peer region "eu": want NAME=HOST:PORT[,HOST:PORT...]`},
-		{"bad name", []string{"EU=k:1"}, `invalid region name "EU"`},
+		{"bad name", []string{"e/u=k:1"}, `invalid region name "e/u"`},
 		{"no broker", []string{"eu=,"}, `peer region "eu" names no broker`},
 		{"no port", []string{"eu=k1"}, `broker "k1": want HOST:PORT`},
 		{"self", []string{"home=k:1"}, `peer region "home" is this region`},
