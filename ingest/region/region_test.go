@@ -3,7 +3,6 @@ package region
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -120,7 +119,7 @@ func newPeerRegion(t *testing.T) *peerRegion {
 		t.Fatal(err)
 	}
 	t.Cleanup(pcl.Close)
-	px, err := tcpproxy.New(b.Addrs[0])
+	px, err := tcpproxy.NewKafka(b.Addrs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,14 +143,6 @@ func (p *peerRegion) produce(app, region string, n int, received time.Time) {
 	}
 }
 
-// dialer sends every connection of a peer client through the proxy: the
-// broker advertises its own address, which would bypass it.
-func (p *peerRegion) dialer() kgo.Opt {
-	return kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, p.proxy.Addr())
-	})
-}
-
 // home is this region's limiter tailing one peer.
 type home struct {
 	lim   *limiter.Limiter
@@ -167,7 +158,7 @@ func startHome(t *testing.T, p *peerRegion, snap *catalog.Snapshot, from time.Ti
 	h.tails, err = Start(Options{
 		Region: "home", Peers: []Peer{{Name: "eu", Brokers: []string{p.proxy.Addr()}}}, Topic: p.topic,
 		From: from, Limiter: h.lim, Catalog: fixedCatalog{snap}, Metrics: h.reg,
-		KafkaOpts: []kgo.Opt{p.dialer()}, Probe: 100 * time.Millisecond,
+		Probe: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
