@@ -284,9 +284,12 @@ func awaitHourRoom(need time.Duration) {
 // within the stated bound of its global limit, every region's counter ends
 // at the total admitted, and a region-scoped limit admits its max in each
 // region.
-func TestRegionsGlobalLimit(t *testing.T) {
+func TestRegionsGlobalLimit(t *testing.T) { testGlobalLimit(t, "east", "west") }
+
+// testGlobalLimit is TestRegionsGlobalLimit with the named regions.
+func testGlobalLimit(t *testing.T, names ...string) {
 	const globalMax, regionMax = 300, 100
-	rs := startRegions(t, globalMax, regionMax, "east", "west")
+	rs := startRegions(t, globalMax, regionMax, names...)
 	awaitHourRoom(time.Minute)
 	for _, c := range []struct {
 		app   string
@@ -302,7 +305,7 @@ func TestRegionsGlobalLimit(t *testing.T) {
 			loads := drive(ctx, rs, c.app, 8, 20*time.Millisecond)
 			cancel()
 			checkGlobal(t, rs, c.app, globalMax, loads)
-			if lag := maxLag(t, rs, "east"); lag < c.delay {
+			if lag := maxLag(t, rs, names[0]); lag < c.delay {
 				t.Errorf("measured lag %v through a link adding %v", lag, c.delay)
 			}
 		})
