@@ -338,6 +338,9 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry, path string) (*
 			if l.Scope != ScopeRegion {
 				p.Global = append(p.Global, p.Limits[li])
 			}
+			if l.Strict {
+				p.Strict = append(p.Strict, li)
+			}
 		}
 		s.Plans[p.ID] = p
 	}

@@ -67,13 +67,16 @@ type PlanSpec struct {
 // node decides from its own projection of the usage log). Scope says whose
 // usage counts toward it when regions run side by side: global (empty means
 // global: every region's) or region (only the usage admitted in the deciding
-// region).
+// region). Strict, for a global limit with a calendar period, makes each
+// region admit at most its share of max, so that the regions' admissions
+// never add up past it (see ingest/region).
 type LimitSpec struct {
 	Metric      string `yaml:"metric" json:"metric"`
 	Period      string `yaml:"period" json:"period"`
 	Max         int64  `yaml:"max" json:"max"`
 	Consistency string `yaml:"consistency,omitempty" json:"consistency,omitempty"`
 	Scope       string `yaml:"scope,omitempty" json:"scope,omitempty"`
+	Strict      bool   `yaml:"strict,omitempty" json:"strict,omitempty"`
 }
 
 // Limit consistencies.

@@ -140,6 +140,9 @@ type Plan struct {
 	// usage of peer regions counts toward (limits with scope region count
 	// only the usage admitted in this region).
 	Global []limiter.Limit
+	// Strict are the positions in Limits of the strict global limits: each
+	// region admits at most its share of their max.
+	Strict []int
 }
 
 // App is one application (a consumer of the service) with its credentials.
