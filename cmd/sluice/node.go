@@ -291,7 +291,14 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	}
 	ids := event.NewIDGenerator()
 	var ready atomic.Bool
+	var caps smapi.Caps
+	var shares *region.Shares
+	if len(cfg.Peers) > 0 {
+		shares = region.NewShares(cfg.Region, cfg.Peers)
+		caps = shares
+	}
 	api := smapi.New(smapi.Options{
+		Caps:    caps,
 		Ready:   ready.Load,
 		Catalog: proj.Store(),
 		Limiter: lim,
@@ -352,7 +359,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		return err
 	}
 	if len(cfg.Peers) > 0 {
-		if err := tailPeers(ctx, cfg, lim, proj.Store(), reg, cleanups, log); err != nil {
+		if err := tailPeers(ctx, cfg, lim, shares, proj.Store(), reg, cleanups, log); err != nil {
 			return err
 		}
 	}
@@ -369,7 +376,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 // tailPeers starts counting the peer regions' usage toward global limits
 // and waits, up to --peer-restore-timeout, until it has read their logs up
 // to where they end now.
-func tailPeers(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, store *catalog.Store, reg *metrics.Registry, cleanups *[]func(), log *slog.Logger) error {
+func tailPeers(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, shares *region.Shares, store *catalog.Store, reg *metrics.Registry, cleanups *[]func(), log *slog.Logger) error {
 	now := time.Now()
 	tails, err := region.Start(region.Options{
 		Region:    cfg.Region,
@@ -377,6 +384,7 @@ func tailPeers(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, store 
 		Topic:     cfg.Topic,
 		From:      region.ReplayFrom(store.Load(), now, cfg.PeerRestoreSpan),
 		Limiter:   lim,
+		Shares:    shares,
 		Catalog:   store,
 		Metrics:   reg,
 		Logger:    log.With("role", "region"),

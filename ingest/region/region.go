@@ -152,6 +152,8 @@ type Options struct {
 	// KafkaOpts are appended to every peer client's options (TLS, SASL,
 	// dialers).
 	KafkaOpts []kgo.Opt
+	// Shares, when set, learns the peers' usage of strict limits.
+	Shares *Shares
 	// Probe is how often a peer's end offsets are listed, which measures
 	// its reachability and how many records this region is behind.
 	// Default 1s.
@@ -161,6 +163,8 @@ type Options struct {
 // Tails is this region's tailing of every peer region's usage.
 type Tails struct {
 	peers []*tail
+	stop  chan struct{}
+	swept chan struct{}
 }
 
 // Start starts tailing every peer; Close stops it. A peer that cannot be
@@ -178,14 +182,32 @@ func Start(o Options) (*Tails, error) {
 	if o.Probe <= 0 {
 		o.Probe = time.Second
 	}
-	ts := &Tails{}
+	ts := &Tails{stop: make(chan struct{}), swept: make(chan struct{})}
 	for _, p := range o.Peers {
 		t := newTail(o, p)
 		t.register(o.Metrics)
 		ts.peers = append(ts.peers, t)
 		go t.run()
 	}
+	go ts.sweep(o.Shares)
 	return ts, nil
+}
+
+// sweep drops the strict limits' windows that have ended, every minute.
+func (ts *Tails) sweep(sh *Shares) {
+	defer close(ts.swept)
+	tk := time.NewTicker(time.Minute)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ts.stop:
+			return
+		case now := <-tk.C:
+			if sh != nil {
+				sh.Sweep(now)
+			}
+		}
+	}
 }
 
 // WaitCaughtUp waits until every peer has been applied up to the end offsets
@@ -239,6 +261,8 @@ func (ts *Tails) Status() []Status {
 
 // Close stops tailing.
 func (ts *Tails) Close() {
+	close(ts.stop)
+	<-ts.swept
 	for _, t := range ts.peers {
 		t.close()
 	}
@@ -519,6 +543,11 @@ func (t *tail) apply(ap *restore.Applier, snap *catalog.Snapshot, r *kgo.Record)
 		t.refused.Add(1)
 	case applied:
 		t.events.Add(1)
+		if sh := t.o.Shares; sh != nil {
+			if app := ap.App(); app != nil && len(app.Plan.Strict) > 0 {
+				sh.addPeer(app, ev)
+			}
+		}
 	default:
 		t.skipped.Add(1)
 	}

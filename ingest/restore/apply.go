@@ -23,6 +23,7 @@ type Applier struct {
 
 	dec    event.Decoder
 	ev     event.Event
+	app    *catalog.App
 	limits []limiter.Limit
 	usage  []limiter.Usage
 }
@@ -52,6 +53,7 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 		return false, nil
 	}
 	app := lookup(snap, ev.TenantID, ev.ServiceID, ev.AppID)
+	a.app = app
 	if app == nil {
 		return false, nil
 	}
@@ -83,6 +85,10 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 	}
 	return true, nil
 }
+
+// App is the application of the event Apply last looked at, nil if it
+// was unknown (or had no plan).
+func (a *Applier) App() *catalog.App { return a.app }
 
 // lookup finds an application with a plan, or nil.
 func lookup(snap *catalog.Snapshot, tenant, service, app string) *catalog.App {
