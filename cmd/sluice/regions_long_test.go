@@ -43,13 +43,23 @@ func TestRegionsPartition(t *testing.T) {
 	rs := startRegions(t, globalMax, 100, "east", "west")
 	setDelay(rs, 50*time.Millisecond)
 	awaitHourRoom(cut + time.Minute)
+	// strict drives the strict application alongside, the same way.
+	strict := map[string]int{}
 	phase := func(d time.Duration, during func()) map[string]*regionLoad {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
 		done := make(chan map[string]*regionLoad)
+		sdone := make(chan map[string]*regionLoad)
 		go func() { done <- drive(ctx, rs, "gcut", 2, 100*time.Millisecond) }()
+		go func() { sdone <- drive(ctx, rs, "scut", 2, 100*time.Millisecond) }()
 		if during != nil {
 			during()
+		}
+		for name, l := range <-sdone {
+			strict[name] += l.admitted
+			if l.failed > 0 {
+				t.Errorf("%s: %d strict calls failed", name, l.failed)
+			}
 		}
 		return <-done
 	}
@@ -97,4 +107,14 @@ func TestRegionsPartition(t *testing.T) {
 		t.Errorf("overshoot %d past the partition bound %.0f", total-globalMax, bound)
 	}
 	settle(t, rs, "gcut", func(*regionNode) int { return total })
+
+	stotal := 0
+	for _, n := range strict {
+		stotal += n
+	}
+	t.Logf("strict: max %d, admitted %v, %d in all", globalMax, strict, stotal)
+	if stotal > globalMax {
+		t.Errorf("strict limit of %d admitted %d across the partition", globalMax, stotal)
+	}
+	settle(t, rs, "scut", func(*regionNode) int { return stotal })
 }

@@ -84,6 +84,42 @@
 // the measured lag look shorter by the skew. Keep the regions' clocks in sync
 // (NTP) when the lag metrics feed the bound.
 //
+// # Strict global limits
+//
+// A global limit with strict: true (calendar periods, consistency exact)
+// never lets the regions' admissions within one window add up past max,
+// whatever the lag and however long a peer is cut off. Each region may admit
+// at most its share of the window: max/N for N regions (the regions named
+// first in byte order get one unit more when N does not divide max, so the
+// shares add up to max exactly); every region must therefore name the same
+// set of peers. The check is the limiter's own atomic check-and-increment on
+// the application's counter (every region's usage), against
+//
+//	share + (the peers' usage applied to this window so far)
+//
+// instead of max (Shares.Cap), which is "this region's own usage + delta <=
+// share": the peers' usage is summed per window as the tails apply it, and
+// since it only grows, a check that reads it a moment early is stricter,
+// never laxer. So
+//
+//	admitted in a window = sum over regions of own usage <= sum of shares = max.
+//
+// The price is under-admission: a region admits nothing past its share even
+// while the others leave theirs unused. The shares are fixed (they do not
+// follow demand yet), so the units left unadmitted in a window are at most
+//
+//	sum over the regions r of max(0, share_r - demand_r)
+//
+// where demand_r is what region r's callers asked for in the window: nothing
+// when every region wants at least its share, (N-1)/N of max in the worst
+// case (all demand in one region). Answers show the plan's max; a call
+// refused for the share gets "usage limits are exceeded" with a current value
+// below max. Within a region the guarantees of exact limits apply
+// (ingest/cluster), with their stated exceptions (an owner cut off from its
+// region). Usage reported with report is counted, never refused, as
+// everywhere. A restarted node rebuilds the peers' part of the counter and
+// of the check from the same replay of the peers' logs, so both stay equal.
+//
 // # Scope region
 //
 // A limit with scope region counts only the usage its region admits: it is
