@@ -162,9 +162,10 @@ type Options struct {
 
 // Tails is this region's tailing of every peer region's usage.
 type Tails struct {
-	peers []*tail
-	stop  chan struct{}
-	swept chan struct{}
+	peers  []*tail
+	stop   chan struct{}
+	swept  chan struct{}
+	closed sync.Once
 }
 
 // Start starts tailing every peer; Close stops it. A peer that cannot be
@@ -259,13 +260,15 @@ func (ts *Tails) Status() []Status {
 	return out
 }
 
-// Close stops tailing.
+// Close stops tailing. Calls after the first do nothing.
 func (ts *Tails) Close() {
-	close(ts.stop)
-	<-ts.swept
-	for _, t := range ts.peers {
-		t.close()
-	}
+	ts.closed.Do(func() {
+		close(ts.stop)
+		<-ts.swept
+		for _, t := range ts.peers {
+			t.close()
+		}
+	})
 }
 
 // tail reads one peer region's usage topic.
@@ -393,6 +396,7 @@ func (t *tail) connect() (map[int32]kgo.Offset, *kadm.Client, *kgo.Client) {
 			}
 			t.admCl = acl
 			t.log.Info("region: tailing peer region", "brokers", strings.Join(t.peer.Brokers, ","), "partitions", len(starts), "from", t.o.From.UTC().Format(time.RFC3339))
+			t.checkCaughtUp() // an empty log is read to its end already
 			return starts, adm, cl
 		}
 		acl.Close()
@@ -443,7 +447,6 @@ func (t *tail) list(adm *kadm.Client) (map[int32]kgo.Offset, error) {
 		return nil, fmt.Errorf("topic %s has no partitions", t.o.Topic)
 	}
 	t.lastOK.Store(time.Now().UnixNano())
-	t.checkCaughtUp()
 	return starts, nil
 }
 

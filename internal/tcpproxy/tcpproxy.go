@@ -42,12 +42,14 @@ type Proxy struct {
 }
 
 // New starts a proxy on a free loopback port forwarding to target.
-func New(target string) (*Proxy, error) {
+func New(target string) (*Proxy, error) { return start(target, false) }
+
+func start(target string, kafka bool) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: target, conns: make(map[net.Conn]struct{})}
+	p := &Proxy{ln: ln, target: target, kafka: kafka, conns: make(map[net.Conn]struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -55,13 +57,7 @@ func New(target string) (*Proxy, error) {
 
 // NewKafka starts a proxy for the Kafka broker at target (see the package
 // doc).
-func NewKafka(target string) (*Proxy, error) {
-	p, err := New(target)
-	if p != nil {
-		p.kafka = true
-	}
-	return p, err
-}
+func NewKafka(target string) (*Proxy, error) { return start(target, true) }
 
 // Addr is the proxy's address.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
