@@ -125,6 +125,14 @@
 // A limit with scope region counts only the usage its region admits: it is
 // a per-region limit with the guarantees of one region (ingest/cluster).
 //
+// # Known gaps
+//
+// Partitions added to a peer's usage topic while a node runs are read from
+// its next start. The peers' part of a restored counter comes from their
+// logs, so it is as complete as their retention (keep more than
+// --peer-restore-span). Strict shares are fixed at max/N and do not follow
+// demand.
+//
 // # Configuration across regions
 //
 // Each region has its own configuration topic. The supported way to keep

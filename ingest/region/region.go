@@ -334,13 +334,19 @@ func (t *tail) run() {
 	}()
 	defer func() { <-probeDone }()
 	ap := restore.Applier{Limiter: t.o.Limiter, Peer: true}
+	var lastErrLog time.Time
 	for {
 		fs := cl.PollFetches(t.ctx)
 		if t.ctx.Err() != nil {
 			return
 		}
 		fs.EachError(func(topic string, p int32, err error) {
-			t.log.Warn("region: peer fetch error", "topic", topic, "partition", p, "err", err)
+			// A peer cut off fails every fetch: say so every 10 s, not
+			// every fetch (the prober reports the outage itself).
+			if time.Since(lastErrLog) >= 10*time.Second {
+				lastErrLog = time.Now()
+				t.log.Warn("region: peer fetch error", "topic", topic, "partition", p, "err", err)
+			}
 		})
 		snap := t.o.Catalog.Load()
 		fs.EachPartition(func(ftp kgo.FetchTopicPartition) {
