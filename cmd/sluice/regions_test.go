@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"net/http"
 	"regexp"
 	"slices"
@@ -383,4 +384,45 @@ func testGlobalLimit(t *testing.T, names ...string) {
 		time.Sleep(500 * time.Millisecond) // the peers' events have arrived, and must not count
 		settle(t, rs, "r0", func(*regionNode) int { return regionMax })
 	})
+}
+
+// TestDevRegionsReadme: the README's "Two regions on one machine": two
+// `sluice dev` instances naming each other as peers count each other's demo
+// usage.
+func TestDevRegionsReadme(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two ClickHouse servers and two embedded brokers")
+	}
+	eastKafka, westKafka := freeAddr(t), freeAddr(t)
+	eastListen, westListen := freeAddr(t), freeAddr(t)
+	east, _, eastErrs, stopEast := startDevOut(t, filepath.Join(t.TempDir(), "east"), eastListen, "--region", "east",
+		"--kafka-listen", eastKafka, "--peer-region", "west="+westKafka, "--query-listen", freeAddr(t))
+	defer stopEast()
+	west, _, westErrs, stopWest := startDevOut(t, filepath.Join(t.TempDir(), "west"), westListen, "--region", "west",
+		"--kafka-listen", westKafka, "--peer-region", "east="+eastKafka, "--query-listen", freeAddr(t))
+	defer stopWest()
+	waitReady(t, eastListen)
+	waitReady(t, westListen)
+	awaitMinuteRoom(20 * time.Second)
+	for i, u := range []string{east, east, east, west} {
+		if code, body := get(t, u); code != 200 {
+			t.Fatalf("authrep %d: %d %s\n%s\n%s", i, code, body, eastErrs.String(), westErrs.String())
+		}
+	}
+	minute := regexp.MustCompile(`period="minute">.*?<current_value>([0-9]+)</current_value>`)
+	for _, u := range []string{east, west} {
+		u = strings.Replace(strings.Replace(u, "authrep", "authorize", 1), "&usage%5Bhits%5D=1", "", 1)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, body := get(t, u)
+			m := minute.FindStringSubmatch(body)
+			if m != nil && m[1] == "4" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: want current_value 4 for the minute: %s", u, body)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }
