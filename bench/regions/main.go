@@ -101,11 +101,16 @@ func run(n, maxUnits, rounds, clients int, pace, runFor time.Duration, delays []
         metrics: [{name: hits}]
         plans:
           - id: global
-            limits: [{metric: hits, period: hour, max: %d}]
+            limits: [{metric: hits, period: hour, max: %[1]d}]
+          - id: strict
+            limits: [{metric: hits, period: hour, max: %[1]d, strict: true}]
         applications:
 `, maxUnits)
 	for i := range apps {
 		fmt.Fprintf(&cfg, "          - {id: a%d, plan: global, user_key: uk-a%d}\n", i, i)
+	}
+	for i := range 2 * len(delays) {
+		fmt.Fprintf(&cfg, "          - {id: s%d, plan: strict, user_key: uk-s%d}\n", i, i)
 	}
 	cfgFile := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg.String()), 0o600); err != nil {
@@ -149,7 +154,7 @@ func run(n, maxUnits, rounds, clients int, pace, runFor time.Duration, delays []
 			return err
 		}
 	}
-	if left := time.Until(time.Now().UTC().Truncate(time.Hour).Add(time.Hour)); left < time.Duration(apps)*(runFor+2*time.Second) {
+	if left := time.Until(time.Now().UTC().Truncate(time.Hour).Add(time.Hour)); left < time.Duration(apps+2*len(delays))*(runFor+2*time.Second) {
 		fmt.Fprintf(os.Stderr, "waiting %v for the next hour\n", left)
 		time.Sleep(left + time.Second)
 	}
@@ -201,6 +206,32 @@ func run(n, maxUnits, rounds, clients int, pace, runFor time.Duration, delays []
 		points = append(points, [3]float64{float64(d.Milliseconds()), o, b})
 	}
 	fmt.Printf("\n%d regions, max %d per hour, %d callers per region pacing %v, %v per round, medians of %d rounds\n", n, maxUnits, clients, pace, runFor, rounds)
+
+	// Strict: once with every region calling, once with only the first.
+	fmt.Printf("\n| delay (one way) | strict, demand from | admitted | admitted share of max | overshoot |\n| --- | --- | --- | --- | --- |\n")
+	sapp := 0
+	for _, d := range delays {
+		for _, callers := range [][]*region{rs, rs[:1]} {
+			for _, r := range rs {
+				r.proxy.SetDelay(d)
+			}
+			time.Sleep(3*d + 300*time.Millisecond)
+			admitted, _, _, err := drive(callers, fmt.Sprint("s", sapp), clients, pace, runFor)
+			sapp++
+			if err != nil {
+				return err
+			}
+			total := 0
+			for _, a := range admitted {
+				total += a
+			}
+			who := "every region"
+			if len(callers) == 1 {
+				who = "one region"
+			}
+			fmt.Printf("| %v | %s | %d | %.0f %% | %d |\n", d, who, total, 100*float64(total)/float64(maxUnits), max(total-maxUnits, 0))
+		}
+	}
 	if svg != "" {
 		return os.WriteFile(svg, chart(points, n, maxUnits), 0o644)
 	}
