@@ -34,7 +34,8 @@
 //
 // The price is one connection per API node and peer broker across regions,
 // and a peer's brokers must be reachable (advertised listeners) from every
-// API node of the other regions.
+// API node of the other regions, with the same TLS and SASL settings as the
+// node's own (Options.KafkaOpts).
 //
 // # Each event once, in order
 //

@@ -242,8 +242,9 @@ type Status struct {
 	CaughtUp bool
 	// Behind is the records of its log not yet applied here.
 	Behind int64
-	// Lag is the receive-to-apply time of its last applied event, or, while
-	// records are behind, the time since that event was received.
+	// Lag is the receive-to-apply time of its last applied event; while
+	// records are behind, at least the time since that event was received;
+	// while the peer is unreachable, at least the time since it answered.
 	Lag time.Duration
 	// MaxLag is the longest receive-to-apply time of its events since start.
 	MaxLag time.Duration
@@ -562,16 +563,22 @@ func (t *tail) apply(ap *restore.Applier, snap *catalog.Snapshot, r *kgo.Record)
 	}
 }
 
-// lag is the receive-to-apply time of the last applied event or, while
-// records are waiting, the time since it was received: a lower bound of
-// the oldest waiting record's age that grows while the peer is cut off.
+// lag is the receive-to-apply time of the last applied event; while
+// records are waiting, the time since that event was received (a lower
+// bound of the oldest waiting record's age); and while the peer is
+// unreachable, at least the time since it last answered: whatever it
+// admits meanwhile arrives that late.
 func (t *tail) lag() time.Duration {
+	lag := time.Duration(t.lagMs.Load()) * time.Millisecond
 	if t.behind() > 0 {
 		if last := t.lastReceived.Load(); last > 0 {
-			return time.Duration(max(time.Now().UnixMilli()-last, 0)) * time.Millisecond
+			lag = max(lag, time.Duration(max(time.Now().UnixMilli()-last, 0))*time.Millisecond)
 		}
 	}
-	return time.Duration(t.lagMs.Load()) * time.Millisecond
+	if last := t.lastOK.Load(); last != 0 && !t.up() {
+		lag = max(lag, time.Since(time.Unix(0, last)))
+	}
+	return lag
 }
 
 func (t *tail) status() Status {
@@ -593,7 +600,7 @@ func (t *tail) register(r *metrics.Registry) {
 		}
 		return 0
 	}, l...)
-	r.GaugeFunc("sluice_region_peer_lag_seconds", "Replication lag of the peer region's usage: receive-to-apply time of its last applied event, or the time since then while records wait.", func() float64 { return t.lag().Seconds() }, l...)
+	r.GaugeFunc("sluice_region_peer_lag_seconds", "Replication lag of the peer region's usage: receive-to-apply time of its last applied event; at least the time since then while records wait, and the time since the peer last answered while it is unreachable.", func() float64 { return t.lag().Seconds() }, l...)
 	r.GaugeFunc("sluice_region_peer_lag_max_seconds", "Longest receive-to-apply time of a peer region's event since start: the lag behind the overshoot bound of global limits.", func() float64 {
 		return float64(t.maxLagMs.Load()) / 1000
 	}, l...)

@@ -284,6 +284,9 @@ func TestTailDelayAndPartition(t *testing.T) {
 		time.Sleep(30 * time.Millisecond)
 	}
 	waitFor(t, 5*time.Second, "the peer down", func() bool { return !h.tails.Status()[0].Up })
+	if lag := h.tails.Status()[0].Lag; lag < 300*time.Millisecond {
+		t.Errorf("lag %v while the peer has been unreachable for three probes", lag)
+	}
 	if got := h.current("app3"); got[0] != 0 {
 		t.Errorf("counted %d across a cut link", got[0])
 	}
