@@ -293,6 +293,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	var ready atomic.Bool
 	var caps smapi.Caps
 	var shares *region.Shares
+	var peerTails atomic.Pointer[region.Tails] // set once the peers are tailed
 	if len(cfg.Peers) > 0 {
 		shares = region.NewShares(cfg.Region, cfg.Peers)
 		caps = shares
@@ -310,7 +311,16 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		Metrics: reg,
 		Router:  node,
 		IDs:     ids,
-		Status:  node.AppendStatus,
+		Status: func(dst []byte) []byte {
+			dst = node.AppendStatus(dst)
+			if ts := peerTails.Load(); ts != nil {
+				dst = append(dst, `,"regions":{"region":"`...)
+				dst = append(dst, cfg.Region...)
+				dst = append(dst, `",`...)
+				dst = append(ts.AppendStatus(dst), '}')
+			}
+			return dst
+		},
 	})
 	adm := admin.New(proj, log.With("role", "admin"), 0)
 	srv := smapi.NewServer(route(api, adm), smapi.ServerOptions{Logger: log, OnFailure: routeFailure})
@@ -359,9 +369,11 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		return err
 	}
 	if len(cfg.Peers) > 0 {
-		if err := tailPeers(ctx, cfg, lim, shares, proj.Store(), reg, cleanups, log); err != nil {
+		tails, err := tailPeers(ctx, cfg, lim, shares, proj.Store(), reg, cleanups, log)
+		if err != nil {
 			return err
 		}
+		peerTails.Store(tails)
 	}
 	select {
 	case <-node.Joined():
@@ -376,7 +388,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 // tailPeers starts counting the peer regions' usage toward global limits
 // and waits, up to --peer-restore-timeout, until it has read their logs up
 // to where they end now.
-func tailPeers(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, shares *region.Shares, store *catalog.Store, reg *metrics.Registry, cleanups *[]func(), log *slog.Logger) error {
+func tailPeers(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, shares *region.Shares, store *catalog.Store, reg *metrics.Registry, cleanups *[]func(), log *slog.Logger) (*region.Tails, error) {
 	now := time.Now()
 	tails, err := region.Start(region.Options{
 		Region:    cfg.Region,
@@ -391,7 +403,7 @@ func tailPeers(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, shares
 		KafkaOpts: cfg.KafkaOpts,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	*cleanups = append(*cleanups, tails.Close)
 	wctx, cancel := context.WithTimeout(ctx, cfg.PeerRestoreTimeout)
@@ -401,7 +413,7 @@ func tailPeers(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, shares
 	} else {
 		log.Info("peer regions read to their end", "peers", len(cfg.Peers), "took", time.Since(now))
 	}
-	return nil
+	return tails, nil
 }
 
 // serveHealth answers a liveness probe: the process is up.

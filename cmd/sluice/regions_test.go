@@ -409,6 +409,9 @@ func TestDevRegionsReadme(t *testing.T) {
 			t.Fatalf("authrep %d: %d %s\n%s\n%s", i, code, body, eastErrs.String(), westErrs.String())
 		}
 	}
+	if _, body := get(t, "http://"+eastListen+"/status"); !strings.Contains(body, `"regions":{"region":"east","peers":[{"region":"west","up":true,"caught_up":true,`) {
+		t.Errorf("east's /status does not show west as its peer: %s", body)
+	}
 	minute := regexp.MustCompile(`period="minute">.*?<current_value>([0-9]+)</current_value>`)
 	for _, u := range []string{east, west} {
 		u = strings.Replace(strings.Replace(u, "authrep", "authorize", 1), "&usage%5Bhits%5D=1", "", 1)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -259,6 +260,31 @@ func (ts *Tails) Status() []Status {
 		out[i] = t.status()
 	}
 	return out
+}
+
+// AppendStatus appends the peers' state to a JSON object under
+// construction: `"peers":[{"region":"west","up":true,"caught_up":true,
+// "lag_ms":12,"behind":0}]`. Region names are checked at startup (letters,
+// digits, '.', '_', '-'), so they need no escaping.
+func (ts *Tails) AppendStatus(dst []byte) []byte {
+	dst = append(dst, `"peers":[`...)
+	for i, st := range ts.Status() {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"region":"`...)
+		dst = append(dst, st.Name...)
+		dst = append(dst, `","up":`...)
+		dst = strconv.AppendBool(dst, st.Up)
+		dst = append(dst, `,"caught_up":`...)
+		dst = strconv.AppendBool(dst, st.CaughtUp)
+		dst = append(dst, `,"lag_ms":`...)
+		dst = strconv.AppendInt(dst, st.Lag.Milliseconds(), 10)
+		dst = append(dst, `,"behind":`...)
+		dst = strconv.AppendInt(dst, st.Behind, 10)
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
 }
 
 // Close stops tailing. Calls after the first do nothing.

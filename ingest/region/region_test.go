@@ -2,6 +2,7 @@ package region
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -227,6 +228,22 @@ func TestTailCountsGlobalOnly(t *testing.T) {
 	}
 	if n := h.tails.peers[0].loops.Load(); n != 4 {
 		t.Errorf("loop events %d, want 4", n)
+	}
+	var status struct {
+		Peers []struct {
+			Region   string `json:"region"`
+			Up       bool   `json:"up"`
+			CaughtUp bool   `json:"caught_up"`
+			LagMs    *int64 `json:"lag_ms"`
+			Behind   *int64 `json:"behind"`
+		} `json:"peers"`
+	}
+	b := append(h.tails.AppendStatus([]byte("{")), '}')
+	if err := json.Unmarshal(b, &status); err != nil || len(status.Peers) != 1 {
+		t.Fatalf("status %s: %v", b, err)
+	}
+	if p := status.Peers[0]; p.Region != "eu" || !p.Up || !p.CaughtUp || p.LagMs == nil || p.Behind == nil || *p.Behind != 0 {
+		t.Errorf("status %s", b)
 	}
 }
 
