@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -369,7 +370,11 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		return err
 	}
 	if len(cfg.Peers) > 0 {
-		tails, err := tailPeers(ctx, cfg, lim, shares, proj.Store(), reg, cleanups, log)
+		owns := func(app *catalog.App) bool {
+			p := kafka.Partition(event.Key(nil, app.Service.ID, app.ID), partitions)
+			return slices.Contains(node.Owned(), p)
+		}
+		tails, err := tailPeers(ctx, cfg, lim, shares, owns, proj.Store(), reg, cleanups, log)
 		if err != nil {
 			return err
 		}
@@ -388,13 +393,42 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 // tailPeers starts counting the peer regions' usage toward global limits
 // and waits, up to --peer-restore-timeout, until it has read their logs up
 // to where they end now.
-func tailPeers(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, shares *region.Shares, store *catalog.Store, reg *metrics.Registry, cleanups *[]func(), log *slog.Logger) (*region.Tails, error) {
+//
+// It also starts moving the strict limits' shares between the regions,
+// once this region's own grants, made before a restart, are read.
+func tailPeers(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, shares *region.Shares, owns func(*catalog.App) bool, store *catalog.Store, reg *metrics.Registry, cleanups *[]func(), log *slog.Logger) (*region.Tails, error) {
 	now := time.Now()
+	from := region.ReplayFrom(store.Load(), now, cfg.PeerRestoreSpan)
+	if err := ensureSharesTopic(ctx, cfg); err != nil {
+		return nil, err
+	}
+	rb, err := shares.StartRebalance(region.RebalanceOptions{
+		Region:    cfg.Region,
+		Peers:     cfg.Peers,
+		Brokers:   cfg.Brokers,
+		Topic:     region.SharesTopic(cfg.Topic),
+		From:      from,
+		Limiter:   lim,
+		Catalog:   store,
+		Owns:      owns,
+		Metrics:   reg,
+		Logger:    log.With("role", "region"),
+		KafkaOpts: cfg.KafkaOpts,
+	})
+	if err != nil {
+		return nil, err
+	}
+	*cleanups = append(*cleanups, rb.Close)
+	// Until this region's earlier grants are read, its shares would look
+	// larger than they are: no decision before that.
+	if !rb.WaitCaughtUp(ctx) {
+		return nil, ctx.Err()
+	}
 	tails, err := region.Start(region.Options{
 		Region:    cfg.Region,
 		Peers:     cfg.Peers,
 		Topic:     cfg.Topic,
-		From:      region.ReplayFrom(store.Load(), now, cfg.PeerRestoreSpan),
+		From:      from,
 		Limiter:   lim,
 		Shares:    shares,
 		Catalog:   store,
@@ -414,6 +448,22 @@ func tailPeers(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, shares
 		log.Info("peer regions read to their end", "peers", len(cfg.Peers), "took", time.Since(now))
 	}
 	return tails, nil
+}
+
+// ensureSharesTopic creates the region's shares topic (strict limits'
+// grants between regions) when it does not exist yet.
+func ensureSharesTopic(ctx context.Context, cfg nodeConfig) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOpts...)...)
+	if err != nil {
+		return fmt.Errorf("shares topic: kafka client: %w", err)
+	}
+	defer cl.Close()
+	if _, _, err := kafkatopic.Ensure(ctx, kadm.NewClient(cl), region.SharesTopic(cfg.Topic), 1, -1, nil); err != nil {
+		return fmt.Errorf("shares topic: %w", err)
+	}
+	return nil
 }
 
 // serveHealth answers a liveness probe: the process is up.

@@ -27,11 +27,29 @@ import (
 type Shares struct {
 	index, regions int64 // this region's position among the sorted names, and their number
 	shards         [64]shareShard
+
+	// Decisions in flight, by epoch parity: a rebalance that lowers a
+	// share flips the epoch and waits for the decisions of the old one
+	// (which may have read the higher share) to finish.
+	epoch    atomic.Uint32
+	inflight [2]atomic.Int64
 }
 
 type shareShard struct {
 	mu sync.RWMutex
-	m  map[shareKey]*atomic.Int64 // peers' usage applied to the window
+	m  map[shareKey]*window
+}
+
+// window is what this region knows of one window of one strict limit.
+type window struct {
+	peers  atomic.Int64 // the peers' usage applied to it
+	recv   atomic.Int64 // units the peers granted this region
+	given  atomic.Int64 // units this region granted the peers (or is granting)
+	demand atomic.Int64 // calls that touched it since the last rebalance
+
+	// Set once when the window is first seen, for the records that name it.
+	app   *catalog.App
+	limit limiter.Limit
 }
 
 // shareKey names one window of one strict limit of one application.
@@ -52,7 +70,7 @@ func NewShares(self string, peers []Peer) *Shares {
 	slices.Sort(names)
 	s := &Shares{index: int64(slices.Index(names, self)), regions: int64(len(names))}
 	for i := range s.shards {
-		s.shards[i].m = make(map[shareKey]*atomic.Int64)
+		s.shards[i].m = make(map[shareKey]*window)
 	}
 	return s
 }
@@ -83,38 +101,69 @@ func unsafeKeyBytes(k shareKey) []byte {
 	return b[:]
 }
 
-// peers returns the peers' usage applied to k's window.
-func (s *Shares) peers(k shareKey) int64 {
+// get returns k's window, nil if unknown.
+func (s *Shares) get(k shareKey) *window {
 	sh := s.shard(k)
 	sh.mu.RLock()
-	c := sh.m[k]
+	w := sh.m[k]
 	sh.mu.RUnlock()
-	if c == nil {
-		return 0
+	return w
+}
+
+// window returns k's window, adding it (for app's limit l) if unknown.
+func (s *Shares) window(k shareKey, app *catalog.App, l limiter.Limit) *window {
+	if w := s.get(k); w != nil {
+		return w
 	}
-	return c.Load()
+	sh := s.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	w := sh.m[k]
+	if w == nil {
+		w = &window{app: app, limit: l}
+		sh.m[k] = w
+	}
+	return w
+}
+
+// share is this region's share of w: its base share plus what the peers
+// granted it less what it granted them.
+func (s *Shares) share(w *window) int64 {
+	return s.Share(w.limit.Max) + w.recv.Load() - w.given.Load()
 }
 
 // Cap lowers the max of each strict limit of app's plan in dst (a copy of
 // the plan's limits) to this region's share plus the peers' usage applied
-// to the window open at now. It neither blocks nor allocates.
-func (s *Shares) Cap(dst []limiter.Limit, app *catalog.App, now time.Time) []limiter.Limit {
+// to the window open at now, and returns the token to give Done once the
+// limiter has decided. The first call of a window adds it (one allocation
+// per application, strict limit and window); the others neither block nor
+// allocate.
+func (s *Shares) Cap(dst []limiter.Limit, app *catalog.App, now time.Time) ([]limiter.Limit, uint32) {
+	e := s.epoch.Load() & 1
+	s.inflight[e].Add(1)
 	for _, i := range app.Plan.Strict {
 		if i >= len(dst) {
 			continue
 		}
 		l := &dst[i]
 		start, _ := limiter.WindowBounds(l.Period, now)
-		peers := s.peers(shareKey{app: app.Key, metric: l.Metric, unit: l.Period.Unit, start: start})
-		share := s.Share(l.Max)
+		w := s.window(shareKey{app: app.Key, metric: l.Metric, unit: l.Period.Unit, start: start}, app, *l)
+		w.demand.Add(1)
+		// The peers' usage first: usage the limiter counts meanwhile then
+		// makes the check stricter, never laxer.
+		peers := w.peers.Load()
+		share := max(s.share(w), 0)
 		limit := share + peers
 		if peers > math.MaxInt64-share {
 			limit = math.MaxInt64
 		}
 		l.Max = min(l.Max, limit)
 	}
-	return dst
+	return dst, e
 }
+
+// Done ends a decision Cap began.
+func (s *Shares) Done(token uint32) { s.inflight[token&1].Add(-1) }
 
 // addPeer adds the usage of a peer's event, counted already toward app's
 // global limits, to the windows of app's strict limits it falls in. Sets
@@ -139,16 +188,8 @@ func (s *Shares) addPeer(app *catalog.App, ev *event.Event) {
 			continue
 		}
 		start, _ := limiter.WindowBounds(l.Period, at)
-		k := shareKey{app: app.Key, metric: l.Metric, unit: l.Period.Unit, start: start}
-		sh := s.shard(k)
-		sh.mu.Lock()
-		c := sh.m[k]
-		if c == nil {
-			c = new(atomic.Int64)
-			sh.m[k] = c
-		}
-		sh.mu.Unlock()
-		addSaturating(c, delta)
+		w := s.window(shareKey{app: app.Key, metric: l.Metric, unit: l.Period.Unit, start: start}, app, l)
+		addSaturating(&w.peers, delta)
 	}
 }
 

@@ -53,7 +53,9 @@ func TestCap(t *testing.T) {
 	}
 	maxes := func() string {
 		var out []int64
-		for _, l := range s.Cap(append([]limiter.Limit(nil), app.Plan.Limits...), app, now) {
+		ls, token := s.Cap(append([]limiter.Limit(nil), app.Plan.Limits...), app, now)
+		s.Done(token)
+		for _, l := range ls {
 			out = append(out, l.Max)
 		}
 		return fmt.Sprint(out)
@@ -72,7 +74,10 @@ func TestCap(t *testing.T) {
 		t.Errorf("never above the plan's max: %s", got)
 	}
 	dst := make([]limiter.Limit, len(app.Plan.Limits))
-	if n := testing.AllocsPerRun(100, func() { s.Cap(append(dst[:0], app.Plan.Limits...), app, now) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() {
+		_, token := s.Cap(append(dst[:0], app.Plan.Limits...), app, now)
+		s.Done(token)
+	}); n != 0 {
 		t.Errorf("Cap allocates %v times per call", n)
 	}
 	s.Sweep(now.Add(2 * time.Minute))

@@ -248,10 +248,11 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, st *reqState, svc *catalog.Ser
 	req.App = app.Key
 	req.Limits = nil
 	capped := false
+	var capToken uint32
 	if app.Plan != nil {
 		req.Limits = app.Plan.Limits
 		if s.caps != nil && len(app.Plan.Strict) > 0 {
-			st.capped = s.caps.Cap(append(st.capped[:0], app.Plan.Limits...), app, s.clock())
+			st.capped, capToken = s.caps.Cap(append(st.capped[:0], app.Plan.Limits...), app, s.clock())
 			req.Limits, capped = st.capped, true
 		}
 	}
@@ -273,6 +274,7 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, st *reqState, svc *catalog.Ser
 	// Denied calls still get the plan's usage reports, read without counting.
 	s.lim.Do(req, &st.dec)
 	if capped {
+		s.caps.Done(capToken)
 		// The answer shows the plan's max; the region's share only decides.
 		for i := range st.dec.Reports {
 			r := &st.dec.Reports[i]

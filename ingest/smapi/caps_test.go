@@ -9,14 +9,22 @@ import (
 	"github.com/sluice-dev/sluice/limiter"
 )
 
-// halfCaps lets a region admit half of each strict limit's max.
-type halfCaps struct{}
+// halfCaps lets a region admit half of each strict limit's max, and counts
+// the decisions begun and not yet done.
+type halfCaps struct{ open *int }
 
-func (halfCaps) Cap(dst []limiter.Limit, app *catalog.App, _ time.Time) []limiter.Limit {
+func (c halfCaps) Cap(dst []limiter.Limit, app *catalog.App, _ time.Time) ([]limiter.Limit, uint32) {
 	for _, i := range app.Plan.Strict {
 		dst[i].Max /= 2
 	}
-	return dst
+	*c.open++
+	return dst, 7
+}
+
+func (c halfCaps) Done(token uint32) {
+	if token == 7 {
+		*c.open--
+	}
 }
 
 // TestCapsDecideAnswersShowPlan: the limiter checks a strict limit against
@@ -31,7 +39,13 @@ func TestCapsDecideAnswersShowPlan(t *testing.T) {
 	}
 	e := newEnv(t)
 	e.store.Swap(snap)
-	e.srv.caps = halfCaps{}
+	open := 0
+	e.srv.caps = halfCaps{&open}
+	defer func() {
+		if open != 0 {
+			t.Errorf("%d decisions begun and not done", open)
+		}
+	}()
 	for i, c := range []struct {
 		hits string
 		code int

@@ -99,11 +99,12 @@ type Options struct {
 
 // Caps narrows the limits of plans with strict global limits
 // (catalog.Plan.Strict) to what this region may admit: Cap gets a copy of
-// the plan's limits in dst and lowers the Max of each strict one. It is
-// called on the hot path, before the limiter, and must neither block nor
-// allocate. Answers still show the plan's max.
+// the plan's limits in dst and lowers the Max of each strict one; the server
+// calls Done with Cap's token once the limiter has decided. Both are on the
+// hot path and must not block. Answers still show the plan's max.
 type Caps interface {
-	Cap(dst []limiter.Limit, app *catalog.App, now time.Time) []limiter.Limit
+	Cap(dst []limiter.Limit, app *catalog.App, now time.Time) ([]limiter.Limit, uint32)
+	Done(token uint32)
 }
 
 // Server answers the 3scale Service Management API. Its Handler is safe for
