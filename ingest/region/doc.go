@@ -90,49 +90,80 @@
 // A global limit with strict: true (calendar periods, consistency exact)
 // never lets the regions' admissions within one window add up past max,
 // whatever the lag and however long a peer is cut off. Each region may admit
-// at most its share of the window: max/N for N regions (the regions named
-// first in byte order get one unit more when N does not divide max, so the
-// shares add up to max exactly); every region must therefore name the same
-// set of peers. The check is the limiter's own atomic check-and-increment on
-// the application's counter (every region's usage), against
+// at most its share of the window. Shares start at max/N for N regions (the
+// regions named first in byte order get one unit more when N does not divide
+// max, so they add up to max exactly; every region must therefore name the
+// same set of peers), and then follow demand:
 //
-//	share + (the peers' usage applied to this window so far)
+//	share_r = max/N (+1) + units granted to r by the others - units r granted
 //
-// instead of max (Shares.Cap), which is "this region's own usage + delta <=
-// share": the peers' usage is summed per window as the tails apply it, and
-// since it only grows, a check that reads it a moment early is stricter,
-// never laxer. So
+// The check is the limiter's own atomic check-and-increment on the
+// application's counter (every region's usage), against
 //
-//	admitted in a window = sum over regions of own usage <= sum of shares = max.
+//	share_r + (the peers' usage applied to this window so far)
 //
-// The price is under-admission: a region admits nothing past its share even
-// while the others leave theirs unused. The shares are fixed (they do not
-// follow demand yet), so the units left unadmitted in a window are at most
+// instead of max (Shares.Cap), which is "r's own usage + delta <= share_r":
+// the peers' usage is summed per window as the tails apply it, and since it
+// only grows and is read before the limiter counts, a check that reads it a
+// moment early is stricter, never laxer.
 //
-//	sum over the regions r of max(0, share_r - demand_r)
+// # Shares follow demand, through the log
 //
-// where demand_r is what region r's callers asked for in the window: nothing
-// when every region wants at least its share, (N-1)/N of max in the worst
-// case (all demand in one region). Answers show the plan's max; a call
-// refused for the share gets "usage limits are exceeded" with a current value
-// below max. Within a region the guarantees of exact limits apply
-// (ingest/cluster), with their stated exceptions (an owner cut off from its
-// region). Usage reported with report is counted, never refused, as
-// everywhere. A restarted node rebuilds the peers' part of the counter and
-// of the check from the same replay of the peers' logs, so both stay equal.
+// Every second (DefaultRebalance) the node that decides an application (the
+// owner of its partition in its region) publishes, on its region's shares
+// topic (SharesTopic, beside the usage topic), its status of each open
+// strict window someone wants: its free share (share less own usage) and its
+// demand (calls in the last second). The other regions read it like the
+// usage. With F the free units of the regions heard from within three
+// seconds and D their demand, a region holding more than its demand's part
+// of F, free_r > F × demand_r / D, grants the surplus to the regions short of
+// theirs, in proportion to what they lack, as grant records on its shares
+// topic; a region counts a grant to it when it reads it from the granter's
+// log. Granting is an escrow: a region gives only units it holds, and
+// before it writes the grant it takes the units from its share, waits for
+// every decision that may have read the higher share (an epoch of decisions
+// in flight, Shares.Done), and takes back whatever those decisions used. So
+// at every moment
 //
-// # Scope region
+//	sum over regions of share_r + units in grants not yet read <= max,
 //
-// A limit with scope region counts only the usage its region admits: it is
-// a per-region limit with the guarantees of one region (ingest/cluster).
+// each region admits within its own share, and the regions' admissions add
+// up within max, with any lag, lost records (a grant that could not be
+// written stays taken: units lost, never doubled) or partition (a region
+// cut off keeps its share and gets no more). A restarted node reads its own
+// region's shares topic before it decides (its earlier grants, or those of
+// the application's previous owner), and the peers' grants to it as they
+// come.
+//
+// The price is under-admission. Units move one rebalance interval plus one
+// replication lag (L, the grant's way to the receiver) after demand appears
+// where they are not, so within a window the units left unadmitted while some
+// region's callers are refused are at most
+//
+//	the units that regions without demand held during the last I + L of
+//	the window (I the rebalance interval), plus the units in grants not yet
+//	read when the window ends,
+//
+// and, while a region is cut off, the share it holds (nobody else can use
+// it) or lacks (it cannot be given more). With demand in every region
+// throughout, or in one region from more than I + L before the window
+// ends, every unit is admitted but for the rounding of grants (at most one
+// unit per region and interval). Answers show the plan's max; a call refused
+// for the share gets "usage limits are exceeded" with a current value below
+// max. Within a region the guarantees of exact limits apply (ingest/cluster)
+// with their stated exceptions; in addition, if an application's partition
+// moves to another node of the region while its owner is writing a grant,
+// the new owner may decide once with the share before the grant (it reads
+// the grant within a lag): that handoff can over-admit by that grant. Usage
+// reported with report is counted, never refused, as everywhere.
 //
 // # Known gaps
 //
 // Partitions added to a peer's usage topic while a node runs are read from
 // its next start. The peers' part of a restored counter comes from their
 // logs, so it is as complete as their retention (keep more than
-// --peer-restore-span). Strict shares are fixed at max/N and do not follow
-// demand.
+// --peer-restore-span). The first decision of an application's strict
+// window on a node adds the window to its table (one allocation).
 //
 // # Configuration across regions
 //

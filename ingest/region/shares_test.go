@@ -2,6 +2,8 @@ package region
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,4 +90,65 @@ func TestCap(t *testing.T) {
 	if got := maxes(); got != "[333 5000 30]" {
 		t.Errorf("after every window was swept: %s, want [333 5000 30]", got)
 	}
+}
+
+// TestTakeAgainstDecisions: granting units away while decisions run never
+// lets this region's admissions plus its grants pass its share: the escrow
+// of take (lower the share, wait for the decisions that read the old one,
+// take back what they used).
+func TestTakeAgainstDecisions(t *testing.T) {
+	snap := testCatalog(t, catalog.LimitSpec{Metric: "hits", Period: "hour", Max: 1000, Strict: true})
+	app := snap.Services["svc"].Apps["app0"]
+	lim := limiter.New(limiter.Options{})
+	s := NewShares("a", []Peer{{Name: "b"}}) // share 500
+	rb := &Rebalancer{s: s, o: RebalanceOptions{Limiter: lim}}
+	now := time.Now()
+	start, _ := limiter.WindowBounds(app.Plan.Limits[0].Period, now)
+	k := shareKey{app: app.Key, metric: app.Plan.Limits[0].Metric, unit: limiter.Hour, start: start}
+	w := s.window(k, app, app.Plan.Limits[0])
+
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var d limiter.Decision
+			dst := make([]limiter.Limit, 1)
+			usage := []limiter.Usage{{Metric: app.Plan.Limits[0].Metric, Value: 1}}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ls, token := s.Cap(append(dst[:0], app.Plan.Limits...), app, now)
+				lim.Do(&limiter.Request{App: app.Key, Limits: ls, Parents: app.Service.Parents, Usage: usage, Mode: limiter.ModeAuthRep}, &d)
+				s.Done(token)
+				if d.Allowed {
+					admitted.Add(1)
+				}
+				time.Sleep(20 * time.Microsecond)
+			}
+		}()
+	}
+	var granted int64
+	for range 100 {
+		for _, g := range rb.take([]give{{k, w, "b", 2}}) {
+			granted += g.units
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	close(stop)
+	wg.Wait()
+	if got := w.given.Load(); got != granted {
+		t.Errorf("given %d, grants returned %d", got, granted)
+	}
+	if a := admitted.Load(); a+granted > 500 {
+		t.Errorf("admitted %d and granted %d: past the share of 500", a, granted)
+	} else if a+granted < 500-2 {
+		t.Errorf("admitted %d and granted %d of a share of 500 wanted throughout", a, granted)
+	}
+	t.Logf("admitted %d, granted %d", admitted.Load(), granted)
 }
