@@ -208,7 +208,7 @@ func run(n, maxUnits, rounds, clients int, pace, runFor time.Duration, delays []
 	fmt.Printf("\n%d regions, max %d per hour, %d callers per region pacing %v, %v per round, medians of %d rounds\n", n, maxUnits, clients, pace, runFor, rounds)
 
 	// Strict: once with every region calling, once with only the first.
-	fmt.Printf("\n| delay (one way) | strict, demand from | admitted | admitted share of max | overshoot |\n| --- | --- | --- | --- | --- |\n")
+	fmt.Printf("\n| delay (one way) | strict, demand from | admitted | admitted share of max | overshoot | last unit admitted after |\n| --- | --- | --- | --- | --- | --- |\n")
 	sapp := 0
 	for _, d := range delays {
 		for _, callers := range [][]*region{rs, rs[:1]} {
@@ -216,20 +216,25 @@ func run(n, maxUnits, rounds, clients int, pace, runFor time.Duration, delays []
 				r.proxy.SetDelay(d)
 			}
 			time.Sleep(3*d + 300*time.Millisecond)
-			admitted, _, _, err := drive(callers, fmt.Sprint("s", sapp), clients, pace, runFor)
+			began := time.Now()
+			admitted, times, _, err := drive(callers, fmt.Sprint("s", sapp), clients, pace, runFor)
 			sapp++
 			if err != nil {
 				return err
 			}
 			total := 0
-			for _, a := range admitted {
+			var last time.Time
+			for i, a := range admitted {
 				total += a
+				if n := len(times[i]); n > 0 && times[i][n-1].After(last) {
+					last = times[i][n-1]
+				}
 			}
 			who := "every region"
 			if len(callers) == 1 {
 				who = "one region"
 			}
-			fmt.Printf("| %v | %s | %d | %.0f %% | %d |\n", d, who, total, 100*float64(total)/float64(maxUnits), max(total-maxUnits, 0))
+			fmt.Printf("| %v | %s | %d | %.0f %% | %d | %.2f s |\n", d, who, total, 100*float64(total)/float64(maxUnits), max(total-maxUnits, 0), last.Sub(began).Seconds())
 		}
 	}
 	if svg != "" {
