@@ -322,14 +322,14 @@ func checkStrict(t *testing.T, rs []*regionNode, app string, globalMax int, load
 	settle(t, rs, app, func(*regionNode) int { return total })
 }
 
-// driveSettled drives app from callers in rounds of a second until a
-// round admits nothing more (the shares have settled and are used up) or a
-// minute has passed, and returns the sums.
+// driveSettled drives app from callers in rounds of a second until two
+// rounds in a row admit nothing more (the shares have moved and are used
+// up) or a minute has passed, and returns the sums.
 func driveSettled(t *testing.T, callers []*regionNode, app string) map[string]*regionLoad {
 	t.Helper()
 	sum := map[string]*regionLoad{}
 	deadline := time.Now().Add(time.Minute)
-	for quiet := 0; quiet < 3 && time.Now().Before(deadline); {
+	for quiet := 0; quiet < 2 && time.Now().Before(deadline); {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		round := drive(ctx, callers, app, 8, 20*time.Millisecond, 0)
 		cancel()
