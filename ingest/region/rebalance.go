@@ -304,12 +304,12 @@ func (rb *Rebalancer) apply(b []byte) {
 		if _, w := rb.lookup(&rec); w != nil {
 			addSaturating(&w.given, rec.Units)
 		}
-	case rec.Kind == "grant" && rec.To == self && rec.From != self:
+	case rec.Kind == "grant" && rec.To == self && rb.isPeer(rec.From):
 		if _, w := rb.lookup(&rec); w != nil {
 			addSaturating(&w.recv, rec.Units)
 			rb.received.Add(uint64(rec.Units))
 		}
-	case rec.Kind == "status" && rec.From != self:
+	case rec.Kind == "status" && rb.isPeer(rec.From):
 		if k, w := rb.lookup(&rec); w != nil {
 			rb.mu.Lock()
 			m := rb.status[k]
@@ -321,6 +321,17 @@ func (rb *Rebalancer) apply(b []byte) {
 			rb.mu.Unlock()
 		}
 	}
+}
+
+// isPeer reports whether name is one of the configured peer regions: a
+// record naming any other region is ignored.
+func (rb *Rebalancer) isPeer(name string) bool {
+	for _, p := range rb.o.Peers {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (rb *Rebalancer) loop() {

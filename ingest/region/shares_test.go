@@ -2,6 +2,7 @@ package region
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -151,4 +152,52 @@ func TestTakeAgainstDecisions(t *testing.T) {
 		t.Errorf("admitted %d and granted %d of a share of 500 wanted throughout", a, granted)
 	}
 	t.Logf("admitted %d, granted %d", admitted.Load(), granted)
+}
+
+// TestApplyShareRecords: what each share record read from a log changes.
+func TestApplyShareRecords(t *testing.T) {
+	snap := testCatalog(t, catalog.LimitSpec{Metric: "hits", Period: "hour", Max: 1000, Strict: true})
+	rec := func(kind, from, to, proc string, units int64) string {
+		return fmt.Sprintf(`{"kind":%q,"from":%q,"to":%q,"proc":%q,"tenant":"t","service":"svc","app":"app0","metric":"hits","period":"hour","window":1764860400,"units":%d,"free":7,"demand":3}`,
+			kind, from, to, proc, units)
+	}
+	for _, c := range []struct {
+		name          string
+		value         string
+		given, recv   int64
+		peerStatusSet bool
+	}{
+		{"grant to here", rec("grant", "b", "a", "p2", 5), 0, 5, false},
+		{"grant by an earlier process here", rec("grant", "a", "b", "old", 4), 4, 0, false},
+		{"grant by this process", rec("grant", "a", "b", "me", 4), 0, 0, false},
+		{"grant between others", rec("grant", "b", "c", "p2", 4), 0, 0, false},
+		{"grant from an unknown region", rec("grant", "z", "a", "p2", 4), 0, 0, false},
+		{"negative grant", rec("grant", "b", "a", "p2", -4), 0, 0, false},
+		{"status of a peer", rec("status", "b", "", "p2", 0), 0, 0, true},
+		{"status of an unknown region", rec("status", "z", "", "p2", 0), 0, 0, false},
+		{"status of this region", rec("status", "a", "", "old", 0), 0, 0, false},
+		{"not JSON", "grant", 0, 0, false},
+		{"unknown application", strings.Replace(rec("grant", "b", "a", "p2", 5), "app0", "nope", 1), 0, 0, false},
+		{"not a strict limit", strings.Replace(rec("grant", "b", "a", "p2", 5), `"hour"`, `"day"`, 1), 0, 0, false},
+		{"too large", rec("grant", "b", "a", "p2", 5)[:len(rec("grant", "b", "a", "p2", 5))-1] + `,"x":"` + strings.Repeat("x", maxShareRecord) + `"}`, 0, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := NewShares("a", []Peer{{Name: "b"}, {Name: "c"}})
+			rb := &Rebalancer{s: s, proc: "me", o: RebalanceOptions{Region: "a", Peers: []Peer{{Name: "b"}, {Name: "c"}}, Catalog: fixedCatalog{snap}},
+				status: map[shareKey]map[string]peerStatus{}}
+			rb.apply([]byte(c.value))
+			app := snap.Services["svc"].Apps["app0"]
+			w := s.get(shareKey{app: app.Key, metric: app.Plan.Limits[0].Metric, unit: limiter.Hour, start: 1764860400})
+			var given, recv int64
+			if w != nil {
+				given, recv = w.given.Load(), w.recv.Load()
+			}
+			if given != c.given || recv != c.recv {
+				t.Errorf("given %d, received %d; want %d and %d", given, recv, c.given, c.recv)
+			}
+			if got := len(rb.status) > 0; got != c.peerStatusSet {
+				t.Errorf("peer status kept: %v, want %v", got, c.peerStatusSet)
+			}
+		})
+	}
 }
