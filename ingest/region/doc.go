@@ -73,8 +73,9 @@
 //
 // where rate_r is region r's admission rate for the application and lag_r the
 // time its events take to reach this region's nodes (its producer's linger
-// and Kafka's acknowledgement, plus the cross-region fetch: about one
-// round trip plus the fetch wait of 100 ms). While a peer is cut off, lag_r
+// and Kafka's acknowledgement, plus the cross-region fetch: up to one and a
+// half round trips plus the fetch wait of 100 ms, as an event can reach the
+// peer's broker just after it answered an empty fetch). While a peer is cut off, lag_r
 // is the length of the cut: the overshoot is at most what the peer admits
 // during it, and both sides catch up from each other's logs once it heals,
 // counting nothing twice. Each region measures its lags
