@@ -6,7 +6,7 @@ DATA_DIR  ?= ./.sluice
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build deps run test test-unit test-kafka test-openapi fuzz bench bench-freshness bench-query lint clean
+.PHONY: all build deps run test test-unit test-kafka test-openapi test-regions fuzz bench bench-freshness bench-query lint clean
 
 all: build
 
@@ -30,6 +30,10 @@ test-unit:
 ## test-kafka: the Kafka-facing tests against a real Apache Kafka broker (KRaft, jars via Maven, needs java and mvn).
 test-kafka:
 	GO=$(GO) bash deploy/kafka/test.sh
+
+## test-regions: the long multi-region runs (three regions; a region cut off for SLUICE_TEST_CUT, default 30s, under load).
+test-regions:
+	$(GO) test -race -tags regions -count=1 -timeout 10m -run '^TestRegions' -v ./cmd/sluice
 
 ## test-openapi: schemathesis (pip, cached virtualenv) against a scratch `sluice dev`: the admin and query APIs match their OpenAPI documents.
 test-openapi:

@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/gateway"
 	"github.com/sluice-dev/sluice/ingest/kafka"
+	"github.com/sluice-dev/sluice/ingest/region"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/flagenv"
 	"github.com/sluice-dev/sluice/internal/kafkaconn"
@@ -55,6 +56,9 @@ func commonFlags(fs *flag.FlagSet, cfg *nodeConfig, level *slog.LevelVar) {
 	fs.StringVar(&cfg.Advertise, "advertise", "", "HOST:PORT where the other API nodes of the region reach this node's --listen (default: the listen address, with this host's name when it listens on all interfaces)")
 	fs.DurationVar(&cfg.HandoffTimeout, "handoff-timeout", cluster.DefaultHandoffTimeout, "how long a call waits while its application's partition moves between API nodes before it gets 503 with Retry-After")
 	fs.Var((*unreachableFlag)(&cfg.OwnerUnreachable), "owner-unreachable", "when an application's owning API node cannot be reached: local (decide from this node's counters, counted in /metrics) or refuse (503)")
+	fs.Var((*peersFlag)(&cfg.PeerSpecs), "peer-region", "NAME=HOST:PORT[,HOST:PORT...]: another region's Kafka cluster, whose usage counts toward this region's global limits; repeat the flag (or separate peers by spaces in the variable, also read as SLUICE_PEER_REGIONS) for several")
+	fs.DurationVar(&cfg.PeerRestoreSpan, "peer-restore-span", region.DefaultRestoreSpan, "how far back a starting API node reads the peer regions' usage: the oldest open window of a global limit, at most this")
+	fs.DurationVar(&cfg.PeerRestoreTimeout, "peer-restore-timeout", 10*time.Second, "how long a starting API node waits to read the peer regions' usage up to where it ended before it reports ready (a peer still behind is caught up in the background)")
 	fs.StringVar(&cfg.Node, "node", hostname(), "node name recorded on usage events and used as the rollup's static member id")
 	fs.Int64Var(&cfg.SpoolMax, "spool-max-bytes", 1<<30, "bound of the on-disk event spool used while Kafka is unreachable")
 	fs.Var((*policyFlag)(&cfg.FullPolicy), "spool-full", "when the spool is full: refuse (answer 503) or drop (count and drop)")
@@ -71,8 +75,22 @@ func clusterDefaults(cfg *nodeConfig) error {
 	if err := cfg.Envoy.check(); err != nil {
 		return err
 	}
-	if !validRegion(cfg.Region) {
-		return usageError{fmt.Sprintf("--region %q: use 1-64 letters, digits, '.', '_' or '-'", cfg.Region)}
+	if err := region.CheckName(cfg.Region); err != nil {
+		return usageError{"--region: " + err.Error()}
+	}
+	if len(cfg.PeerSpecs) == 0 {
+		// The plural spelling of the environment variable, for a list.
+		if v := os.Getenv("SLUICE_PEER_REGIONS"); v != "" {
+			cfg.PeerSpecs = append(cfg.PeerSpecs, v)
+		}
+	}
+	peers, err := region.ParsePeers(cfg.PeerSpecs, cfg.Region)
+	if err != nil {
+		return usageError{"--peer-region: " + err.Error()}
+	}
+	cfg.Peers = peers
+	if cfg.PeerRestoreSpan <= 0 || cfg.PeerRestoreTimeout < 0 {
+		return usageError{"--peer-restore-span must be positive and --peer-restore-timeout not negative"}
 	}
 	if cfg.HandoffTimeout <= 0 {
 		return usageError{"--handoff-timeout must be positive"}
@@ -103,16 +121,14 @@ func clusterDefaults(cfg *nodeConfig) error {
 	return nil
 }
 
-func validRegion(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
+// peersFlag collects --peer-region values.
+type peersFlag []string
+
+func (f *peersFlag) String() string { return strings.Join(*f, " ") }
+
+func (f *peersFlag) Set(s string) error {
+	*f = append(*f, s)
+	return nil
 }
 
 // unreachableFlag parses --owner-unreachable.

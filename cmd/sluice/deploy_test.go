@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-dev/sluice/ingest/region"
 )
 
 // serveFlags returns the flags and environment variables `sluice serve -h`
@@ -62,11 +64,18 @@ func validateConfig(t *testing.T, where, doc string) {
 	}
 }
 
-// TestDeployCompose: deploy/compose.yaml runs sluice with flags and
-// variables that exist, and mounts a valid configuration.
+// TestDeployCompose: deploy/compose.yaml (one region) and
+// deploy/compose.regions.yaml (two) run sluice with flags and variables that
+// exist, and mount a valid configuration.
 func TestDeployCompose(t *testing.T) {
+	for _, file := range []string{"compose.yaml", "compose.regions.yaml"} {
+		t.Run(file, func(t *testing.T) { testDeployCompose(t, file) })
+	}
+}
+
+func testDeployCompose(t *testing.T, file string) {
 	flags, env := serveFlags(t)
-	b, err := os.ReadFile("../../deploy/compose.yaml")
+	b, err := os.ReadFile("../../deploy/" + file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +88,7 @@ func TestDeployCompose(t *testing.T) {
 		} `yaml:"services"`
 	}
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("compose.yaml: %v", err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	roles := map[string]bool{}
 	for name, svc := range doc.Services {
@@ -111,7 +120,60 @@ func TestDeployCompose(t *testing.T) {
 		}
 	}
 	if !roles[roleAPI] || !roles[roleRollup] || !roles[roleQuery] {
-		t.Errorf("compose.yaml runs roles %v, want api, rollup and query", roles)
+		t.Errorf("%s runs roles %v, want api, rollup and query", file, roles)
+	}
+}
+
+// TestDeployKubernetesRegions: the two regions' overlays of the Kubernetes
+// manifests set variables sluice reads, and each names the other as its peer.
+func TestDeployKubernetesRegions(t *testing.T) {
+	_, env := serveFlags(t)
+	peersOf := map[string]string{}
+	for _, r := range []string{"east", "west"} {
+		dir := "../../deploy/k8s/regions/" + r
+		b, err := os.ReadFile(dir + "/kustomization.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var k struct {
+			Resources []string `yaml:"resources"`
+			Patches   []struct {
+				Patch string `yaml:"patch"`
+			} `yaml:"patches"`
+		}
+		if err := yaml.Unmarshal(b, &k); err != nil {
+			t.Fatalf("%s: %v", r, err)
+		}
+		for _, res := range k.Resources {
+			if _, err := os.Stat(filepath.Join(dir, res)); err != nil {
+				t.Errorf("%s: resource %s: %v", r, res, err)
+			}
+		}
+		if len(k.Patches) != 1 {
+			t.Fatalf("%s: %d patches, want the ConfigMap's", r, len(k.Patches))
+		}
+		var cm struct {
+			Data map[string]string `yaml:"data"`
+		}
+		if err := yaml.Unmarshal([]byte(k.Patches[0].Patch), &cm); err != nil {
+			t.Fatalf("%s: patch: %v", r, err)
+		}
+		for name := range cm.Data {
+			if !env[name] {
+				t.Errorf("%s: sluice serve reads no variable %s", r, name)
+			}
+		}
+		if cm.Data["SLUICE_REGION"] != r {
+			t.Errorf("%s: SLUICE_REGION %q", r, cm.Data["SLUICE_REGION"])
+		}
+		peers, err := region.ParsePeers([]string{cm.Data["SLUICE_PEER_REGION"]}, r)
+		if err != nil || len(peers) != 1 {
+			t.Fatalf("%s: SLUICE_PEER_REGION %q: %v", r, cm.Data["SLUICE_PEER_REGION"], err)
+		}
+		peersOf[r] = peers[0].Name
+	}
+	if peersOf["east"] != "west" || peersOf["west"] != "east" {
+		t.Errorf("the regions' peers: %v, want each other", peersOf)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/gateway"
 	"github.com/sluice-dev/sluice/ingest/kafka"
+	"github.com/sluice-dev/sluice/ingest/region"
 	"github.com/sluice-dev/sluice/ingest/restore"
 	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/ingest/smapi"
@@ -83,6 +85,13 @@ type nodeConfig struct {
 	OwnerUnreachable cluster.Policy
 	// Envoy is the Envoy rate limit service (off without --envoy-config).
 	Envoy envoyConfig
+	// Regions: the peer regions' Kafka clusters (PeerSpecs as given,
+	// Peers parsed), how far back a starting node reads their usage and how
+	// long it waits for that before it reports ready.
+	PeerSpecs          []string
+	Peers              []region.Peer
+	PeerRestoreSpan    time.Duration
+	PeerRestoreTimeout time.Duration
 }
 
 // Where the configuration change log lives.
@@ -290,7 +299,15 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	}
 	ids := event.NewIDGenerator()
 	var ready atomic.Bool
+	var caps smapi.Caps
+	var shares *region.Shares
+	var peerTails atomic.Pointer[region.Tails] // set once the peers are tailed
+	if len(cfg.Peers) > 0 {
+		shares = region.NewShares(cfg.Region, cfg.Peers)
+		caps = shares
+	}
 	api := smapi.New(smapi.Options{
+		Caps:    caps,
 		Ready:   ready.Load,
 		Catalog: proj.Store(),
 		Limiter: lim,
@@ -302,7 +319,16 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		Metrics: reg,
 		Router:  node,
 		IDs:     ids,
-		Status:  node.AppendStatus,
+		Status: func(dst []byte) []byte {
+			dst = node.AppendStatus(dst)
+			if ts := peerTails.Load(); ts != nil {
+				dst = append(dst, `,"regions":{"region":"`...)
+				dst = append(dst, cfg.Region...)
+				dst = append(dst, `",`...)
+				dst = append(ts.AppendStatus(dst), '}')
+			}
+			return dst
+		},
 	})
 	adm := admin.New(proj, log.With("role", "admin"), 0)
 	gw, err := gateway.New(gateway.Options{Projection: proj, PublicURL: cfg.PublicURL, Logger: log.With("role", "gateway-config")})
@@ -360,6 +386,17 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	if err := node.Start(pr); err != nil {
 		return err
 	}
+	if len(cfg.Peers) > 0 {
+		owns := func(app *catalog.App) bool {
+			p := kafka.Partition(event.Key(nil, app.Service.ID, app.ID), partitions)
+			return slices.Contains(node.Owned(), p)
+		}
+		tails, err := tailPeers(ctx, cfg, lim, shares, owns, proj.Store(), reg, cleanups, log)
+		if err != nil {
+			return err
+		}
+		peerTails.Store(tails)
+	}
 	select {
 	case <-node.Joined():
 	case <-ctx.Done():
@@ -367,6 +404,82 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	}
 	ready.Store(true)
 	log.Info("api role ready", "region", cfg.Region, "advertise", cfg.Advertise, "owned partitions", len(node.Owned()))
+	return nil
+}
+
+// tailPeers starts counting the peer regions' usage toward global limits
+// and waits, up to --peer-restore-timeout, until it has read their logs up
+// to where they end now.
+//
+// It also starts moving the strict limits' shares between the regions,
+// once this region's own grants, made before a restart, are read.
+func tailPeers(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, shares *region.Shares, owns func(*catalog.App) bool, store *catalog.Store, reg *metrics.Registry, cleanups *[]func(), log *slog.Logger) (*region.Tails, error) {
+	now := time.Now()
+	from := region.ReplayFrom(store.Load(), now, cfg.PeerRestoreSpan)
+	if err := ensureSharesTopic(ctx, cfg); err != nil {
+		return nil, err
+	}
+	rb, err := shares.StartRebalance(region.RebalanceOptions{
+		Region:    cfg.Region,
+		Peers:     cfg.Peers,
+		Brokers:   cfg.Brokers,
+		Topic:     region.SharesTopic(cfg.Topic),
+		From:      from,
+		Limiter:   lim,
+		Catalog:   store,
+		Owns:      owns,
+		Metrics:   reg,
+		Logger:    log.With("role", "region"),
+		KafkaOpts: cfg.KafkaOpts,
+	})
+	if err != nil {
+		return nil, err
+	}
+	*cleanups = append(*cleanups, rb.Close)
+	// Until this region's earlier grants are read, its shares would look
+	// larger than they are: no decision before that.
+	if !rb.WaitCaughtUp(ctx) {
+		return nil, ctx.Err()
+	}
+	tails, err := region.Start(region.Options{
+		Region:    cfg.Region,
+		Peers:     cfg.Peers,
+		Topic:     cfg.Topic,
+		From:      from,
+		Limiter:   lim,
+		Shares:    shares,
+		Catalog:   store,
+		Metrics:   reg,
+		Logger:    log.With("role", "region"),
+		KafkaOpts: cfg.KafkaOpts,
+	})
+	if err != nil {
+		return nil, err
+	}
+	*cleanups = append(*cleanups, tails.Close)
+	wctx, cancel := context.WithTimeout(ctx, cfg.PeerRestoreTimeout)
+	defer cancel()
+	if behind := tails.WaitCaughtUp(wctx); len(behind) > 0 {
+		log.Warn("peer regions not read to their end yet: global limits count their usage as it arrives", "peers", strings.Join(behind, ","), "waited", time.Since(now))
+	} else {
+		log.Info("peer regions read to their end", "peers", len(cfg.Peers), "took", time.Since(now))
+	}
+	return tails, nil
+}
+
+// ensureSharesTopic creates the region's shares topic (strict limits'
+// grants between regions) when it does not exist yet.
+func ensureSharesTopic(ctx context.Context, cfg nodeConfig) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOpts...)...)
+	if err != nil {
+		return fmt.Errorf("shares topic: kafka client: %w", err)
+	}
+	defer cl.Close()
+	if _, _, err := kafkatopic.Ensure(ctx, kadm.NewClient(cl), region.SharesTopic(cfg.Topic), 1, -1, nil); err != nil {
+		return fmt.Errorf("shares topic: %w", err)
+	}
 	return nil
 }
 

@@ -686,6 +686,33 @@ func TestLimitConsistency(t *testing.T) {
 	}
 }
 
+// TestLimitScope: a limit's scope is set and read through the admin API,
+// decides whether peer regions' usage counts toward it, and is validated.
+func TestLimitScope(t *testing.T) {
+	e := newEnv(t)
+	limits := v1 + "/services/" + acmeSvc + "/plans/basic/limits"
+	global := func() int { return len(e.proj.Store().Load().Services[acmeSvc].Plans["basic"].Global) }
+	all := len(e.doc().Tenant("acme").Service(acmeSvc).Plan("basic").Limits)
+	if global() != all {
+		t.Fatalf("%d global limits of %d: a limit that does not say is global", global(), all)
+	}
+	e.expect("PUT", limits+"/hits/minute", acmeTok, `{"scope":"region"}`, 200, "")
+	if global() != all-1 {
+		t.Errorf("%d global limits of %d after one became region-scoped", global(), all)
+	}
+	if m := e.expect("GET", limits+"/hits/minute", acmeTok, "", 200, "").json(t); m["scope"] != "region" {
+		t.Errorf("limit: %v", m)
+	}
+	e.expect("PUT", limits+"/hits/minute", acmeTok, `{"scope":null}`, 200, "")
+	if global() != all {
+		t.Errorf("%d global limits of %d after the scope was reset", global(), all)
+	}
+	r := e.expect("PUT", limits+"/hits/minute", acmeTok, `{"scope":"planet"}`, 422, "invalid_config")
+	if got := details(t, r); len(got) != 1 || !strings.Contains(got[0], `scope: unknown scope "planet"`) {
+		t.Errorf("details %q", got)
+	}
+}
+
 // TestStrictTypes: a JSON number, boolean or object where the API expects a
 // string is refused with 422 and the path of the field, on every route that
 // takes a body; nothing is stored (a number is never read as its text).

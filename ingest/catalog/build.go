@@ -335,6 +335,12 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry, path string) (*
 			}
 			p.Limits[li] = limiter.Limit{Metric: s.MetricIndex[l.Metric], Period: per, Max: l.Max}
 			p.Exact = p.Exact || l.Consistency != ConsistencyLocal
+			if l.Scope != ScopeRegion {
+				p.Global = append(p.Global, p.Limits[li])
+			}
+			if l.Strict {
+				p.Strict = append(p.Strict, li)
+			}
 		}
 		s.Plans[p.ID] = p
 	}

@@ -99,6 +99,38 @@ func TestBuildIndexesEverything(t *testing.T) {
 	}
 }
 
+// TestBuildGlobalLimits: a plan's Global limits are those without scope
+// region, in plan order.
+func TestBuildGlobalLimits(t *testing.T) {
+	doc := loadFull(t)
+	pl := &doc.Tenants[0].Services[0].Plans[0]
+	pl.Limits[0].Scope = ScopeGlobal
+	pl.Limits[1].Scope = ScopeRegion
+	snap, err := Build(doc, NewKeyRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := snap.Services[doc.Tenants[0].Services[0].ID].Plans[pl.ID]
+	if want := []limiter.Limit{p.Limits[0], p.Limits[2]}; !reflect.DeepEqual(p.Global, want) {
+		t.Errorf("global limits %v, want %v", p.Global, want)
+	}
+	if len(p.Strict) != 0 {
+		t.Errorf("strict limits %v, want none", p.Strict)
+	}
+	if o := snap.Services["acme-oauth"]; o == nil || len(o.Plans) != 1 {
+		t.Fatal("acme-oauth's plan")
+	} else {
+		for _, op := range o.Plans {
+			if !reflect.DeepEqual(op.Strict, []int{0}) {
+				t.Errorf("strict limits %v, want [0] (full.yaml's eternity limit)", op.Strict)
+			}
+		}
+	}
+	if g := snap.Services["globex-1"].Plans["gold"]; len(g.Global) != 0 || len(g.Limits) != 1 {
+		t.Errorf("a plan whose one limit has scope region: global %v", g.Global)
+	}
+}
+
 func TestBuildRefusesInvalid(t *testing.T) {
 	doc := loadFull(t)
 	doc.Tenants[0].Services[0].Plans[0].Limits[0].Period = "fortnight"

@@ -68,18 +68,31 @@ type PlanSpec struct {
 // Period (minute, hour, day, week, month, year, eternity or sliding:<duration>).
 // Consistency says how the API nodes of a cluster decide it: exact (empty
 // means exact: the application's owner decides every call) or local (every
-// node decides from its own projection of the usage log).
+// node decides from its own projection of the usage log). Scope says whose
+// usage counts toward it when regions run side by side: global (empty means
+// global: every region's) or region (only the usage admitted in the deciding
+// region). Strict, for a global limit with a calendar period, makes each
+// region admit at most its share of max, so that the regions' admissions
+// never add up past it (see ingest/region).
 type LimitSpec struct {
 	Metric      string `yaml:"metric" json:"metric"`
 	Period      string `yaml:"period" json:"period"`
 	Max         int64  `yaml:"max" json:"max"`
 	Consistency string `yaml:"consistency,omitempty" json:"consistency,omitempty"`
+	Scope       string `yaml:"scope,omitempty" json:"scope,omitempty"`
+	Strict      bool   `yaml:"strict,omitempty" json:"strict,omitempty"`
 }
 
 // Limit consistencies.
 const (
 	ConsistencyExact = "exact"
 	ConsistencyLocal = "local"
+)
+
+// Limit scopes.
+const (
+	ScopeGlobal = "global"
+	ScopeRegion = "region"
 )
 
 // AppSpec is one application of a service. Empty State means active.

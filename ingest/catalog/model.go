@@ -136,6 +136,13 @@ type Plan struct {
 	// Exact is true when a limit has consistency exact: in a cluster the
 	// application's owner decides its calls.
 	Exact bool
+	// Global are the limits with scope global, in plan order: the ones the
+	// usage of peer regions counts toward (limits with scope region count
+	// only the usage admitted in this region).
+	Global []limiter.Limit
+	// Strict are the positions in Limits of the strict global limits: each
+	// region admits at most its share of their max.
+	Strict []int
 }
 
 // App is one application (a consumer of the service) with its credentials.

@@ -112,7 +112,8 @@ func TestFieldName(t *testing.T) {
 	}{
 		{"first field", FieldName(&a, &a.ID), "id"},
 		{"list", FieldName(&a, &a.ReferrerFilters), "referrer_filters"},
-		{"last field", FieldName(&l, &l.Consistency), "consistency"},
+		{"string field", FieldName(&l, &l.Consistency), "consistency"},
+		{"last field", FieldName(&l, &l.Scope), "scope"},
 		{"int", FieldName(&l, &l.Max), "max"},
 		{"document", FieldName(&d, &d.Tenants), "tenants"},
 	} {

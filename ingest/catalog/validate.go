@@ -441,6 +441,21 @@ func (v *validator) plans(p string, ps []PlanSpec, metrics map[string]int) planI
 			default:
 				v.add(at(lp, l, &l.Consistency), "unknown %s %q (want %s or %s)", FieldName(l, &l.Consistency), l.Consistency, ConsistencyExact, ConsistencyLocal)
 			}
+			switch l.Scope {
+			case "", ScopeGlobal, ScopeRegion:
+			default:
+				v.add(at(lp, l, &l.Scope), "unknown %s %q (want %s or %s)", FieldName(l, &l.Scope), l.Scope, ScopeGlobal, ScopeRegion)
+			}
+			if l.Strict {
+				switch {
+				case l.Scope == ScopeRegion:
+					v.add(at(lp, l, &l.Strict), "%s applies to global limits only (%s is %s)", FieldName(l, &l.Strict), FieldName(l, &l.Scope), l.Scope)
+				case l.Consistency == ConsistencyLocal:
+					v.add(at(lp, l, &l.Strict), "%s needs %s %s (the owner decides each call)", FieldName(l, &l.Strict), FieldName(l, &l.Consistency), ConsistencyExact)
+				case err == nil && per.Unit == limiter.Sliding:
+					v.add(at(lp, l, &l.Strict), "%s needs a calendar period: a sliding window has no remainder to share", FieldName(l, &l.Strict))
+				}
+			}
 			if okMetric && err == nil {
 				k := lkey{l.Metric, per}
 				if j, dup := limits[k]; dup {

@@ -135,6 +135,18 @@ func TestValidate(t *testing.T) {
 			[]string{`tenants[0].services[0].plans[1].name: longer than 255 bytes`}},
 		{"limit unknown metric", func(d *Document) { svc(d, 0, 0).Plans[0].Limits[1].Metric = "nope" },
 			[]string{`tenants[0].services[0].plans[0].limits[1].metric: unknown metric "nope"`}},
+		{"strict region-scoped", func(d *Document) {
+			l := &svc(d, 0, 0).Plans[0].Limits[1]
+			l.Strict, l.Scope = true, ScopeRegion
+		}, []string{`tenants[0].services[0].plans[0].limits[1].strict: strict applies to global limits only (scope is region)`}},
+		{"strict local", func(d *Document) {
+			l := &svc(d, 0, 0).Plans[0].Limits[1]
+			l.Strict, l.Consistency = true, ConsistencyLocal
+		}, []string{`tenants[0].services[0].plans[0].limits[1].strict: strict needs consistency exact (the owner decides each call)`}},
+		{"strict sliding", func(d *Document) { svc(d, 0, 0).Plans[0].Limits[2].Strict = true },
+			[]string{`tenants[0].services[0].plans[0].limits[2].strict: strict needs a calendar period: a sliding window has no remainder to share`}},
+		{"limit scope unknown", func(d *Document) { svc(d, 0, 0).Plans[0].Limits[0].Scope = "planet" },
+			[]string{`tenants[0].services[0].plans[0].limits[0].scope: unknown scope "planet" (want global or region)`}},
 		{"limit metric missing", func(d *Document) { svc(d, 0, 0).Plans[0].Limits[1].Metric = "" },
 			[]string{`tenants[0].services[0].plans[0].limits[1].metric: metric is required`}},
 		{"limit unknown period", func(d *Document) { svc(d, 0, 0).Plans[0].Limits[2].Period = "fortnight" },

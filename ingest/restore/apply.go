@@ -17,9 +17,13 @@ import (
 type Applier struct {
 	// Limiter receives the usage. Required.
 	Limiter *limiter.Limiter
+	// Peer marks an Applier of another region's usage: it counts only
+	// toward the plan's limits with scope global (catalog.Plan.Global).
+	Peer bool
 
 	dec    event.Decoder
 	ev     event.Event
+	app    *catalog.App
 	limits []limiter.Limit
 	usage  []limiter.Usage
 }
@@ -49,6 +53,7 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 		return false, nil
 	}
 	app := lookup(snap, ev.TenantID, ev.ServiceID, ev.AppID)
+	a.app = app
 	if app == nil {
 		return false, nil
 	}
@@ -64,9 +69,12 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 		}
 	}
 	limits := app.Plan.Limits
+	if a.Peer {
+		limits = app.Plan.Global
+	}
 	if keep != nil {
 		a.limits = a.limits[:0]
-		for _, l := range app.Plan.Limits {
+		for _, l := range limits {
 			if keep(l) {
 				a.limits = append(a.limits, l)
 			}
@@ -81,6 +89,10 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 	}
 	return true, nil
 }
+
+// App is the application of the event Apply last looked at, nil if it
+// was unknown (or had no plan).
+func (a *Applier) App() *catalog.App { return a.app }
 
 // lookup finds an application with a plan, or nil.
 func lookup(snap *catalog.Snapshot, tenant, service, app string) *catalog.App {

@@ -313,8 +313,14 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, st *reqState, svc *catalog.Ser
 	req := &st.lreq
 	req.App = app.Key
 	req.Limits = nil
+	capped := false
+	var capToken uint32
 	if app.Plan != nil {
 		req.Limits = app.Plan.Limits
+		if s.caps != nil && len(app.Plan.Strict) > 0 {
+			st.capped, capToken = s.caps.Cap(append(st.capped[:0], app.Plan.Limits...), app, s.clock())
+			req.Limits, capped = st.capped, true
+		}
 	}
 	req.Parents = svc.Parents
 	req.Usage = st.usage
@@ -333,6 +339,15 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, st *reqState, svc *catalog.Ser
 	}
 	// Denied calls still get the plan's usage reports, read without counting.
 	s.lim.Do(req, &st.dec)
+	if capped {
+		s.caps.Done(capToken)
+		// The answer shows the plan's max; the region's share only decides.
+		for i := range st.dec.Reports {
+			r := &st.dec.Reports[i]
+			r.Limit.Max = app.Plan.Limits[i].Max
+			r.Exceeded = r.Current > r.Limit.Max
+		}
+	}
 	if st.dec.Err != nil {
 		// checkSums and the parser leave the limiter nothing to refuse
 		// (authrep checks current+delta <= max, which cannot wrap); this

@@ -92,6 +92,19 @@ type Options struct {
 	// Status, if set, appends further members to the /status JSON object
 	// (`"name":value`, without a leading comma).
 	Status func(dst []byte) []byte
+	// Caps, with regions side by side, narrows the strict global limits of
+	// a plan to this region's share (ingest/region.Shares). Default: none.
+	Caps Caps
+}
+
+// Caps narrows the limits of plans with strict global limits
+// (catalog.Plan.Strict) to what this region may admit: Cap gets a copy of
+// the plan's limits in dst and lowers the Max of each strict one; the server
+// calls Done with Cap's token once the limiter has decided. Both are on the
+// hot path and must not block. Answers still show the plan's max.
+type Caps interface {
+	Cap(dst []limiter.Limit, app *catalog.App, now time.Time) ([]limiter.Limit, uint32)
+	Done(token uint32)
 }
 
 // Server answers the 3scale Service Management API. Its Handler is safe for
@@ -109,6 +122,7 @@ type Server struct {
 	reg     *metrics.Registry
 	serveMx bool
 	router  Router
+	caps    Caps
 	status  func(dst []byte) []byte
 
 	statusOK, statusStarting []byte
@@ -135,6 +149,7 @@ func New(o Options) *Server {
 		ids:    o.IDs,
 		reg:    o.Metrics,
 		router: o.Router,
+		caps:   o.Caps,
 		status: o.Status,
 	}
 	if s.ids == nil {
@@ -197,6 +212,7 @@ type reqState struct {
 	p      authParams
 	opts   options
 	lreq   limiter.Request
+	capped []limiter.Limit // the plan's limits narrowed by Caps
 	usage  []limiter.Usage
 	dec    limiter.Decision
 	ev     event.Event

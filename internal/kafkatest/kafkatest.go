@@ -46,6 +46,15 @@ func Start(t testing.TB, opts ...kfake.Opt) *Broker {
 	if ext := External(); ext != nil {
 		return &Broker{Addrs: ext}
 	}
+	return StartFake(t, opts...)
+}
+
+// StartFake starts kfake with opts (one broker on a free port unless opts
+// say otherwise), closed when the test ends, even when an external broker is
+// set: for tests that need brokers of their own, such as one per region.
+// Under -short it skips the test.
+func StartFake(t testing.TB, opts ...kfake.Opt) *Broker {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: starts an in-process Kafka broker (kfake)")
 	}
