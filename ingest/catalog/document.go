@@ -27,6 +27,10 @@ type TenantSpec struct {
 	AdminToken  string        `yaml:"admin_token" json:"admin_token"`
 	QueryTokens []string      `yaml:"query_tokens,omitempty" json:"query_tokens,omitempty"`
 	Services    []ServiceSpec `yaml:"services,omitempty" json:"services,omitempty"`
+	// WebhookURL, if set, receives the tenant's utilization alerts as JSON
+	// POSTs signed with WebhookSecret (see ingest/alerts).
+	WebhookURL    string `yaml:"webhook_url,omitempty" json:"webhook_url,omitempty"`
+	WebhookSecret string `yaml:"webhook_secret,omitempty" json:"webhook_secret,omitempty"`
 }
 
 // ServiceSpec is one service of a tenant. Empty AuthMode means user_key and
@@ -42,6 +46,9 @@ type ServiceSpec struct {
 	Metrics                 []MetricSpec `yaml:"metrics,omitempty" json:"metrics,omitempty"`
 	Plans                   []PlanSpec   `yaml:"plans,omitempty" json:"plans,omitempty"`
 	Applications            []AppSpec    `yaml:"applications,omitempty" json:"applications,omitempty"`
+	// AlertThresholds are the percentages of a limit whose crossing raises a
+	// utilization alert; empty means DefaultAlertThresholds.
+	AlertThresholds []int64 `yaml:"alert_thresholds,omitempty" json:"alert_thresholds,omitempty"`
 }
 
 // MetricSpec is one metric of a service, named by Name. Its position in the

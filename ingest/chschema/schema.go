@@ -74,6 +74,7 @@ const (
 	UsageMonth      = "usage_month"
 	UsageSets       = "usage_sets"
 	EventsRaw       = "events_raw"
+	Alerts          = "alerts"
 	MigrationsTable = "schema_migrations"
 )
 
@@ -198,5 +199,10 @@ ORDER BY (tenant_id, service_id, app_id, metric, ts_ms, kp, ko)`,
 PARTITION BY written
 ORDER BY (tenant_id, service_id, app_id, t)`,
 		},
+	},
+	{
+		Version:    2,
+		Name:       "utilization alerts",
+		Statements: []string{alertsDDL},
 	},
 }
