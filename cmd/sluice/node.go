@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-dev/sluice/ingest/admin"
+	"github.com/sluice-dev/sluice/ingest/alerts"
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/cluster"
@@ -55,6 +56,8 @@ type nodeConfig struct {
 	// TopicPartitions is the usage topic's partition count when a node
 	// creates it.
 	TopicPartitions int32
+	// AlertsTopic is the Kafka topic of utilization alerts.
+	AlertsTopic string
 	// CH is the ClickHouse connection (Addr "" when the node needs none).
 	CH chschema.ConnOptions
 	// TLS is the certificate of the HTTP listeners (none: plain HTTP).
@@ -178,6 +181,11 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 			return fmt.Errorf("rollup: %w", err)
 		}
 		r.RegisterMetrics(reg)
+		stop, err := startAlertsSink(ctx, cfg, proj.Store(), reg, errc, log.With("role", roleRollup))
+		if err != nil {
+			return err
+		}
+		cleanups = append(cleanups, stop)
 		rctx, stopRollup := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -281,6 +289,22 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	if err != nil {
 		return err
 	}
+	if _, err := ensureTopic(ctx, cfg, cfg.AlertsTopic, "alerts topic", log); err != nil {
+		return err
+	}
+	detector, err := alerts.NewDetector(alerts.DetectorOptions{
+		Brokers:   cfg.Brokers,
+		Topic:     cfg.AlertsTopic,
+		KafkaOpts: cfg.KafkaOpts,
+		Node:      cfg.Node,
+		Clock:     clock.Now,
+		Logger:    log.With("role", "alerts"),
+	})
+	if err != nil {
+		return err
+	}
+	*cleanups = append(*cleanups, detector.Close) // after the listener and the projection stop
+	detector.RegisterMetrics(reg)
 	ids := event.NewIDGenerator()
 	var ready atomic.Bool
 	api := smapi.New(smapi.Options{
@@ -296,6 +320,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		Router:  node,
 		IDs:     ids,
 		Status:  node.AppendStatus,
+		Watcher: detector,
 	})
 	adm := admin.New(proj, log.With("role", "admin"), 0)
 	srv := smapi.NewServer(route(api, adm), smapi.ServerOptions{Logger: log, OnFailure: routeFailure})
@@ -335,6 +360,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		Limiter:   lim,
 		Catalog:   proj.Store(),
 		Own:       ids.Prefix(),
+		Watcher:   detector,
 		Logger:    log.With("role", "projection"),
 	})
 	if err != nil {
@@ -403,23 +429,66 @@ func startOpsListener(addr string, lt listenTLS, reg *metrics.Registry, errc cha
 // topic, or one a broker auto-created with its default of one partition,
 // which no consumer group can share.
 func ensureUsageTopic(ctx context.Context, cfg nodeConfig, log *slog.Logger) (int, error) {
+	return ensureTopic(ctx, cfg, cfg.Topic, "usage topic", log)
+}
+
+// ensureTopic creates topic (what names it in logs and errors) when it does
+// not exist yet, with --topic-partitions partitions and the broker's default
+// replication factor, and returns its partition count.
+func ensureTopic(ctx context.Context, cfg nodeConfig, topic, what string, log *slog.Logger) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOpts...)...)
 	if err != nil {
-		return 0, fmt.Errorf("usage topic: kafka client: %w", err)
+		return 0, fmt.Errorf("%s: kafka client: %w", what, err)
 	}
 	defer cl.Close()
-	n, created, err := kafkatopic.Ensure(ctx, kadm.NewClient(cl), cfg.Topic, cfg.TopicPartitions, -1, nil)
+	n, created, err := kafkatopic.Ensure(ctx, kadm.NewClient(cl), topic, cfg.TopicPartitions, -1, nil)
 	if err != nil {
-		return 0, fmt.Errorf("usage topic: %w", err)
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	if created {
-		log.Info("usage topic created", "topic", cfg.Topic, "partitions", n)
+		log.Info(what+" created", "topic", topic, "partitions", n)
 	} else if n != int(cfg.TopicPartitions) {
-		log.Info("usage topic exists; --topic-partitions applies only when creating it", "topic", cfg.Topic, "partitions", n)
+		log.Info(what+" exists; --topic-partitions applies only when creating it", "topic", topic, "partitions", n)
 	}
 	return n, nil
+}
+
+// startAlertsSink starts the rollup role's alerts stage: it stores the
+// alerts of the alerts topic in ClickHouse and delivers them to the
+// tenants' webhooks.
+func startAlertsSink(ctx context.Context, cfg nodeConfig, store *catalog.Store, reg *metrics.Registry, errc chan<- error, log *slog.Logger) (stop func(), err error) {
+	if _, err := ensureTopic(ctx, cfg, cfg.AlertsTopic, "alerts topic", log); err != nil {
+		return nil, err
+	}
+	conn, err := chschema.Open(cfg.CH)
+	if err != nil {
+		return nil, fmt.Errorf("alerts: %w", err)
+	}
+	sink, err := alerts.NewSink(alerts.SinkOptions{
+		Brokers:   cfg.Brokers,
+		Topic:     cfg.AlertsTopic,
+		KafkaOpts: cfg.KafkaOpts,
+		Conn:      conn,
+		Database:  cfg.Database,
+		Catalog:   store,
+		Logger:    log,
+	})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	sink.RegisterMetrics(reg)
+	sctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := sink.Run(sctx); err != nil {
+			errc <- fmt.Errorf("alerts: %w", err)
+		}
+	}()
+	return func() { cancel(); <-done; conn.Close() }, nil
 }
 
 // restoreCounters rebuilds the limiter from ClickHouse's open-window sums and

@@ -3,7 +3,6 @@ package chschema
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -15,7 +14,7 @@ import (
 // same id, so a row written twice (a redelivered Kafka record, two API nodes
 // reporting one crossing) is the same alert. The engine, ReplacingMergeTree
 // on a sort key ending in id, folds such rows together as parts merge; until
-// then readers group by id (ReadAlerts), so every alert is read once whether
+// then readers group by id (the query API's /api/v1/alerts), so every alert is read once whether
 // or not merges happened. Partitions are by the alert's month.
 const alertsDDL = `CREATE TABLE IF NOT EXISTS {db}.alerts (
     id           String,
@@ -99,63 +98,4 @@ func KnownAlerts(ctx context.Context, conn driver.Conn, db, tenant string, ids [
 		known[id] = true
 	}
 	return known, rows.Err()
-}
-
-// AlertFilter selects alerts of one tenant: optionally one service and one
-// application, with the alert's time in [From, To). Limit bounds the rows
-// returned (at most Limit+1 are read, so that the caller can tell a full
-// page from a truncated one).
-type AlertFilter struct {
-	Tenant, Service, App string
-	From, To             time.Time
-	Limit                int
-}
-
-// ReadAlerts returns the tenant's alerts matching f, oldest first (by time,
-// then id), one row per id, and whether more matched than f.Limit. timeout
-// bounds the query on the server.
-func ReadAlerts(ctx context.Context, conn driver.Conn, db string, f AlertFilter, timeout time.Duration) ([]AlertRow, bool, error) {
-	if err := CheckDatabase(db); err != nil {
-		return nil, false, err
-	}
-	if f.Limit <= 0 {
-		return nil, false, fmt.Errorf("chschema: read alerts: limit %d", f.Limit)
-	}
-	var where strings.Builder
-	args := []any{f.Tenant, f.From.UTC(), f.To.UTC()}
-	where.WriteString("tenant_id = ? AND t >= ? AND t < ?")
-	if f.Service != "" {
-		where.WriteString(" AND service_id = ?")
-		args = append(args, f.Service)
-	}
-	if f.App != "" {
-		where.WriteString(" AND app_id = ?")
-		args = append(args, f.App)
-	}
-	// Rows of one id are copies of one alert (ingest/alerts): the first
-	// written (smallest time) is the alert.
-	q := "SELECT id, any(tenant_id), any(service_id), any(app_id), any(metric), any(period), any(window_start), any(threshold), " +
-		"argMin(value, t), any(max), min(t), argMin(node, t) FROM " + db + "." + Alerts +
-		" WHERE " + where.String() + " GROUP BY id ORDER BY min(t), id LIMIT " + fmt.Sprint(f.Limit+1)
-	rows, err := Query(ctx, conn, timeout, q, args...)
-	if err != nil {
-		return nil, false, fmt.Errorf("chschema: read alerts: %w", err)
-	}
-	defer rows.Close()
-	var out []AlertRow
-	for rows.Next() {
-		var r AlertRow
-		if err := rows.Scan(&r.ID, &r.TenantID, &r.ServiceID, &r.AppID, &r.Metric, &r.Period, &r.WindowStart, &r.Threshold, &r.Value, &r.Max, &r.Time, &r.Node); err != nil {
-			return nil, false, fmt.Errorf("chschema: read alerts: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("chschema: read alerts: %w", err)
-	}
-	more := len(out) > f.Limit
-	if more {
-		out = out[:f.Limit]
-	}
-	return out, more, nil
 }

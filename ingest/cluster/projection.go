@@ -36,6 +36,9 @@ type ProjectionOptions struct {
 	Logger *slog.Logger
 	// KafkaOpts are appended to the client options (TLS, SASL, ...).
 	KafkaOpts []kgo.Opt
+	// Watcher, if set, sees the counters the other processes' usage moved
+	// (utilization alerts).
+	Watcher restore.Watcher
 }
 
 // Projection tails every partition of the usage topic and applies the usage
@@ -123,7 +126,7 @@ func (pr *Projection) Close() {
 
 func (pr *Projection) run(ctx context.Context) {
 	defer close(pr.done)
-	ap := restore.Applier{Limiter: pr.o.Limiter}
+	ap := restore.Applier{Limiter: pr.o.Limiter, Watcher: pr.o.Watcher}
 	for {
 		fs := pr.cl.PollFetches(ctx)
 		if ctx.Err() != nil {

@@ -17,11 +17,16 @@ import (
 type Applier struct {
 	// Limiter receives the usage. Required.
 	Limiter *limiter.Limiter
+	// Watcher, if set, sees the counters each applied event moved: the
+	// cluster projection hands other nodes' usage to the utilization alerts
+	// detector through it. The restore replay leaves it nil.
+	Watcher Watcher
 
-	dec    event.Decoder
-	ev     event.Event
-	limits []limiter.Limit
-	usage  []limiter.Usage
+	changes []limiter.Change
+	dec     event.Decoder
+	ev      event.Event
+	limits  []limiter.Limit
+	usage   []limiter.Usage
 }
 
 // Decode decodes one record value into the Applier's event, valid until the
@@ -72,10 +77,26 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 	if len(a.usage) == 0 || len(limits) == 0 {
 		return false, nil
 	}
-	if err := a.Limiter.Record(app.Key, limits, svc.Parents, a.usage, false, time.UnixMilli(ev.TS)); err != nil {
+	if a.Watcher == nil {
+		if err := a.Limiter.Record(app.Key, limits, svc.Parents, a.usage, false, time.UnixMilli(ev.TS)); err != nil {
+			return true, err
+		}
+		return true, nil
+	}
+	a.changes = a.changes[:0]
+	if err := a.Limiter.RecordChanges(app.Key, limits, svc.Parents, a.usage, false, time.UnixMilli(ev.TS), &a.changes); err != nil {
 		return true, err
 	}
+	if len(a.changes) > 0 {
+		a.Watcher.ObserveChanges(svc, app, limits, a.changes)
+	}
 	return true, nil
+}
+
+// Watcher sees the counters an applied event moved. It must not keep
+// changes.
+type Watcher interface {
+	ObserveChanges(svc *catalog.Service, app *catalog.App, limits []limiter.Limit, changes []limiter.Change)
 }
 
 // lookup finds an application with a plan, or nil.

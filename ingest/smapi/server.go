@@ -92,6 +92,9 @@ type Options struct {
 	// Status, if set, appends further members to the /status JSON object
 	// (`"name":value`, without a leading comma).
 	Status func(dst []byte) []byte
+	// Watcher, if set, sees the counters every admitted authrep and every
+	// reported transaction moved (utilization alerts).
+	Watcher UsageWatcher
 }
 
 // Server answers the 3scale Service Management API. Its Handler is safe for
@@ -110,6 +113,7 @@ type Server struct {
 	serveMx bool
 	router  Router
 	status  func(dst []byte) []byte
+	watch   UsageWatcher
 
 	statusOK, statusStarting []byte
 
@@ -135,6 +139,7 @@ func New(o Options) *Server {
 		reg:    o.Metrics,
 		router: o.Router,
 		status: o.Status,
+		watch:  o.Watcher,
 	}
 	if s.ids == nil {
 		s.ids = event.NewIDGenerator()
@@ -203,6 +208,9 @@ type reqState struct {
 	reason []byte
 	num    []byte
 	batch  *batch
+	// changes are the counters a reported transaction moved (with a
+	// Watcher).
+	changes []limiter.Change
 }
 
 func newReqState() *reqState {
