@@ -51,6 +51,7 @@ type Sink struct {
 	o          SinkOptions
 	cl         *kgo.Client
 	recent     map[string]struct{} // ids stored lately: spares a ClickHouse lookup
+	hooked     map[string]struct{} // ids delivered but not stored yet: a retried batch does not deliver them again
 	stored     atomic.Uint64
 	duplicates atomic.Uint64
 	invalid    atomic.Uint64
@@ -99,7 +100,7 @@ func NewSink(o SinkOptions) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alerts: consumer client: %w", err)
 	}
-	return &Sink{o: o, cl: cl, recent: make(map[string]struct{})}, nil
+	return &Sink{o: o, cl: cl, recent: make(map[string]struct{}), hooked: make(map[string]struct{})}, nil
 }
 
 // RegisterMetrics adds the sink's counters to r.
@@ -127,16 +128,16 @@ func (s *Sink) Run(ctx context.Context) error {
 		if len(recs) == 0 {
 			continue
 		}
-		for {
+		for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
 			err := s.handle(ctx, recs)
 			if err == nil {
 				break
 			}
-			s.o.Logger.Error("alerts: store failed; retrying", "err", err)
+			s.o.Logger.Error("alerts: store failed; retrying", "in", wait, "err", err)
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(time.Second):
+			case <-time.After(wait):
 			}
 		}
 		if err := s.cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
@@ -201,6 +202,7 @@ func (s *Sink) handle(ctx context.Context, recs []*kgo.Record) error {
 	s.stored.Add(uint64(len(rows)))
 	for _, a := range todo {
 		s.remember(a.ID)
+		delete(s.hooked, a.ID)
 	}
 	return nil
 }
@@ -226,6 +228,10 @@ func (s *Sink) deliverAll(ctx context.Context, as []*Alert) {
 		if t == nil || t.WebhookURL == "" {
 			continue
 		}
+		if _, done := s.hooked[a.ID]; done {
+			continue
+		}
+		s.hooked[a.ID] = struct{}{} // a failed delivery is not retried with the batch either: it had its attempts
 		body, _ := json.Marshal(a)
 		wg.Add(1)
 		sem <- struct{}{}

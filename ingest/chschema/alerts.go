@@ -76,7 +76,9 @@ func InsertAlerts(ctx context.Context, conn driver.Conn, db string, rows []Alert
 	return nil
 }
 
-// KnownAlerts returns which of ids the alerts table already holds for tenant.
+// KnownAlerts returns which of ids the alerts table already holds for
+// tenant. ids travel as one array argument, so keep them to a batch (the
+// alerts stage asks about at most 1,000 at a time).
 func KnownAlerts(ctx context.Context, conn driver.Conn, db, tenant string, ids []string) (map[string]bool, error) {
 	if err := CheckDatabase(db); err != nil {
 		return nil, err
@@ -85,7 +87,7 @@ func KnownAlerts(ctx context.Context, conn driver.Conn, db, tenant string, ids [
 	if len(ids) == 0 {
 		return known, nil
 	}
-	rows, err := Query(ctx, conn, QueryTimeout, "SELECT DISTINCT id FROM "+db+"."+Alerts+" WHERE tenant_id = ? AND id IN (?)", tenant, ids)
+	rows, err := Query(ctx, conn, QueryTimeout, "SELECT DISTINCT id FROM "+db+"."+Alerts+" WHERE tenant_id = ? AND has(?, id)", tenant, ids)
 	if err != nil {
 		return nil, fmt.Errorf("chschema: read alerts: %w", err)
 	}
