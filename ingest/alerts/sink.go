@@ -218,6 +218,9 @@ func (s *Sink) remember(id string) {
 // and returns when every delivery has succeeded or given up.
 func (s *Sink) deliverAll(ctx context.Context, as []*Alert) {
 	snap := s.o.Catalog.Load()
+	if len(s.hooked) >= maxRecent { // ids of batches this member never stored (a rebalance took them)
+		clear(s.hooked)
+	}
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
 	for _, a := range as {
