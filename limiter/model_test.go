@@ -138,11 +138,13 @@ func (m *refModel) expect(req *Request, now time.Time) Decision {
 		touched, set  bool
 	}
 	sts := make([]st, len(req.Limits))
+	before := make([]int64, len(req.Limits))
 	allowed := true
 	for i, l := range req.Limits {
 		s := &sts[i]
 		s.delta, s.touched, s.set, s.setVal = refUsage(req.Usage, req.Flat, l.Metric, report)
 		cur := m.value(refKey{req.App, l.Metric, l.Period}, now)
+		before[i] = cur
 		switch {
 		case report:
 		case noUsage:
@@ -168,7 +170,7 @@ func (m *refModel) expect(req *Request, now time.Time) Decision {
 	d := Decision{Allowed: allowed || report, Constrained: -1, Remaining: -1, Reset: -1}
 	var bestLen int64
 	for i, l := range req.Limits {
-		r := Report{Limit: l, Current: m.value(refKey{req.App, l.Metric, l.Period}, now)}
+		r := Report{Limit: l, Current: m.value(refKey{req.App, l.Metric, l.Period}, now), Before: before[i]}
 		switch l.Period.Unit {
 		case Eternity:
 		case Sliding:
