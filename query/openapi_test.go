@@ -40,7 +40,7 @@ func fill(tmpl, v string) string {
 // routing and authentication come before any query.
 func TestOpenAPIRoutes(t *testing.T) {
 	d := loadOpenAPI(t)
-	for _, p := range []string{PathUsage, PathTop, PathDenials, PathExport, PathHealth, PathOpenAPI,
+	for _, p := range []string{PathUsage, PathTop, PathDenials, PathExport, PathAlerts, PathHealth, PathOpenAPI,
 		statsService + "{service_id}" + statsSuffix, statsApp + "{app_id}" + statsSuffix} {
 		if d.Paths[p] == nil {
 			t.Errorf("%s is served and not documented", p)

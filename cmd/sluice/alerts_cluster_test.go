@@ -53,7 +53,7 @@ type receiver struct {
 	failFirst int
 
 	mu        sync.Mutex
-	attempts  map[string]int           // alert id -> attempts seen
+	attempts  map[string]int            // alert id -> attempts seen
 	accepted  map[string][]alerts.Alert // alert id -> bodies answered 200
 	badSigned int
 }

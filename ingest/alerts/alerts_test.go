@@ -137,7 +137,7 @@ func TestObserveReports(t *testing.T) {
 	d := &Detector{o: DetectorOptions{Clock: func() time.Time { return now }, Node: "n1"}, q: make(chan pending, 8)}
 	start := now.Truncate(time.Minute).Unix()
 	reports := []limiter.Report{
-		{Limit: lims[0], Start: start, Before: 4, Current: 5},      // hits/minute: 50 %
+		{Limit: lims[0], Start: start, Before: 4, Current: 5},       // hits/minute: 50 %
 		{Limit: lims[1], Start: start - 60, Before: 4, Current: 10}, // sliding: never
 		{Limit: lims[2], Start: 0, Before: 9, Current: 10},          // eternity: 100 %
 	}
