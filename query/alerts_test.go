@@ -36,8 +36,8 @@ func TestAlertsEndpoint(t *testing.T) {
 		row("t1", "s1", "app1", 80, base.Add(3*time.Second), 8, "n1"),
 		row("t1", "s1", "app2", 50, base.Add(4*time.Second), 5, "n1"),
 		row("t1", "s1b", "solo", 100, base.Add(5*time.Second), 10, "n2"),
-		row("t2", "s2", "app0", 50, base.Add(6*time.Second), 5, "n1"),               // another tenant's
-		row("t1", "s1", "app1", 90, base.Add(-48*time.Hour), 9, "n1"),               // outside the default range
+		row("t2", "s2", "app0", 50, base.Add(6*time.Second), 5, "n1"),                // another tenant's
+		row("t1", "s1", "app1", 90, base.Add(-48*time.Hour), 9, "n1"),                // outside the default range
 		row("t1", "s1", "app1", 50, base.Add(-47*time.Hour).Add(time.Minute), 5, ""), // another window: another alert
 	}
 	if err := chschema.InsertAlerts(context.Background(), conn, "sluice", rows); err != nil {
