@@ -58,12 +58,18 @@ func TestAlertsEndpoint(t *testing.T) {
 			Code string `json:"code"`
 		} `json:"error"`
 	}
+	doc := loadOpenAPI(t)
 	call := func(token, query string) (int, answer) {
 		var ctx fasthttp.RequestCtx
 		ctx.Request.SetRequestURI(PathAlerts + "?" + query)
 		ctx.Request.Header.SetMethod("GET")
 		ctx.Request.Header.Set("Authorization", "Bearer "+token)
 		srv.Handler(&ctx)
+		r := &ctx.Response
+		if err := doc.CheckResponse(doc.Paths[PathAlerts]["get"], r.StatusCode(), string(r.Header.ContentType()),
+			func(h string) string { return string(r.Header.Peek(h)) }, r.Body()); err != nil {
+			t.Errorf("%s: %v", query, err)
+		}
 		var a answer
 		if err := json.Unmarshal(ctx.Response.Body(), &a); err != nil {
 			t.Fatalf("%s: %v: %s", query, err, ctx.Response.Body())
