@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -68,6 +69,9 @@ func TestMarkAgainstDivision(t *testing.T) {
 
 func TestCrossed(t *testing.T) {
 	th := catalog.DefaultAlertThresholds
+	if lo, hi := Crossed(nil, 100, 0, 100); lo != hi {
+		t.Fatalf("no thresholds: crossed [%d, %d)", lo, hi)
+	}
 	for _, c := range []struct {
 		name          string
 		max           int64
@@ -85,10 +89,15 @@ func TestCrossed(t *testing.T) {
 		{"max 0", 0, 0, 5, nil},
 		{"small max", 1, 0, 3, []uint16{50, 80, 90, 100, 120, 150, 200, 300}},
 		{"a huge max", math.MaxInt64, 0, math.MaxInt64, []uint16{50, 80, 90, 100}},
+		{"from the middle", 100, 85, 95, []uint16{90}},
+		{"onto a mark from just below", 100, 119, 120, []uint16{120}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			var got []uint16
-			Crossed(th, c.max, c.before, c.after, func(p uint16) { got = append(got, p) })
+			lo, hi := Crossed(th, c.max, c.before, c.after)
+			got := th[lo:hi]
+			if len(got) == 0 {
+				got = nil
+			}
 			if !slices.Equal(got, c.want) {
 				t.Fatalf("crossed %v, want %v", got, c.want)
 			}
@@ -329,5 +338,25 @@ func TestDeliverStopsWithContext(t *testing.T) {
 	_, err := deliver(ctx, newClient(), slow, srv.URL, "whsec-0123456789abcdef", "abc", []byte("{}"))
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 900*time.Millisecond {
 		t.Fatalf("deliver = %v after %v; want the context's end at once", err, time.Since(start))
+	}
+}
+
+// TestCrossedAgainstDefinition compares Crossed with the definition, a
+// threshold pct is crossed when before*100 < max*pct <= after*100, over
+// random small counters.
+func TestCrossedAgainstDefinition(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	th := []uint16{1, 33, 50, 80, 100, 101, 150, 300, 10000}
+	for range 20000 {
+		max := r.Int64N(500)
+		before := r.Int64N(2000)
+		after := before + r.Int64N(2000) - 200
+		lo, hi := Crossed(th, max, before, after)
+		for i, pct := range th {
+			want := max > 0 && before*100 < max*int64(pct) && max*int64(pct) <= after*100
+			if got := i >= lo && i < hi; got != want {
+				t.Fatalf("max %d %d -> %d, %d %%: crossed %v, want %v", max, before, after, pct, got, want)
+			}
+		}
 	}
 }

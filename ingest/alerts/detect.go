@@ -32,23 +32,26 @@ func Mark(max int64, pct uint16) (int64, bool) {
 	return q*int64(pct) + lo, true
 }
 
-// Crossed calls fn for every threshold of th (ascending percentages) that a
-// counter of limit max passes going from before to after: Mark <= after and
-// Mark > before. It is the whole of the detection: a compare for a counter
-// below its lowest threshold, a few integer operations per threshold above.
-func Crossed(th []uint16, max, before, after int64, fn func(pct uint16)) {
-	if after <= before || max <= 0 || len(th) == 0 {
-		return
+// Crossed returns the thresholds of th (ascending percentages) that a
+// counter of limit max passes going from before to after, as the index range
+// th[lo:hi]: those whose Mark is above before and at most after. It is the
+// whole of the detection: one Mark for a counter below its lowest threshold,
+// one per threshold above; nothing allocates.
+func Crossed(th []uint16, max, before, after int64) (lo, hi int) {
+	if after <= before || max <= 0 {
+		return 0, 0
 	}
-	for _, pct := range th {
+	lo = len(th)
+	for i, pct := range th {
 		m, ok := Mark(max, pct)
 		if !ok || m > after {
-			return // ascending: the higher thresholds are not reached either
+			return min(lo, i), i // ascending: the higher thresholds are not reached either
 		}
-		if m > before {
-			fn(pct)
+		if m > before && lo == len(th) {
+			lo = i
 		}
 	}
+	return lo, len(th)
 }
 
 // DetectorOptions configure a Detector.
@@ -176,17 +179,8 @@ func (d *Detector) ObserveChanges(svc *catalog.Service, app *catalog.App, limits
 
 func (d *Detector) observe(svc *catalog.Service, app *catalog.App, lim limiter.Limit, start, before, after int64) {
 	th := svc.AlertThresholds
-	if len(th) == 0 || lim.Max <= 0 {
-		return
-	}
-	for _, pct := range th {
-		m, ok := Mark(lim.Max, pct)
-		if !ok || m > after {
-			return
-		}
-		if m <= before {
-			continue
-		}
+	lo, hi := Crossed(th, lim.Max, before, after)
+	for _, pct := range th[lo:hi] {
 		d.seen.Add(1)
 		select {
 		case d.q <- pending{svc: svc, app: app, lim: lim, start: start, value: after, pct: pct, at: d.o.Clock().UnixMilli()}:
