@@ -348,7 +348,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	})
 	log.Info("api role listening; /status answers starting until counters are restored", "addr", ln.Addr().String(), "scheme", cfg.TLS.scheme(),
 		"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix+" "+admin.OpenAPIPath)
-	ends, err := restoreCounters(ctx, cfg, lim, proj.Store(), clock.Now(), log)
+	ends, err := restoreCounters(ctx, cfg, lim, proj.Store(), detector, clock.Now(), log)
 	if err != nil {
 		return err
 	}
@@ -495,7 +495,7 @@ func startAlertsSink(ctx context.Context, cfg nodeConfig, store *catalog.Store, 
 // the Kafka tail after them (invariant 3), before the API answers. It
 // returns the end offsets the counters hold every record below, where the
 // cluster projection takes over.
-func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, store *catalog.Store, now time.Time, log *slog.Logger) (map[int32]int64, error) {
+func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, store *catalog.Store, watcher restore.Watcher, now time.Time, log *slog.Logger) (map[int32]int64, error) {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	if cfg.CH.Addr == "" {
@@ -516,6 +516,7 @@ func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, 
 		KafkaOpts: cfg.KafkaOpts,
 		Topic:     cfg.Topic,
 		Now:       now,
+		Watcher:   watcher,
 		Logger:    log.With("role", "restore"),
 	})
 	if err != nil {

@@ -47,12 +47,18 @@
 // Within one window a counter only grows (a "#N" set may lower it; it then
 // crosses marks again, and the id makes those copies of the same alert), so
 // every node's counter passes every mark the window's usage reaches, once,
-// and that node's Detector sees it. The alert is lost only if every API
-// node that saw the crossing stopped before writing it (a Detector's queue
-// is in memory; Close tries to write it for 5 s), or if its queue was full
-// (sluice_alerts_dropped_total). A node that restarts rebuilds its
-// counters without replaying crossings, so a crossing that happened while
-// every node was down is not reported.
+// and that node's Detector sees it. A Detector's queue is in memory (Close
+// tries to write it for 5 s), so a node can stop with crossings unwritten;
+// but a node that starts rebuilds its counters by seeding ClickHouse's sums
+// and replaying the Kafka tail the rollups do not have yet through its
+// Detector (ingest/restore), so it reports again every crossing made by
+// usage in that tail, its own last accepted usage included (a killed
+// node's acknowledged events reach Kafka from its journal before it
+// restores). An alert is therefore lost only when no running node saw the
+// crossing, its node stopped before writing it, and the rollup stored the
+// crossing usage in ClickHouse before that node restarted (in a cluster the
+// other nodes' projections see every crossing, so all of them must stop);
+// or when a Detector's queue was full (sluice_alerts_dropped_total).
 //
 // At most one copy is kept. Every copy of an alert has the same id and so
 // the same record key: all copies are in one partition of the alerts topic,

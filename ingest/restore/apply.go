@@ -18,8 +18,8 @@ type Applier struct {
 	// Limiter receives the usage. Required.
 	Limiter *limiter.Limiter
 	// Watcher, if set, sees the counters each applied event moved: the
-	// cluster projection hands other nodes' usage to the utilization alerts
-	// detector through it. The restore replay leaves it nil.
+	// cluster projection and the restore replay hand usage read from the
+	// log to the utilization alerts detector through it.
 	Watcher Watcher
 
 	changes []limiter.Change
