@@ -92,7 +92,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // node's through its projection) and writes it to the alerts topic; the
 // rollup keeps one copy of each: every threshold is delivered to the
 // webhook exactly once (after two refused attempts, with a valid
-// signature) and listed once by GET /api/v1/alerts.
+// signature) and listed once by GET /api/v1/alerts. Halfway, the rollup
+// stops and an API node restarts, replaying (and reporting again) the
+// crossings the rollup has not stored: still once each.
 func TestAlertsTwoNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts ClickHouse, a broker and three sluice processes")
@@ -111,13 +113,17 @@ func TestAlertsTwoNodes(t *testing.T) {
 	}
 	cfgFile := writeConfig(t, fmt.Sprintf(alertsConfig, hook.URL+"/hooks/sluice?tok=x", alertsSecret))
 	queryListen := freeAddr(t)
-	startProcess(t, "rollup", append([]string{"serve", "--roles", "rollup,query", "--kafka", brokers, "--clickhouse", ch.Addr(),
-		"--listen", freeAddr(t), "--query-listen", queryListen, "--data-dir", t.TempDir(), "--node", "rollup"}, common...)...)
+	rollupArgs := append([]string{"serve", "--roles", "rollup,query", "--kafka", brokers, "--clickhouse", ch.Addr(),
+		"--listen", freeAddr(t), "--query-listen", queryListen, "--data-dir", t.TempDir(), "--node", "rollup"}, common...)
+	rollup := startProcess(t, "rollup", rollupArgs...)
 	var nodes []*apiNode
+	apiArgs := func(n *apiNode) []string {
+		return append([]string{"serve", "--roles", "api", "--kafka", brokers, "--clickhouse", ch.Addr(),
+			"--listen", n.listen, "--data-dir", n.dir, "--node", n.name, "--config", cfgFile}, common...)
+	}
 	for _, name := range []string{"a1", "a2"} {
 		n := &apiNode{name: name, listen: freeAddr(t), dir: t.TempDir()}
-		n.p = startProcess(t, name, append([]string{"serve", "--roles", "api", "--kafka", brokers, "--clickhouse", ch.Addr(),
-			"--listen", n.listen, "--data-dir", n.dir, "--node", name, "--config", cfgFile}, common...)...)
+		n.p = startProcess(t, name, apiArgs(n)...)
 		nodes = append(nodes, n)
 	}
 	for _, n := range nodes {
@@ -127,7 +133,7 @@ func TestAlertsTwoNodes(t *testing.T) {
 	h.settle(nodes...)
 
 	// One minute window for the whole drive.
-	awaitMinuteRoom(40 * time.Second)
+	awaitMinuteRoom(45 * time.Second)
 	client := &http.Client{Timeout: 10 * time.Second}
 	call := func(n *apiNode, method, path string) int {
 		t.Helper()
@@ -140,9 +146,10 @@ func TestAlertsTwoNodes(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	for _, app := range []string{"ex", "lo"} {
-		admitted := 0
-		for i := 0; admitted < 10; i++ {
+	// Phase 1: to 90 %, with the rollup storing and delivering.
+	authreps := func(app string, admitted, upTo int) {
+		t.Helper()
+		for i := 0; admitted < upTo; i++ {
 			if i >= 40 {
 				t.Fatalf("%s: only %d of 10 authreps admitted in 40 calls", app, admitted)
 			}
@@ -156,6 +163,32 @@ func TestAlertsTwoNodes(t *testing.T) {
 				t.Fatalf("%s: authrep answered %d", app, code)
 			}
 		}
+	}
+	for _, app := range []string{"ex", "lo"} {
+		authreps(app, 0, 9)
+	}
+	waitDelivered := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			rcv.mu.Lock()
+			got := len(rcv.accepted)
+			rcv.mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d alerts delivered within 30s, want %d", got, n)
+			}
+		}
+	}
+	waitDelivered(6) // 50, 80, 90 of each app
+
+	// Phase 2: the rollup stops; to 120 % (the usage and the alerts wait
+	// in Kafka); a1 restarts and replays that usage, writing its crossings
+	// again; the rollup comes back and keeps one copy of each.
+	rollup.stop(30 * time.Second)
+	for _, app := range []string{"ex", "lo"} {
+		authreps(app, 9, 10)
 		// 120 %: reports are counted whatever the limit.
 		q := url.Values{"service_token": {"st-alerts-cluster"}, "service_id": {"svc"},
 			"transactions[0][user_key]": {"uk-" + app}, "transactions[0][usage][hits]": {"2"}}
@@ -163,6 +196,19 @@ func TestAlertsTwoNodes(t *testing.T) {
 			t.Fatalf("%s: report answered %d", app, code)
 		}
 	}
+	// Wait for both nodes' projections to see the other's last usage.
+	var sentBefore float64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if sentBefore = scrape(t, nodes[0], "sluice_alerts_sent_total") + scrape(t, nodes[1], "sluice_alerts_sent_total"); sentBefore >= 20 {
+			break
+		}
+	}
+	nodes[0].p.stop(30 * time.Second)
+	nodes[0].p = startProcess(t, nodes[0].name, apiArgs(nodes[0])...)
+	waitReady(t, nodes[0].listen)
+	h.settle(nodes...)
+	rollup = startProcess(t, "rollup", rollupArgs...)
+	waitDelivered(10)
 
 	want := map[string]bool{}
 	for _, app := range []string{"ex", "lo"} {
@@ -215,13 +261,14 @@ func TestAlertsTwoNodes(t *testing.T) {
 	}
 	rcv.mu.Unlock()
 
-	// Both nodes saw every crossing: the copies the rollup dropped.
-	sent := 0.0
-	for _, n := range nodes {
-		sent += scrape(t, n, "sluice_alerts_sent_total")
+	// Both nodes saw every crossing: the copies the rollup dropped. And a1,
+	// restarted, replayed the usage the rollup had not stored (phase 2) and
+	// wrote those four crossings again.
+	if sentBefore != float64(2*len(want)) {
+		t.Errorf("the nodes wrote %v alerts to the topic, want %d (each node sees each crossing once)", sentBefore, 2*len(want))
 	}
-	if sent != float64(2*len(want)) {
-		t.Errorf("the nodes wrote %v alerts to the topic, want %d (each node sees each crossing once)", sent, 2*len(want))
+	if replayed := scrape(t, nodes[0], "sluice_alerts_sent_total"); replayed != 4 {
+		t.Errorf("a1 wrote %v alerts after its restart, want 4 (100 and 120 %% of both apps, replayed)", replayed)
 	}
 
 	// The query API lists each alert once.
