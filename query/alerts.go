@@ -103,7 +103,7 @@ func (s *Server) alerts(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.Snapsh
 	}
 
 	q := sc.selectFrom(s.db, chschema.Alerts,
-		"id, any(service_id), any(app_id), any(metric), any(period), any(window_start), any(threshold), argMin(value, t), any(max), min(t) AS first")
+		"id, any(service_id), any(app_id), any(metric), any(period), any(window_start), any(threshold), argMin(value, t), any(max), min(t) AS first_seen")
 	q.and("t >= toDateTime(?) AND t < toDateTime(?)", uint32(from.Unix()), uint32(to.Unix()))
 	if svcID != "" {
 		q.and("service_id = ?", svcID)
@@ -113,10 +113,10 @@ func (s *Server) alerts(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.Snapsh
 	}
 	q.raw(" GROUP BY id")
 	if after != nil {
-		q.raw(" HAVING first > toDateTime(?) OR (first = toDateTime(?) AND id > ?)")
+		q.raw(" HAVING first_seen > toDateTime(?) OR (first_seen = toDateTime(?) AND id > ?)")
 		q.args = append(q.args, uint32(after.t), uint32(after.t), after.id)
 	}
-	q.raw(" ORDER BY first, id LIMIT " + strconv.Itoa(limit+1))
+	q.raw(" ORDER BY first_seen, id LIMIT " + strconv.Itoa(limit+1))
 
 	ans := alertsAnswer{From: fmtTime(from, time.UTC), To: fmtTime(to, time.UTC), Alerts: []alertJSON{}}
 	var last cursor
