@@ -207,7 +207,7 @@ func TestAlertsTwoNodes(t *testing.T) {
 	nodes[0].p = startProcess(t, nodes[0].name, apiArgs(nodes[0])...)
 	waitReady(t, nodes[0].listen)
 	h.settle(nodes...)
-	rollup = startProcess(t, "rollup", rollupArgs...)
+	startProcess(t, "rollup", rollupArgs...) // stopped when the test ends
 	waitDelivered(10)
 
 	want := map[string]bool{}
