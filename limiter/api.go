@@ -100,6 +100,20 @@ type Report struct {
 	End      int64 // unix seconds; calendar: window end; sliding: now; eternity: 0
 	Current  int64 // ModeAuthRep: after this call's usage if admitted; otherwise before it
 	Exceeded bool  // Current > Max
+	// Before is the counter's value before this call: Current minus what
+	// the call added (Current itself when it changed nothing). Watchers of
+	// crossings (ingest/alerts) compare the two.
+	Before int64
+}
+
+// Change is one counter that Record moved: the index of its limit in the
+// plan, the start of its window (unix seconds; 0 for eternity) and its value
+// before and after. Record reports changes of calendar and eternity counters
+// only: a sliding window has no window of its own to report them in.
+type Change struct {
+	Limit         int
+	Start         int64
+	Before, After int64
 }
 
 // Decision is the outcome of a request. Callers reuse one Decision per

@@ -55,6 +55,10 @@
 // limit among those touched (all when there is no usage): the one allowing
 // the fewest further identical calls, floor((max-current)/delta); on a tie
 // the longer period. Decision.Reset is the seconds until its window resets.
+// Each report also carries the counter's value before the call (Before), and
+// RecordChanges is Record reporting the calendar and eternity counters it
+// moved, before and after: what utilization alerts compare with their
+// thresholds (ingest/alerts), at no cost to a call that does not ask.
 //
 // # Periods
 //

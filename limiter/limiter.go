@@ -352,7 +352,7 @@ func (l *Limiter) Do(req *Request, d *Decision) {
 				}
 			}
 		}
-		r.Current = st.cur
+		r.Current, r.Before = st.cur, st.cur
 		// cur is in [0, MaxInt64] (slidingSum saturates) and Max and delta
 		// are >= 0, so none of these differences overflows.
 		switch {
@@ -473,6 +473,17 @@ func constrained(sh *shard, a *app, req *Request, d *Decision, sc []limitState, 
 // negative value, or ErrOverflow when the usage summed for a metric or a
 // counter would pass MaxInt64, and then changes no counter.
 func (l *Limiter) Record(app AppKey, limits []Limit, parents []MetricID, usage []Usage, flat bool, at time.Time) error {
+	return l.record(app, limits, parents, usage, flat, at, nil)
+}
+
+// RecordChanges is Record that also appends to *changes one Change per
+// calendar or eternity counter it moved (nothing when it returns an error).
+// It does not allocate once *changes has capacity for the plan's limits.
+func (l *Limiter) RecordChanges(app AppKey, limits []Limit, parents []MetricID, usage []Usage, flat bool, at time.Time, changes *[]Change) error {
+	return l.record(app, limits, parents, usage, flat, at, changes)
+}
+
+func (l *Limiter) record(app AppKey, limits []Limit, parents []MetricID, usage []Usage, flat bool, at time.Time, changes *[]Change) error {
 	if err := checkValues(usage); err != nil {
 		return fmt.Errorf("record: %w", err)
 	}
@@ -520,7 +531,13 @@ func (l *Limiter) Record(app AppKey, limits []Limit, parents []MetricID, usage [
 		}
 		start, _ := l.windowOf(lim.Period, t)
 		c := l.findOrCreate(sh, a, counterID(lim.Metric, lim.Period), start, t)
+		if changes == nil || lim.Period.Unit == Sliding {
+			counterApply(c, start, u, t, delta, set, setVal)
+			continue
+		}
+		before := counterValue(c, start, t)
 		counterApply(c, start, u, t, delta, set, setVal)
+		*changes = append(*changes, Change{Limit: i, Start: start, Before: before, After: counterValue(c, start, t)})
 	}
 	return nil
 }

@@ -139,11 +139,13 @@ func (m *refModel) expect(req *Request, now time.Time) Decision {
 		touched, set  bool
 	}
 	sts := make([]st, len(req.Limits))
+	before := make([]int64, len(req.Limits))
 	allowed := true
 	for i, l := range req.Limits {
 		s := &sts[i]
 		s.delta, s.touched, s.set, s.setVal = refUsage(req.Usage, req.Flat, l.Metric, true)
 		cur := m.value(refKey{req.App, l.Metric, l.Period}, now)
+		before[i] = cur
 		switch {
 		case report:
 		case noUsage:
@@ -171,7 +173,7 @@ func (m *refModel) expect(req *Request, now time.Time) Decision {
 	d := Decision{Allowed: allowed || report, Constrained: -1, Remaining: -1, Reset: -1}
 	var bestLen int64
 	for i, l := range req.Limits {
-		r := Report{Limit: l, Current: m.value(refKey{req.App, l.Metric, l.Period}, now)}
+		r := Report{Limit: l, Current: m.value(refKey{req.App, l.Metric, l.Period}, now), Before: before[i]}
 		switch l.Period.Unit {
 		case Eternity:
 		case Sliding:

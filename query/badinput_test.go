@@ -48,6 +48,9 @@ func (f *fixture) testBadInput(t *testing.T) {
 		{"limit zero", "/api/v1/top?service_id=s1&metric=hits&limit=0", t1Query, 400, "invalid_limit"},
 		{"limit huge", "/api/v1/top?service_id=s1&metric=hits&limit=100000", t1Query, 400, "invalid_limit"},
 		{"limit text", "/api/v1/top?service_id=s1&metric=hits&limit=ten", t1Query, 400, "invalid_limit"},
+		{"alerts limit", "/api/v1/alerts?limit=1001", t1Query, 400, "invalid_limit"},
+		{"alerts cursor", "/api/v1/alerts?cursor=12-34", t1Query, 400, "invalid_cursor"},
+		{"alerts cursor injection", "/api/v1/alerts?cursor=" + url.QueryEscape("1-' OR 1=1 --0123456789abcdef012"), t1Query, 400, "invalid_cursor"},
 		{"app_id empty", u + "&app_id=", t1Query, 400, "invalid_app_id"},
 		{"app_id space", u + "&app_id=a%20b", t1Query, 400, "invalid_app_id"},
 		{"app_id too long", u + "&app_id=" + strings.Repeat("a", 256), t1Query, 400, "invalid_app_id"},
@@ -187,6 +190,7 @@ func (f *fixture) testInjection(t *testing.T) {
 		"/api/v1/top":                         {"service_id": {"s1"}, "metric": {"hits"}, "from": {dataFrom}, "to": {dataTo}, "limit": {"5"}},
 		"/api/v1/denials":                     {"service_id": {"s1"}, "app_id": {"app6"}, "from": {dataFrom}, "to": {dataTo}, "granularity": {"day"}, "tz": {"UTC"}},
 		"/api/v1/export":                      {"month": {"2026-10"}, "service_id": {"s1"}, "format": {"csv"}},
+		"/api/v1/alerts":                      {"service_id": {"s1"}, "app_id": {"app1"}, "from": {dataFrom}, "to": {dataTo}, "limit": {"5"}, "cursor": {"1764806400-40868110bdcf40ba86df6a61c145946e"}},
 		"/stats/services/s1/usage.json":       {"metric_name": {"hits"}, "period": {"week"}, "since": {"2026-10-26"}, "granularity": {"day"}, "timezone": {"UTC"}},
 		"/stats/applications/app1/usage.json": {"metric_name": {"hits"}, "period": {"week"}, "since": {"2026-10-26"}, "service_id": {"s1"}},
 	}

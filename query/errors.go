@@ -33,6 +33,7 @@ var ErrorCodes = map[string]int{
 	"invalid_group_by":    400, // not app_id, metric, region, code
 	"invalid_limit":       400, // not an integer 1..1000
 	"invalid_app_id":      400, // empty or not printable ASCII without spaces, or over 255 bytes
+	"invalid_cursor":      400, // alerts: not the next value of an earlier answer
 	"invalid_month":       400, // not YYYY-MM
 	"future_month":        400, // the month has not begun
 	"invalid_format":      400, // not csv, json, ndjson

@@ -45,6 +45,7 @@ func FuzzHandler(f *testing.F) {
 		"/api/v1/top?service_id=s1&metric=hits&limit=3",
 		"/api/v1/denials?service_id=s1&granularity=total",
 		"/api/v1/export?month=2026-10&format=ndjson&service_id=s1",
+		"/api/v1/alerts?service_id=s1&app_id=app1&limit=2&cursor=1764806400-40868110bdcf40ba86df6a61c145946e",
 		"/stats/services/s1/usage.json?metric_name=hits&period=year&since=2026-01-01",
 		"/stats/applications/app1/usage.json?metric_name=hits&service_id=s1&timezone=Asia/Kolkata",
 		"/api/v1/usage?service_id=s1&metric=hits&app_id=%00%27",

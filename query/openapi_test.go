@@ -40,7 +40,7 @@ func fill(tmpl, v string) string {
 // routing and authentication come before any query.
 func TestOpenAPIRoutes(t *testing.T) {
 	d := loadOpenAPI(t)
-	for _, p := range []string{PathUsage, PathTop, PathDenials, PathExport, PathHealth, PathOpenAPI,
+	for _, p := range []string{PathUsage, PathTop, PathDenials, PathExport, PathAlerts, PathHealth, PathOpenAPI,
 		statsService + "{service_id}" + statsSuffix, statsApp + "{app_id}" + statsSuffix} {
 		if d.Paths[p] == nil {
 			t.Errorf("%s is served and not documented", p)
@@ -135,6 +135,9 @@ func (f *fixture) testOpenAPI(t *testing.T) {
 		{"export json", PathExport, url.Values{"month": {"2026-10"}, "format": {"json"}, "service_id": {"s1"}}, t1Query, 200},
 		{"export ndjson", PathExport, url.Values{"month": {"2026-11"}, "format": {"ndjson"}}, t1Query, 200},
 		{"export bad month", PathExport, url.Values{"month": {"2026-13"}}, t1Query, 400},
+		{"alerts", PathAlerts, url.Values{"service_id": {"s1"}, "from": {dataFrom}, "to": {dataTo}}, t1Query, 200},
+		{"alerts bad cursor", PathAlerts, url.Values{"cursor": {"x"}}, t1Query, 400},
+		{"alerts other tenant", PathAlerts, url.Values{"service_id": {"s2"}}, t1Query, 403},
 		{"service stats", "/stats/services/s1/usage.json", url.Values{"metric_name": {"hits"}, "period": {"week"}, "since": {"2026-10-26"}}, t1Query, 200},
 		{"service stats access_token", "/stats/services/s1/usage.json", url.Values{"metric_name": {"hits"}, "access_token": {t1Query}}, "", 200},
 		{"application stats", "/stats/applications/app1/usage.json", url.Values{"metric_name": {"hits"}, "period": {"day"}, "since": {"2026-10-30"}, "service_id": {"s1"}}, t1Query, 200},

@@ -148,6 +148,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 		h = s.denials
 	case path == PathExport:
 		h = s.exportHandler
+	case path == PathAlerts:
+		h = s.alerts
 	case isStats(path, statsService):
 		id := path[len(statsService) : len(path)-len(statsSuffix)]
 		h = func(c *fasthttp.RequestCtx, sc scope, snap *catalog.Snapshot) *apiError {
@@ -161,7 +163,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		stats = true
 	default:
-		return errf(404, "not_found", "no such endpoint; see /api/v1/usage, /api/v1/top, /api/v1/denials, /api/v1/export, /stats/...")
+		return errf(404, "not_found", "no such endpoint; see /api/v1/usage, /api/v1/top, /api/v1/denials, /api/v1/export, /api/v1/alerts, /stats/...")
 	}
 	if !ctx.IsGet() && !ctx.IsHead() {
 		return errf(405, "method_not_allowed", "use GET")
@@ -181,7 +183,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 // endpointOf names the endpoint a path is routed to, for log lines.
 func endpointOf(path string) string {
 	switch {
-	case path == PathHealth, path == PathUsage, path == PathTop, path == PathDenials, path == PathExport:
+	case path == PathHealth, path == PathUsage, path == PathTop, path == PathDenials, path == PathExport, path == PathAlerts:
 		return path
 	case isStats(path, statsService):
 		return statsService + "{id}" + statsSuffix

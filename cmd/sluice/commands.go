@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/sluice-dev/sluice/ingest/alerts"
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/cluster"
@@ -50,6 +51,7 @@ func commonFlags(fs *flag.FlagSet, cfg *nodeConfig, level *slog.LevelVar) {
 	fs.StringVar(&cfg.Topic, "topic", event.Topic, "Kafka topic of usage events")
 	cfg.TopicPartitions = defaultUsagePartitions
 	fs.Var((*partitionsFlag)(&cfg.TopicPartitions), "topic-partitions", "partitions of the usage topic when Sluice creates it (an existing topic is left as it is)")
+	fs.StringVar(&cfg.AlertsTopic, "alerts-topic", alerts.Topic, "Kafka topic of utilization alerts")
 	fs.StringVar(&cfg.Database, "database", chschema.DefaultDatabase, "ClickHouse database")
 	fs.StringVar(&cfg.Region, "region", "local", "region of this node: recorded on usage events; the API nodes of a region share limits (Kafka group sluice-api-REGION)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "URL where API gateways reach this node's --listen: the backend endpoint of the gateway configuration served to APIcast (default: http(s)://the listen address, with this host's name when it listens on all interfaces)")

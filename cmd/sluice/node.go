@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-dev/sluice/ingest/admin"
+	"github.com/sluice-dev/sluice/ingest/alerts"
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/chschema"
 	"github.com/sluice-dev/sluice/ingest/cluster"
@@ -59,6 +60,8 @@ type nodeConfig struct {
 	// TopicPartitions is the usage topic's partition count when a node
 	// creates it.
 	TopicPartitions int32
+	// AlertsTopic is the Kafka topic of utilization alerts.
+	AlertsTopic string
 	// CH is the ClickHouse connection (Addr "" when the node needs none).
 	CH chschema.ConnOptions
 	// TLS is the certificate of the HTTP listeners (none: plain HTTP).
@@ -194,6 +197,11 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 			return fmt.Errorf("rollup: %w", err)
 		}
 		r.RegisterMetrics(reg)
+		stop, err := startAlertsSink(ctx, cfg, proj.Store(), reg, errc, log.With("role", roleRollup))
+		if err != nil {
+			return err
+		}
+		cleanups = append(cleanups, stop)
 		rctx, stopRollup := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -297,6 +305,22 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	if err != nil {
 		return err
 	}
+	if _, err := ensureTopic(ctx, cfg, cfg.AlertsTopic, "alerts topic", log); err != nil {
+		return err
+	}
+	detector, err := alerts.NewDetector(alerts.DetectorOptions{
+		Brokers:   cfg.Brokers,
+		Topic:     cfg.AlertsTopic,
+		KafkaOpts: cfg.KafkaOpts,
+		Node:      cfg.Node,
+		Clock:     clock.Now,
+		Logger:    log.With("role", "alerts"),
+	})
+	if err != nil {
+		return err
+	}
+	*cleanups = append(*cleanups, detector.Close) // after the listener and the projection stop
+	detector.RegisterMetrics(reg)
 	ids := event.NewIDGenerator()
 	var ready atomic.Bool
 	var caps smapi.Caps
@@ -329,6 +353,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 			}
 			return dst
 		},
+		Watcher: detector,
 	})
 	adm := admin.New(proj, log.With("role", "admin"), 0)
 	gw, err := gateway.New(gateway.Options{Projection: proj, PublicURL: cfg.PublicURL, Logger: log.With("role", "gateway-config")})
@@ -365,7 +390,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	log.Info("api role listening; /status answers starting until counters are restored", "addr", ln.Addr().String(), "scheme", cfg.TLS.scheme(),
 		"endpoints", "/transactions/*.xml /transactions.xml /status /check.txt /available /metrics /health "+admin.Prefix+" "+admin.OpenAPIPath+" /admin/api/*.json (gateway configuration)",
 		"public_url", cfg.PublicURL)
-	ends, err := restoreCounters(ctx, cfg, lim, proj.Store(), clock.Now(), log)
+	ends, err := restoreCounters(ctx, cfg, lim, proj.Store(), detector, clock.Now(), log)
 	if err != nil {
 		return err
 	}
@@ -378,6 +403,7 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		Catalog:   proj.Store(),
 		Own:       ids.Prefix(),
 		Other:     envoyOther(envoy),
+		Watcher:   detector,
 		Logger:    log.With("role", "projection"),
 	})
 	if err != nil {
@@ -533,30 +559,73 @@ func startOpsListener(addr string, lt listenTLS, reg *metrics.Registry, errc cha
 // topic, or one a broker auto-created with its default of one partition,
 // which no consumer group can share.
 func ensureUsageTopic(ctx context.Context, cfg nodeConfig, log *slog.Logger) (int, error) {
+	return ensureTopic(ctx, cfg, cfg.Topic, "usage topic", log)
+}
+
+// ensureTopic creates topic (what names it in logs and errors) when it does
+// not exist yet, with --topic-partitions partitions and the broker's default
+// replication factor, and returns its partition count.
+func ensureTopic(ctx context.Context, cfg nodeConfig, topic, what string, log *slog.Logger) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOpts...)...)
 	if err != nil {
-		return 0, fmt.Errorf("usage topic: kafka client: %w", err)
+		return 0, fmt.Errorf("%s: kafka client: %w", what, err)
 	}
 	defer cl.Close()
-	n, created, err := kafkatopic.Ensure(ctx, kadm.NewClient(cl), cfg.Topic, cfg.TopicPartitions, -1, nil)
+	n, created, err := kafkatopic.Ensure(ctx, kadm.NewClient(cl), topic, cfg.TopicPartitions, -1, nil)
 	if err != nil {
-		return 0, fmt.Errorf("usage topic: %w", err)
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	if created {
-		log.Info("usage topic created", "topic", cfg.Topic, "partitions", n)
+		log.Info(what+" created", "topic", topic, "partitions", n)
 	} else if n != int(cfg.TopicPartitions) {
-		log.Info("usage topic exists; --topic-partitions applies only when creating it", "topic", cfg.Topic, "partitions", n)
+		log.Info(what+" exists; --topic-partitions applies only when creating it", "topic", topic, "partitions", n)
 	}
 	return n, nil
+}
+
+// startAlertsSink starts the rollup role's alerts stage: it stores the
+// alerts of the alerts topic in ClickHouse and delivers them to the
+// tenants' webhooks.
+func startAlertsSink(ctx context.Context, cfg nodeConfig, store *catalog.Store, reg *metrics.Registry, errc chan<- error, log *slog.Logger) (stop func(), err error) {
+	if _, err := ensureTopic(ctx, cfg, cfg.AlertsTopic, "alerts topic", log); err != nil {
+		return nil, err
+	}
+	conn, err := chschema.Open(cfg.CH)
+	if err != nil {
+		return nil, fmt.Errorf("alerts: %w", err)
+	}
+	sink, err := alerts.NewSink(alerts.SinkOptions{
+		Brokers:   cfg.Brokers,
+		Topic:     cfg.AlertsTopic,
+		KafkaOpts: cfg.KafkaOpts,
+		Conn:      conn,
+		Database:  cfg.Database,
+		Catalog:   store,
+		Logger:    log,
+	})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	sink.RegisterMetrics(reg)
+	sctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := sink.Run(sctx); err != nil {
+			errc <- fmt.Errorf("alerts: %w", err)
+		}
+	}()
+	return func() { cancel(); <-done; conn.Close() }, nil
 }
 
 // restoreCounters rebuilds the limiter from ClickHouse's open-window sums and
 // the Kafka tail after them (invariant 3), before the API answers. It
 // returns the end offsets the counters hold every record below, where the
 // cluster projection takes over.
-func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, store *catalog.Store, now time.Time, log *slog.Logger) (map[int32]int64, error) {
+func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, store *catalog.Store, watcher restore.Watcher, now time.Time, log *slog.Logger) (map[int32]int64, error) {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	if cfg.CH.Addr == "" {
@@ -577,6 +646,7 @@ func restoreCounters(ctx context.Context, cfg nodeConfig, lim *limiter.Limiter, 
 		KafkaOpts: cfg.KafkaOpts,
 		Topic:     cfg.Topic,
 		Now:       now,
+		Watcher:   watcher,
 		Logger:    log.With("role", "restore"),
 	})
 	if err != nil {

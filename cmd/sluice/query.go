@@ -64,7 +64,7 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, e
 		}
 	}()
 	log.Info("query role listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.scheme(), "clickhouse", cfg.CH.Addr, "database", cfg.Database,
-		"query_timeout", cfg.QueryTimeout, "endpoints", "/api/v1/usage /api/v1/top /api/v1/denials /api/v1/export /stats/services/{id}/usage.json /stats/applications/{id}/usage.json /health /openapi.json")
+		"query_timeout", cfg.QueryTimeout, "endpoints", "/api/v1/usage /api/v1/top /api/v1/denials /api/v1/export /api/v1/alerts /stats/services/{id}/usage.json /stats/applications/{id}/usage.json /health /openapi.json")
 	return func() {
 		stopServe()
 		<-done

@@ -90,7 +90,7 @@ func newEnv(t testing.TB) *env {
 		l.Close()
 		// Invariant 4: no credential ever reaches the log.
 		out := e.logs.String()
-		for _, secret := range []string{acmeTok, globexTok, "st-acme", "pk-acme", "uk-1", "uk-2", "secret-1", "k1", "q-acme-1"} {
+		for _, secret := range []string{acmeTok, globexTok, "st-acme", "pk-acme", "uk-1", "uk-2", "secret-1", "k1", "q-acme-1", "whsec-acme-0123456789"} {
 			if strings.Contains(out, secret) {
 				t.Errorf("log output contains the credential %q:\n%s", secret, out)
 			}

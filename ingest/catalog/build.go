@@ -183,10 +183,12 @@ func Build(doc *Document, keys *KeyRegistry) (*Snapshot, error) {
 	for ti := range doc.Tenants {
 		td := &doc.Tenants[ti]
 		t := &Tenant{
-			ID:          td.ID,
-			AdminToken:  td.AdminToken,
-			QueryTokens: cloneStrings(td.QueryTokens),
-			Services:    make(map[string]*Service, len(td.Services)),
+			ID:            td.ID,
+			AdminToken:    td.AdminToken,
+			QueryTokens:   cloneStrings(td.QueryTokens),
+			Services:      make(map[string]*Service, len(td.Services)),
+			WebhookURL:    td.WebhookURL,
+			WebhookSecret: td.WebhookSecret,
 		}
 		snap.Tenants[t.ID] = t
 		snap.AdminTokens[t.AdminToken] = t
@@ -306,6 +308,7 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry, path string) (*
 		Plans:                   make(map[string]*Plan, len(sd.Plans)),
 		Apps:                    make(map[string]*App, len(sd.Applications)),
 		UserKeys:                make(map[string]*App),
+		AlertThresholds:         alertThresholds(sd.AlertThresholds),
 	}
 	for id := range n {
 		s.Parents[id], s.pos[id] = limiter.NoParent, noPos

@@ -353,6 +353,8 @@ func (d *decoder) object(n *node, path string, st *schemaType, v reflect.Value) 
 			fv.SetInt(d.integer(n.vals[i], p))
 		case kindStrings:
 			d.strings(n.vals[i], p, fv)
+		case kindInts:
+			d.ints(n.vals[i], p, fv)
 		case kindList:
 			d.list(n.vals[i], p, f.elem, fv)
 		case kindStruct:
@@ -407,5 +409,20 @@ func (d *decoder) strings(n *node, path string, v reflect.Value) {
 	v.SetLen(len(items))
 	for i, item := range items {
 		v.Index(i).SetString(d.str(item, index(path, i)))
+	}
+}
+
+// ints sets v, a []int64, to the items of a sequence node: nil when there
+// are none.
+func (d *decoder) ints(n *node, path string, v reflect.Value) {
+	v.SetZero()
+	items := d.seq(n, path)
+	if len(items) == 0 {
+		return
+	}
+	v.Grow(len(items))
+	v.SetLen(len(items))
+	for i, item := range items {
+		v.Index(i).SetInt(d.integer(item, index(path, i)))
 	}
 }

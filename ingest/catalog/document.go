@@ -23,10 +23,14 @@ type Document struct {
 
 // TenantSpec is one tenant (API provider) of a Document.
 type TenantSpec struct {
-	ID          string        `yaml:"id" json:"id"`
-	AdminToken  string        `yaml:"admin_token" json:"admin_token"`
-	QueryTokens []string      `yaml:"query_tokens,omitempty" json:"query_tokens,omitempty"`
-	Services    []ServiceSpec `yaml:"services,omitempty" json:"services,omitempty"`
+	ID          string   `yaml:"id" json:"id"`
+	AdminToken  string   `yaml:"admin_token" json:"admin_token"`
+	QueryTokens []string `yaml:"query_tokens,omitempty" json:"query_tokens,omitempty"`
+	// WebhookURL, if set, receives the tenant's utilization alerts as JSON
+	// POSTs signed with WebhookSecret (see ingest/alerts).
+	WebhookURL    string        `yaml:"webhook_url,omitempty" json:"webhook_url,omitempty"`
+	WebhookSecret string        `yaml:"webhook_secret,omitempty" json:"webhook_secret,omitempty"`
+	Services      []ServiceSpec `yaml:"services,omitempty" json:"services,omitempty"`
 }
 
 // ServiceSpec is one service of a tenant. Empty AuthMode means user_key and
@@ -46,6 +50,9 @@ type ServiceSpec struct {
 	// its staging configuration, and production's when a file sets it (see
 	// GatewaySpec). Nil means 3scale's defaults for a new service.
 	Gateway *GatewaySpec `yaml:"gateway,omitempty" json:"gateway,omitempty"`
+	// AlertThresholds are the percentages of a limit whose crossing raises a
+	// utilization alert; empty means DefaultAlertThresholds.
+	AlertThresholds []int64 `yaml:"alert_thresholds,omitempty" json:"alert_thresholds,omitempty"`
 }
 
 // MetricSpec is one metric of a service, named by Name. Its position in the

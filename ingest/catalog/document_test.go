@@ -60,6 +60,12 @@ tenants:
 		}},
 		{"integer out of range", FormatJSON, `{"tenants":[{"services":[{"plans":[{"limits":[{"max": 99999999999999999999}]}]}]}]}`,
 			[]string{"tenants[0].services[0].plans[0].limits[0].max: integer 99999999999999999999 out of range"}},
+		{"alert thresholds not integers", FormatYAML, "tenants: [{services: [{alert_thresholds: [50, lots, 1.5]}, {alert_thresholds: 80}]}]\n",
+			[]string{
+				"tenants[0].services[0].alert_thresholds[1]: expected an integer, got a string",
+				"tenants[0].services[0].alert_thresholds[2]: expected an integer, got a number",
+				"tenants[0].services[1].alert_thresholds: expected a list, got an integer",
+			}},
 		{"json unknown field", FormatJSON, `{"tenants":[{"id":"a","nope":1}]}`,
 			[]string{"tenants[0].nope: unknown field"}},
 		{"top level not a mapping", FormatYAML, "- a\n", []string{"expected a mapping, got a list"}},

@@ -52,6 +52,9 @@ type Tenant struct {
 	AdminToken  string
 	QueryTokens []string
 	Services    map[string]*Service
+	// WebhookURL and WebhookSecret: where the tenant's utilization alerts are
+	// POSTed and the key of their signature; empty URL: no webhook.
+	WebhookURL, WebhookSecret string
 }
 
 // Service is one API of a tenant with its metrics, plans and applications.
@@ -76,6 +79,10 @@ type Service struct {
 	Plans       map[string]*Plan
 	Apps        map[string]*App // by application id
 	UserKeys    map[string]*App // by user_key
+	// AlertThresholds are the utilization alert thresholds in percent of a
+	// limit, ascending, without duplicates: the service's or
+	// DefaultAlertThresholds.
+	AlertThresholds []uint16
 
 	pos []uint16 // by id: the metric's index in Metrics, noPos for a hole
 }

@@ -14,9 +14,10 @@ import (
 // field to a Spec type is then one line: the decoder accepts it, Clone
 // copies it, the encoders write it.
 //
-// A field is a string, a bool, an int64, a []string, a list of another
-// Spec type or a pointer to one (an optional block); its name is its json
-// tag, and its yaml tag must say the same (both encoders write the file). The description is read once, when the
+// A field is a string, a bool, an int64, a []string, a []int64, a list of
+// another Spec type or a pointer to one (an optional block); its name is its
+// json tag, and its yaml tag must say the same (both encoders write the
+// file). The description is read once, when the
 // package is initialised, and a Spec type outside it is a panic then, so a
 // mistake in the description fails every test rather than one document.
 
@@ -29,6 +30,7 @@ const (
 	kindStrings           // a []string
 	kindList              // a list of another schema type
 	kindStruct            // a pointer to another schema type (nil: absent)
+	kindInts              // a []int64
 )
 
 // schemaField is one field of a schema type.
@@ -77,6 +79,8 @@ func describeSchema(root reflect.Type) map[reflect.Type]*schemaType {
 				f.kind = kindInt
 			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.String:
 				f.kind = kindStrings
+			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Int64:
+				f.kind = kindInts
 			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
 				f.kind = kindList
 				f.elem = describe(ft.Elem())
@@ -84,7 +88,7 @@ func describeSchema(root reflect.Type) map[reflect.Type]*schemaType {
 				f.kind = kindStruct
 				f.elem = describe(ft.Elem())
 			default:
-				panic(fmt.Sprintf("catalog: %s.%s: a schema field is a string, bool, int64, []string, list of structs or pointer to a struct, not %s", t.Name(), sf.Name, ft))
+				panic(fmt.Sprintf("catalog: %s.%s: a schema field is a string, bool, int64, []string, []int64, list of structs or pointer to a struct, not %s", t.Name(), sf.Name, ft))
 			}
 			if _, dup := st.byName[name]; dup {
 				panic(fmt.Sprintf("catalog: %s: field name %q twice", t.Name(), name))
@@ -94,7 +98,7 @@ func describeSchema(root reflect.Type) map[reflect.Type]*schemaType {
 		for i := range st.fields {
 			f := &st.fields[i]
 			st.byName[f.name] = f
-			if f.kind == kindStrings || f.kind == kindList || f.kind == kindStruct {
+			if f.kind == kindStrings || f.kind == kindList || f.kind == kindStruct || f.kind == kindInts {
 				st.slices = append(st.slices, i)
 				st.deep = true
 			}

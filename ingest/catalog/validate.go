@@ -251,6 +251,7 @@ func (v *validator) tenant(ti int, p string, t *TenantSpec) {
 		v.claim(t.AdminToken, credOwner{tenant: ti, service: -1, kind: credAdmin, path: ap})
 	}
 	v.tokens(at(p, t, &t.QueryTokens), "query tokens", t.QueryTokens, credOwner{tenant: ti, service: -1, kind: credQuery})
+	v.webhook(t, p)
 	ssp := at(p, t, &t.Services)
 	if len(t.Services) > MaxServices {
 		v.add(ssp, "more than %d services", MaxServices)
@@ -306,6 +307,7 @@ func (v *validator) service(ti, si int, p string, s *ServiceSpec) {
 	plans := v.plans(at(p, s, &s.Plans), s.Plans, metrics)
 	v.apps(at(p, s, &s.Applications), s.Applications, plans, mode)
 	v.gateway(at(p, s, &s.Gateway), s.Gateway, metrics)
+	v.alertThresholdList(at(p, s, &s.AlertThresholds), s.AlertThresholds)
 }
 
 // state checks the state s of the field name below path p.

@@ -211,6 +211,33 @@ func TestValidate(t *testing.T) {
 			[]string{`tenants[0].services[1].applications[0].redirect_url: invalid redirect_url "/cb": want an absolute URL like https://example.com/callback`}},
 		{"redirect_url outside oauth", func(d *Document) { svc(d, 1, 0).Applications[0].RedirectURL = "https://x.example/cb" },
 			[]string{`tenants[1].services[0].applications[0].redirect_url: redirect_url is only allowed in oauth mode`}},
+		{"alert threshold out of range", func(d *Document) { svc(d, 0, 0).AlertThresholds = []int64{0, 50, 10001} },
+			[]string{
+				`tenants[0].services[0].alert_thresholds[0]: threshold 0 out of range: want a percentage from 1 to 10000`,
+				`tenants[0].services[0].alert_thresholds[2]: threshold 10001 out of range: want a percentage from 1 to 10000`,
+			}},
+		{"alert threshold duplicate", func(d *Document) { svc(d, 0, 0).AlertThresholds = []int64{50, 80, 50} },
+			[]string{`tenants[0].services[0].alert_thresholds[2]: duplicate threshold 50`}},
+		{"too many alert thresholds", func(d *Document) {
+			svc(d, 0, 0).AlertThresholds = nil
+			for i := range MaxAlertThresholds + 1 {
+				svc(d, 0, 0).AlertThresholds = append(svc(d, 0, 0).AlertThresholds, int64(10+i))
+			}
+		}, []string{`tenants[0].services[0].alert_thresholds: more than 16 thresholds`}},
+		{"webhook URL not http", func(d *Document) { d.Tenants[0].WebhookURL = "ftp://hooks.example/x" },
+			[]string{`tenants[0].webhook_url: must be an absolute http or https URL without user info or fragment`}},
+		{"webhook URL with user info", func(d *Document) { d.Tenants[0].WebhookURL = "https://u:p@hooks.example/x" },
+			[]string{`tenants[0].webhook_url: must be an absolute http or https URL without user info or fragment`}},
+		{"webhook URL relative", func(d *Document) { d.Tenants[0].WebhookURL = "/hook" },
+			[]string{`tenants[0].webhook_url: must be an absolute http or https URL without user info or fragment`}},
+		{"webhook without secret", func(d *Document) { d.Tenants[0].WebhookSecret = "" },
+			[]string{`tenants[0].webhook_secret: required with webhook_url: receivers verify the signature with it`}},
+		{"webhook secret short", func(d *Document) { d.Tenants[0].WebhookSecret = "short-secret" },
+			[]string{`tenants[0].webhook_secret: shorter than 16 bytes`}},
+		{"webhook secret with space", func(d *Document) { d.Tenants[0].WebhookSecret = "a secret with spaces" },
+			[]string{`tenants[0].webhook_secret: must be printable ASCII without spaces`}},
+		{"webhook secret without URL", func(d *Document) { d.Tenants[0].WebhookURL = "" },
+			[]string{`tenants[0].webhook_secret: set without webhook_url`}},
 		{"several problems at once", func(d *Document) {
 			d.Tenants[0].ID = "ACME"
 			svc(d, 0, 0).Plans[0].Limits[2].Period = "fortnight"
@@ -240,6 +267,7 @@ func TestValidateNeverShowsCredentials(t *testing.T) {
 	d.Tenants[1].AdminToken = secret
 	d.Tenants[0].QueryTokens[0] = secret + " with space"
 	d.Tenants[0].Services[0].Applications[1].UserKey = d.Tenants[0].Services[0].Applications[0].UserKey
+	d.Tenants[1].WebhookURL, d.Tenants[1].WebhookSecret = "https://hooks.example/", "sekrit short"
 	err := d.Validate()
 	if err == nil {
 		t.Fatal("want problems")
@@ -282,3 +310,29 @@ func TestMatchReferrer(t *testing.T) {
 
 // sinkBool keeps results of calls measured for allocations alive.
 var sinkBool bool
+
+// TestAlertThresholdsBuilt: a service's thresholds are its own, sorted, or
+// the defaults; the tenant's webhook reaches the snapshot.
+func TestAlertThresholdsBuilt(t *testing.T) {
+	doc := loadFull(t)
+	snap, err := Build(doc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.Services["2555417777820"].AlertThresholds; fmt.Sprint(got) != "[50 100 200]" {
+		t.Errorf("thresholds %v, want [50 100 200]", got)
+	}
+	if got := snap.Services["acme-oauth"].AlertThresholds; fmt.Sprint(got) != fmt.Sprint(DefaultAlertThresholds) {
+		t.Errorf("default thresholds %v, want %v", got, DefaultAlertThresholds)
+	}
+	doc.Tenants[0].Services[0].AlertThresholds = []int64{300, 80, 120}
+	if snap, err = Build(doc, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.Services["2555417777820"].AlertThresholds; fmt.Sprint(got) != "[80 120 300]" {
+		t.Errorf("thresholds %v, want sorted [80 120 300]", got)
+	}
+	if tn := snap.Tenants["acme"]; tn.WebhookURL != "https://hooks.acme.example/sluice" || tn.WebhookSecret != "whsec-acme-0123456789" {
+		t.Errorf("webhook %q", tn.WebhookURL)
+	}
+}

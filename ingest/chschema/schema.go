@@ -56,6 +56,8 @@
 // usage_sets holds one row per "#N" set usage (the counter was set to value
 // at ts_ms); sets are not summed into the usage tables, since a set is not
 // usage. events_raw (optional) holds one row per event as the caller sent it.
+// alerts holds the utilization alerts the rollup role stored, one row per
+// alert id (or, until merges, a few copies of it): see alertsDDL.
 //
 // Partitions are by `written`, the UTC date on which the rollup wrote the
 // row, not by usage time: all rows of one insert then share one partition, so
@@ -74,6 +76,7 @@ const (
 	UsageMonth      = "usage_month"
 	UsageSets       = "usage_sets"
 	EventsRaw       = "events_raw"
+	Alerts          = "alerts"
 	MigrationsTable = "schema_migrations"
 )
 
@@ -198,5 +201,10 @@ ORDER BY (tenant_id, service_id, app_id, metric, ts_ms, kp, ko)`,
 PARTITION BY written
 ORDER BY (tenant_id, service_id, app_id, t)`,
 		},
+	},
+	{
+		Version:    2,
+		Name:       "utilization alerts",
+		Statements: []string{alertsDDL},
 	},
 }

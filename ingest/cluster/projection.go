@@ -42,6 +42,9 @@ type ProjectionOptions struct {
 	// ingest/envoyrls), in the same order; it reports whether it applied
 	// the event. It runs on the projection's goroutine and must not keep ev.
 	Other func(ev *event.Event) bool
+	// Watcher, if set, sees the counters the other processes' usage moved
+	// (utilization alerts).
+	Watcher restore.Watcher
 }
 
 // Projection tails every partition of the usage topic and applies the usage
@@ -129,7 +132,7 @@ func (pr *Projection) Close() {
 
 func (pr *Projection) run(ctx context.Context) {
 	defer close(pr.done)
-	ap := restore.Applier{Limiter: pr.o.Limiter}
+	ap := restore.Applier{Limiter: pr.o.Limiter, Watcher: pr.o.Watcher}
 	for {
 		fs := pr.cl.PollFetches(ctx)
 		if ctx.Err() != nil {

@@ -21,11 +21,17 @@ type Applier struct {
 	// toward the plan's limits with scope global (catalog.Plan.Global).
 	Peer bool
 
-	dec    event.Decoder
-	ev     event.Event
-	app    *catalog.App
-	limits []limiter.Limit
-	usage  []limiter.Usage
+	// Watcher, if set, sees the counters each applied event moved: the
+	// cluster projection and the restore replay hand usage read from the
+	// log to the utilization alerts detector through it.
+	Watcher Watcher
+
+	changes []limiter.Change
+	dec     event.Decoder
+	ev      event.Event
+	app     *catalog.App
+	limits  []limiter.Limit
+	usage   []limiter.Usage
 }
 
 // Decode decodes one record value into the Applier's event, valid until the
@@ -84,8 +90,18 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 	if len(a.usage) == 0 || len(limits) == 0 {
 		return false, nil
 	}
-	if err := a.Limiter.Record(app.Key, limits, svc.Parents, a.usage, flat, time.UnixMilli(ev.TS)); err != nil {
+	if a.Watcher == nil {
+		if err := a.Limiter.Record(app.Key, limits, svc.Parents, a.usage, flat, time.UnixMilli(ev.TS)); err != nil {
+			return true, err
+		}
+		return true, nil
+	}
+	a.changes = a.changes[:0]
+	if err := a.Limiter.RecordChanges(app.Key, limits, svc.Parents, a.usage, flat, time.UnixMilli(ev.TS), &a.changes); err != nil {
 		return true, err
+	}
+	if len(a.changes) > 0 {
+		a.Watcher.ObserveChanges(svc, app, limits, a.changes)
 	}
 	return true, nil
 }
@@ -93,6 +109,12 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 // App is the application of the event Apply last looked at, nil if it
 // was unknown (or had no plan).
 func (a *Applier) App() *catalog.App { return a.app }
+
+// Watcher sees the counters an applied event moved. It must not keep
+// changes.
+type Watcher interface {
+	ObserveChanges(svc *catalog.Service, app *catalog.App, limits []limiter.Limit, changes []limiter.Change)
+}
 
 // lookup finds an application with a plan, or nil.
 func lookup(snap *catalog.Snapshot, tenant, service, app string) *catalog.App {

@@ -81,6 +81,11 @@ type Options struct {
 	Logger *slog.Logger
 	// KafkaOpts are appended to the client options (TLS, SASL, ...).
 	KafkaOpts []kgo.Opt
+	// Watcher, if set, sees the counters the tail replay moves (not the
+	// sums seeded from ClickHouse): the utilization alerts detector, so
+	// that a crossing by usage this node accepted just before it stopped is
+	// reported again (ingest/alerts keeps one copy).
+	Watcher Watcher
 }
 
 // Stats describe one Restore.
@@ -240,7 +245,7 @@ func replay(ctx context.Context, o *Options, snap *catalog.Snapshot, win *chsche
 	left := len(endAt)
 	done := map[int32]bool{}
 	slidingFrom := o.Now.Add(-o.MaxSliding).UnixMilli()
-	ap := Applier{Limiter: o.Limiter}
+	ap := Applier{Limiter: o.Limiter, Watcher: o.Watcher}
 	var (
 		sliding bool
 		offset  int64

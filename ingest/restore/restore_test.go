@@ -232,8 +232,9 @@ func TestRestoreMatchesLiveCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	lim2 := limiter.New(limiter.Options{Clock: clock})
+	w := &chainWatcher{last: map[string]int64{}}
 	st, err = Restore(ctx, Options{Limiter: lim2, Catalog: staticCatalog{snap}, CH: conn, Database: emptyDB,
-		Brokers: brokers, Topic: testTopic, Now: now, Logger: quiet})
+		Brokers: brokers, Topic: testTopic, Now: now, Logger: quiet, Watcher: w})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,6 +242,52 @@ func TestRestoreMatchesLiveCounters(t *testing.T) {
 		t.Errorf("empty ClickHouse: stats %+v, want 0 seeded and all 1800 records read", st)
 	}
 	compare(t, p.ref, lim2, snap)
+
+	// The watcher saw every move of every calendar counter: a chain from 0
+	// to the restored value.
+	if w.broken != "" {
+		t.Fatal(w.broken)
+	}
+	svc := snap.Services["s1"]
+	var d limiter.Decision
+	for _, app := range svc.Apps {
+		lim2.Do(&limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}, &d)
+		for _, r := range d.Reports {
+			if r.Limit.Period.Unit == limiter.Sliding {
+				continue
+			}
+			k := fmt.Sprintf("%s/%d/%s", app.ID, r.Limit.Metric, r.Limit.Period)
+			if w.last[k] != r.Current {
+				t.Errorf("%s: the watcher's last value %d, the counter %d", k, w.last[k], r.Current)
+			}
+		}
+	}
+}
+
+// chainWatcher checks that the moves it sees of each counter chain up
+// (each starts where the previous ended, or at 0 in a new window).
+type chainWatcher struct {
+	last   map[string]int64 // app/metric/period -> value after the last move
+	start  map[string]int64 // window of the last move
+	broken string
+}
+
+func (w *chainWatcher) ObserveChanges(_ *catalog.Service, app *catalog.App, limits []limiter.Limit, cs []limiter.Change) {
+	if w.start == nil {
+		w.start = map[string]int64{}
+	}
+	for _, c := range cs {
+		l := limits[c.Limit]
+		k := fmt.Sprintf("%s/%d/%s", app.ID, l.Metric, l.Period)
+		prev := w.last[k]
+		if s, ok := w.start[k]; ok && s != c.Start {
+			prev = 0
+		}
+		if c.Before != prev && w.broken == "" {
+			w.broken = fmt.Sprintf("%s: a move from %d after one to %d", k, c.Before, prev)
+		}
+		w.last[k], w.start[k] = c.After, c.Start
+	}
 }
 
 // compare checks that an authorize without usage reports the same current

@@ -365,6 +365,7 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, st *reqState, svc *catalog.Ser
 		if err := s.emit(st, event.KindAuthrep, svc, app, st.usage, now, now, parseLogCode(p.logCode), ""); err != nil {
 			return s.writeError(ctx, st, errServiceUnavailable, msgSinkFull, nil)
 		}
+		s.watchAuthrep(st, svc, app)
 	}
 	return s.writeStatus(ctx, st, app, deny, denyArg, oauth)
 }

@@ -384,7 +384,7 @@ func (s *Server) report(ctx *fasthttp.RequestCtx, st *reqState) outcome {
 		// transaction stays counted here (limits err on the strict side
 		// until the window closes) and the caller gets a 503.
 		if len(t.lusage) > 0 {
-			if err := s.lim.Record(t.app.Key, limits, svc.Parents, t.lusage, st.opts.flatUsage, time.UnixMilli(t.ts)); err != nil {
+			if err := s.record(st, t.app, limits, svc, t.lusage, time.UnixMilli(t.ts)); err != nil {
 				refused++
 				if firstRefused < 0 {
 					firstRefused = i
@@ -396,6 +396,9 @@ func (s *Server) report(ctx *fasthttp.RequestCtx, st *reqState) outcome {
 		// transactions recorded; the caller may retry (at-least-once).
 		if err := s.emit(st, event.KindReport, svc, t.app, t.lusage, t.ts, nowMS, parseLogCode(t.logCode), ""); err != nil {
 			return s.writeError(ctx, st, errServiceUnavailable, msgSinkFull, nil)
+		}
+		if len(t.lusage) > 0 {
+			s.watchReport(st, svc, t.app, limits)
 		}
 	}
 	if refused > 0 {

@@ -92,6 +92,9 @@ type Options struct {
 	// Status, if set, appends further members to the /status JSON object
 	// (`"name":value`, without a leading comma).
 	Status func(dst []byte) []byte
+	// Watcher, if set, sees the counters every admitted authrep and every
+	// reported transaction moved (utilization alerts).
+	Watcher UsageWatcher
 	// Caps, with regions side by side, narrows the strict global limits of
 	// a plan to this region's share (ingest/region.Shares). Default: none.
 	Caps Caps
@@ -124,6 +127,7 @@ type Server struct {
 	router  Router
 	caps    Caps
 	status  func(dst []byte) []byte
+	watch   UsageWatcher
 
 	statusOK, statusStarting []byte
 
@@ -151,6 +155,7 @@ func New(o Options) *Server {
 		router: o.Router,
 		caps:   o.Caps,
 		status: o.Status,
+		watch:  o.Watcher,
 	}
 	if s.ids == nil {
 		s.ids = event.NewIDGenerator()
@@ -220,6 +225,9 @@ type reqState struct {
 	reason []byte
 	num    []byte
 	batch  *batch
+	// changes are the counters a reported transaction moved (with a
+	// Watcher).
+	changes []limiter.Change
 }
 
 func newReqState() *reqState {

@@ -33,15 +33,19 @@ const (
 	secretAppKey   = "appkey-F1gH4jK7lZ2xC5vB8nM3qW6eR9tY0uIo-secret"
 	secretAppKey2  = "appkey-Y8uI1oP4aS7dF2gH5jK9lZ3xC6vB0nMq-secret"
 	secretOAuthKey = "oauthk-T2yU5iO8pA1sD4fG7hJ3kL6zX9cV0bNw-secret"
+	secretWebhook  = "whksec-B3nM6qW9eR2tY5uI8oP1aS4dF7gH0jKl-secret"
+	secretHookPath = "whkurl-K6lZ9xC2vB5nM8qW1eR4tY7uI0oPa3sD-secret"
 )
 
 var secrets = []string{secretAdmin, secretQuery, secretQuery2, secretSvcTok, secretSvcTok2, secretProvider,
-	secretUserKey, secretUserKey2, secretAppKey, secretAppKey2, secretOAuthKey}
+	secretUserKey, secretUserKey2, secretAppKey, secretAppKey2, secretOAuthKey, secretWebhook, secretHookPath}
 
 const secretsConfig = `tenants:
   - id: leak
     admin_token: ` + secretAdmin + `
     query_tokens: [` + secretQuery + `, ` + secretQuery2 + `]
+    webhook_url: "http://127.0.0.1:9/hooks/` + secretHookPath + `?token=` + secretHookPath + `"
+    webhook_secret: ` + secretWebhook + `
     services:
       - id: su
         tokens: [` + secretSvcTok + `]
@@ -224,6 +228,29 @@ func TestNoSecretInLogs(t *testing.T) {
 	refuse(t, "PUT", adm+"su", secretAdmin, "application/json", `{"provider_key":"`+secretSvcTok2+`","tokens":["`+secretQuery+`"]}`)
 	refuse(t, "PUT", adm+"su", secretAdmin, "application/json", `{"provider_key":"`+secretSvcTok2)
 	refuse(t, "PUT", adm+"su", secretAdmin, "application/json", strings.Repeat("x", 2<<20))
+	// A utilization alert whose webhook (a URL with a secret in its path
+	// and query) cannot be reached: the rollup retries, then logs the
+	// failure when it stops.
+	if resp, err := http.Get(base + "/transactions/authrep.xml?service_token=" + secretSvcTok + "&service_id=su&user_key=" + secretUserKey + "&usage%5Bhits%5D=3"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("authrep to 60 %%: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		resp, err := http.Get(base + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), "\nsluice_alerts_sent_total 1\n") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the alert did not reach the alerts topic within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the rollup's first attempt
 	qbase := "http://" + queryAddr
 	refuse(t, "GET", qbase+"/api/v1/usage?service_id=su&metric=hits&from=yesterday", secretQuery, "", "")
 	refuse(t, "GET", qbase+"/api/v1/usage?service_id=sa&metric=nope", secretAdmin, "", "")
@@ -264,6 +291,9 @@ func TestNoSecretInLogs(t *testing.T) {
 	out, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "alerts: webhook delivery failed") {
+		t.Error("the failed webhook delivery is not in the rollup's log")
 	}
 	for _, s := range secrets {
 		if i := strings.Index(string(out), s); i >= 0 {
