@@ -407,7 +407,7 @@ func TestPlansAndLimits(t *testing.T) {
 	e.expect("PUT", limits+"/hits/hour", acmeTok, `{"metric":"search"}`, 422, "invalid_config")
 	e.expect("GET", limits+"/search/"+url.PathEscape("sliding:10s"), acmeTok, "", 200, "")
 	e.expect("GET", limits+"/search/sliding:10000ms", acmeTok, "", 200, "") // same period
-	snapLimits := e.proj.Store().Load().Services[acmeSvc].Plans["basic"].Limits
+	snapLimits := e.proj.Store().Load().Services[acmeSvc].Plan("basic").Limits
 	if len(snapLimits) != 5 || snapLimits[3].Max != 600 || snapLimits[4].Max != 50 {
 		t.Errorf("snapshot limits %+v", snapLimits)
 	}
@@ -434,7 +434,7 @@ func TestApplications(t *testing.T) {
 	if len(uk) != 32 {
 		t.Fatalf("generated user_key %q", uk)
 	}
-	if a := e.proj.Store().Load().Services[acmeSvc].UserKeys[uk]; a == nil || a.ID != "app3" {
+	if a := e.proj.Store().Load().Services[acmeSvc].AppByUserKey([]byte(uk)); a == nil || a.ID != "app3" {
 		t.Error("new app not found by its user_key in the snapshot")
 	}
 	e.expect("PUT", apps+"/app3", acmeTok, `{"state":"suspended"}`, 200, "")
@@ -454,7 +454,7 @@ func TestApplications(t *testing.T) {
 	e.expect("DELETE", apps+"/app3", acmeTok, "", 204, "")
 	e.expect("DELETE", apps+"/app3", acmeTok, "", 404, "not_found")
 	e.expect("GET", apps+"/app3", acmeTok, "", 404, "not_found")
-	if e.proj.Store().Load().Services[acmeSvc].UserKeys[uk] != nil {
+	if e.proj.Store().Load().Services[acmeSvc].AppByUserKey([]byte(uk)) != nil {
 		t.Error("deleted app still found by user_key")
 	}
 	e.expect("POST", apps, acmeTok, "{}", 405, "method_not_allowed")
@@ -479,7 +479,7 @@ func TestKeys(t *testing.T) {
 	e.expect("PUT", keys+"/k9", globexTok, "", 201, "")
 	e.expect("PUT", keys+"/k9", globexTok, "", 200, "")
 	e.expect("GET", keys+"/k9", globexTok, "", 200, "")
-	if a := e.proj.Store().Load().Services["globex-1"].Apps["g1"]; !reflect.DeepEqual(a.Keys, []string{"k1", "k2", "k3", gen, "k9"}) {
+	if a := e.proj.Store().Load().Services["globex-1"].App("g1"); !reflect.DeepEqual(a.Keys, []string{"k1", "k2", "k3", gen, "k9"}) {
 		t.Errorf("snapshot keys %q", a.Keys)
 	}
 	e.expect("DELETE", keys+"/k9", globexTok, "", 204, "")
@@ -511,7 +511,7 @@ func TestReferrerFilters(t *testing.T) {
 	e.expect("DELETE", rf+"/"+url.PathEscape("*.example.com"), acmeTok, "", 204, "")
 	e.expect("DELETE", rf+"/"+url.PathEscape("*.example.com"), acmeTok, "", 404, "not_found")
 	e.expect("PUT", rf, acmeTok, `["a.example.com","*.b.example.com"]`, 200, "")
-	if a := e.proj.Store().Load().Services["acme-oauth"].Apps["oapp"]; !reflect.DeepEqual(a.ReferrerFilters, []string{"a.example.com", "*.b.example.com"}) {
+	if a := e.proj.Store().Load().Services["acme-oauth"].App("oapp"); !reflect.DeepEqual(a.ReferrerFilters, []string{"a.example.com", "*.b.example.com"}) {
 		t.Errorf("snapshot filters %q", a.ReferrerFilters)
 	}
 	e.expect("PUT", rf, acmeTok, `{"a":1}`, 422, "invalid_config")
@@ -631,7 +631,7 @@ func TestChangesSurviveRestart(t *testing.T) {
 	if !reflect.DeepEqual(p.Document(), want) {
 		t.Error("configuration after restart differs")
 	}
-	if p.Store().Load().Services[acmeSvc].Plans["gold"] == nil {
+	if p.Store().Load().Services[acmeSvc].Plan("gold") == nil {
 		t.Error("plan gold lost")
 	}
 }
@@ -662,7 +662,7 @@ func BenchmarkPutLimit(b *testing.B) {
 func TestLimitConsistency(t *testing.T) {
 	e := newEnv(t)
 	limits := v1 + "/services/" + acmeSvc + "/plans/basic/limits"
-	exact := func() bool { return e.proj.Store().Load().Services[acmeSvc].Plans["basic"].Exact }
+	exact := func() bool { return e.proj.Store().Load().Services[acmeSvc].Plan("basic").Exact }
 	if !exact() {
 		t.Fatal("a plan whose limits do not say is not exact")
 	}

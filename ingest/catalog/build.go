@@ -303,9 +303,6 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry, path string) (*
 		Parents:                 make([]limiter.MetricID, n),
 		Children:                make([][]limiter.MetricID, len(sd.Metrics)),
 		pos:                     make([]uint16, n),
-		Plans:                   make(map[string]*Plan, len(sd.Plans)),
-		Apps:                    make(map[string]*App, len(sd.Applications)),
-		UserKeys:                make(map[string]*App),
 	}
 	for id := range n {
 		s.Parents[id], s.pos[id] = limiter.NoParent, noPos
@@ -325,39 +322,54 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry, path string) (*
 		s.Metrics[i] = Metric{Name: m.Name, ID: ids[i], Parent: parent}
 		s.Parents[ids[i]] = parent
 	}
+	tb := &serviceTables{plans: make(map[string]*Plan, len(sd.Plans)), apps: &AppIndex{}, userKeys: &AppIndex{}}
 	for pi := range sd.Plans {
-		pd := &sd.Plans[pi]
-		p := &Plan{ID: pd.ID, Name: pd.Name, Limits: make([]limiter.Limit, len(pd.Limits))}
-		for li, l := range pd.Limits {
-			per, err := limiter.ParsePeriod(l.Period)
-			if err != nil {
-				return nil, err // Validate has checked it; defensive
-			}
-			p.Limits[li] = limiter.Limit{Metric: s.MetricIndex[l.Metric], Period: per, Max: l.Max}
-			p.Exact = p.Exact || l.Consistency != ConsistencyLocal
+		p, err := compilePlan(s, &sd.Plans[pi])
+		if err != nil {
+			return nil, err
 		}
-		s.Plans[p.ID] = p
+		tb.plans[p.ID] = p
 	}
 	for ai := range sd.Applications {
 		ad := &sd.Applications[ai]
-		state, _ := ParseState(ad.State)
-		a := &App{
-			Service:         s,
-			ID:              ad.ID,
-			Key:             keys.Key(t.ID, s.ID, ad.ID),
-			Plan:            s.Plans[ad.Plan],
-			UserKey:         ad.UserKey,
-			Keys:            cloneStrings(ad.Keys),
-			ReferrerFilters: cloneStrings(ad.ReferrerFilters),
-			RedirectURL:     ad.RedirectURL,
-			State:           state,
-		}
-		s.Apps[a.ID] = a
+		a := newApp(s, tb.plans[ad.Plan], ad, keys)
+		tb.apps.put(a.ID, a)
 		if mode == AuthUserKey && a.UserKey != "" {
-			s.UserKeys[a.UserKey] = a
+			tb.userKeys.put(a.UserKey, a)
 		}
 	}
+	s.tables.Store(tb)
 	return s, nil
+}
+
+// compilePlan turns a valid plan of s into its runtime form.
+func compilePlan(s *Service, pd *PlanSpec) (*Plan, error) {
+	p := &Plan{ID: pd.ID, Name: pd.Name, Limits: make([]limiter.Limit, len(pd.Limits))}
+	for li, l := range pd.Limits {
+		per, err := limiter.ParsePeriod(l.Period)
+		if err != nil {
+			return nil, err // Validate has checked it; defensive
+		}
+		p.Limits[li] = limiter.Limit{Metric: s.MetricIndex[l.Metric], Period: per, Max: l.Max}
+		p.Exact = p.Exact || l.Consistency != ConsistencyLocal
+	}
+	return p, nil
+}
+
+// newApp turns a valid application of s on plan into its runtime form.
+func newApp(s *Service, plan *Plan, ad *AppSpec, keys *KeyRegistry) *App {
+	state, _ := ParseState(ad.State)
+	return &App{
+		Service:         s,
+		ID:              ad.ID,
+		Key:             keys.Key(s.Tenant.ID, s.ID, ad.ID),
+		Plan:            plan,
+		UserKey:         ad.UserKey,
+		Keys:            cloneStrings(ad.Keys),
+		ReferrerFilters: cloneStrings(ad.ReferrerFilters),
+		RedirectURL:     ad.RedirectURL,
+		State:           state,
+	}
 }
 
 // Store publishes the current Snapshot. Readers call Load on every request;

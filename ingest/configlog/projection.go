@@ -37,11 +37,12 @@ type Projection struct {
 
 	mu       sync.Mutex
 	state    State
-	stateDoc *catalog.Document // assembled from state; may be invalid
-	doc      *catalog.Document // last valid document, the one published
+	stateDoc *catalog.Document // assembled from state on demand (nil: not yet); may be invalid
+	validDoc *catalog.Document // while the state is invalid: the last valid document, the one published
 	applied  Position
 	err      error
 	changed  chan struct{} // closed and replaced whenever applied moves
+	rebuilds int           // full rebuilds so far (the first batch, tenant and service records, invalid states)
 
 	writeMu sync.Mutex // one Update at a time, so each bases on the last
 }
@@ -63,7 +64,6 @@ func NewProjection(log Log, store *catalog.Store, keys *catalog.KeyRegistry, log
 		logger:   logger,
 		state:    State{},
 		stateDoc: &catalog.Document{},
-		doc:      &catalog.Document{},
 		changed:  make(chan struct{}),
 	}
 }
@@ -84,9 +84,86 @@ func (p *Projection) apply(batch []Entry) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// The state before the batch, kept only as the undo of its keys: if the
+	// batch leaves the configuration invalid, the document published so far
+	// is rebuilt from it.
+	var undo map[string][]byte
+	if p.err == nil && p.validDoc == nil {
+		undo = make(map[string][]byte, len(batch))
+		for _, e := range batch {
+			if _, seen := undo[e.Key]; !seen {
+				undo[e.Key] = p.state[e.Key] // nil: absent
+			}
+		}
+	}
 	for _, e := range batch {
 		p.state.Apply(e.Record)
 	}
+	p.stateDoc = nil
+	if p.err == nil && p.stage(batch) {
+		p.validDoc = nil
+	} else {
+		p.rebuild(batch[len(batch)-1].Pos, undo)
+	}
+	p.applied = batch[len(batch)-1].Pos
+	close(p.changed)
+	p.changed = make(chan struct{})
+	return nil
+}
+
+// stage applies a batch of plan and application records to the published
+// catalog in place of a rebuild, at the cost of the records (see
+// catalog.Stage). It reports false, having published nothing, when the
+// batch holds a tenant or service record or a record the stage refuses (it
+// would make the configuration invalid): the caller then rebuilds. Records
+// that a rebuild would leave out (an unknown key, an entity of a service the
+// catalog does not have) are left out here too, so that the result is
+// always the one a rebuild gives.
+func (p *Projection) stage(batch []Entry) bool {
+	snap := p.store.Load()
+	st := catalog.NewStage(snap, p.keys)
+	for _, e := range batch {
+		kind, ids, err := ParseKey(e.Key)
+		if err != nil {
+			continue
+		}
+		if kind != KindPlan && kind != KindApp {
+			return false
+		}
+		if svc := snap.Services[ids[1]]; svc == nil || svc.Tenant == nil || svc.Tenant.ID != ids[0] {
+			continue // no parent: a rebuild leaves it out
+		}
+		switch kind {
+		case KindPlan:
+			var spec catalog.PlanSpec
+			if e.Tombstone() || !decodeValue(e.Value, &spec) {
+				err = st.DeletePlan(ids[0], ids[1], ids[2])
+			} else {
+				spec.ID = ids[2]
+				err = st.PutPlan(ids[0], ids[1], &spec)
+			}
+		case KindApp:
+			var spec catalog.AppSpec
+			if e.Tombstone() || !decodeValue(e.Value, &spec) {
+				err = st.DeleteApp(ids[0], ids[1], ids[2])
+			} else {
+				spec.ID = ids[2]
+				err = st.PutApp(ids[0], ids[1], &spec)
+			}
+		}
+		if err != nil {
+			return false
+		}
+	}
+	st.Publish()
+	return true
+}
+
+// rebuild builds the catalog from the whole state and publishes it if it
+// is valid. undo, when not nil, holds the batch's keys as they were before
+// it: the document to keep serving if the new state is invalid.
+func (p *Projection) rebuild(pos Position, undo map[string][]byte) {
+	p.rebuilds++
 	doc, skipped := p.state.Document()
 	if len(skipped) > 0 {
 		// Keys name entities, never secrets: safe to log.
@@ -95,7 +172,7 @@ func (p *Projection) apply(batch []Entry) error {
 	p.stateDoc = doc
 	snap, err := catalog.Build(doc, p.keys)
 	if err != nil {
-		p.err = fmt.Errorf("configlog: configuration at position %d is invalid, still serving the previous one: %w", batch[len(batch)-1].Pos, err)
+		p.err = fmt.Errorf("configlog: configuration at position %d is invalid, still serving the previous one: %w", pos, err)
 		var ve *catalog.ValidationError
 		if errors.As(err, &ve) {
 			p.logger.Error("configlog: invalid configuration in the log; keeping the previous one",
@@ -103,15 +180,31 @@ func (p *Projection) apply(batch []Entry) error {
 		} else {
 			p.logger.Error("configlog: cannot build configuration; keeping the previous one", "err", err)
 		}
-	} else {
-		p.err = nil
-		p.doc = doc
-		p.store.Swap(snap)
+		if undo != nil {
+			prev := maps.Clone(p.state)
+			for k, v := range undo {
+				if v == nil {
+					delete(prev, k)
+				} else {
+					prev[k] = v
+				}
+			}
+			p.validDoc, _ = prev.Document()
+		}
+		return
 	}
-	p.applied = batch[len(batch)-1].Pos
-	close(p.changed)
-	p.changed = make(chan struct{})
-	return nil
+	p.err = nil
+	p.validDoc = nil
+	p.store.Swap(snap)
+}
+
+// document returns the document of the current state, assembling it if
+// needed; p.mu must be held. It is shared: callers must not modify it.
+func (p *Projection) document() *catalog.Document {
+	if p.stateDoc == nil {
+		p.stateDoc, _ = p.state.Document()
+	}
+	return p.stateDoc
 }
 
 // Applied returns the log position up to which records are applied.
@@ -130,11 +223,16 @@ func (p *Projection) Err() error {
 }
 
 // Document returns the last valid document, the one the published Snapshot
-// was built from. It is shared: callers must not modify it (Clone it first).
+// holds. It is shared: callers must not modify it (Clone it first). It
+// costs a walk of the whole configuration when the configuration changed
+// since the last call: readers of one entity use Tenant, Entity and Page.
 func (p *Projection) Document() *catalog.Document {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.doc
+	if p.validDoc != nil {
+		return p.validDoc
+	}
+	return p.document()
 }
 
 // Store returns the Store the projection publishes into.
@@ -183,7 +281,7 @@ func (p *Projection) Update(ctx context.Context, change func(doc *catalog.Docume
 	// diffing against a newer state (another writer's records applied in
 	// the meantime) would delete what this change never saw.
 	p.mu.Lock()
-	desired := p.stateDoc.Clone()
+	desired := p.document().Clone()
 	base := maps.Clone(p.state)
 	p.mu.Unlock()
 	if err := change(desired); err != nil {

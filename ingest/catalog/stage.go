@@ -1,0 +1,202 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+)
+
+// Stage applies plan and application changes to the services of a published
+// Snapshot, one entity at a time, at the cost of that entity: an
+// application change copies one shard of its service's indexes, a plan
+// change builds new Apps for the applications on that plan only. Nothing is
+// visible to readers until Publish, which stores each touched service's new
+// tables with one atomic store (services are published one after the other:
+// a reader may see the change to one service before the change to
+// another).
+//
+// Every change is checked as Validate would check it in the whole
+// configuration; a change that would make it invalid, or that Stage cannot
+// apply on its own (an entity of a service the Snapshot does not have),
+// returns an error, and the caller then rebuilds from the whole
+// configuration with Build, which reports the problems with their paths.
+// Changes to tenants and services are not staged: they rebuild.
+//
+// A Stage is for one goroutine and one use: stage changes, then Publish or
+// drop it.
+type Stage struct {
+	snap   *Snapshot
+	keys   *KeyRegistry
+	tables map[*Service]*serviceTables
+}
+
+// ErrNotStaged is wrapped by the errors of Stage's methods: the change must
+// be applied by a rebuild (Build) instead.
+var ErrNotStaged = errors.New("catalog: change needs a rebuild")
+
+// NewStage returns a Stage over snap, with application keys from keys (the
+// registry snap was built with).
+func NewStage(snap *Snapshot, keys *KeyRegistry) *Stage {
+	return &Stage{snap: snap, keys: keys, tables: map[*Service]*serviceTables{}}
+}
+
+func notStaged(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrNotStaged, fmt.Sprintf(format, args...))
+}
+
+// service returns the tenant's service and its staged tables.
+func (st *Stage) service(tenant, service string) (*Service, *serviceTables, error) {
+	s := st.snap.Services[service]
+	if s == nil || s.Tenant == nil || s.Tenant.ID != tenant {
+		return nil, nil, notStaged("no service %q in tenant %q", service, tenant)
+	}
+	t := st.tables[s]
+	if t == nil {
+		cur := s.loadTables()
+		t = &serviceTables{plans: cur.plans, apps: cur.apps, userKeys: cur.userKeys}
+		st.tables[s] = t
+	}
+	return s, t, nil
+}
+
+// problems turns a validator's findings into an error.
+func problems(probs []Problem) error {
+	if len(probs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrNotStaged, &ValidationError{Problems: probs})
+}
+
+// PutApp creates or replaces an application of the tenant's service.
+func (st *Stage) PutApp(tenant, service string, ad *AppSpec) error {
+	s, t, err := st.service(tenant, service)
+	if err != nil {
+		return err
+	}
+	info := make(planInfo, len(t.plans))
+	for id := range t.plans {
+		info[id] = true
+	}
+	v := &validator{creds: map[string]credOwner{}, svcs: map[string]svcOwner{}}
+	v.apps("", []AppSpec{*ad}, info, s.AuthMode.String())
+	if err := problems(v.probs); err != nil {
+		return err
+	}
+	old := t.apps.Get(ad.ID)
+	if old == nil && t.apps.Len() >= MaxApps {
+		return notStaged("more than %d applications", MaxApps)
+	}
+	if s.AuthMode == AuthUserKey {
+		if o := t.userKeys.Get(ad.UserKey); o != nil && o.ID != ad.ID {
+			return notStaged("duplicate user_key")
+		}
+	}
+	a := newApp(s, t.plans[ad.Plan], ad, st.keys)
+	t.apps = t.apps.with(a.ID, a)
+	if s.AuthMode == AuthUserKey {
+		if old != nil && old.UserKey != a.UserKey {
+			t.userKeys = t.userKeys.without(old.UserKey)
+		}
+		t.userKeys = t.userKeys.with(a.UserKey, a)
+	}
+	return nil
+}
+
+// DeleteApp deletes an application of the tenant's service; deleting one
+// that does not exist is no change.
+func (st *Stage) DeleteApp(tenant, service, id string) error {
+	s, t, err := st.service(tenant, service)
+	if err != nil {
+		return err
+	}
+	old := t.apps.Get(id)
+	if old == nil {
+		return nil
+	}
+	t.apps = t.apps.without(id)
+	if s.AuthMode == AuthUserKey {
+		t.userKeys = t.userKeys.without(old.UserKey)
+	}
+	return nil
+}
+
+// PutPlan creates or replaces a plan of the tenant's service; the
+// applications on it are republished with the new version.
+func (st *Stage) PutPlan(tenant, service string, pd *PlanSpec) error {
+	s, t, err := st.service(tenant, service)
+	if err != nil {
+		return err
+	}
+	metrics := make(map[string]int, len(s.MetricIndex))
+	for name, id := range s.MetricIndex {
+		metrics[name] = int(id)
+	}
+	v := &validator{creds: map[string]credOwner{}, svcs: map[string]svcOwner{}}
+	v.plans("", []PlanSpec{*pd}, metrics)
+	if err := problems(v.probs); err != nil {
+		return err
+	}
+	if _, ok := t.plans[pd.ID]; !ok && len(t.plans) >= MaxPlans {
+		return notStaged("more than %d plans", MaxPlans)
+	}
+	p, err := compilePlan(s, pd)
+	if err != nil {
+		return notStaged("plan %q: %v", pd.ID, err)
+	}
+	t.plans = maps.Clone(t.plans)
+	t.plans[p.ID] = p
+	st.repoint(s, t, p.ID, p)
+	return nil
+}
+
+// repoint republishes the applications of s on the plan with id with plan
+// p, so that every App names the current version of its plan.
+func (st *Stage) repoint(s *Service, t *serviceTables, id string, p *Plan) {
+	var on []*App
+	for _, a := range t.apps.All() {
+		if a.Plan != nil && a.Plan.ID == id {
+			on = append(on, a)
+		}
+	}
+	if len(on) == 0 {
+		return
+	}
+	apps, userKeys := t.apps.edit(), t.userKeys.edit()
+	for _, a := range on {
+		na := *a
+		na.Plan = p
+		apps.set(na.ID, &na)
+		if s.AuthMode == AuthUserKey {
+			userKeys.set(na.UserKey, &na)
+		}
+	}
+	t.apps, t.userKeys = apps.done(), userKeys.done()
+}
+
+// DeletePlan deletes a plan of the tenant's service. A plan that an
+// application names cannot go (the configuration would be invalid).
+func (st *Stage) DeletePlan(tenant, service, id string) error {
+	_, t, err := st.service(tenant, service)
+	if err != nil {
+		return err
+	}
+	if _, ok := t.plans[id]; !ok {
+		return nil
+	}
+	for _, a := range t.apps.All() {
+		if a.Plan != nil && a.Plan.ID == id {
+			return notStaged("plan %q has applications", id)
+		}
+	}
+	t.plans = maps.Clone(t.plans)
+	delete(t.plans, id)
+	return nil
+}
+
+// Publish makes every staged change visible to readers of the Snapshot.
+func (st *Stage) Publish() {
+	for s, t := range st.tables {
+		s.tables.Store(t)
+	}
+	st.tables = map[*Service]*serviceTables{}
+}
