@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
@@ -37,12 +38,14 @@ type Projection struct {
 
 	mu       sync.Mutex
 	state    State
+	skel     State             // the records of state that are not applications: tenants, services, plans
 	stateDoc *catalog.Document // assembled from state on demand (nil: not yet); may be invalid
 	validDoc *catalog.Document // while the state is invalid: the last valid document, the one published
 	applied  Position
 	err      error
-	changed  chan struct{} // closed and replaced whenever applied moves
-	rebuilds int           // full rebuilds so far (the first batch, tenant and service records, invalid states)
+	changed  chan struct{}          // closed and replaced whenever applied moves
+	sorted   map[string]*sortedApps // by service id, for AppPage
+	rebuilds int                    // full rebuilds so far (the first batch, tenant and service records, invalid states)
 
 	writeMu sync.Mutex // one Update at a time, so each bases on the last
 }
@@ -63,6 +66,7 @@ func NewProjection(log Log, store *catalog.Store, keys *catalog.KeyRegistry, log
 		keys:     keys,
 		logger:   logger,
 		state:    State{},
+		skel:     State{},
 		stateDoc: &catalog.Document{},
 		changed:  make(chan struct{}),
 	}
@@ -98,6 +102,9 @@ func (p *Projection) apply(batch []Entry) error {
 	}
 	for _, e := range batch {
 		p.state.Apply(e.Record)
+		if !strings.HasPrefix(e.Key, KindApp+"/") {
+			p.skel.Apply(e.Record)
+		}
 	}
 	p.stateDoc = nil
 	if p.err == nil && p.stage(batch) {
@@ -164,6 +171,7 @@ func (p *Projection) stage(batch []Entry) bool {
 // it: the document to keep serving if the new state is invalid.
 func (p *Projection) rebuild(pos Position, undo map[string][]byte) {
 	p.rebuilds++
+	p.sorted = nil
 	doc, skipped := p.state.Document()
 	if len(skipped) > 0 {
 		// Keys name entities, never secrets: safe to log.
