@@ -30,12 +30,10 @@ import (
 // than that, counting those it has deleted, is refused (Build, Reserve).
 type KeyRegistry struct {
 	mu      sync.Mutex
-	keys    map[appRef]limiter.AppKey
+	keys    map[svcRef]map[string]limiter.AppKey // by service, then application id: 28 bytes an application
 	last    limiter.AppKey
 	metrics map[svcRef]map[string]limiter.MetricID // ids 0..len-1, in order of first sight
 }
-
-type appRef struct{ tenant, service, app string }
 
 type svcRef struct{ tenant, service string }
 
@@ -55,15 +53,20 @@ func NewKeyRegistry() *KeyRegistry { return &KeyRegistry{} }
 func (r *KeyRegistry) Key(tenant, service, app string) limiter.AppKey {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ref := appRef{tenant, service, app}
-	if k, ok := r.keys[ref]; ok {
+	ref := svcRef{tenant, service}
+	m := r.keys[ref]
+	if k, ok := m[app]; ok {
 		return k
 	}
-	if r.keys == nil {
-		r.keys = make(map[appRef]limiter.AppKey)
+	if m == nil {
+		if r.keys == nil {
+			r.keys = make(map[svcRef]map[string]limiter.AppKey)
+		}
+		m = make(map[string]limiter.AppKey)
+		r.keys[ref] = m
 	}
 	r.last++
-	r.keys[ref] = r.last
+	m[app] = r.last
 	return r.last
 }
 
@@ -71,7 +74,7 @@ func (r *KeyRegistry) Key(tenant, service, app string) limiter.AppKey {
 func (r *KeyRegistry) Lookup(tenant, service, app string) (limiter.AppKey, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	k, ok := r.keys[appRef{tenant, service, app}]
+	k, ok := r.keys[svcRef{tenant, service}][app]
 	return k, ok
 }
 

@@ -27,7 +27,16 @@ import (
 type Stage struct {
 	snap   *Snapshot
 	keys   *KeyRegistry
-	tables map[*Service]*serviceTables
+	tables map[*Service]*staged
+}
+
+// staged is a service's tables being changed: the plans map is copied on
+// the first plan change, each index shard on the first change to it.
+type staged struct {
+	plans    map[string]*Plan
+	ownPlans bool
+	apps     *indexEdit
+	userKeys *indexEdit
 }
 
 // ErrNotStaged is wrapped by the errors of Stage's methods: the change must
@@ -37,7 +46,7 @@ var ErrNotStaged = errors.New("catalog: change needs a rebuild")
 // NewStage returns a Stage over snap, with application keys from keys (the
 // registry snap was built with).
 func NewStage(snap *Snapshot, keys *KeyRegistry) *Stage {
-	return &Stage{snap: snap, keys: keys, tables: map[*Service]*serviceTables{}}
+	return &Stage{snap: snap, keys: keys, tables: map[*Service]*staged{}}
 }
 
 func notStaged(format string, args ...any) error {
@@ -45,7 +54,7 @@ func notStaged(format string, args ...any) error {
 }
 
 // service returns the tenant's service and its staged tables.
-func (st *Stage) service(tenant, service string) (*Service, *serviceTables, error) {
+func (st *Stage) service(tenant, service string) (*Service, *staged, error) {
 	s := st.snap.Services[service]
 	if s == nil || s.Tenant == nil || s.Tenant.ID != tenant {
 		return nil, nil, notStaged("no service %q in tenant %q", service, tenant)
@@ -53,7 +62,7 @@ func (st *Stage) service(tenant, service string) (*Service, *serviceTables, erro
 	t := st.tables[s]
 	if t == nil {
 		cur := s.loadTables()
-		t = &serviceTables{plans: cur.plans, apps: cur.apps, userKeys: cur.userKeys}
+		t = &staged{plans: cur.plans, apps: cur.apps.edit(), userKeys: cur.userKeys.edit()}
 		st.tables[s] = t
 	}
 	return s, t, nil
@@ -82,22 +91,22 @@ func (st *Stage) PutApp(tenant, service string, ad *AppSpec) error {
 	if err := problems(v.probs); err != nil {
 		return err
 	}
-	old := t.apps.Get(ad.ID)
-	if old == nil && t.apps.Len() >= MaxApps {
+	old := t.apps.x.Get(ad.ID)
+	if old == nil && t.apps.x.Len() >= MaxApps {
 		return notStaged("more than %d applications", MaxApps)
 	}
 	if s.AuthMode == AuthUserKey {
-		if o := t.userKeys.Get(ad.UserKey); o != nil && o.ID != ad.ID {
+		if o := t.userKeys.x.Get(ad.UserKey); o != nil && o.ID != ad.ID {
 			return notStaged("duplicate user_key")
 		}
 	}
 	a := newApp(s, t.plans[ad.Plan], ad, st.keys)
-	t.apps = t.apps.with(a.ID, a)
+	t.apps.set(a.ID, a)
 	if s.AuthMode == AuthUserKey {
 		if old != nil && old.UserKey != a.UserKey {
-			t.userKeys = t.userKeys.without(old.UserKey)
+			t.userKeys.del(old.UserKey)
 		}
-		t.userKeys = t.userKeys.with(a.UserKey, a)
+		t.userKeys.set(a.UserKey, a)
 	}
 	return nil
 }
@@ -109,13 +118,13 @@ func (st *Stage) DeleteApp(tenant, service, id string) error {
 	if err != nil {
 		return err
 	}
-	old := t.apps.Get(id)
+	old := t.apps.x.Get(id)
 	if old == nil {
 		return nil
 	}
-	t.apps = t.apps.without(id)
+	t.apps.del(id)
 	if s.AuthMode == AuthUserKey {
-		t.userKeys = t.userKeys.without(old.UserKey)
+		t.userKeys.del(old.UserKey)
 	}
 	return nil
 }
@@ -143,7 +152,7 @@ func (st *Stage) PutPlan(tenant, service string, pd *PlanSpec) error {
 	if err != nil {
 		return notStaged("plan %q: %v", pd.ID, err)
 	}
-	t.plans = maps.Clone(t.plans)
+	t.ownPlans, t.plans = true, ownedPlans(t)
 	t.plans[p.ID] = p
 	st.repoint(s, t, p.ID, p)
 	return nil
@@ -151,26 +160,29 @@ func (st *Stage) PutPlan(tenant, service string, pd *PlanSpec) error {
 
 // repoint republishes the applications of s on the plan with id with plan
 // p, so that every App names the current version of its plan.
-func (st *Stage) repoint(s *Service, t *serviceTables, id string, p *Plan) {
+func (st *Stage) repoint(s *Service, t *staged, id string, p *Plan) {
 	var on []*App
-	for _, a := range t.apps.All() {
+	for _, a := range t.apps.x.All() {
 		if a.Plan != nil && a.Plan.ID == id {
 			on = append(on, a)
 		}
 	}
-	if len(on) == 0 {
-		return
-	}
-	apps, userKeys := t.apps.edit(), t.userKeys.edit()
 	for _, a := range on {
 		na := *a
 		na.Plan = p
-		apps.set(na.ID, &na)
+		t.apps.set(na.ID, &na)
 		if s.AuthMode == AuthUserKey {
-			userKeys.set(na.UserKey, &na)
+			t.userKeys.set(na.UserKey, &na)
 		}
 	}
-	t.apps, t.userKeys = apps.done(), userKeys.done()
+}
+
+// ownedPlans returns t's plans map, copied if t does not own it yet.
+func ownedPlans(t *staged) map[string]*Plan {
+	if t.ownPlans {
+		return t.plans
+	}
+	return maps.Clone(t.plans)
 }
 
 // DeletePlan deletes a plan of the tenant's service. A plan that an
@@ -183,12 +195,12 @@ func (st *Stage) DeletePlan(tenant, service, id string) error {
 	if _, ok := t.plans[id]; !ok {
 		return nil
 	}
-	for _, a := range t.apps.All() {
+	for _, a := range t.apps.x.All() {
 		if a.Plan != nil && a.Plan.ID == id {
 			return notStaged("plan %q has applications", id)
 		}
 	}
-	t.plans = maps.Clone(t.plans)
+	t.ownPlans, t.plans = true, ownedPlans(t)
 	delete(t.plans, id)
 	return nil
 }
@@ -196,7 +208,7 @@ func (st *Stage) DeletePlan(tenant, service, id string) error {
 // Publish makes every staged change visible to readers of the Snapshot.
 func (st *Stage) Publish() {
 	for s, t := range st.tables {
-		s.tables.Store(t)
+		s.tables.Store(&serviceTables{plans: t.plans, apps: t.apps.x, userKeys: t.userKeys.x})
 	}
-	st.tables = map[*Service]*serviceTables{}
+	st.tables = map[*Service]*staged{}
 }

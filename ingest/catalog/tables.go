@@ -14,8 +14,8 @@ import (
 const appShards = 256
 
 // AppIndex maps a string (an application id, or a user_key) to an App. It
-// is immutable once published: With and Without return a new index that
-// shares every shard but the touched one with the old. Lookups never lock
+// is immutable once published: a Stage changes a copy that shares every
+// shard but the touched ones with the published index. Lookups never lock
 // and never allocate. The zero value is an empty index.
 type AppIndex struct {
 	shards [appShards]map[string]*App
@@ -64,43 +64,6 @@ func (x *AppIndex) All() iter.Seq2[string, *App] {
 			}
 		}
 	}
-}
-
-// with returns a copy of x with key set to a (x itself is not changed).
-func (x *AppIndex) with(key string, a *App) *AppIndex {
-	c := x.clone()
-	i := shardOf(key)
-	m := make(map[string]*App, len(c.shards[i])+1)
-	for k, v := range c.shards[i] {
-		m[k] = v
-	}
-	if _, ok := m[key]; !ok {
-		c.n++
-	}
-	m[key] = a
-	c.shards[i] = m
-	return c
-}
-
-// without returns a copy of x without key.
-func (x *AppIndex) without(key string) *AppIndex {
-	i := shardOf(key)
-	if x == nil {
-		return nil
-	}
-	if _, ok := x.shards[i][key]; !ok {
-		return x
-	}
-	c := x.clone()
-	m := make(map[string]*App, len(c.shards[i]))
-	for k, v := range c.shards[i] {
-		if k != key {
-			m[k] = v
-		}
-	}
-	c.shards[i] = m
-	c.n--
-	return c
 }
 
 func (x *AppIndex) clone() *AppIndex {
@@ -187,7 +150,7 @@ func Assemble(s *Service, plans []*Plan, apps []*App) {
 }
 
 // indexEdit changes many entries of an AppIndex at once, copying each
-// touched shard once.
+// touched shard once: the index it edits is never modified.
 type indexEdit struct {
 	x      *AppIndex
 	copied [appShards]bool
@@ -195,19 +158,33 @@ type indexEdit struct {
 
 func (x *AppIndex) edit() *indexEdit { return &indexEdit{x: x.clone()} }
 
+// own makes shard i of the edited index a copy of its own.
+func (e *indexEdit) own(i int) {
+	if e.copied[i] {
+		return
+	}
+	m := make(map[string]*App, len(e.x.shards[i])+1)
+	for k, v := range e.x.shards[i] {
+		m[k] = v
+	}
+	e.x.shards[i], e.copied[i] = m, true
+}
+
 func (e *indexEdit) set(key string, a *App) {
 	i := shardOf(key)
-	if !e.copied[i] {
-		m := make(map[string]*App, len(e.x.shards[i])+1)
-		for k, v := range e.x.shards[i] {
-			m[k] = v
-		}
-		e.x.shards[i], e.copied[i] = m, true
-	}
+	e.own(i)
 	if _, ok := e.x.shards[i][key]; !ok {
 		e.x.n++
 	}
 	e.x.shards[i][key] = a
 }
 
-func (e *indexEdit) done() *AppIndex { return e.x }
+func (e *indexEdit) del(key string) {
+	i := shardOf(key)
+	if _, ok := e.x.shards[i][key]; !ok {
+		return
+	}
+	e.own(i)
+	delete(e.x.shards[i], key)
+	e.x.n--
+}

@@ -39,7 +39,6 @@ type Projection struct {
 	mu       sync.Mutex
 	state    State
 	skel     State             // the records of state that are not applications: tenants, services, plans
-	stateDoc *catalog.Document // assembled from state on demand (nil: not yet); may be invalid
 	validDoc *catalog.Document // while the state is invalid: the last valid document, the one published
 	applied  Position
 	err      error
@@ -61,14 +60,13 @@ func NewProjection(log Log, store *catalog.Store, keys *catalog.KeyRegistry, log
 		keys = catalog.NewKeyRegistry()
 	}
 	return &Projection{
-		log:      log,
-		store:    store,
-		keys:     keys,
-		logger:   logger,
-		state:    State{},
-		skel:     State{},
-		stateDoc: &catalog.Document{},
-		changed:  make(chan struct{}),
+		log:     log,
+		store:   store,
+		keys:    keys,
+		logger:  logger,
+		state:   State{},
+		skel:    State{},
+		changed: make(chan struct{}),
 	}
 }
 
@@ -106,7 +104,6 @@ func (p *Projection) apply(batch []Entry) error {
 			p.skel.Apply(e.Record)
 		}
 	}
-	p.stateDoc = nil
 	if p.err == nil && p.stage(batch) {
 		p.validDoc = nil
 	} else {
@@ -177,7 +174,6 @@ func (p *Projection) rebuild(pos Position, undo map[string][]byte) {
 		// Keys name entities, never secrets: safe to log.
 		p.logger.Warn("configlog: records without a parent or undecodable, ignored", "count", len(skipped), "first", skipped[0])
 	}
-	p.stateDoc = doc
 	snap, err := catalog.Build(doc, p.keys)
 	if err != nil {
 		p.err = fmt.Errorf("configlog: configuration at position %d is invalid, still serving the previous one: %w", pos, err)
@@ -206,13 +202,12 @@ func (p *Projection) rebuild(pos Position, undo map[string][]byte) {
 	p.store.Swap(snap)
 }
 
-// document returns the document of the current state, assembling it if
-// needed; p.mu must be held. It is shared: callers must not modify it.
+// document assembles the document of the current state (valid or not);
+// p.mu must be held. It is not kept: a node holds the configuration once,
+// in its state, and once compiled, in its catalog.
 func (p *Projection) document() *catalog.Document {
-	if p.stateDoc == nil {
-		p.stateDoc, _ = p.state.Document()
-	}
-	return p.stateDoc
+	doc, _ := p.state.Document()
+	return doc
 }
 
 // Applied returns the log position up to which records are applied.
@@ -289,7 +284,7 @@ func (p *Projection) Update(ctx context.Context, change func(doc *catalog.Docume
 	// diffing against a newer state (another writer's records applied in
 	// the meantime) would delete what this change never saw.
 	p.mu.Lock()
-	desired := p.document().Clone()
+	desired := p.document()
 	base := maps.Clone(p.state)
 	p.mu.Unlock()
 	if err := change(desired); err != nil {
