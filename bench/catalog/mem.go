@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"time"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
@@ -30,7 +31,18 @@ func heap() uint64 {
 func cmdMem(args []string) error {
 	fs := flag.NewFlagSet("mem", flag.ExitOnError)
 	file := fs.String("config", "", "configuration file (from gen)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the load and the projection to this file")
 	fs.Parse(args)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *file == "" {
 		return fmt.Errorf("-config is required")
 	}
@@ -45,15 +57,19 @@ func cmdMem(args []string) error {
 	tLoad := time.Since(t0)
 	withDoc := heap()
 
-	// The node's projection: records in a log, replayed into a state and a
-	// catalog.
+	// The node's projection, as `sluice dev --config` makes it: the file
+	// applied to a file log, replayed into a state and a catalog.
 	t0 = time.Now()
-	l := configlog.NewMemLog()
-	ctx := context.Background()
-	if _, err := l.Append(ctx, configlog.Records(doc)); err != nil {
+	dir, err := os.MkdirTemp("", "catalog-mem")
+	if err != nil {
 		return err
 	}
-	doc = nil
+	defer os.RemoveAll(dir)
+	l, err := configlog.OpenFile(dir, nil)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
 	keys := catalog.NewKeyRegistry()
 	p := configlog.NewProjection(l, &catalog.Store{}, keys, nil)
 	rctx, cancel := context.WithCancel(ctx)
@@ -62,6 +78,10 @@ func cmdMem(args []string) error {
 	if err := p.Sync(ctx); err != nil {
 		return err
 	}
+	if err := p.Apply(ctx, doc); err != nil {
+		return err
+	}
+	doc = nil
 	tProject := time.Since(t0)
 	cancel()
 	snap := p.Store().Load()
@@ -69,18 +89,18 @@ func cmdMem(args []string) error {
 	for _, s := range snap.Services {
 		apps += s.Apps().Len()
 	}
-	l.Close()
-	l = nil // the log's copy of the records is not the node's: a file or a broker holds it
 	withProj := heap()
 
 	// The catalog alone: a second build from the same state, measured as
-	// the heap it adds.
-	doc2 := p.Document()
+	// the heap it adds once the document it was built from is gone (its
+	// strings stay, shared with the catalog).
 	beforeCat := heap()
+	doc2 := p.Document()
 	snap2, err := catalog.Build(doc2, keys)
 	if err != nil {
 		return err
 	}
+	doc2 = nil
 	withCat := heap()
 
 	lim := limiter.New(limiter.Options{})

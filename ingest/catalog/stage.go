@@ -28,6 +28,7 @@ type Stage struct {
 	snap   *Snapshot
 	keys   *KeyRegistry
 	tables map[*Service]*staged
+	one    []AppSpec // PutApp's list of one, reused
 }
 
 // staged is a service's tables being changed: the plans map is copied on
@@ -35,6 +36,7 @@ type Stage struct {
 type staged struct {
 	plans    map[string]*Plan
 	ownPlans bool
+	info     planInfo // the plans' ids, for validating applications; nil when plans change
 	apps     *indexEdit
 	userKeys *indexEdit
 }
@@ -82,12 +84,17 @@ func (st *Stage) PutApp(tenant, service string, ad *AppSpec) error {
 	if err != nil {
 		return err
 	}
-	info := make(planInfo, len(t.plans))
-	for id := range t.plans {
-		info[id] = true
+	if t.info == nil {
+		t.info = make(planInfo, len(t.plans))
+		for id := range t.plans {
+			t.info[id] = true
+		}
 	}
-	v := &validator{creds: map[string]credOwner{}, svcs: map[string]svcOwner{}}
-	v.apps("", []AppSpec{*ad}, info, s.AuthMode.String())
+	// The application's own rules, as Validate checks them; the rules
+	// between applications follow against the index.
+	v := validator{}
+	st.one = append(st.one[:0], *ad)
+	v.apps("", st.one, t.info, s.AuthMode.String())
 	if err := problems(v.probs); err != nil {
 		return err
 	}
@@ -152,7 +159,7 @@ func (st *Stage) PutPlan(tenant, service string, pd *PlanSpec) error {
 	if err != nil {
 		return notStaged("plan %q: %v", pd.ID, err)
 	}
-	t.ownPlans, t.plans = true, ownedPlans(t)
+	t.ownPlans, t.plans, t.info = true, ownedPlans(t), nil
 	t.plans[p.ID] = p
 	st.repoint(s, t, p.ID, p)
 	return nil
@@ -200,7 +207,7 @@ func (st *Stage) DeletePlan(tenant, service, id string) error {
 			return notStaged("plan %q has applications", id)
 		}
 	}
-	t.ownPlans, t.plans = true, ownedPlans(t)
+	t.ownPlans, t.plans, t.info = true, ownedPlans(t), nil
 	delete(t.plans, id)
 	return nil
 }

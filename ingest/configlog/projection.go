@@ -365,12 +365,141 @@ func (p *Projection) withdraw(ctx context.Context, base State, recs []Record, in
 
 // Apply makes the log hold desired for every tenant desired declares (see
 // Reconcile), leaving other tenants alone: how a configuration file is
-// applied at start-up. The merged result is validated first.
+// applied at start-up. The merged result is validated first; desired is
+// not modified.
+//
+// Apply is built for large files: it never copies desired (the merged
+// configuration it validates shares desired's tenants and holds the other
+// tenants without their applications, which no other tenant's rules
+// read), it encodes and compares one entity at a time, and it appends the
+// records in chunks of at most ChunkBytes, so that no log sees a
+// write of the whole configuration at once. A change of many chunks is not
+// all-or-nothing: after a crash half way the log holds part of it, and
+// applying the file again completes it.
 func (p *Projection) Apply(ctx context.Context, desired *catalog.Document) error {
-	return p.Update(ctx, func(doc *catalog.Document) error {
-		*doc = *Merge(doc, desired)
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	p.mu.Lock()
+	current, _ := p.skel.Document()
+	p.mu.Unlock()
+	merged := &catalog.Document{Tenants: make([]catalog.TenantSpec, 0, len(current.Tenants)+len(desired.Tenants))}
+	declared := make(map[string]*catalog.TenantSpec, len(desired.Tenants))
+	for i := range desired.Tenants {
+		declared[desired.Tenants[i].ID] = &desired.Tenants[i]
+	}
+	placed := map[string]bool{}
+	for _, t := range current.Tenants {
+		if d := declared[t.ID]; d != nil && !placed[t.ID] {
+			merged.Tenants = append(merged.Tenants, *d)
+			placed[t.ID] = true
+		} else if d == nil {
+			merged.Tenants = append(merged.Tenants, t)
+		}
+	}
+	for i := range desired.Tenants {
+		if t := &desired.Tenants[i]; !placed[t.ID] {
+			merged.Tenants = append(merged.Tenants, *t)
+			placed[t.ID] = true
+		}
+	}
+	if err := merged.Validate(); err != nil {
+		return err
+	}
+	if err := p.keys.Reserve(merged); err != nil {
+		return err
+	}
+	recs := p.reconcile(desired)
+	if len(recs) == 0 {
 		return nil
-	})
+	}
+	var last Position
+	for len(recs) > 0 {
+		n, size := 0, 0
+		for n < len(recs) && (n == 0 || size+len(recs[n].Key)+len(recs[n].Value) <= ChunkBytes) {
+			size += len(recs[n].Key) + len(recs[n].Value)
+			n++
+		}
+		pos, err := p.log.Append(ctx, recs[:n])
+		if err != nil {
+			return fmt.Errorf("configlog: append %d records: %w", n, err)
+		}
+		clear(recs[:n]) // written: let the values go
+		recs, last = recs[n:], pos
+	}
+	if err := p.WaitFor(ctx, last); err != nil {
+		return err
+	}
+	return p.Err()
+}
+
+// ChunkBytes bounds the keys and values of one Append of Apply: 4 MiB, well
+// within a Kafka batch (the config topic's producer allows 16 MiB) and a
+// file log frame.
+const ChunkBytes = 4 << 20
+
+// reconcile returns the records that make the state hold desired's tenants
+// as desired declares them: upserts of what differs, parents first, then
+// tombstones of what those tenants no longer have, children first.
+func (p *Projection) reconcile(desired *catalog.Document) []Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var recs, tombs []Record
+	tenants := map[string]bool{}
+	known := false // the state has records of a declared tenant
+	for i := range desired.Tenants {
+		tenants[desired.Tenants[i].ID] = true
+		if _, ok := p.skel[TenantKey(desired.Tenants[i].ID)]; ok {
+			known = true
+		}
+	}
+	var seen map[string]bool
+	if known {
+		seen = map[string]bool{}
+	}
+	for i := range desired.Tenants {
+		eachEntity(&desired.Tenants[i], func(k string, v []byte) {
+			if cur, ok := p.state[k]; !ok || !bytes.Equal(cur, v) {
+				recs = append(recs, Record{Key: k, Value: v})
+			}
+			if seen != nil {
+				seen[k] = true
+			}
+		})
+	}
+	if known {
+		for k := range p.state {
+			if seen[k] {
+				continue
+			}
+			if _, ids, err := ParseKey(k); err == nil && tenants[ids[0]] {
+				tombs = append(tombs, Record{Key: k})
+			}
+		}
+	}
+	return append(byKind(recs, false), byKind(tombs, true)...)
+}
+
+// byKind orders records by kind, parents first (children first for
+// tombstones), keeping their order within a kind: the order a log needs
+// (no record before its parent), in one pass, where sorting a million
+// records by key costs seconds.
+func byKind(recs []Record, childrenFirst bool) []Record {
+	var buckets [4][]Record
+	for _, r := range recs {
+		i := rankOf(r.Key)
+		if i > 3 {
+			i = 3
+		}
+		if childrenFirst {
+			i = 3 - i
+		}
+		buckets[i] = append(buckets[i], r)
+	}
+	out := recs[:0]
+	for _, b := range buckets {
+		out = append(out, b...)
+	}
+	return out
 }
 
 // Replace makes the log hold exactly desired: tenants desired does not
