@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -893,4 +894,48 @@ func ctx5s(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestListPaging: list endpoints answer one page with its bounds, in id
+// order for applications, and refuse a page or per_page out of range.
+func TestListPaging(t *testing.T) {
+	e := newEnv(t)
+	apps := v1 + "/services/" + acmeSvc + "/applications"
+	for i := range 5 {
+		e.expect("PUT", apps+"/p"+strconv.Itoa(i), acmeTok, `{"plan":"free"}`, 201, "")
+	}
+	ids := func(r resp) []string {
+		var out []string
+		for _, a := range r.json(t)["applications"].([]any) {
+			out = append(out, a.(map[string]any)["id"].(string))
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		query string
+		want  []string
+		total float64
+	}{
+		{"default page", "", []string{"app1", "app2", "p0", "p1", "p2", "p3", "p4"}, 7},
+		{"first page of 3", "?per_page=3", []string{"app1", "app2", "p0"}, 7},
+		{"third page of 3", "?page=3&per_page=3", []string{"p4"}, 7},
+		{"past the end", "?page=9&per_page=3", nil, 7},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.expect("GET", apps+tc.query, acmeTok, "", 200, "")
+			if got := ids(r); !reflect.DeepEqual(got, tc.want) || r.json(t)["total"] != tc.total {
+				t.Errorf("page %v total %v, want %v total %v", got, r.json(t)["total"], tc.want, tc.total)
+			}
+		})
+	}
+	for _, q := range []string{"?page=0", "?page=-1", "?page=x", "?per_page=0", "?per_page=501", "?per_page=99999999999999999999", "?page=1099511627777"} {
+		e.expect("GET", apps+q, acmeTok, "", 400, "bad_request")
+		e.expect("GET", v1+"/services"+q, acmeTok, "", 400, "bad_request")
+	}
+	r := e.expect("GET", v1+"/services/"+acmeSvc+"/plans?per_page=1&page=2", acmeTok, "", 200, "")
+	if m := r.json(t); len(m["plans"].([]any)) != 1 || m["total"] != float64(2) || m["page"] != float64(2) || m["per_page"] != float64(1) {
+		t.Errorf("plans page: %s", r.body)
+	}
 }
