@@ -159,27 +159,57 @@ func (st *Stage) PutPlan(tenant, service string, pd *PlanSpec) error {
 	if err != nil {
 		return notStaged("plan %q: %v", pd.ID, err)
 	}
+	old := t.plans[p.ID]
 	t.ownPlans, t.plans, t.info = true, ownedPlans(t), nil
 	t.plans[p.ID] = p
-	st.repoint(s, t, p.ID, p)
+	if old != nil {
+		st.repoint(s, t, old, p)
+	}
 	return nil
 }
 
-// repoint republishes the applications of s on the plan with id with plan
-// p, so that every App names the current version of its plan.
-func (st *Stage) repoint(s *Service, t *staged, id string, p *Plan) {
-	var on []*App
-	for _, a := range t.apps.x.All() {
-		if a.Plan != nil && a.Plan.ID == id {
-			on = append(on, a)
+// repoint republishes the applications of s on plan old with plan p, its
+// new version, so that every App names the current version of its plan.
+func (st *Stage) repoint(s *Service, t *staged, old, p *Plan) {
+	// Shard by shard, without hashing: a plan may have most of a service's
+	// applications on it.
+	repl := map[*App]*App{}
+	for i := range t.apps.x.shards {
+		on := false
+		for _, a := range t.apps.x.shards[i] {
+			if on = a.Plan == old; on {
+				break
+			}
+		}
+		if !on {
+			continue
+		}
+		t.apps.own(i)
+		m := t.apps.x.shards[i]
+		for k, a := range m {
+			if a.Plan == old {
+				na := *a
+				na.Plan = p
+				m[k] = &na
+				repl[a] = &na
+			}
 		}
 	}
-	for _, a := range on {
-		na := *a
-		na.Plan = p
-		t.apps.set(na.ID, &na)
-		if s.AuthMode == AuthUserKey {
-			t.userKeys.set(na.UserKey, &na)
+	if s.AuthMode != AuthUserKey || len(repl) == 0 {
+		return
+	}
+	for i := range t.userKeys.x.shards {
+		owned := false
+		for k, a := range t.userKeys.x.shards[i] {
+			na := repl[a]
+			if na == nil {
+				continue
+			}
+			if !owned {
+				t.userKeys.own(i)
+				owned = true
+			}
+			t.userKeys.x.shards[i][k] = na
 		}
 	}
 }

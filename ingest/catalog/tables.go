@@ -163,9 +163,9 @@ func (e *indexEdit) own(i int) {
 	if e.copied[i] {
 		return
 	}
-	m := make(map[string]*App, len(e.x.shards[i])+1)
-	for k, v := range e.x.shards[i] {
-		m[k] = v
+	m := maps.Clone(e.x.shards[i]) // copies the table's memory: several times faster than inserting
+	if m == nil {
+		m = make(map[string]*App)
 	}
 	e.x.shards[i], e.copied[i] = m, true
 }
