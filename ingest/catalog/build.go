@@ -325,7 +325,7 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry, path string) (*
 		s.Metrics[i] = Metric{Name: m.Name, ID: ids[i], Parent: parent}
 		s.Parents[ids[i]] = parent
 	}
-	tb := &serviceTables{plans: make(map[string]*Plan, len(sd.Plans)), apps: &AppIndex{}, userKeys: &AppIndex{}}
+	tb := &serviceTables{plans: make(map[string]*Plan, len(sd.Plans)), apps: &AppIndex{}, userKeys: &shardMap[string]{}}
 	for pi := range sd.Plans {
 		p, err := compilePlan(s, &sd.Plans[pi])
 		if err != nil {
@@ -338,7 +338,7 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry, path string) (*
 		a := newApp(s, tb.plans[ad.Plan], ad, keys)
 		tb.apps.put(a.ID, a)
 		if mode == AuthUserKey && a.UserKey != "" {
-			tb.userKeys.put(a.UserKey, a)
+			tb.userKeys.put(a.UserKey, a.ID)
 		}
 	}
 	s.tables.Store(tb)

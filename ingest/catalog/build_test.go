@@ -80,7 +80,7 @@ func TestBuildIndexesEverything(t *testing.T) {
 	}
 	// Applications.
 	app1, app2 := s.App("app1"), s.App("app2")
-	if app1 == nil || app2 == nil || s.AppByUserKey([]byte("uk-1")) != app1 || s.AppByUserKey([]byte("uk-2")) != app2 || s.UserKeys().Len() != 2 {
+	if app1 == nil || app2 == nil || s.AppByUserKey([]byte("uk-1")) != app1 || s.AppByUserKey([]byte("uk-2")) != app2 || s.NumUserKeys() != 2 {
 		t.Fatal("user keys")
 	}
 	if app1.Plan != s.Plan("basic") || app1.Service != s || app2.State != Suspended || app1.Key == 0 || app1.Key == app2.Key {
@@ -88,7 +88,7 @@ func TestBuildIndexesEverything(t *testing.T) {
 	}
 	oa := o.App("oapp")
 	if oa == nil || oa.RedirectURL != "https://example.com/cb" || !reflect.DeepEqual(oa.Keys, []string{"secret-1"}) ||
-		!reflect.DeepEqual(oa.ReferrerFilters, []string{"*.example.com", "localhost:8080"}) || o.UserKeys().Len() != 0 {
+		!reflect.DeepEqual(oa.ReferrerFilters, []string{"*.example.com", "localhost:8080"}) || o.NumUserKeys() != 0 {
 		t.Errorf("oauth app = %+v", oa)
 	}
 	// The snapshot shares no memory with the document.

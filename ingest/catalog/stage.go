@@ -37,8 +37,8 @@ type staged struct {
 	plans    map[string]*Plan
 	ownPlans bool
 	info     planInfo // the plans' ids, for validating applications; nil when plans change
-	apps     *indexEdit
-	userKeys *indexEdit
+	apps     *indexEdit[*App]
+	userKeys *indexEdit[string]
 }
 
 // ErrNotStaged is wrapped by the errors of Stage's methods: the change must
@@ -103,7 +103,7 @@ func (st *Stage) PutApp(tenant, service string, ad *AppSpec) error {
 		return notStaged("more than %d applications", MaxApps)
 	}
 	if s.AuthMode == AuthUserKey {
-		if o := t.userKeys.x.Get(ad.UserKey); o != nil && o.ID != ad.ID {
+		if o := t.userKeys.x.Get(ad.UserKey); o != "" && o != ad.ID {
 			return notStaged("duplicate user_key")
 		}
 	}
@@ -113,7 +113,7 @@ func (st *Stage) PutApp(tenant, service string, ad *AppSpec) error {
 		if old != nil && old.UserKey != a.UserKey {
 			t.userKeys.del(old.UserKey)
 		}
-		t.userKeys.set(a.UserKey, a)
+		t.userKeys.set(a.UserKey, a.ID)
 	}
 	return nil
 }
@@ -163,56 +163,43 @@ func (st *Stage) PutPlan(tenant, service string, pd *PlanSpec) error {
 	t.ownPlans, t.plans, t.info = true, ownedPlans(t), nil
 	t.plans[p.ID] = p
 	if old != nil {
-		st.repoint(s, t, old, p)
+		st.repoint(t, old, p)
 	}
 	return nil
 }
 
 // repoint republishes the applications of s on plan old with plan p, its
 // new version, so that every App names the current version of its plan.
-func (st *Stage) repoint(s *Service, t *staged, old, p *Plan) {
-	// Shard by shard, without hashing: a plan may have most of a service's
-	// applications on it.
-	repl := map[*App]*App{}
+func (st *Stage) repoint(t *staged, old, p *Plan) {
+	// Shard by shard, the new Apps from slabs of appSlab: a plan may have
+	// most of a service's applications on it, and one allocation per
+	// application would cost as much as the rest together.
+	var slab []App
 	for i := range t.apps.x.shards {
-		on := false
-		for _, a := range t.apps.x.shards[i] {
-			if on = a.Plan == old; on {
-				break
-			}
-		}
-		if !on {
-			continue
-		}
-		t.apps.own(i)
-		m := t.apps.x.shards[i]
-		for k, a := range m {
-			if a.Plan == old {
-				na := *a
-				na.Plan = p
-				m[k] = &na
-				repl[a] = &na
-			}
-		}
-	}
-	if s.AuthMode != AuthUserKey || len(repl) == 0 {
-		return
-	}
-	for i := range t.userKeys.x.shards {
-		owned := false
-		for k, a := range t.userKeys.x.shards[i] {
-			na := repl[a]
-			if na == nil {
+		cur := t.apps.x.shards[i]
+		var m map[string]*App
+		for k, a := range cur {
+			if a.Plan != old {
 				continue
 			}
-			if !owned {
-				t.userKeys.own(i)
-				owned = true
+			if m == nil {
+				t.apps.own(i)
+				m = t.apps.x.shards[i]
 			}
-			t.userKeys.x.shards[i][k] = na
+			if len(slab) == 0 {
+				slab = make([]App, appSlab)
+			}
+			na := &slab[0]
+			slab = slab[1:]
+			*na = *a
+			na.Plan = p
+			m[k] = na // the user_key index names applications by id: it stays
 		}
 	}
 }
+
+// appSlab is how many Apps a plan change allocates at once.
+const appSlab = 1024
 
 // ownedPlans returns t's plans map, copied if t does not own it yet.
 func ownedPlans(t *staged) map[string]*Plan {

@@ -51,8 +51,8 @@ func dump(t *testing.T, s *catalog.Snapshot) string {
 		if n != svc.Apps().Len() {
 			t.Errorf("service %s: %d apps, Len %d", sid, n, svc.Apps().Len())
 		}
-		if svc.AuthMode == catalog.AuthUserKey && svc.UserKeys().Len() != n {
-			t.Errorf("service %s: %d user keys for %d apps", sid, svc.UserKeys().Len(), n)
+		if svc.AuthMode == catalog.AuthUserKey && svc.NumUserKeys() != n {
+			t.Errorf("service %s: %d user keys for %d apps", sid, svc.NumUserKeys(), n)
 		}
 		slices.Sort(apps)
 		b.WriteString(strings.Join(apps, ""))
