@@ -28,6 +28,7 @@ type runConfig struct {
 	loadRate, changeRate float64
 	conns                int
 	keep                 bool
+	extra                string
 	api                  string
 	client               *fasthttp.HostClient
 }
@@ -44,6 +45,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	fs.Float64Var(&c.changeRate, "rate", 50, "admin changes per second streamed during the second load")
 	fs.IntVar(&c.conns, "conns", 8, "keep-alive connections of the load")
 	fs.BoolVar(&c.keep, "keep", false, "keep the data directory")
+	fs.StringVar(&c.extra, "dev-args", "", "more arguments for sluice dev, space-separated (e.g. --kafka-listen 127.0.0.1:PORT to keep the configuration on the embedded broker's topic)")
 	fs.Parse(args)
 	c.shape = *sh
 	if c.file == "" {
@@ -80,8 +82,9 @@ func cmdRun(ctx context.Context, args []string) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.CommandContext(ctx, c.bin, "dev", "--config", c.file, "--data-dir", filepath.Join(dir, "data"),
-		"--listen", api, "--query-listen", query, "--log-level", "warn")
+	args = append([]string{"dev", "--config", c.file, "--data-dir", filepath.Join(dir, "data"),
+		"--listen", api, "--query-listen", query, "--log-level", "warn"}, strings.Fields(c.extra)...)
+	cmd := exec.CommandContext(ctx, c.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
