@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
 )
@@ -53,11 +52,7 @@ func (p *Projection) Export(tenant string) (*Export, bool) {
 		s := &t.Services[si]
 		var recs []Record
 		if svc := snap.Services[s.ID]; svc != nil && svc.Tenant != nil && svc.Tenant.ID == tenant {
-			ids := make([]string, 0, svc.Apps().Len())
-			for id := range svc.Apps().All() {
-				ids = append(ids, id)
-			}
-			slices.Sort(ids)
+			ids := p.sortedIDs(svc)
 			recs = make([]Record, 0, len(ids))
 			for _, id := range ids {
 				k := AppKey(tenant, s.ID, id)

@@ -274,8 +274,25 @@ func (p *Projection) AppPage(tenant, service string, offset, limit int) (apps []
 	if svc == nil || svc.Tenant == nil || svc.Tenant.ID != tenant {
 		return nil, 0, false
 	}
+	ids := p.sortedIDs(svc)
+	from, to := min(offset, len(ids)), min(offset+limit, len(ids))
+	apps = make([]catalog.AppSpec, 0, to-from)
+	for _, id := range ids[from:to] {
+		var spec catalog.AppSpec
+		if decodeValue(p.state[AppKey(tenant, service, id)], &spec) {
+			spec.ID = id
+			apps = append(apps, spec)
+		}
+	}
+	return apps, len(ids), true
+}
+
+// sortedIDs returns the ids of svc's applications in order, sorting them
+// only when they changed since the last call; p.mu must be held. The
+// slice is shared: callers must not modify it.
+func (p *Projection) sortedIDs(svc *catalog.Service) []string {
 	idx := svc.Apps()
-	c := p.sorted[service]
+	c := p.sorted[svc.ID]
 	if c == nil || c.index != idx {
 		c = &sortedApps{index: idx, ids: make([]string, 0, idx.Len())}
 		for id := range idx.All() {
@@ -285,16 +302,7 @@ func (p *Projection) AppPage(tenant, service string, offset, limit int) (apps []
 		if p.sorted == nil {
 			p.sorted = map[string]*sortedApps{}
 		}
-		p.sorted[service] = c
+		p.sorted[svc.ID] = c
 	}
-	from, to := min(offset, len(c.ids)), min(offset+limit, len(c.ids))
-	apps = make([]catalog.AppSpec, 0, to-from)
-	for _, id := range c.ids[from:to] {
-		var spec catalog.AppSpec
-		if decodeValue(p.state[AppKey(tenant, service, id)], &spec) {
-			spec.ID = id
-			apps = append(apps, spec)
-		}
-	}
-	return apps, len(c.ids), true
+	return c.ids
 }
