@@ -6,7 +6,7 @@ DATA_DIR  ?= ./.sluice
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build deps run test test-unit test-kafka test-openapi test-regions fuzz bench bench-freshness bench-query lint clean
+.PHONY: all build deps run test test-unit test-kafka test-openapi test-regions fuzz bench bench-freshness bench-query bench-catalog lint clean
 
 all: build
 
@@ -50,6 +50,12 @@ bench:
 ## bench-freshness: end-to-end freshness (authrep -> visible in ClickHouse) at a paced 20,000 calls/s.
 bench-freshness:
 	$(GO) run ./bench/freshness
+
+## bench-catalog: a node with a million applications (startup, memory, admin changes seen by authrep).
+bench-catalog:
+	$(GO) run ./bench/catalog gen -out $(or $(TMPDIR),/tmp)/sluice-catalog-1m.json
+	$(GO) run ./bench/catalog mem -config $(or $(TMPDIR),/tmp)/sluice-catalog-1m.json
+	$(GO) run ./bench/catalog run -config $(or $(TMPDIR),/tmp)/sluice-catalog-1m.json
 
 ## bench-query: the query API benchmarks (30 days x 1,000 apps x 3 metrics; generation takes 7-13 min).
 bench-query:

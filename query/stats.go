@@ -77,7 +77,7 @@ func (s *Server) stats(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.Snapsho
 			if svc, e = service(snap, sc, id, true); e != nil {
 				return e
 			}
-			if app = svc.Apps[appID]; app == nil {
+			if app = svc.App(appID); app == nil {
 				return errf(404, "unknown_application", "service "+quote(svc.ID)+" has no application "+quote(appID))
 			}
 		} else {
@@ -86,11 +86,11 @@ func (s *Server) stats(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.Snapsho
 			t := snap.Tenants[sc.tenant]
 			if t != nil {
 				for _, cand := range snap.Services {
-					if cand.Tenant == t && cand.Apps[appID] != nil {
+					if cand.Tenant == t && cand.App(appID) != nil {
 						if app != nil {
 							return badRequest("missing_service_id", "several services have an application "+quote(appID)+"; add service_id")
 						}
-						svc, app = cand, cand.Apps[appID]
+						svc, app = cand, cand.App(appID)
 					}
 				}
 			}

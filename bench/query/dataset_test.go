@@ -84,8 +84,8 @@ func TestDocumentValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := snap.Services[Service]
-	if len(svc.Apps) != 1000 || svc.Tenant.ID != Tenant || snap.QueryTokens[QueryToken] == nil {
-		t.Fatalf("catalog: %d apps, tenant %s", len(svc.Apps), svc.Tenant.ID)
+	if svc.Apps().Len() != 1000 || svc.Tenant.ID != Tenant || snap.QueryTokens[QueryToken] == nil {
+		t.Fatalf("catalog: %d apps, tenant %s", svc.Apps().Len(), svc.Tenant.ID)
 	}
 }
 

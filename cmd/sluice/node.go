@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -736,6 +737,11 @@ func applyStartupConfig(ctx context.Context, cfg nodeConfig, proj *configlog.Pro
 		if err := proj.Apply(ctx, doc); err != nil {
 			return fmt.Errorf("apply config %s: %w", cfg.ConfigFile, err)
 		}
+		// A large file's document and records are garbage now: hand their
+		// memory back to the system rather than keep it for the next
+		// collection's growth.
+		doc = nil
+		debug.FreeOSMemory()
 		return nil
 	}
 	if !cfg.Demo {

@@ -91,6 +91,10 @@ type request struct {
 	tenant string // the token's tenant id
 	method string
 	segs   []string // path segments after Prefix, unescaped
+	// scope is the part of the configuration the route reads and writes:
+	// every tenant, service and plan, and the one application the path
+	// names, if any (see configlog.Scope).
+	scope configlog.Scope
 }
 
 // Handler serves one admin API request.
@@ -127,6 +131,13 @@ func (a *API) serve(ctx *fasthttp.RequestCtx) error {
 		return errf(413, "body_too_large", "request body larger than "+strconv.Itoa(MaxBodySize)+" bytes")
 	}
 	r := &request{ctx: ctx, tenant: tenant, method: string(ctx.Method()), segs: segs}
+	r.scope.Tenant = tenant
+	if len(segs) >= 2 && segs[0] == "services" {
+		r.scope.Service = segs[1]
+		if len(segs) >= 4 && segs[2] == "applications" {
+			r.scope.Apps = []string{segs[3]}
+		}
+	}
 	return a.route(r)
 }
 
@@ -177,7 +188,7 @@ func (a *API) routeServices(r *request, s []string) error {
 			return err
 		}
 		return a.read(r, func(t *catalog.TenantSpec) (any, error) {
-			return map[string]any{catalog.FieldName(t, &t.Services): nonNil(t.Services)}, nil
+			return pageOf(r, catalog.FieldName(t, &t.Services), t.Services)
 		})
 	}
 	sid := s[0]
@@ -215,9 +226,11 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-// read answers a GET from the current configuration.
+// read answers a GET from the request's scope of the current
+// configuration: services without their applications (they have their own
+// paged list), and the one application the path names.
 func (a *API) read(r *request, fn func(t *catalog.TenantSpec) (any, error)) error {
-	t := a.proj.Document().Tenant(r.tenant)
+	t := a.proj.View(r.scope).Tenant(r.tenant)
 	if t == nil {
 		return notFound("tenant")
 	}
@@ -255,9 +268,10 @@ func (a *API) changeDoc(r *request, fn func(doc *catalog.Document, t *catalog.Te
 	var (
 		status int
 		body   any
-		ti     = -1
+		ti     int
 	)
-	err := a.proj.Update(ctx, func(doc *catalog.Document) error {
+	err := a.proj.UpdateIn(ctx, r.scope, func(doc *catalog.Document) error {
+		ti = -1
 		for i := range doc.Tenants {
 			if doc.Tenants[i].ID == r.tenant {
 				ti = i
@@ -266,6 +280,8 @@ func (a *API) changeDoc(r *request, fn func(doc *catalog.Document, t *catalog.Te
 		if ti < 0 {
 			return notFound("tenant")
 		}
+		// UpdateIn may run the change twice (in its scope, then on the
+		// whole document): the answer is the last run's.
 		var err error
 		status, body, err = fn(doc, &doc.Tenants[ti])
 		return err

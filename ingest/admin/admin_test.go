@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -407,7 +408,7 @@ func TestPlansAndLimits(t *testing.T) {
 	e.expect("PUT", limits+"/hits/hour", acmeTok, `{"metric":"search"}`, 422, "invalid_config")
 	e.expect("GET", limits+"/search/"+url.PathEscape("sliding:10s"), acmeTok, "", 200, "")
 	e.expect("GET", limits+"/search/sliding:10000ms", acmeTok, "", 200, "") // same period
-	snapLimits := e.proj.Store().Load().Services[acmeSvc].Plans["basic"].Limits
+	snapLimits := e.proj.Store().Load().Services[acmeSvc].Plan("basic").Limits
 	if len(snapLimits) != 5 || snapLimits[3].Max != 600 || snapLimits[4].Max != 50 {
 		t.Errorf("snapshot limits %+v", snapLimits)
 	}
@@ -434,7 +435,7 @@ func TestApplications(t *testing.T) {
 	if len(uk) != 32 {
 		t.Fatalf("generated user_key %q", uk)
 	}
-	if a := e.proj.Store().Load().Services[acmeSvc].UserKeys[uk]; a == nil || a.ID != "app3" {
+	if a := e.proj.Store().Load().Services[acmeSvc].AppByUserKey([]byte(uk)); a == nil || a.ID != "app3" {
 		t.Error("new app not found by its user_key in the snapshot")
 	}
 	e.expect("PUT", apps+"/app3", acmeTok, `{"state":"suspended"}`, 200, "")
@@ -454,7 +455,7 @@ func TestApplications(t *testing.T) {
 	e.expect("DELETE", apps+"/app3", acmeTok, "", 204, "")
 	e.expect("DELETE", apps+"/app3", acmeTok, "", 404, "not_found")
 	e.expect("GET", apps+"/app3", acmeTok, "", 404, "not_found")
-	if e.proj.Store().Load().Services[acmeSvc].UserKeys[uk] != nil {
+	if e.proj.Store().Load().Services[acmeSvc].AppByUserKey([]byte(uk)) != nil {
 		t.Error("deleted app still found by user_key")
 	}
 	e.expect("POST", apps, acmeTok, "{}", 405, "method_not_allowed")
@@ -479,7 +480,7 @@ func TestKeys(t *testing.T) {
 	e.expect("PUT", keys+"/k9", globexTok, "", 201, "")
 	e.expect("PUT", keys+"/k9", globexTok, "", 200, "")
 	e.expect("GET", keys+"/k9", globexTok, "", 200, "")
-	if a := e.proj.Store().Load().Services["globex-1"].Apps["g1"]; !reflect.DeepEqual(a.Keys, []string{"k1", "k2", "k3", gen, "k9"}) {
+	if a := e.proj.Store().Load().Services["globex-1"].App("g1"); !reflect.DeepEqual(a.Keys, []string{"k1", "k2", "k3", gen, "k9"}) {
 		t.Errorf("snapshot keys %q", a.Keys)
 	}
 	e.expect("DELETE", keys+"/k9", globexTok, "", 204, "")
@@ -511,7 +512,7 @@ func TestReferrerFilters(t *testing.T) {
 	e.expect("DELETE", rf+"/"+url.PathEscape("*.example.com"), acmeTok, "", 204, "")
 	e.expect("DELETE", rf+"/"+url.PathEscape("*.example.com"), acmeTok, "", 404, "not_found")
 	e.expect("PUT", rf, acmeTok, `["a.example.com","*.b.example.com"]`, 200, "")
-	if a := e.proj.Store().Load().Services["acme-oauth"].Apps["oapp"]; !reflect.DeepEqual(a.ReferrerFilters, []string{"a.example.com", "*.b.example.com"}) {
+	if a := e.proj.Store().Load().Services["acme-oauth"].App("oapp"); !reflect.DeepEqual(a.ReferrerFilters, []string{"a.example.com", "*.b.example.com"}) {
 		t.Errorf("snapshot filters %q", a.ReferrerFilters)
 	}
 	e.expect("PUT", rf, acmeTok, `{"a":1}`, 422, "invalid_config")
@@ -631,7 +632,7 @@ func TestChangesSurviveRestart(t *testing.T) {
 	if !reflect.DeepEqual(p.Document(), want) {
 		t.Error("configuration after restart differs")
 	}
-	if p.Store().Load().Services[acmeSvc].Plans["gold"] == nil {
+	if p.Store().Load().Services[acmeSvc].Plan("gold") == nil {
 		t.Error("plan gold lost")
 	}
 }
@@ -662,7 +663,7 @@ func BenchmarkPutLimit(b *testing.B) {
 func TestLimitConsistency(t *testing.T) {
 	e := newEnv(t)
 	limits := v1 + "/services/" + acmeSvc + "/plans/basic/limits"
-	exact := func() bool { return e.proj.Store().Load().Services[acmeSvc].Plans["basic"].Exact }
+	exact := func() bool { return e.proj.Store().Load().Services[acmeSvc].Plan("basic").Exact }
 	if !exact() {
 		t.Fatal("a plan whose limits do not say is not exact")
 	}
@@ -691,7 +692,7 @@ func TestLimitConsistency(t *testing.T) {
 func TestLimitScope(t *testing.T) {
 	e := newEnv(t)
 	limits := v1 + "/services/" + acmeSvc + "/plans/basic/limits"
-	global := func() int { return len(e.proj.Store().Load().Services[acmeSvc].Plans["basic"].Global) }
+	global := func() int { return len(e.proj.Store().Load().Services[acmeSvc].Plan("basic").Global) }
 	all := len(e.doc().Tenant("acme").Service(acmeSvc).Plan("basic").Limits)
 	if global() != all {
 		t.Fatalf("%d global limits of %d: a limit that does not say is global", global(), all)
@@ -920,4 +921,48 @@ func ctx5s(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestListPaging: list endpoints answer one page with its bounds, in id
+// order for applications, and refuse a page or per_page out of range.
+func TestListPaging(t *testing.T) {
+	e := newEnv(t)
+	apps := v1 + "/services/" + acmeSvc + "/applications"
+	for i := range 5 {
+		e.expect("PUT", apps+"/p"+strconv.Itoa(i), acmeTok, `{"plan":"free"}`, 201, "")
+	}
+	ids := func(r resp) []string {
+		var out []string
+		for _, a := range r.json(t)["applications"].([]any) {
+			out = append(out, a.(map[string]any)["id"].(string))
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		query string
+		want  []string
+		total float64
+	}{
+		{"default page", "", []string{"app1", "app2", "p0", "p1", "p2", "p3", "p4"}, 7},
+		{"first page of 3", "?per_page=3", []string{"app1", "app2", "p0"}, 7},
+		{"third page of 3", "?page=3&per_page=3", []string{"p4"}, 7},
+		{"past the end", "?page=9&per_page=3", nil, 7},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.expect("GET", apps+tc.query, acmeTok, "", 200, "")
+			if got := ids(r); !reflect.DeepEqual(got, tc.want) || r.json(t)["total"] != tc.total {
+				t.Errorf("page %v total %v, want %v total %v", got, r.json(t)["total"], tc.want, tc.total)
+			}
+		})
+	}
+	for _, q := range []string{"?page=0", "?page=-1", "?page=x", "?per_page=0", "?per_page=501", "?per_page=99999999999999999999", "?page=1099511627777"} {
+		e.expect("GET", apps+q, acmeTok, "", 400, "bad_request")
+		e.expect("GET", v1+"/services"+q, acmeTok, "", 400, "bad_request")
+	}
+	r := e.expect("GET", v1+"/services/"+acmeSvc+"/plans?per_page=1&page=2", acmeTok, "", 200, "")
+	if m := r.json(t); len(m["plans"].([]any)) != 1 || m["total"] != float64(2) || m["page"] != float64(2) || m["per_page"] != float64(1) {
+		t.Errorf("plans page: %s", r.body)
+	}
 }

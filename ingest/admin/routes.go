@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -16,32 +17,51 @@ import (
 // configuration document (JSON, or YAML with ?format=yaml or an Accept
 // header naming yaml), ready to be loaded as a file.
 func (a *API) getConfig(r *request) error {
-	t := a.proj.Document().Tenant(r.tenant)
-	if t == nil {
+	exp, ok := a.proj.Export(r.tenant)
+	if !ok {
 		return notFound("tenant")
 	}
-	doc := &catalog.Document{Tenants: []catalog.TenantSpec{*t}}
 	format := string(r.ctx.QueryArgs().Peek("format"))
 	if format == "" && bytes.Contains(r.ctx.Request.Header.Peek("Accept"), []byte("yaml")) {
 		format = "yaml"
 	}
-	var b bytes.Buffer
 	switch format {
 	case "yaml":
-		if err := doc.WriteYAML(&b); err != nil {
+		var b bytes.Buffer
+		if err := exp.Document().WriteYAML(&b); err != nil {
 			return err
 		}
 		r.ctx.SetContentType("application/yaml")
+		r.ctx.SetStatusCode(200)
+		r.ctx.SetBody(b.Bytes())
 	case "", "json":
-		if err := doc.WriteJSON(&b); err != nil {
-			return err
-		}
+		// Streamed: a tenant with a million applications is a body of
+		// hundreds of megabytes, written as it is encoded.
 		r.ctx.SetContentType("application/json")
+		r.ctx.SetStatusCode(200)
+		r.ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+			if err := exp.WriteJSON(w); err != nil {
+				a.logger.Warn("admin: config export cut short", "tenant", r.tenant, "err", err)
+			}
+		})
 	default:
 		return errf(400, "bad_request", "format must be json or yaml")
 	}
-	r.ctx.SetStatusCode(200)
-	r.ctx.SetBody(b.Bytes())
+	return nil
+}
+
+// listApps answers one page of a service's applications, in id order.
+func (a *API) listApps(r *request, sid string) error {
+	page, perPage, err := paging(r)
+	if err != nil {
+		return err
+	}
+	apps, total, ok := a.proj.AppPage(r.tenant, sid, (page-1)*perPage, perPage)
+	if !ok {
+		return notFound("service")
+	}
+	var spec catalog.ServiceSpec
+	writeJSON(r.ctx, 200, pageBody(catalog.FieldName(&spec, &spec.Applications), nonNil(apps), page, perPage, total))
 	return nil
 }
 
@@ -113,7 +133,7 @@ func (a *API) routeMetrics(r *request, sid string, s []string) error {
 			return err
 		}
 		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
-			return map[string]any{catalog.FieldName(svc, &svc.Metrics): nonNil(svc.Metrics)}, nil
+			return pageOf(r, catalog.FieldName(svc, &svc.Metrics), svc.Metrics)
 		})
 	case 1:
 	default:
@@ -175,7 +195,7 @@ func (a *API) routePlans(r *request, sid string, s []string) error {
 			return err
 		}
 		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
-			return map[string]any{catalog.FieldName(svc, &svc.Plans): nonNil(svc.Plans)}, nil
+			return pageOf(r, catalog.FieldName(svc, &svc.Plans), svc.Plans)
 		})
 	}
 	pid := s[0]
@@ -271,7 +291,7 @@ func (a *API) routeLimits(r *request, sid, pid string, s []string) error {
 		}
 		if r.method == "GET" {
 			return readPlan(func(p *catalog.PlanSpec) (any, error) {
-				return map[string]any{catalog.FieldName(p, &p.Limits): nonNil(p.Limits)}, nil
+				return pageOf(r, catalog.FieldName(p, &p.Limits), p.Limits)
 			})
 		}
 		return withPlan(func(p *catalog.PlanSpec) (int, any, error) {
@@ -342,9 +362,7 @@ func (a *API) routeApps(r *request, sid string, s []string) error {
 		if err := r.allow("GET"); err != nil {
 			return err
 		}
-		return a.readService(r, sid, func(svc *catalog.ServiceSpec) (any, error) {
-			return map[string]any{catalog.FieldName(svc, &svc.Applications): nonNil(svc.Applications)}, nil
-		})
+		return a.listApps(r, sid)
 	}
 	aid := s[0]
 	if len(s) > 1 {

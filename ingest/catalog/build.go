@@ -30,12 +30,10 @@ import (
 // than that, counting those it has deleted, is refused (Build, Reserve).
 type KeyRegistry struct {
 	mu      sync.Mutex
-	keys    map[appRef]limiter.AppKey
+	keys    map[svcRef]map[string]limiter.AppKey // by service, then application id: 28 bytes an application
 	last    limiter.AppKey
 	metrics map[svcRef]map[string]limiter.MetricID // ids 0..len-1, in order of first sight
 }
-
-type appRef struct{ tenant, service, app string }
 
 type svcRef struct{ tenant, service string }
 
@@ -55,15 +53,20 @@ func NewKeyRegistry() *KeyRegistry { return &KeyRegistry{} }
 func (r *KeyRegistry) Key(tenant, service, app string) limiter.AppKey {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ref := appRef{tenant, service, app}
-	if k, ok := r.keys[ref]; ok {
+	ref := svcRef{tenant, service}
+	m := r.keys[ref]
+	if k, ok := m[app]; ok {
 		return k
 	}
-	if r.keys == nil {
-		r.keys = make(map[appRef]limiter.AppKey)
+	if m == nil {
+		if r.keys == nil {
+			r.keys = make(map[svcRef]map[string]limiter.AppKey)
+		}
+		m = make(map[string]limiter.AppKey)
+		r.keys[ref] = m
 	}
 	r.last++
-	r.keys[ref] = r.last
+	m[app] = r.last
 	return r.last
 }
 
@@ -71,7 +74,7 @@ func (r *KeyRegistry) Key(tenant, service, app string) limiter.AppKey {
 func (r *KeyRegistry) Lookup(tenant, service, app string) (limiter.AppKey, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	k, ok := r.keys[appRef{tenant, service, app}]
+	k, ok := r.keys[svcRef{tenant, service}][app]
 	return k, ok
 }
 
@@ -305,9 +308,6 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry, path string) (*
 		Parents:                 make([]limiter.MetricID, n),
 		Children:                make([][]limiter.MetricID, len(sd.Metrics)),
 		pos:                     make([]uint16, n),
-		Plans:                   make(map[string]*Plan, len(sd.Plans)),
-		Apps:                    make(map[string]*App, len(sd.Applications)),
-		UserKeys:                make(map[string]*App),
 		AlertThresholds:         alertThresholds(sd.AlertThresholds),
 	}
 	for id := range n {
@@ -328,45 +328,60 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry, path string) (*
 		s.Metrics[i] = Metric{Name: m.Name, ID: ids[i], Parent: parent}
 		s.Parents[ids[i]] = parent
 	}
+	tb := &serviceTables{plans: make(map[string]*Plan, len(sd.Plans)), apps: &AppIndex{}, userKeys: &shardMap[string]{}}
 	for pi := range sd.Plans {
-		pd := &sd.Plans[pi]
-		p := &Plan{ID: pd.ID, Name: pd.Name, Limits: make([]limiter.Limit, len(pd.Limits))}
-		for li, l := range pd.Limits {
-			per, err := limiter.ParsePeriod(l.Period)
-			if err != nil {
-				return nil, err // Validate has checked it; defensive
-			}
-			p.Limits[li] = limiter.Limit{Metric: s.MetricIndex[l.Metric], Period: per, Max: l.Max}
-			p.Exact = p.Exact || l.Consistency != ConsistencyLocal
-			if l.Scope != ScopeRegion {
-				p.Global = append(p.Global, p.Limits[li])
-			}
-			if l.Strict {
-				p.Strict = append(p.Strict, li)
-			}
+		p, err := compilePlan(s, &sd.Plans[pi])
+		if err != nil {
+			return nil, err
 		}
-		s.Plans[p.ID] = p
+		tb.plans[p.ID] = p
 	}
 	for ai := range sd.Applications {
 		ad := &sd.Applications[ai]
-		state, _ := ParseState(ad.State)
-		a := &App{
-			Service:         s,
-			ID:              ad.ID,
-			Key:             keys.Key(t.ID, s.ID, ad.ID),
-			Plan:            s.Plans[ad.Plan],
-			UserKey:         ad.UserKey,
-			Keys:            cloneStrings(ad.Keys),
-			ReferrerFilters: cloneStrings(ad.ReferrerFilters),
-			RedirectURL:     ad.RedirectURL,
-			State:           state,
-		}
-		s.Apps[a.ID] = a
+		a := newApp(s, tb.plans[ad.Plan], ad, keys)
+		tb.apps.put(a.ID, a)
 		if mode == AuthUserKey && a.UserKey != "" {
-			s.UserKeys[a.UserKey] = a
+			tb.userKeys.put(a.UserKey, a.ID)
 		}
 	}
+	s.tables.Store(tb)
 	return s, nil
+}
+
+// compilePlan turns a valid plan of s into its runtime form.
+func compilePlan(s *Service, pd *PlanSpec) (*Plan, error) {
+	p := &Plan{ID: pd.ID, Name: pd.Name, Limits: make([]limiter.Limit, len(pd.Limits))}
+	for li, l := range pd.Limits {
+		per, err := limiter.ParsePeriod(l.Period)
+		if err != nil {
+			return nil, err // Validate has checked it; defensive
+		}
+		p.Limits[li] = limiter.Limit{Metric: s.MetricIndex[l.Metric], Period: per, Max: l.Max}
+		p.Exact = p.Exact || l.Consistency != ConsistencyLocal
+		if l.Scope != ScopeRegion {
+			p.Global = append(p.Global, p.Limits[li])
+		}
+		if l.Strict {
+			p.Strict = append(p.Strict, li)
+		}
+	}
+	return p, nil
+}
+
+// newApp turns a valid application of s on plan into its runtime form.
+func newApp(s *Service, plan *Plan, ad *AppSpec, keys *KeyRegistry) *App {
+	state, _ := ParseState(ad.State)
+	return &App{
+		Service:         s,
+		ID:              ad.ID,
+		Key:             keys.Key(s.Tenant.ID, s.ID, ad.ID),
+		Plan:            plan,
+		UserKey:         ad.UserKey,
+		Keys:            cloneStrings(ad.Keys),
+		ReferrerFilters: cloneStrings(ad.ReferrerFilters),
+		RedirectURL:     ad.RedirectURL,
+		State:           state,
+	}
 }
 
 // Store publishes the current Snapshot. Readers call Load on every request;

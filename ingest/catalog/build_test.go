@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"sync"
 	"testing"
@@ -72,29 +73,29 @@ func TestBuildIndexesEverything(t *testing.T) {
 		{Metric: 0, Period: limiter.Period{Unit: limiter.Month}, Max: 100000},
 		{Metric: 1, Period: limiter.Period{Unit: limiter.Sliding, Window: 10 * time.Second}, Max: 5},
 	}
-	if p := s.Plans["basic"]; p == nil || p.Name != "Basic" || !reflect.DeepEqual(p.Limits, want) {
-		t.Errorf("plan basic = %+v", s.Plans["basic"])
+	if p := s.Plan("basic"); p == nil || p.Name != "Basic" || !reflect.DeepEqual(p.Limits, want) {
+		t.Errorf("plan basic = %+v", s.Plan("basic"))
 	}
-	if p := s.Plans["free"]; p == nil || len(p.Limits) != 0 {
+	if p := s.Plan("free"); p == nil || len(p.Limits) != 0 {
 		t.Error("plan free")
 	}
 	// Applications.
-	app1, app2 := s.Apps["app1"], s.Apps["app2"]
-	if app1 == nil || app2 == nil || s.UserKeys["uk-1"] != app1 || s.UserKeys["uk-2"] != app2 || len(s.UserKeys) != 2 {
+	app1, app2 := s.App("app1"), s.App("app2")
+	if app1 == nil || app2 == nil || s.AppByUserKey([]byte("uk-1")) != app1 || s.AppByUserKey([]byte("uk-2")) != app2 || s.NumUserKeys() != 2 {
 		t.Fatal("user keys")
 	}
-	if app1.Plan != s.Plans["basic"] || app1.Service != s || app2.State != Suspended || app1.Key == 0 || app1.Key == app2.Key {
+	if app1.Plan != s.Plan("basic") || app1.Service != s || app2.State != Suspended || app1.Key == 0 || app1.Key == app2.Key {
 		t.Errorf("app1 = %+v", app1)
 	}
-	oa := o.Apps["oapp"]
+	oa := o.App("oapp")
 	if oa == nil || oa.RedirectURL != "https://example.com/cb" || !reflect.DeepEqual(oa.Keys, []string{"secret-1"}) ||
-		!reflect.DeepEqual(oa.ReferrerFilters, []string{"*.example.com", "localhost:8080"}) || len(o.UserKeys) != 0 {
+		!reflect.DeepEqual(oa.ReferrerFilters, []string{"*.example.com", "localhost:8080"}) || o.NumUserKeys() != 0 {
 		t.Errorf("oauth app = %+v", oa)
 	}
 	// The snapshot shares no memory with the document.
 	doc.Tenants[0].Services[0].Tokens[0] = "changed"
 	doc.Tenants[1].Services[0].Applications[0].Keys[0] = "changed"
-	if s.Tokens[0] != "st-acme" || g.Apps["g1"].Keys[0] != "k1" {
+	if s.Tokens[0] != "st-acme" || g.App("g1").Keys[0] != "k1" {
 		t.Error("snapshot aliases the document")
 	}
 }
@@ -110,23 +111,23 @@ func TestBuildGlobalLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := snap.Services[doc.Tenants[0].Services[0].ID].Plans[pl.ID]
+	p := snap.Services[doc.Tenants[0].Services[0].ID].Plan(pl.ID)
 	if want := []limiter.Limit{p.Limits[0], p.Limits[2]}; !reflect.DeepEqual(p.Global, want) {
 		t.Errorf("global limits %v, want %v", p.Global, want)
 	}
 	if len(p.Strict) != 0 {
 		t.Errorf("strict limits %v, want none", p.Strict)
 	}
-	if o := snap.Services["acme-oauth"]; o == nil || len(o.Plans) != 1 {
+	if o := snap.Services["acme-oauth"]; o == nil || len(maps.Collect(o.Plans())) != 1 {
 		t.Fatal("acme-oauth's plan")
 	} else {
-		for _, op := range o.Plans {
+		for _, op := range o.Plans() {
 			if !reflect.DeepEqual(op.Strict, []int{0}) {
 				t.Errorf("strict limits %v, want [0] (full.yaml's eternity limit)", op.Strict)
 			}
 		}
 	}
-	if g := snap.Services["globex-1"].Plans["gold"]; len(g.Global) != 0 || len(g.Limits) != 1 {
+	if g := snap.Services["globex-1"].Plan("gold"); len(g.Global) != 0 || len(g.Limits) != 1 {
 		t.Errorf("a plan whose one limit has scope region: global %v", g.Global)
 	}
 }
@@ -148,8 +149,8 @@ func TestKeysStableAcrossRebuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k1 := s1.Services["2555417777820"].Apps["app1"].Key
-	kg := s1.Services["globex-1"].Apps["g1"].Key
+	k1 := s1.Services["2555417777820"].App("app1").Key
+	kg := s1.Services["globex-1"].App("g1").Key
 
 	// Remove app1, reorder, add others: other keys stay; new ones are new.
 	svc := &doc.Tenants[0].Services[0]
@@ -159,11 +160,11 @@ func TestKeysStableAcrossRebuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s2.Services["globex-1"].Apps["g1"].Key != kg {
+	if s2.Services["globex-1"].App("g1").Key != kg {
 		t.Error("g1's key changed")
 	}
-	kn := s2.Services["2555417777820"].Apps["new"].Key
-	seen := map[limiter.AppKey]bool{k1: true, kg: true, s1.Services["2555417777820"].Apps["app2"].Key: true, s1.Services["acme-oauth"].Apps["oapp"].Key: true}
+	kn := s2.Services["2555417777820"].App("new").Key
+	seen := map[limiter.AppKey]bool{k1: true, kg: true, s1.Services["2555417777820"].App("app2").Key: true, s1.Services["acme-oauth"].App("oapp").Key: true}
 	if seen[kn] {
 		t.Error("a new application got a key already given")
 	}
@@ -174,7 +175,7 @@ func TestKeysStableAcrossRebuilds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s3.Services["2555417777820"].Apps["app1"].Key != k1 {
+	if s3.Services["2555417777820"].App("app1").Key != k1 {
 		t.Error("app1's key changed after delete and re-create")
 	}
 	if k, ok := keys.Lookup("acme", "2555417777820", "app1"); !ok || k != k1 {

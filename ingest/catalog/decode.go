@@ -46,6 +46,11 @@ type node struct {
 	items []*node    // nodeSeq
 	keys  []string   // nodeMap, in document order
 	vals  []*node    // nodeMap
+
+	// A list of applications of a JSON document is decoded as it is read
+	// (see appStream): pre holds the []AppSpec, preProbs their problems.
+	pre      reflect.Value
+	preProbs []Problem
 }
 
 // Bounds of the syntax tree, so that hostile input (deep nesting, YAML alias
@@ -161,11 +166,42 @@ func yamlToTree(y *yaml.Node, depth int, budget *yamlBudget, inAlias bool) (*nod
 	return &node{}, nil
 }
 
-func parseJSONTree(data []byte) (*node, error) {
+func parseJSONTree(data []byte) (*node, error) { return parseJSON(data, false) }
+
+// appStream is where a JSON document's reader is in the schema, so that it
+// decodes each application as soon as it has read it and keeps the
+// AppSpec, not its syntax tree: a document of a million applications then
+// costs its Document and one application's tree, where the whole tree
+// would cost several times the Document (and exceed maxTreeNodes).
+type appStream uint8
+
+const (
+	inNothing appStream = iota // streaming off, or outside the path below
+	inRoot
+	inTenants  // the document's tenants list
+	inTenant   // one tenant
+	inServices // a tenant's services list
+	inService  // one service
+	inAppList  // a service's applications list: decoded as read
+)
+
+// The keys on the way to applications, as the schema names them.
+var keyTenants, keyServices, keyApplications = func() (string, string, string) {
+	var d Document
+	var t TenantSpec
+	var s ServiceSpec
+	return FieldName(&d, &d.Tenants), FieldName(&t, &t.Services), FieldName(&s, &s.Applications)
+}()
+
+func parseJSON(data []byte, stream bool) (*node, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	budget := maxTreeNodes
-	n, err := jsonValue(dec, 0, &budget)
+	at := inNothing
+	if stream {
+		at = inRoot
+	}
+	n, err := jsonValue(dec, 0, &budget, at, "")
 	if err != nil {
 		if err == io.EOF {
 			return nil, errors.New("json: empty document")
@@ -178,7 +214,31 @@ func parseJSONTree(data []byte) (*node, error) {
 	return n, nil
 }
 
-func jsonValue(dec *json.Decoder, depth int, budget *int) (*node, error) {
+// child returns where the value under key of a mapping at is.
+func (at appStream) child(key string) appStream {
+	switch {
+	case at == inRoot && key == keyTenants:
+		return inTenants
+	case at == inTenant && key == keyServices:
+		return inServices
+	case at == inService && key == keyApplications:
+		return inAppList
+	}
+	return inNothing
+}
+
+// item returns where the items of a list at are.
+func (at appStream) item() appStream {
+	switch at {
+	case inTenants:
+		return inTenant
+	case inServices:
+		return inService
+	}
+	return inNothing
+}
+
+func jsonValue(dec *json.Decoder, depth int, budget *int, at appStream, path string) (*node, error) {
 	*budget--
 	if depth > maxTreeDepth || *budget < 0 {
 		return nil, errTooLarge
@@ -204,9 +264,16 @@ func jsonValue(dec *json.Decoder, depth int, budget *int) (*node, error) {
 	case json.Delim:
 		switch t {
 		case '[':
+			if at == inAppList {
+				return jsonApps(dec, depth, budget, path)
+			}
 			n := &node{kind: nodeSeq}
-			for dec.More() {
-				item, err := jsonValue(dec, depth+1, budget)
+			for i := 0; dec.More(); i++ {
+				ip := ""
+				if at != inNothing {
+					ip = index(path, i)
+				}
+				item, err := jsonValue(dec, depth+1, budget, at.item(), ip)
 				if err != nil {
 					return nil, err
 				}
@@ -227,7 +294,11 @@ func jsonValue(dec *json.Decoder, depth int, budget *int) (*node, error) {
 					return nil, fmt.Errorf("key %q is repeated", k)
 				}
 				seen[k] = true
-				v, err := jsonValue(dec, depth+1, budget)
+				kat, kp := at.child(k), ""
+				if kat != inNothing {
+					kp = field(path, k)
+				}
+				v, err := jsonValue(dec, depth+1, budget, kat, kp)
 				if err != nil {
 					return nil, err
 				}
@@ -239,6 +310,29 @@ func jsonValue(dec *json.Decoder, depth int, budget *int) (*node, error) {
 		}
 	}
 	return nil, fmt.Errorf("unexpected token %v", tok)
+}
+
+// jsonApps reads a list of applications at path (its '[' read), decoding
+// each into an AppSpec as soon as it is read; the tree of one application
+// is all it holds at a time, and only that counts against the budget.
+func jsonApps(dec *json.Decoder, depth int, budget *int, path string) (*node, error) {
+	var apps []AppSpec
+	d := &decoder{}
+	st := schemaOf[AppSpec]()
+	for i := 0; dec.More(); i++ {
+		left := *budget
+		item, err := jsonValue(dec, depth+1, budget, inNothing, "")
+		if err != nil {
+			return nil, err
+		}
+		*budget = left
+		apps = append(apps, AppSpec{})
+		d.object(item, index(path, i), st, reflect.ValueOf(&apps[len(apps)-1]).Elem())
+	}
+	if _, err := dec.Token(); err != nil { // ']'
+		return nil, err
+	}
+	return &node{kind: nodeSeq, pre: reflect.ValueOf(apps), preProbs: d.probs}, nil
 }
 
 // decoder fills Document types from a tree, collecting every problem.
@@ -385,6 +479,17 @@ func (d *decoder) seq(n *node, path string) []*node {
 // st. An empty list adds nothing, so that a document equals itself after a
 // round trip through the file format, which omits empty lists.
 func (d *decoder) list(n *node, path string, st *schemaType, v reflect.Value) {
+	if n.pre.IsValid() {
+		d.probs = append(d.probs, n.preProbs...)
+		switch {
+		case n.pre.Len() == 0 || v.Type() != n.pre.Type():
+		case v.Len() == 0:
+			v.Set(n.pre) // no copy: the list is the document's
+		default:
+			v.Set(reflect.AppendSlice(v, n.pre))
+		}
+		return
+	}
 	items := d.seq(n, path)
 	if len(items) == 0 {
 		return

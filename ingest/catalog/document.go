@@ -229,7 +229,16 @@ func Decode(data []byte, format Format, v any) error {
 }
 
 func parse(data []byte, format Format) (*Document, []Problem, error) {
-	n, err := parseTree(data, format)
+	if format == FormatAuto {
+		format = sniff(data)
+	}
+	var n *node
+	var err error
+	if format == FormatJSON {
+		n, err = parseJSON(data, true) // applications decoded as read
+	} else {
+		n, err = parseTree(data, format)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

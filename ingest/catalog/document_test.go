@@ -327,7 +327,7 @@ func TestDemoDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := snap.Services[DemoServiceID]
-	if s == nil || s.UserKeys[ca.UserKey] == nil || snap.ProviderKeys[ca.ProviderKey].Default != s || len(s.Plans[DemoPlanID].Limits) != 3 {
+	if s == nil || s.AppByUserKey([]byte(ca.UserKey)) == nil || snap.ProviderKeys[ca.ProviderKey].Default != s || len(s.Plan(DemoPlanID).Limits) != 3 {
 		t.Errorf("demo snapshot incomplete: %+v", s)
 	}
 }

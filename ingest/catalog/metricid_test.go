@@ -62,7 +62,7 @@ func addDayLimit(d *Document, plan, metric string) {
 func counterValues(t *testing.T, lim *limiter.Limiter, snap *Snapshot) map[string]int64 {
 	t.Helper()
 	svc := snap.Services["s1"]
-	app := svc.Apps["a1"]
+	app := svc.App("a1")
 	names := map[limiter.MetricID]string{}
 	for n, id := range svc.MetricIndex {
 		names[id] = n
@@ -185,7 +185,7 @@ func TestCountersFollowMetricIdentity(t *testing.T) {
 			authrep := func(snap *Snapshot, usage map[string]int64) {
 				t.Helper()
 				svc := snap.Services["s1"]
-				app := svc.Apps["a1"]
+				app := svc.App("a1")
 				var us []limiter.Usage
 				for name, v := range usage {
 					us = append(us, limiter.Usage{Metric: svc.MetricIndex[name], Value: v})

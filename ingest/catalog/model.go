@@ -1,6 +1,10 @@
 package catalog
 
-import "github.com/sluice-dev/sluice/limiter"
+import (
+	"sync/atomic"
+
+	"github.com/sluice-dev/sluice/limiter"
+)
 
 // AuthMode is how a service's applications identify themselves.
 type AuthMode uint8
@@ -19,11 +23,14 @@ const (
 	Suspended
 )
 
-// Snapshot is an immutable, fully indexed view of every tenant's
-// configuration. The hot path reads it without locks through Store.Load; a
-// change builds a new Snapshot and swaps it in. Nothing in a Snapshot is ever
-// modified after it is published. Map lookups with string(b) of a []byte key do
-// not allocate.
+// Snapshot is a fully indexed view of every tenant's configuration. The hot
+// path reads it without locks through Store.Load. Its tenants, services and
+// credentials are immutable: a change to a tenant or a service builds a new
+// Snapshot and swaps it in. A service's plans and applications are published
+// per service instead (see Service.App, Stage): a change to a plan or an
+// application copies only the touched part of that service's tables and
+// publishes it with one atomic store, so it costs one change, not one
+// configuration. Map lookups with string(b) of a []byte key do not allocate.
 type Snapshot struct {
 	Tenants      map[string]*Tenant  // by tenant id
 	Services     map[string]*Service // by service id; service ids are unique across tenants
@@ -76,13 +83,15 @@ type Service struct {
 	MetricIndex map[string]limiter.MetricID // metric name -> id
 	Parents     []limiter.MetricID          // by id: the metric's parent, limiter.NoParent for a root or a hole
 	Children    [][]limiter.MetricID        // Children[i]: ids of Metrics[i]'s direct children, in declared order
-	Plans       map[string]*Plan
-	Apps        map[string]*App // by application id
-	UserKeys    map[string]*App // by user_key
 	// AlertThresholds are the utilization alert thresholds in percent of a
 	// limit, ascending, without duplicates: the service's or
 	// DefaultAlertThresholds.
 	AlertThresholds []uint16
+
+	// tables holds the plans and the application indexes (see Plan, App,
+	// AppByUserKey); readers load it once per lookup, writers publish a new
+	// one that shares all but the touched shard with the old.
+	tables atomic.Pointer[serviceTables]
 
 	pos []uint16 // by id: the metric's index in Metrics, noPos for a hole
 }
@@ -153,6 +162,10 @@ type Plan struct {
 }
 
 // App is one application (a consumer of the service) with its credentials.
+// Service is the application's service in the Snapshot it was published in
+// (a change to the service builds new Apps); Plan is always the current
+// version of its plan (a change to a plan publishes new Apps for every
+// application on it). An App is never modified after it is published.
 type App struct {
 	Service         *Service
 	ID              string

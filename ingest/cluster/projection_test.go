@@ -78,7 +78,7 @@ func TestProjectionApply(t *testing.T) {
 	if p.events.Load() != 6 || p.own.Load() != 1 {
 		t.Fatalf("applied %d, own %d; want 6 and 1", p.events.Load(), p.own.Load())
 	}
-	app := snap.Services["svc"].Apps["app0"]
+	app := snap.Services["svc"].App("app0")
 	var d limiter.Decision
 	lim.Do(&limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: app.Service.Parents, Mode: limiter.ModeAuthorize}, &d)
 	for i, r := range d.Reports {

@@ -6,9 +6,13 @@
 // The model is the one of a compacted Kafka topic (`sluice.config`): the
 // latest record of each key is the entity's state, so the log can forget
 // older records of a key without changing what it means. A Projection reads
-// the log into a State, assembles the State into a catalog.Document, and
-// publishes the Document's catalog.Snapshot into a catalog.Store, where the
-// hot path finds it.
+// the log into a State and keeps the catalog.Snapshot in a catalog.Store,
+// where the hot path finds it, equal to the one a full build of the State
+// gives (catalog.Build of State.Document): plan and application records are
+// applied to the published catalog one by one (catalog.Stage), at the cost
+// of the record; the first batch, tenant and service records, and a State
+// that is invalid rebuild it whole. A property test holds the two ways to
+// the same result over random sequences of changes.
 //
 // Gateway configurations are versioned per environment (staging,
 // production): each version is a proxyconfig record of its own key,
@@ -23,13 +27,18 @@
 // the Snapshot: they compute the Document they want, and Projection.Update
 // validates it, appends the records that differ (Diff; Reconcile for a file
 // that declares some tenants), and waits until the projection has applied
-// them. Writers on different nodes are not serialized: when two changes,
+// them. UpdateIn does the same for a change to plans or one application
+// within a Scope (every tenant, service and plan, and the named
+// applications), checking what the scope does not hold against the
+// catalog, so that one change costs one change at a million applications;
+// Apply writes a configuration file in chunks (ChunkBytes). Writers on different nodes are not serialized: when two changes,
 // each valid, are invalid together, the writer that finds its own records
 // at fault appends their previous values and returns ErrConflict, so the
 // log's configuration is invalid only for that moment. FileLog is the
 // single-process Log, an append-only file made durable
-// with fsync on every append; the pipeline plugs Kafka in behind the same
-// Log interface.
+// with fsync on every append and compacted when it is opened if most of it
+// is records that later ones replaced; the pipeline plugs Kafka in behind
+// the same Log interface (kafkalog, a compacted topic).
 //
 // Typical wiring:
 //

@@ -42,8 +42,9 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // FileLog is a Log in an append-only file, for a single process: `sluice
 // dev` and tests, and any deployment without a broker. Safe for concurrent
 // use; the file is locked (flock) against a second process. The file grows
-// with every change and is not compacted: configuration changes are rare and
-// small.
+// with every change; OpenFile compacts it when most of it is records that
+// later ones replaced (see Compact), so that a start does not replay every
+// change ever made.
 type FileLog struct {
 	f      *os.File
 	mu     sync.Mutex
@@ -76,7 +77,106 @@ func OpenFile(dir string, logger *slog.Logger) (*FileLog, error) {
 		f.Close()
 		return nil, err
 	}
+	if err := l.compactIfWasteful(logger, path); err != nil {
+		l.f.Close()
+		return nil, err
+	}
 	return l, nil
+}
+
+// Compaction thresholds: a log is rewritten when it is larger than
+// compactMinBytes and its latest records take less than 1/compactRatio of
+// it.
+const (
+	compactMinBytes = 1 << 20
+	compactRatio    = 2
+)
+
+// compactIfWasteful rewrites the log with only the latest record of every
+// live key when the records later ones replaced make up most of it. It runs
+// before anyone reads the log: positions change, and no reader may hold
+// one across it (a process starts reading a file log from its beginning).
+func (l *FileLog) compactIfWasteful(logger *slog.Logger, path string) error {
+	if l.end < compactMinBytes {
+		return nil
+	}
+	state := State{}
+	var order []string // keys in the order of their latest record
+	for pos := headerLen; pos < l.end; {
+		recs, next, err := l.readFrame(pos, l.end)
+		if err != nil {
+			return fmt.Errorf("configlog: read %s at %d: %w", path, pos, err)
+		}
+		for _, r := range recs {
+			if _, ok := state[r.Key]; !ok && !r.Tombstone() {
+				order = append(order, r.Key)
+			}
+			state.Apply(r)
+		}
+		pos = next
+	}
+	live := int64(0)
+	for k, v := range state {
+		live += int64(len(k) + len(v) + 2*binary.MaxVarintLen32)
+	}
+	if live*compactRatio > l.end {
+		return nil
+	}
+	recs := make([]Record, 0, len(state))
+	for _, k := range order {
+		if v, ok := state[k]; ok {
+			recs = append(recs, Record{Key: k, Value: v})
+			delete(state, k) // a key deleted and written again appears once, at its last place
+		}
+	}
+	recs = byKind(recs, false)
+	tmp := path + ".compact"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("configlog: compact: %w", err)
+	}
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("configlog: compact %s: %w", path, err)
+	}
+	if _, err := f.Write(fileMagic[:]); err != nil {
+		return fail(err)
+	}
+	end := headerLen
+	for len(recs) > 0 {
+		n, size := 0, 0
+		for n < len(recs) && (n == 0 || size+len(recs[n].Key)+len(recs[n].Value) <= ChunkBytes) {
+			size += len(recs[n].Key) + len(recs[n].Value)
+			n++
+		}
+		frame, err := encodeFrame(recs[:n])
+		if err != nil {
+			return fail(err)
+		}
+		if _, err := f.Write(frame); err != nil {
+			return fail(err)
+		}
+		end += int64(len(frame))
+		recs = recs[n:]
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := lockFile(f); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		f.Close()
+		return err
+	}
+	logger.Info("configlog: compacted the config log", "path", path, "bytes_before", l.end, "bytes_after", end)
+	l.f.Close()
+	l.f, l.end = f, end
+	return nil
 }
 
 func (l *FileLog) recover(logger *slog.Logger, path string) error {

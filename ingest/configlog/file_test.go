@@ -302,3 +302,72 @@ func TestReadFile(t *testing.T) {
 		t.Error("ReadFile of a foreign file succeeded")
 	}
 }
+
+// TestFileLogCompactsOnOpen: a log that is mostly records later ones
+// replaced is rewritten on open with only the latest record of every live
+// key, and holds the same configuration; a log that is mostly live is left
+// as it is.
+func TestFileLogCompactsOnOpen(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		rewrites  int // appends of the same keys with new values
+		compacted bool
+	}{
+		{"mostly replaced records", 40, true},
+		{"mostly live records", 1, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := openT(t, dir)
+			big := strings.Repeat("v", 4<<10)
+			var want State = State{}
+			for round := range tc.rewrites {
+				var recs []Record
+				for k := range 300 / tc.rewrites * 1 {
+					key := AppKey("t", "s", fmt.Sprintf("a%03d", k))
+					v := []byte(fmt.Sprintf("%d:%s", round, big))
+					recs = append(recs, Record{Key: key, Value: v})
+				}
+				recs = append(recs, Record{Key: TenantKey("t"), Value: []byte(fmt.Sprint(round))})
+				if round == tc.rewrites-1 {
+					recs = append(recs, Record{Key: AppKey("t", "s", "a000")}) // a tombstone
+				}
+				if _, err := l.Append(ctx, recs); err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range recs {
+					want.Apply(r)
+				}
+			}
+			before, _ := l.End(ctx)
+			l.Close()
+			l = openT(t, dir)
+			defer l.Close()
+			after, _ := l.End(ctx)
+			if got := after < before/2; got != tc.compacted {
+				t.Fatalf("end %d after reopen, %d before: compacted %v, want %v", after, before, got, tc.compacted)
+			}
+			got := State{}
+			var prevRank int
+			for _, e := range readAll(t, l) {
+				if r := rankOf(e.Key); r < prevRank && tc.compacted {
+					t.Errorf("record %s after a child in the compacted log", e.Key)
+				} else {
+					prevRank = r
+				}
+				got.Apply(e)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("state after reopen differs: %d keys, want %d", len(got), len(want))
+			}
+			if _, err := l.Append(ctx, []Record{{Key: TenantKey("u"), Value: []byte("x")}}); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(readAll(t, l)); tc.compacted && n != len(got)+1 {
+				t.Errorf("append after compaction: %d records, want %d", n, len(got)+1)
+			}
+		})
+	}
+}

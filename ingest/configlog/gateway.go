@@ -232,7 +232,10 @@ func (p *Projection) Promote(ctx context.Context, tenant, service string, from i
 	defer p.writeMu.Unlock()
 	p.mu.Lock()
 	var spec *catalog.ServiceSpec
-	if t := p.stateDoc.Tenant(tenant); t != nil {
+	// The skeleton holds every service record (metrics included) without
+	// the applications: enough to check the version's rules.
+	skel, _ := p.skel.Document()
+	if t := skel.Tenant(tenant); t != nil {
 		spec = t.Service(service)
 	}
 	src := (*GatewayVersion)(nil)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,12 +39,14 @@ type Projection struct {
 
 	mu       sync.Mutex
 	state    State
-	stateDoc *catalog.Document // assembled from state; may be invalid
-	doc      *catalog.Document // last valid document, the one published
+	skel     State             // the records of state that are not applications: tenants, services, plans
+	validDoc *catalog.Document // while the state is invalid: the last valid document, the one published
 	applied  Position
 	err      error
-	changed  chan struct{} // closed and replaced whenever applied moves
-	gateways gatewayIndex  // gateway configuration versions, from state
+	changed  chan struct{}          // closed and replaced whenever applied moves
+	gateways gatewayIndex           // gateway configuration versions, from state
+	sorted   map[string]*sortedApps // by service id, for AppPage
+	rebuilds int                    // full rebuilds so far (the first batch, tenant and service records, invalid states)
 
 	writeMu sync.Mutex // one Update at a time, so each bases on the last
 }
@@ -64,8 +67,7 @@ func NewProjection(log Log, store *catalog.Store, keys *catalog.KeyRegistry, log
 		keys:     keys,
 		logger:   logger,
 		state:    State{},
-		stateDoc: &catalog.Document{},
-		doc:      &catalog.Document{},
+		skel:     State{},
 		changed:  make(chan struct{}),
 		gateways: gatewayIndex{},
 	}
@@ -87,19 +89,101 @@ func (p *Projection) apply(batch []Entry) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// The state before the batch, kept only as the undo of its keys: if the
+	// batch leaves the configuration invalid, the document published so far
+	// is rebuilt from it.
+	var undo map[string][]byte
+	if p.err == nil && p.validDoc == nil {
+		undo = make(map[string][]byte, len(batch))
+		for _, e := range batch {
+			if _, seen := undo[e.Key]; !seen {
+				undo[e.Key] = p.state[e.Key] // nil: absent
+			}
+		}
+	}
 	for _, e := range batch {
 		p.state.Apply(e.Record)
 		p.gateways.apply(e.Record)
+		if !strings.HasPrefix(e.Key, KindApp+"/") {
+			p.skel.Apply(e.Record)
+		}
 	}
+	if p.err == nil && p.stage(batch) {
+		p.validDoc = nil
+	} else {
+		p.rebuild(batch[len(batch)-1].Pos, undo)
+	}
+	p.applied = batch[len(batch)-1].Pos
+	close(p.changed)
+	p.changed = make(chan struct{})
+	return nil
+}
+
+// stage applies a batch of plan and application records to the published
+// catalog in place of a rebuild, at the cost of the records (see
+// catalog.Stage). It reports false, having published nothing, when the
+// batch holds a tenant or service record or a record the stage refuses (it
+// would make the configuration invalid): the caller then rebuilds. Records
+// that a rebuild would leave out (an unknown key, an entity of a service the
+// catalog does not have) are left out here too, so that the result is
+// always the one a rebuild gives.
+func (p *Projection) stage(batch []Entry) bool {
+	snap := p.store.Load()
+	st := catalog.NewStage(snap, p.keys)
+	for _, e := range batch {
+		kind, ids, err := ParseKey(e.Key)
+		if err != nil {
+			continue
+		}
+		if kind == KindProxyConfig {
+			continue // gateway versions: the gateway index, not the catalog
+		}
+		if kind != KindPlan && kind != KindApp {
+			return false
+		}
+		if svc := snap.Services[ids[1]]; svc == nil || svc.Tenant == nil || svc.Tenant.ID != ids[0] {
+			continue // no parent: a rebuild leaves it out
+		}
+		switch kind {
+		case KindPlan:
+			var spec catalog.PlanSpec
+			if e.Tombstone() || !decodeValue(e.Value, &spec) {
+				err = st.DeletePlan(ids[0], ids[1], ids[2])
+			} else {
+				spec.ID = ids[2]
+				err = st.PutPlan(ids[0], ids[1], &spec)
+			}
+		case KindApp:
+			var spec catalog.AppSpec
+			if e.Tombstone() || !decodeValue(e.Value, &spec) {
+				err = st.DeleteApp(ids[0], ids[1], ids[2])
+			} else {
+				spec.ID = ids[2]
+				err = st.PutApp(ids[0], ids[1], &spec)
+			}
+		}
+		if err != nil {
+			return false
+		}
+	}
+	st.Publish()
+	return true
+}
+
+// rebuild builds the catalog from the whole state and publishes it if it
+// is valid. undo, when not nil, holds the batch's keys as they were before
+// it: the document to keep serving if the new state is invalid.
+func (p *Projection) rebuild(pos Position, undo map[string][]byte) {
+	p.rebuilds++
+	p.sorted = nil
 	doc, skipped := p.state.Document()
 	if len(skipped) > 0 {
 		// Keys name entities, never secrets: safe to log.
 		p.logger.Warn("configlog: records without a parent or undecodable, ignored", "count", len(skipped), "first", skipped[0])
 	}
-	p.stateDoc = doc
 	snap, err := catalog.Build(doc, p.keys)
 	if err != nil {
-		p.err = fmt.Errorf("configlog: configuration at position %d is invalid, still serving the previous one: %w", batch[len(batch)-1].Pos, err)
+		p.err = fmt.Errorf("configlog: configuration at position %d is invalid, still serving the previous one: %w", pos, err)
 		var ve *catalog.ValidationError
 		if errors.As(err, &ve) {
 			p.logger.Error("configlog: invalid configuration in the log; keeping the previous one",
@@ -107,15 +191,30 @@ func (p *Projection) apply(batch []Entry) error {
 		} else {
 			p.logger.Error("configlog: cannot build configuration; keeping the previous one", "err", err)
 		}
-	} else {
-		p.err = nil
-		p.doc = doc
-		p.store.Swap(snap)
+		if undo != nil {
+			prev := maps.Clone(p.state)
+			for k, v := range undo {
+				if v == nil {
+					delete(prev, k)
+				} else {
+					prev[k] = v
+				}
+			}
+			p.validDoc, _ = prev.Document()
+		}
+		return
 	}
-	p.applied = batch[len(batch)-1].Pos
-	close(p.changed)
-	p.changed = make(chan struct{})
-	return nil
+	p.err = nil
+	p.validDoc = nil
+	p.store.Swap(snap)
+}
+
+// document assembles the document of the current state (valid or not);
+// p.mu must be held. It is not kept: a node holds the configuration once,
+// in its state, and once compiled, in its catalog.
+func (p *Projection) document() *catalog.Document {
+	doc, _ := p.state.Document()
+	return doc
 }
 
 // Applied returns the log position up to which records are applied.
@@ -134,11 +233,16 @@ func (p *Projection) Err() error {
 }
 
 // Document returns the last valid document, the one the published Snapshot
-// was built from. It is shared: callers must not modify it (Clone it first).
+// holds. It is shared: callers must not modify it (Clone it first). It
+// costs a walk of the whole configuration when the configuration changed
+// since the last call: readers of one entity use Tenant, Entity and Page.
 func (p *Projection) Document() *catalog.Document {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.doc
+	if p.validDoc != nil {
+		return p.validDoc
+	}
+	return p.document()
 }
 
 // Store returns the Store the projection publishes into.
@@ -198,7 +302,7 @@ func (p *Projection) update(ctx context.Context, change func(doc *catalog.Docume
 	// diffing against a newer state (another writer's records applied in
 	// the meantime) would delete what this change never saw.
 	p.mu.Lock()
-	desired := p.stateDoc.Clone()
+	desired := p.document()
 	base := maps.Clone(p.state)
 	p.mu.Unlock()
 	if err := change(desired); err != nil {
@@ -284,16 +388,157 @@ func (p *Projection) withdraw(ctx context.Context, base State, recs []Record, in
 
 // Apply makes the log hold desired for every tenant desired declares (see
 // Reconcile), leaving other tenants alone: how a configuration file is
-// applied at start-up. The merged result is validated first.
+// applied at start-up. The merged result is validated first; desired is
+// not modified.
+//
+// Apply is built for large files: it never copies desired (the merged
+// configuration it validates shares desired's tenants and holds the other
+// tenants without their applications, which no other tenant's rules
+// read), it encodes and compares one entity at a time, and it appends the
+// records in chunks of at most ChunkBytes, so that no log sees a
+// write of the whole configuration at once. A change of many chunks is not
+// all-or-nothing: after a crash half way the log holds part of it, and
+// applying the file again completes it.
 func (p *Projection) Apply(ctx context.Context, desired *catalog.Document) error {
-	declared := map[string]bool{}
-	for _, t := range desired.Tenants {
-		declared[t.ID] = true
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	p.mu.Lock()
+	current, _ := p.skel.Document()
+	p.mu.Unlock()
+	merged := &catalog.Document{Tenants: make([]catalog.TenantSpec, 0, len(current.Tenants)+len(desired.Tenants))}
+	declared := make(map[string]*catalog.TenantSpec, len(desired.Tenants))
+	for i := range desired.Tenants {
+		declared[desired.Tenants[i].ID] = &desired.Tenants[i]
 	}
-	return p.update(ctx, func(doc *catalog.Document) error {
-		*doc = *Merge(doc, desired)
+	placed := map[string]bool{}
+	for _, t := range current.Tenants {
+		if d := declared[t.ID]; d != nil && !placed[t.ID] {
+			merged.Tenants = append(merged.Tenants, *d)
+			placed[t.ID] = true
+		} else if d == nil {
+			merged.Tenants = append(merged.Tenants, t)
+		}
+	}
+	for i := range desired.Tenants {
+		if t := &desired.Tenants[i]; !placed[t.ID] {
+			merged.Tenants = append(merged.Tenants, *t)
+			placed[t.ID] = true
+		}
+	}
+	if err := merged.Validate(); err != nil {
+		return err
+	}
+	if err := p.keys.Reserve(merged); err != nil {
+		return err
+	}
+	recs := p.reconcile(desired)
+	// A configuration file sets both environments of its services' gateway
+	// configuration (see update).
+	p.mu.Lock()
+	gw, err := gatewayRecords(p.gateways, desired, func(tenant string) bool { return declared[tenant] != nil }, time.Now().UTC().Truncate(time.Second))
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	recs = append(recs, gw...)
+	if len(recs) == 0 {
 		return nil
-	}, func(tenant string) bool { return declared[tenant] })
+	}
+	var last Position
+	for len(recs) > 0 {
+		n, size := 0, 0
+		for n < len(recs) && (n == 0 || size+len(recs[n].Key)+len(recs[n].Value) <= ChunkBytes) {
+			size += len(recs[n].Key) + len(recs[n].Value)
+			n++
+		}
+		pos, err := p.log.Append(ctx, recs[:n])
+		if err != nil {
+			return fmt.Errorf("configlog: append %d records: %w", n, err)
+		}
+		clear(recs[:n]) // written: let the values go
+		recs, last = recs[n:], pos
+	}
+	if err := p.WaitFor(ctx, last); err != nil {
+		return err
+	}
+	return p.Err()
+}
+
+// ChunkBytes bounds the keys and values of one Append of Apply: 4 MiB, well
+// within a Kafka batch (the config topic's producer allows 16 MiB) and a
+// file log frame.
+const ChunkBytes = 4 << 20
+
+// reconcile returns the records that make the state hold desired's tenants
+// as desired declares them: upserts of what differs, parents first, then
+// tombstones of what those tenants no longer have, children first.
+func (p *Projection) reconcile(desired *catalog.Document) []Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var recs, tombs []Record
+	tenants := map[string]bool{}
+	known := false // the state has records of a declared tenant
+	for i := range desired.Tenants {
+		tenants[desired.Tenants[i].ID] = true
+		if _, ok := p.skel[TenantKey(desired.Tenants[i].ID)]; ok {
+			known = true
+		}
+	}
+	var seen map[string]bool
+	if known {
+		seen = map[string]bool{}
+	}
+	for i := range desired.Tenants {
+		eachEntity(&desired.Tenants[i], func(k string, v []byte) {
+			if cur, ok := p.state[k]; !ok || !bytes.Equal(cur, v) {
+				recs = append(recs, Record{Key: k, Value: v})
+			}
+			if seen != nil {
+				seen[k] = true
+			}
+		})
+	}
+	if known {
+		for k := range p.state {
+			if seen[k] {
+				continue
+			}
+			kind, ids, err := ParseKey(k)
+			if err != nil || !tenants[ids[0]] {
+				continue
+			}
+			if kind == KindProxyConfig && seen[ServiceKey(ids[0], ids[1])] {
+				// Gateway versions are the history: they stay while
+				// their service does.
+				continue
+			}
+			tombs = append(tombs, Record{Key: k})
+		}
+	}
+	return append(byKind(recs, false), byKind(tombs, true)...)
+}
+
+// byKind orders records by kind, parents first (children first for
+// tombstones), keeping their order within a kind: the order a log needs
+// (no record before its parent), in one pass, where sorting a million
+// records by key costs seconds.
+func byKind(recs []Record, childrenFirst bool) []Record {
+	var buckets [4][]Record
+	for _, r := range recs {
+		i := rankOf(r.Key)
+		if i > 3 {
+			i = 3
+		}
+		if childrenFirst {
+			i = 3 - i
+		}
+		buckets[i] = append(buckets[i], r)
+	}
+	out := recs[:0]
+	for _, b := range buckets {
+		out = append(out, b...)
+	}
+	return out
 }
 
 // Replace makes the log hold exactly desired: tenants desired does not

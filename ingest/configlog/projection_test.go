@@ -57,7 +57,7 @@ func TestProjectionApplyAndReadYourWrites(t *testing.T) {
 	if snap.Services["globex-1"] == nil || snap.AdminTokens["adm-acme"] == nil {
 		t.Fatal("snapshot after apply")
 	}
-	key := snap.Services["2555417777820"].Apps["app1"].Key
+	key := snap.Services["2555417777820"].App("app1").Key
 
 	err := p.Update(ctx5(t), func(d *catalog.Document) error {
 		d.Tenant("acme").Service("2555417777820").App("app1").State = "suspended"
@@ -66,7 +66,7 @@ func TestProjectionApplyAndReadYourWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := p.Store().Load().Services["2555417777820"].Apps["app1"]
+	app := p.Store().Load().Services["2555417777820"].App("app1")
 	if app.State != catalog.Suspended || app.Key != key {
 		t.Errorf("after update: state %v key %v (was %v)", app.State, app.Key, key)
 	}
@@ -186,7 +186,7 @@ func TestProjectionKeepsLastValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Err() != nil || p.Store().Load() == good || len(p.Store().Load().Services["globex-1"].Plans["gold"].Limits) != 0 {
+	if p.Err() != nil || p.Store().Load() == good || len(p.Store().Load().Services["globex-1"].Plan("gold").Limits) != 0 {
 		t.Errorf("repair not published: %v", p.Err())
 	}
 }
@@ -358,7 +358,7 @@ func TestUpdateKeepsAChangeNotAtFault(t *testing.T) {
 		t.Fatalf("Update = %v, want the problems of the other writer's records", err)
 	}
 	p.mu.Lock()
-	got := p.stateDoc.Tenant("acme").Service("2555417777820").State
+	got := p.document().Tenant("acme").Service("2555417777820").State
 	p.mu.Unlock()
 	if got != "suspended" {
 		t.Errorf("the change not at fault was taken back: state %q", got)

@@ -115,23 +115,30 @@ func Records(doc *catalog.Document) []Record {
 
 func entities(doc *catalog.Document) map[string][]byte {
 	m := map[string][]byte{}
-	for _, t := range doc.Tenants {
-		tv := t
-		tv.Services = nil
-		m[TenantKey(t.ID)] = mustJSON(tv)
-		for _, s := range t.Services {
-			sv := s
-			sv.Plans, sv.Applications = nil, nil
-			m[ServiceKey(t.ID, s.ID)] = mustJSON(sv)
-			for _, p := range s.Plans {
-				m[PlanKey(t.ID, s.ID, p.ID)] = mustJSON(p)
-			}
-			for _, a := range s.Applications {
-				m[AppKey(t.ID, s.ID, a.ID)] = mustJSON(a)
-			}
-		}
+	for i := range doc.Tenants {
+		eachEntity(&doc.Tenants[i], func(k string, v []byte) { m[k] = v })
 	}
 	return m
+}
+
+// eachEntity calls fn with the key and value of every entity of t, one at
+// a time.
+func eachEntity(t *catalog.TenantSpec, fn func(key string, value []byte)) {
+	tv := *t
+	tv.Services = nil
+	fn(TenantKey(t.ID), mustJSON(tv))
+	for si := range t.Services {
+		s := &t.Services[si]
+		sv := *s
+		sv.Plans, sv.Applications = nil, nil
+		fn(ServiceKey(t.ID, s.ID), mustJSON(sv))
+		for pi := range s.Plans {
+			fn(PlanKey(t.ID, s.ID, s.Plans[pi].ID), mustJSON(s.Plans[pi]))
+		}
+		for ai := range s.Applications {
+			fn(AppKey(t.ID, s.ID, s.Applications[ai].ID), mustJSON(s.Applications[ai]))
+		}
+	}
 }
 
 func sortRecords(rs []Record) {

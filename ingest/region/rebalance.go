@@ -272,7 +272,7 @@ func (rb *Rebalancer) lookup(rec *shareRecord) (shareKey, *window) {
 	if svc == nil || svc.Tenant == nil || svc.Tenant.ID != rec.Tenant {
 		return shareKey{}, nil
 	}
-	app := svc.Apps[rec.App]
+	app := svc.App(rec.App)
 	m, ok := svc.MetricIndex[rec.Metric]
 	per, err := limiter.ParsePeriod(rec.Period)
 	if app == nil || app.Plan == nil || !ok || err != nil {

@@ -113,7 +113,7 @@ func ReplayFrom(snap *catalog.Snapshot, now time.Time, span time.Duration) time.
 	from := now
 	if snap != nil {
 		for _, svc := range snap.Services {
-			for _, p := range svc.Plans {
+			for _, p := range svc.Plans() {
 				for _, l := range p.Global {
 					start, _ := limiter.WindowBounds(l.Period, now)
 					if t := time.Unix(start, 0); t.Before(from) {

@@ -48,7 +48,7 @@ func TestCap(t *testing.T) {
 		catalog.LimitSpec{Metric: "hits", Period: "day", Max: 5000},
 		catalog.LimitSpec{Metric: "search", Period: "minute", Max: 90, Strict: true},
 	)
-	app := snap.Services["svc"].Apps["app0"]
+	app := snap.Services["svc"].App("app0")
 	s := NewShares("eu", []Peer{{Name: "us"}, {Name: "ap"}}) // eu is second of ap, eu, us
 	now := time.Date(2026, 12, 4, 15, 30, 20, 0, time.UTC)
 	peer := func(at time.Time, usage ...event.Usage) {
@@ -99,7 +99,7 @@ func TestCap(t *testing.T) {
 // take back what they used).
 func TestTakeAgainstDecisions(t *testing.T) {
 	snap := testCatalog(t, catalog.LimitSpec{Metric: "hits", Period: "hour", Max: 1000, Strict: true})
-	app := snap.Services["svc"].Apps["app0"]
+	app := snap.Services["svc"].App("app0")
 	lim := limiter.New(limiter.Options{})
 	s := NewShares("a", []Peer{{Name: "b"}}) // share 500
 	rb := &Rebalancer{s: s, o: RebalanceOptions{Limiter: lim}}
@@ -186,7 +186,7 @@ func TestApplyShareRecords(t *testing.T) {
 			rb := &Rebalancer{s: s, proc: "me", o: RebalanceOptions{Region: "a", Peers: []Peer{{Name: "b"}, {Name: "c"}}, Catalog: fixedCatalog{snap}},
 				status: map[shareKey]map[string]peerStatus{}}
 			rb.apply([]byte(c.value))
-			app := snap.Services["svc"].Apps["app0"]
+			app := snap.Services["svc"].App("app0")
 			w := s.get(shareKey{app: app.Key, metric: app.Plan.Limits[0].Metric, unit: limiter.Hour, start: 1764860400})
 			var given, recv int64
 			if w != nil {

@@ -125,7 +125,7 @@ func lookup(snap *catalog.Snapshot, tenant, service, app string) *catalog.App {
 	if svc == nil || svc.Tenant == nil || svc.Tenant.ID != tenant {
 		return nil
 	}
-	a := svc.Apps[app]
+	a := svc.App(app)
 	if a == nil || a.Plan == nil || a.Service == nil {
 		return nil
 	}

@@ -48,7 +48,6 @@ func testSnapshot(t *testing.T) *catalog.Snapshot {
 		Metrics:     []catalog.Metric{{Name: "hits", ID: 0, Parent: limiter.NoParent}, {Name: "search", ID: 1, Parent: 0}},
 		MetricIndex: map[string]limiter.MetricID{"hits": 0, "search": 1},
 		Parents:     []limiter.MetricID{limiter.NoParent, 0},
-		Plans:       map[string]*catalog.Plan{}, Apps: map[string]*catalog.App{},
 	}
 	plan := &catalog.Plan{ID: "basic", Name: "basic"}
 	for _, l := range []struct {
@@ -57,11 +56,12 @@ func testSnapshot(t *testing.T) *catalog.Snapshot {
 	}{{0, "minute"}, {0, "hour"}, {0, "day"}, {0, "month"}, {0, "eternity"}, {0, "sliding:1m"}, {1, "hour"}, {1, "sliding:5m"}} {
 		plan.Limits = append(plan.Limits, limiter.Limit{Metric: l.m, Period: per(l.per), Max: 1 << 40})
 	}
-	svc.Plans[plan.ID] = plan
+	var apps []*catalog.App
 	for i := range 5 {
 		id := fmt.Sprintf("app%d", i)
-		svc.Apps[id] = &catalog.App{Service: svc, ID: id, Key: limiter.AppKey(1000 + i), Plan: plan}
+		apps = append(apps, &catalog.App{Service: svc, ID: id, Key: limiter.AppKey(1000 + i), Plan: plan})
 	}
+	catalog.Assemble(svc, []*catalog.Plan{plan}, apps)
 	ten.Services[svc.ID] = svc
 	return &catalog.Snapshot{Tenants: map[string]*catalog.Tenant{"t1": ten}, Services: map[string]*catalog.Service{"s1": svc}}
 }
@@ -108,7 +108,7 @@ func (p *producer) send(n int, from, to time.Time) {
 			continue
 		}
 		svc := p.snap.Services["s1"]
-		app := svc.Apps[e.AppID]
+		app := svc.App(e.AppID)
 		if app == nil {
 			continue
 		}
@@ -250,7 +250,7 @@ func TestRestoreMatchesLiveCounters(t *testing.T) {
 	}
 	svc := snap.Services["s1"]
 	var d limiter.Decision
-	for _, app := range svc.Apps {
+	for _, app := range svc.Apps().All() {
 		lim2.Do(&limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}, &d)
 		for _, r := range d.Reports {
 			if r.Limit.Period.Unit == limiter.Sliding {
@@ -298,7 +298,7 @@ func compare(t *testing.T, ref, lim *limiter.Limiter, snap *catalog.Snapshot) {
 	svc := snap.Services["s1"]
 	var want, got limiter.Decision
 	nonzero := map[limiter.Period]bool{}
-	for id, app := range svc.Apps {
+	for id, app := range svc.Apps().All() {
 		req := limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}
 		ref.Do(&req, &want)
 		lim.Do(&req, &got)
@@ -314,7 +314,7 @@ func compare(t *testing.T, ref, lim *limiter.Limiter, snap *catalog.Snapshot) {
 		}
 	}
 	// Every kind of limit had usage, so the comparison above means something.
-	for _, l := range svc.Plans["basic"].Limits {
+	for _, l := range svc.Plan("basic").Limits {
 		if !nonzero[l.Period] {
 			t.Errorf("no usage in any %v window: the test data does not cover it", l.Period)
 		}
@@ -407,7 +407,7 @@ func TestRestoreNeverWraps(t *testing.T) {
 		app  string
 		want int64 // every hits counter
 	}{{"app0", big}, {"app1", 6}} {
-		app := svc.Apps[c.app]
+		app := svc.App(c.app)
 		var d limiter.Decision
 		lim.Do(&limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}, &d)
 		for _, r := range d.Reports {

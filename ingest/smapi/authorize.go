@@ -141,13 +141,13 @@ func resolveApp(svc *catalog.Service, appID, userKey []byte, oauth bool) (*catal
 		if len(userKey) == 0 {
 			return nil, parseError{code: errUserKeyInvalid}
 		}
-		app := svc.UserKeys[string(userKey)]
+		app := svc.AppByUserKey(userKey)
 		if app == nil {
 			return nil, parseError{code: errUserKeyInvalid, arg: userKey}
 		}
 		return app, parseError{}
 	}
-	app := svc.Apps[string(appID)]
+	app := svc.AppBytes(appID)
 	if app == nil {
 		return nil, parseError{code: errApplicationNotFound, arg: appID}
 	}

@@ -93,7 +93,7 @@ func goldenCases() []goldenCase {
 		{name: "err_service_id_missing", req: get("/transactions/authrep.xml?service_token=st-a&user_key=uk-a1")},
 		{name: "err_not_valid_data", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-%FF")},
 		{name: "err_referrer_filter_invalid", req: get("/transactions/authrep.xml?" + stIDs + "&app_id=a1&app_key=k1&referrer=x.example.com"),
-			setup: func(e *env) { e.snap.Services["svc-ids"].Apps["a1"].ReferrerFilters = []string{""} }},
+			setup: func(e *env) { e.snap.Services["svc-ids"].App("a1").ReferrerFilters = []string{""} }},
 		{name: "err_bad_request_too_much_usage", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-a1" + manyUsage(65))},
 		{name: "err_end_users_no_longer_supported", req: get("/transactions/authrep.xml?" + stA + "&user_key=uk-a1&user_id=alice")},
 		{name: "err_content_type_invalid", req: request{method: "POST", uri: "/transactions.xml", contentType: "application/json", body: `{"transactions":[]}`}},

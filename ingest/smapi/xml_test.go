@@ -32,7 +32,7 @@ func TestEscapeTail(t *testing.T) {
 
 func TestListAppKeysIsBounded(t *testing.T) {
 	e := newEnv(t)
-	app := e.snap.Services["svc-ids"].Apps["a1"]
+	app := e.snap.Services["svc-ids"].App("a1")
 	app.Keys = nil
 	for i := 0; i < 300; i++ {
 		app.Keys = append(app.Keys, "key"+strconv.Itoa(i))

@@ -5,7 +5,11 @@
 //
 // A record's key is its entity key and its value the entity's JSON; an empty
 // value is a Kafka tombstone, which compaction eventually removes together
-// with the entity's older records. Positions are Kafka offsets: an entry's
+// with the entity's older records. Compaction is the broker's: a node
+// starting reads the compacted topic (about one record per live entity)
+// and the changes of the last segment (SegmentRoll), not every change ever
+// made; configlog.Projection.Apply writes a large file in chunks of at most
+// configlog.ChunkBytes, within one producer batch each. Positions are Kafka offsets: an entry's
 // Pos is its offset + 1, which is also where Tail resumes.
 //
 // One Append is one record batch: records are produced with manual flushing
@@ -20,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -32,6 +37,10 @@ import (
 
 // DefaultTopic is the configuration topic.
 const DefaultTopic = "sluice.config"
+
+// SegmentRoll is the topic's segment.ms when Open creates it: how old the
+// records a compaction can not yet reach get.
+const SegmentRoll = time.Hour
 
 // Options configure a Log.
 type Options struct {
@@ -96,6 +105,11 @@ func (l *Log) ensureTopic(ctx context.Context) error {
 	}
 	n, _, err := kafkatopic.Ensure(ctx, l.adm, l.o.Topic, 1, rf, map[string]*string{
 		"cleanup.policy": kadm.StringPtr("compact"),
+		// The broker compacts closed segments only: rolling one every hour
+		// (Kafka's default is a week) keeps what a starting node replays
+		// near the live configuration, one record per entity, plus at most
+		// the last hour's changes.
+		"segment.ms": kadm.StringPtr(strconv.Itoa(int(SegmentRoll / time.Millisecond))),
 	})
 	if err != nil {
 		return fmt.Errorf("kafkalog: %w", err)
