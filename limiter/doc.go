@@ -100,7 +100,7 @@
 // # Concurrency
 //
 // Applications are spread over a power-of-two number of shards (default the
-// larger of 256 and 4×GOMAXPROCS) by the xxhash of their key. Each shard has
+// larger of 256 and 4×GOMAXPROCS) by a hash of their key. Each shard has
 // one mutex, held for the whole of one call: finding the record, checking
 // every limit and incrementing every counter. That makes check-and-increment
 // atomic across all the counters a call touches (per-counter atomics could
