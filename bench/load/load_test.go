@@ -173,7 +173,9 @@ requests:
 }
 
 func sampleReport() *Report {
-	p := func(v float64) Percentiles { return Percentiles{P50: v, P90: 2 * v, P99: 4 * v, P999: 8 * v, Max: 16 * v, Mean: 1.5 * v} }
+	p := func(v float64) Percentiles {
+		return Percentiles{P50: v, P90: 2 * v, P99: 4 * v, P999: 8 * v, Max: 16 * v, Mean: 1.5 * v}
+	}
 	return &Report{
 		Machine: "2 vCPU test", Commit: "abc1234", When: "2026-12-04 15:00 UTC", LoadAverage: "5.1",
 		Commands: []string{"make bench-load"}, Baseline: "noop",
