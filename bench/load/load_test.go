@@ -268,3 +268,22 @@ func TestAgainstNoop(t *testing.T) {
 		t.Error("ftp target accepted")
 	}
 }
+
+func TestOpen(t *testing.T) {
+	names := Builtin()
+	if len(names) < 7 {
+		t.Fatalf("built-in scenarios %v", names)
+	}
+	for _, n := range names {
+		s, err := Open(n)
+		if err != nil || s.Name != n {
+			t.Errorf("Open(%s): %v, name %v", n, err, s)
+		}
+	}
+	if s, err := Open("scenarios/denied.yaml"); err != nil || s.Name != "denied" {
+		t.Errorf("Open(file): %v", err)
+	}
+	if _, err := Open("no-such"); err == nil || !strings.Contains(err.Error(), "authrep-uniform") {
+		t.Errorf("Open(no-such): %v", err)
+	}
+}

@@ -30,6 +30,7 @@ func TestFlagsDocumented(t *testing.T) {
 		{[]string{"migrate"}, []string{"`sluice migrate`", chConn}},
 		{[]string{"export"}, []string{"`sluice export`", chConn}},
 		{[]string{"config", "export"}, []string{"`sluice config export`", kafkaConn}},
+		{[]string{"bench"}, []string{"`sluice bench`"}},
 	} {
 		name := strings.Join(c.args, " ")
 		var out, errs bytes.Buffer
