@@ -158,6 +158,10 @@ requests:
 	if n := strings.Count(body, "user_key]=uk-"); n != 3 {
 		t.Errorf("%d transactions in %s, want 3", n, body)
 	}
+	j := mustParse(t, "name: j\napps: 3\napp_key: k{i}\nrequests:\n  - path: /j\n    method: POST\n    body: '{\"r\":[{\"key\":\"{app}\",\"n\":{n}}]}'\n")
+	if got := string(j.render(0, newPicker(j, 1)).body); !strings.HasPrefix(got, `{"r":[{"key":"k`) || !strings.HasSuffix(got, `","n":{n}}]}`) {
+		t.Errorf("JSON body %s", got)
+	}
 	z := mustParse(t, oneRequest+"apps: 1000\ndistribution: zipf\nzipf_s: 1.5\n")
 	zp, seen := newPicker(z, 7), map[uint64]int{}
 	for range 10000 {

@@ -223,7 +223,8 @@ func (s *Scenario) render(kind int, p *picker) prepared {
 }
 
 // expand appends t to dst with {app}, {n} (when n >= 0) and {var}
-// replaced. Unknown placeholders stay as they are.
+// replaced. Unknown placeholders stay as they are, and braces around
+// anything but a name (JSON) are the payload's own.
 func (s *Scenario) expand(dst []byte, t string, p *picker, n int) []byte {
 	for {
 		i := strings.IndexByte(t, '{')
@@ -236,6 +237,12 @@ func (s *Scenario) expand(dst []byte, t string, p *picker, n int) []byte {
 		}
 		dst = append(dst, t[:i]...)
 		name := t[i+1 : i+j]
+		if !isName(name) {
+			// A brace of the payload (JSON), not a placeholder.
+			dst = append(dst, '{')
+			t = t[i+1:]
+			continue
+		}
 		switch v, ok := s.Vars[name]; {
 		case name == "app":
 			dst = appendApp(dst, s.AppKey, p.next())
@@ -248,6 +255,16 @@ func (s *Scenario) expand(dst []byte, t string, p *picker, n int) []byte {
 		}
 		t = t[i+j+1:]
 	}
+}
+
+// isName reports whether s can name a placeholder: letters, digits, '_'.
+func isName(s string) bool {
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // appendApp appends the credential of application i: key with {i}

@@ -87,7 +87,10 @@ func config() string {
 	return b.String()
 }
 
-var scenarios = []string{"authrep-uniform", "authrep-zipf", "authorize", "denied", "report-batch-100", "mix"}
+var (
+	scenarios = []string{"authrep-uniform", "authrep-zipf", "authorize", "denied", "report-batch-100", "mix"}
+	profiled  string
+)
 
 func main() {
 	bin := flag.String("sluice", "", "sluice binary for the dev target (empty: skip it)")
@@ -98,7 +101,11 @@ func main() {
 	conns := flag.Int("conns", 64, "keep-alive connections")
 	var peers peerFlags
 	flag.Var(&peers, "peer", "label=URL=scenario.yaml: also drive a peer (repeatable)")
+	only := flag.String("scenarios", strings.Join(scenarios, ","), "the scenarios to run, comma-separated")
+	profile := flag.String("profile", "memsink/authrep-uniform", "TARGET/SCENARIO whose saturation run is CPU-profiled")
 	flag.Parse()
+	scenarios = strings.Split(*only, ",")
+	profiled = *profile
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, *bin, *out, *results, *duration, *warmup, *conns, peers); err != nil {
@@ -174,8 +181,8 @@ func run(ctx context.Context, bin, out, results string, duration, warmup time.Du
 			o := opts
 			o.Targets, o.Label, o.AnyStatus = []string{t.url}, t.label, t.label == "noop"
 			var prof *os.File
-			if t.label == "memsink" && name == "authrep-uniform" {
-				if prof, err = os.Create(filepath.Join(out, "cpu-memsink-authrep.pprof")); err != nil {
+			if t.label+"/"+name == profiled {
+				if prof, err = os.Create(filepath.Join(out, "cpu-"+t.label+"-"+name+".pprof")); err != nil {
 					return err
 				}
 				if err := pprof.StartCPUProfile(prof); err != nil {

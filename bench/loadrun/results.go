@@ -48,7 +48,7 @@ func writeReports(rep *load.Report, out, results string, took time.Duration) err
 	sec.Write(md.Bytes())
 	sec.WriteString(goals(rep))
 	sec.WriteString("\n![p50 (thin) and p99 (thick) latency against offered load, authrep-uniform, open loop](load-results/chart.png)\n\n")
-	sec.WriteString("Reports: [JSON](load-results/report.json), [Markdown](load-results/report.md); CPU profile of memsink's authrep-uniform saturation run: `load-results/cpu-memsink-authrep.pprof` (`go tool pprof -top` it).\n\n")
+	sec.WriteString("Reports: [JSON](load-results/report.json), [Markdown](load-results/report.md); CPU profile of memsink's authrep-uniform saturation run: `load-results/cpu-memsink-authrep-uniform.pprof` (`go tool pprof -top` it).\n\n")
 	sec.WriteString(endMark)
 
 	b, err := os.ReadFile(results)
