@@ -169,7 +169,7 @@ func run(ctx context.Context, bin, out, results string, duration, warmup time.Du
 
 	rep := &load.Report{Machine: machine(), Commit: commit(), When: started.UTC().Format("2006-01-02 15:04 UTC"),
 		LoadAverage: loadAverage(), Baseline: "noop",
-		Commands: []string{"make bench-load   # go build -o $(TMP)/sluice ./cmd/sluice && go run ./bench/loadrun -sluice $(TMP)/sluice"}}
+		Commands: []string{"make bench-load", "# = go build -o bin/sluice ./cmd/sluice && go run ./bench/loadrun " + strings.Join(os.Args[1:], " ")}}
 	opts := load.Options{Conns: conns, Duration: duration, Warmup: warmup, Progress: os.Stderr}
 	saturation := map[string]float64{}
 	for _, name := range scenarios {
