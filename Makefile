@@ -44,7 +44,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./limiter/ ./ingest/...
 
 ## bench-load: the load generator's standard set (bench/loadrun) against a no-op server, the API
-## with an in-memory event sink and `sluice dev`, in one run (about 4 minutes); writes
+## with an in-memory event sink and `sluice dev`, in one run (about 3-4 minutes); writes
 ## bench/load-results/ and the load section of bench/RESULTS.md.
 bench-load: build
 	$(GO) run ./bench/loadrun -sluice $(BIN)

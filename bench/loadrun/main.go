@@ -13,6 +13,7 @@
 //   - dev: a `sluice dev` process (-sluice), the full pipeline: Kafka
 //     (kfake), rollups and ClickHouse on the same machine.
 //
+// Every target is first primed with 5s of authrep-uniform, not counted.
 // Every scenario runs closed loop (saturation) against each target; then
 // authrep-uniform runs open loop at fractions of each target's saturation
 // (latency from the due time), which the chart draws. The CPU profile of
@@ -171,6 +172,20 @@ func run(ctx context.Context, bin, out, results string, duration, warmup time.Du
 		LoadAverage: loadAverage(), Baseline: "noop",
 		Commands: []string{"make bench-load", "# = go build -o bin/sluice ./cmd/sluice && go run ./bench/loadrun " + strings.Join(os.Args[1:], " ")}}
 	opts := load.Options{Conns: conns, Duration: duration, Warmup: warmup, Progress: os.Stderr}
+	// Prime every target with authrep-uniform first, not counted: every
+	// application's counters exist and `sluice dev` has finished starting
+	// (restore, ClickHouse's first parts) before anything is measured.
+	prime, err := load.Open("authrep-uniform")
+	if err != nil {
+		return err
+	}
+	for _, t := range targets {
+		o := opts
+		o.Targets, o.Label, o.AnyStatus, o.Warmup, o.Duration = []string{t.url}, t.label+" (priming)", true, 0, 5*time.Second
+		if _, err := load.Run(ctx, prime, o); err != nil {
+			return err
+		}
+	}
 	saturation := map[string]float64{}
 	for _, name := range scenarios {
 		s, err := load.Open(name)
