@@ -14,7 +14,10 @@
 //     (kfake), rollups and ClickHouse on the same machine.
 //
 // Every target is first primed with 5s of authrep-uniform, not counted.
-// Every scenario runs closed loop (saturation) against each target; then
+// Every scenario runs closed loop (saturation) against each target, in
+// -rounds rounds that alternate the targets (each figure is a target's
+// median round, so that the machine's changing load hits every target
+// alike); then
 // authrep-uniform runs open loop at fractions of each target's saturation
 // (latency from the due time), which the chart draws. The CPU profile of
 // memsink's authrep-uniform saturation run is kept beside the reports.
@@ -27,6 +30,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -36,6 +40,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -91,19 +96,28 @@ func config() string {
 var (
 	scenarios = []string{"authrep-uniform", "authrep-zipf", "authorize", "denied", "report-batch-100", "mix"}
 	profiled  string
+	rounds    int
 )
+
+// median returns the result of median throughput.
+func median(rs []*load.Result) *load.Result {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b *load.Result) int { return cmp.Compare(a.Throughput, b.Throughput) })
+	return s[len(s)/2]
+}
 
 func main() {
 	bin := flag.String("sluice", "", "sluice binary for the dev target (empty: skip it)")
 	out := flag.String("out", "bench/load-results", "directory for report.json, report.md, chart.png and the CPU profile")
 	results := flag.String("results", "bench/RESULTS.md", "file whose load section is rewritten (empty: none)")
-	duration := flag.Duration("duration", 4*time.Second, "measured time of each run")
-	warmup := flag.Duration("warmup", time.Second, "warm-up of each run")
+	duration := flag.Duration("duration", 2*time.Second, "measured time of each run")
+	warmup := flag.Duration("warmup", 500*time.Millisecond, "warm-up of each run")
 	conns := flag.Int("conns", 64, "keep-alive connections")
 	var peers peerFlags
 	flag.Var(&peers, "peer", "label=URL=scenario.yaml: also drive a peer (repeatable)")
 	only := flag.String("scenarios", strings.Join(scenarios, ","), "the scenarios to run, comma-separated")
 	profile := flag.String("profile", "memsink/authrep-uniform", "TARGET/SCENARIO whose saturation run is CPU-profiled")
+	flag.IntVar(&rounds, "rounds", 3, "closed-loop rounds per scenario, the targets alternating; each figure is the median round")
 	flag.Parse()
 	scenarios = strings.Split(*only, ",")
 	profiled = *profile
@@ -192,45 +206,58 @@ func run(ctx context.Context, bin, out, results string, duration, warmup time.Du
 		if err != nil {
 			return err
 		}
+		type run struct {
+			target
+			s *load.Scenario
+		}
+		var runs []run
 		for _, t := range targets {
-			o := opts
-			o.Targets, o.Label, o.AnyStatus = []string{t.url}, t.label, t.label == "noop"
-			var prof *os.File
-			if t.label+"/"+name == profiled {
-				if prof, err = os.Create(filepath.Join(out, "cpu-"+t.label+"-"+name+".pprof")); err != nil {
+			runs = append(runs, run{t, s})
+		}
+		if name == "authrep-uniform" {
+			for _, p := range peers {
+				ps, err := load.LoadScenario(p.scenario)
+				if err != nil {
 					return err
 				}
-				if err := pprof.StartCPUProfile(prof); err != nil {
+				ps.Name = name // compared with the same scenario's baseline
+				runs = append(runs, run{target{p.label, p.url}, ps})
+			}
+		}
+		// Rounds alternate the targets, so that a change in the machine's
+		// load hits all of them; each target's figure is its median round.
+		per := map[string][]*load.Result{}
+		for round := range rounds {
+			for _, r := range runs {
+				o := opts
+				o.Targets, o.Label, o.AnyStatus = []string{r.url}, r.label, r.label == "noop"
+				var prof *os.File
+				if r.label+"/"+name == profiled && round == rounds/2 {
+					if prof, err = os.Create(filepath.Join(out, "cpu-"+r.label+"-"+name+".pprof")); err != nil {
+						return err
+					}
+					if err := pprof.StartCPUProfile(prof); err != nil {
+						return err
+					}
+				}
+				res, err := load.Run(ctx, r.s, o)
+				if prof != nil {
+					pprof.StopCPUProfile()
+					prof.Close()
+				}
+				if err != nil {
 					return err
 				}
+				per[r.label] = append(per[r.label], res)
 			}
-			res, err := load.Run(ctx, s, o)
-			if prof != nil {
-				pprof.StopCPUProfile()
-				prof.Close()
-			}
-			if err != nil {
-				return err
-			}
+		}
+		for _, r := range runs {
+			res := median(per[r.label])
 			rep.Results = append(rep.Results, res)
 			if name == "authrep-uniform" {
-				saturation[t.label] = res.Throughput
+				saturation[r.label] = res.Throughput
 			}
 		}
-	}
-	for _, p := range peers {
-		s, err := load.LoadScenario(p.scenario)
-		if err != nil {
-			return err
-		}
-		s.Name = "authrep-uniform" // compared with the same scenario's baseline
-		o := opts
-		o.Targets, o.Label = []string{p.url}, p.label
-		res, err := load.Run(ctx, s, o)
-		if err != nil {
-			return err
-		}
-		rep.Results = append(rep.Results, res)
 	}
 	// Latency against offered load, at fractions of each target's own
 	// saturation.
@@ -380,7 +407,8 @@ func commit() string {
 		return "unknown"
 	}
 	c := strings.TrimSpace(string(b))
-	if err := exec.Command("git", "diff", "--quiet", "HEAD").Run(); err != nil {
+	// The results this command writes do not make the measured code dirty.
+	if err := exec.Command("git", "diff", "--quiet", "HEAD", "--", ".", ":!bench/RESULTS.md", ":!bench/load-results").Run(); err != nil {
 		c += " (with uncommitted changes)"
 	}
 	return c

@@ -44,7 +44,7 @@ func writeReports(rep *load.Report, out, results string, took time.Duration) err
 	}
 	var sec strings.Builder
 	sec.WriteString(beginMark + "\n\n")
-	fmt.Fprintf(&sec, "Targets: `noop` (fasthttp, fixed body), `memsink` (the Service Management API with events encoded into an in-memory ring), `dev` (`sluice dev`: Kafka, rollups, ClickHouse on the same machine); the generator shares the machine with them. The run took %v.\n\n", took.Round(time.Second))
+	fmt.Fprintf(&sec, "Targets: `noop` (fasthttp, fixed body), `memsink` (the Service Management API with events encoded into an in-memory ring), `dev` (`sluice dev`: Kafka, rollups, ClickHouse on the same machine); the generator shares the machine with them. Each closed-loop figure is the target's median of %d rounds that alternate the targets; each open-loop rate is one run. The run took %v.\n\n", rounds, took.Round(time.Second))
 	sec.Write(md.Bytes())
 	sec.WriteString(goals(rep))
 	sec.WriteString("\n![p50 (thin) and p99 (thick) latency against offered load, authrep-uniform, open loop](load-results/chart.png)\n\n")
