@@ -502,6 +502,69 @@ func (l *Limiter) Record(app AppKey, limits []Limit, parents []MetricID, usage [
 	sh.lock()
 	defer sh.mu.Unlock()
 	a := sh.get(app, h)
+	if len(limits) > stackLimits {
+		return l.recordGeneral(sh, a, app, h, limits, parents, usage, flat, u, t)
+	}
+	// Work out each limit once, check every counter before changing any,
+	// then apply. Applying may move counters (creating one compacts the
+	// record), so the two passes are separate.
+	var rs [stackLimits]recordState
+	for i := range limits {
+		lim, r := &limits[i], &rs[i]
+		r.id = counterID(lim.Metric, lim.Period)
+		var touched, overflow bool
+		r.delta, touched, r.set, r.setVal, overflow = usageFor(usage, parents, flat, lim.Metric, true)
+		if overflow {
+			return fmt.Errorf("record: usage of metric %d: %w", lim.Metric, ErrOverflow)
+		}
+		r.apply = false
+		if !touched || (!r.set && r.delta == 0) || !l.stillOpen(lim.Period, u, t) {
+			continue
+		}
+		first := true
+		for j := range i {
+			if rs[j].id == r.id {
+				first = false
+				break
+			}
+		}
+		if !first {
+			continue
+		}
+		var c []uint64
+		if a != nil {
+			c = sh.find(a, r.id)
+		}
+		r.start, _ = l.windowOf(lim.Period, t)
+		if !fitsAfterApply(c, r.id, r.start, u, t, r.delta, r.set, r.setVal) {
+			return fmt.Errorf("record: counter of metric %d, period %s: %w", lim.Metric, lim.Period, ErrOverflow)
+		}
+		r.apply = true
+	}
+	for i := range limits {
+		r := &rs[i]
+		if !r.apply {
+			continue
+		}
+		if a == nil {
+			a = sh.create(app, h)
+		}
+		c := l.findOrCreate(sh, a, r.id, r.start, t)
+		counterApply(c, r.start, u, t, r.delta, r.set, r.setVal)
+	}
+	return nil
+}
+
+// recordState is what Record works out once per limit.
+type recordState struct {
+	id                   uint64
+	delta, setVal, start int64
+	set, apply           bool
+}
+
+// recordGeneral is Record for plans of more than stackLimits limits: the
+// same two passes, working each limit out in both.
+func (l *Limiter) recordGeneral(sh *shard, a *app, app AppKey, h uint64, limits []Limit, parents []MetricID, usage []Usage, flat bool, u, t instant) error {
 	// Check every counter before changing any. Applying may move counters
 	// (creating one compacts the record), so the two passes are separate.
 	for i := range limits {

@@ -1,6 +1,8 @@
 package limiter
 
 import (
+	"errors"
+	"math"
 	"testing"
 	"time"
 )
@@ -98,3 +100,41 @@ func TestSharedClock(t *testing.T) {
 }
 
 func abs64(v int64) int64 { return max(v, -v) }
+
+// TestRecordPlanSizes: Record counts the same on plans that fit the
+// per-limit stack state and on larger ones, once per counter, and refuses
+// an overflow on either without counting anything.
+func TestRecordPlanSizes(t *testing.T) {
+	var big []Limit
+	for u := Minute; u <= Eternity; u++ {
+		big = append(big, Limit{Metric: 0, Period: Period{Unit: u}, Max: 1 << 62})
+	}
+	big = append(big, Limit{Metric: 0, Period: Period{Unit: Sliding, Window: time.Minute}, Max: 1 << 62})
+	big = append(big, Limit{Metric: 0, Period: Period{Unit: Minute}, Max: 1 << 62}) // the minute counter again
+	for _, tc := range []struct {
+		name   string
+		limits []Limit
+	}{
+		{"3 limits", big[:3]},
+		{"8 limits", big[:8]},
+		{"9 limits, one counter twice", big},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock("2026-05-15 10:30:20")
+			l := New(Options{Clock: clock.Now})
+			if err := l.Record(1, tc.limits, []MetricID{NoParent}, []Usage{{Metric: 0, Value: 2}}, false, clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Record(1, tc.limits, []MetricID{NoParent}, []Usage{{Metric: 0, Value: math.MaxInt64}}, false, clock.Now()); !errors.Is(err, ErrOverflow) {
+				t.Fatalf("overflow: %v", err)
+			}
+			var d Decision
+			l.Do(&Request{App: 1, Limits: tc.limits, Mode: ModeAuthorize}, &d)
+			for i, r := range d.Reports {
+				if r.Current != 2 {
+					t.Errorf("limit %d (%v): %d, want 2", i, r.Limit.Period, r.Current)
+				}
+			}
+		})
+	}
+}
