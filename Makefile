@@ -6,7 +6,7 @@ DATA_DIR  ?= ./.sluice
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build deps run test test-unit test-kafka test-openapi test-regions fuzz bench bench-freshness bench-query bench-catalog lint clean
+.PHONY: all build deps run test test-unit test-kafka test-openapi test-regions fuzz bench bench-load bench-freshness bench-query bench-catalog lint clean
 
 all: build
 
@@ -46,6 +46,12 @@ fuzz:
 ## bench: the benchmarks whose figures bench/RESULTS.md quotes.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./limiter/ ./ingest/...
+
+## bench-load: the load generator's standard set (bench/loadrun) against a no-op server, the API
+## with an in-memory event sink and `sluice dev`, in one run (about 3-4 minutes); writes
+## bench/load-results/ and the load section of bench/RESULTS.md.
+bench-load: build
+	$(GO) run ./bench/loadrun -sluice $(BIN)
 
 ## bench-freshness: end-to-end freshness (authrep -> visible in ClickHouse) at a paced 20,000 calls/s.
 bench-freshness:

@@ -21,7 +21,7 @@ const MaxUsage = 64
 
 // AppKey identifies an application to the limiter. The catalog assigns each
 // (tenant, service, application) a key that stays the same for the life of the
-// process; the limiter shards by its xxhash.
+// process; the limiter shards by a mix of its bits.
 type AppKey uint64
 
 // Unit is the kind of a limit's period.
@@ -132,6 +132,7 @@ type Decision struct {
 	Err error
 
 	scratch []limitState // per-limit working state of Do, reused across calls
+	plan    compiled     // the last plan Do compiled with this Decision
 }
 
 // Errors of requests refused whatever their mode (Decision.Err, Record,

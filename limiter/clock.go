@@ -47,3 +47,80 @@ func (c *CoarseClock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
 
 // Stop ends the refreshing goroutine; Now keeps returning the last time.
 func (c *CoarseClock) Stop() { c.once.Do(func() { close(c.stop) }) }
+
+// sharedClock is the Clock of limiters created without one.
+var sharedClock autoClock
+
+// autoClock is a millisecond clock like CoarseClock whose refreshing
+// goroutine starts on the first read and stops after idleTicks ticks without
+// one, so that an idle process does not wake up every millisecond. A read
+// while it is stopped (re)starts it and returns time.Now.
+type autoClock struct {
+	ns      atomic.Int64
+	running atomic.Bool
+	_       [48]byte // read is written by every tick: keep it off ns's line
+	read    atomic.Bool
+	mu      sync.Mutex // serializes starting and stopping
+}
+
+const idleTicks = 100
+
+// nowNs returns the unix nanoseconds of the last refresh (at most about a
+// millisecond old while running).
+func (c *autoClock) nowNs() int64 {
+	if !c.running.Load() {
+		return c.start()
+	}
+	if !c.read.Load() {
+		c.read.Store(true)
+	}
+	return c.ns.Load()
+}
+
+func (c *autoClock) start() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now().UnixNano()
+	if !c.running.Load() {
+		c.ns.Store(now)
+		c.read.Store(true)
+		c.running.Store(true)
+		go c.run()
+	}
+	return now
+}
+
+func (c *autoClock) run() {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	idle := 0
+	for range t.C {
+		c.ns.Store(time.Now().UnixNano())
+		if c.read.Swap(false) {
+			idle = 0
+			continue
+		}
+		if idle++; idle < idleTicks {
+			continue
+		}
+		c.mu.Lock()
+		stop := !c.read.Load()
+		if stop {
+			c.running.Store(false)
+		}
+		c.mu.Unlock()
+		if stop {
+			return
+		}
+		idle = 0
+	}
+}
+
+// now is the instant of a call: one read of the limiter's clock.
+func (l *Limiter) now() instant {
+	if l.clock == nil {
+		ns := sharedClock.nowNs()
+		return instant{sec: floorDiv(ns, int64(time.Second)), ns: ns}
+	}
+	return instantOf(l.clock())
+}

@@ -174,6 +174,12 @@ func slidingSet(c []uint64, b, v int64) {
 // bucket in the window leaves it, or 0 if the window is empty.
 func slidingReset(c []uint64, s slide, ns int64) int64 {
 	lo, hi := s.span(ns)
+	return slidingResetIn(c, lo, hi, s, ns)
+}
+
+// slidingResetIn is slidingReset with the window's sub-buckets [lo, hi] at
+// ns already known.
+func slidingResetIn(c []uint64, lo, hi int64, s slide, ns int64) int64 {
 	head := int64(c[1])
 	for i := max(lo, head-SubBuckets); i <= min(hi, head); i++ {
 		if c[2+i&ringMask] != 0 {

@@ -107,7 +107,7 @@
 // # Concurrency
 //
 // Applications are spread over a power-of-two number of shards (default the
-// larger of 256 and 4×GOMAXPROCS) by the xxhash of their key. Each shard has
+// larger of 256 and 4×GOMAXPROCS) by a hash of their key. Each shard has
 // one mutex, held for the whole of one call: finding the record, checking
 // every limit and incrementing every counter. That makes check-and-increment
 // atomic across all the counters a call touches (per-counter atomics could
@@ -115,8 +115,26 @@
 // hundred nanoseconds, so with hundreds of shards two cores rarely meet
 // (0.2-1.2 % of calls in BenchmarkCheckAndIncrementParallel): Stats.Contended
 // counts the acquisitions that had to wait. No lock is global; the clock is
-// read once per call, before locking (NewCoarseClock makes that read an
-// atomic load where clock_gettime is slow).
+// read once per call, before locking (the default clock and NewCoarseClock
+// make that read an atomic load: clock_gettime is slow on virtual machines).
+//
+// # The hot path
+//
+// A call's cost is one trip to memory for the application's record plus
+// what it computes. Do keeps that computation small: the Decision a caller
+// reuses holds the last plan it was used with, compiled (each limit's
+// counter identity, whether it is the first limit on its counter, its
+// sliding sub-bucket width), and beside it what changes only with the
+// clock: each calendar limit's window for the current second and each
+// sliding limit's current sub-bucket, so a call in the same second divides
+// nothing. The compiled plan is checked against the request's limits on
+// every call (a compare per limit), so a caller needs no plan handle and a
+// changed plan is never served stale. The usage is credited to the limits
+// in one pass over its entries, each walking up its metric's ancestors;
+// then one pass over the limits reads every counter and decides, one applies
+// the increments when admitted, one picks the most constrained limit.
+// Plans of more than 8 limits, and requests refused for a negative value,
+// take a general path that works everything out per call.
 //
 // # Restore
 //

@@ -1,18 +1,15 @@
 package limiter
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"math/bits"
 	"runtime"
 	"time"
-
-	"github.com/cespare/xxhash/v2"
 )
 
-// Clock returns the current time. Tests inject their own; the default is
-// time.Now.
+// Clock returns the current time. Tests inject their own; the default (see
+// Options.Clock) is a shared millisecond clock.
 type Clock func() time.Time
 
 // Options configure a Limiter. The zero value is ready to use.
@@ -22,8 +19,13 @@ type Options struct {
 	// two calls rarely wait for the same lock. Fewer shards save a little
 	// memory in tiny deployments.
 	Shards int
-	// Clock is read once per call. Default: time.Now. A CoarseClock's Now
-	// makes calls cheaper where reading the time is slow (virtual machines).
+	// Clock is read once per call. Default: a process-wide clock refreshed
+	// every millisecond by a goroutine that runs only while limiters read it
+	// (it stops after 100ms without a read), so that a call reads an atomic
+	// instead of calling clock_gettime, which costs 60-200ns on virtual
+	// machines (bench/RESULTS.md). Limits are at least a second long: a call
+	// at most a millisecond late in its window changes nothing a client can
+	// tell. Tests inject their own clock.
 	Clock Clock
 	// HugePages asks Linux for transparent huge pages under the app tables
 	// of at least 256 KiB, sparing most calls a TLB miss: 10-20 % faster
@@ -48,7 +50,7 @@ type Stats struct {
 type Limiter struct {
 	shards []shard
 	mask   uint64
-	clock  Clock
+	clock  Clock // nil: sharedClock
 	cal    calCache
 }
 
@@ -69,9 +71,6 @@ func New(opts Options) *Limiter {
 	}
 	n = 1 << bits.Len(uint(n-1)) // round up to a power of two
 	l := &Limiter{shards: make([]shard, n), mask: uint64(n - 1), clock: opts.Clock}
-	if l.clock == nil {
-		l.clock = time.Now
-	}
 	l.cal.day.Store(math.MinInt64)
 	for i := range l.shards {
 		l.shards[i].hugePages = opts.HugePages && hugePagesWork
@@ -79,12 +78,20 @@ func New(opts Options) *Limiter {
 	return l
 }
 
-// hashKey is the xxhash of the key's 8 little-endian bytes. Its low bits pick
-// the shard, its high bits the slot in the shard's table.
+// hashKey mixes the key's 64 bits (the finalizer of MurmurHash3: a
+// bijection in which every input bit flips each output bit with probability
+// about 1/2), so that consecutive keys spread evenly. Its low bits pick the
+// shard, its high bits the slot in the shard's table. Keys come from the
+// catalog, never from clients, so a keyed hash buys nothing here, and two
+// multiplications cost a third of xxhash's 8-byte path.
 func hashKey(k AppKey) uint64 {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], uint64(k))
-	return xxhash.Sum64(b[:])
+	h := uint64(k)
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
 }
 
 // Stats returns the limiter's statistics. It takes no lock.
@@ -105,7 +112,7 @@ func (l *Limiter) Stats() Stats {
 // is for a background ticker, so that shards without traffic shrink too. It
 // holds one shard's lock at a time, for at most 4096 slots.
 func (l *Limiter) Sweep() {
-	t := instantOf(l.clock())
+	t := l.now()
 	for i := range l.shards {
 		sh := &l.shards[i]
 		sh.lock()
@@ -283,7 +290,31 @@ type limitState struct {
 // why, d.Allowed is false and no counter changes. In ModeAuthRep a counter
 // cannot pass MaxInt64, since current+delta <= Max is checked first.
 func (l *Limiter) Do(req *Request, d *Decision) {
-	t := instantOf(l.clock())
+	if len(req.Limits) <= stackLimits && plain(req.Usage) {
+		l.doPlan(req, d)
+		return
+	}
+	l.doGeneral(req, d)
+}
+
+// plain reports whether usage has neither a negative value nor a set entry
+// ("#N"): the requests the compiled path (doPlan) decides. The others, rare,
+// take doGeneral, which refuses negatives and gives sets their semantics in
+// every mode.
+func plain(usage []Usage) bool {
+	for i := range usage {
+		if usage[i].Value < 0 || usage[i].Set {
+			return false
+		}
+	}
+	return true
+}
+
+// doGeneral is Do for plans of more than stackLimits limits, for requests
+// with a set entry and for requests refused for a negative value: it works
+// everything out per call.
+func (l *Limiter) doGeneral(req *Request, d *Decision) {
+	t := l.now()
 	n := len(req.Limits)
 	if cap(d.Reports) < n {
 		d.Reports = make([]Report, n)
@@ -487,7 +518,7 @@ func (l *Limiter) record(app AppKey, limits []Limit, parents []MetricID, usage [
 	if err := checkValues(usage); err != nil {
 		return fmt.Errorf("record: %w", err)
 	}
-	t := instantOf(l.clock())
+	t := l.now()
 	u := instantOf(at)
 	if u.ns > t.ns {
 		// Reports may carry timestamps a little ahead of this node's clock.
@@ -500,6 +531,75 @@ func (l *Limiter) record(app AppKey, limits []Limit, parents []MetricID, usage [
 	sh.lock()
 	defer sh.mu.Unlock()
 	a := sh.get(app, h)
+	if len(limits) > stackLimits {
+		return l.recordGeneral(sh, a, app, h, limits, parents, usage, flat, u, t, changes)
+	}
+	// Work out each limit once, check every counter before changing any,
+	// then apply. Applying may move counters (creating one compacts the
+	// record), so the two passes are separate.
+	var rs [stackLimits]recordState
+	for i := range limits {
+		lim, r := &limits[i], &rs[i]
+		r.id = counterID(lim.Metric, lim.Period)
+		var touched, overflow bool
+		r.delta, touched, r.set, r.setVal, overflow = usageFor(usage, parents, flat, lim.Metric, true)
+		if overflow {
+			return fmt.Errorf("record: usage of metric %d: %w", lim.Metric, ErrOverflow)
+		}
+		r.apply = false
+		if !touched || (!r.set && r.delta == 0) || !l.stillOpen(lim.Period, u, t) {
+			continue
+		}
+		first := true
+		for j := range i {
+			if rs[j].id == r.id {
+				first = false
+				break
+			}
+		}
+		if !first {
+			continue
+		}
+		var c []uint64
+		if a != nil {
+			c = sh.find(a, r.id)
+		}
+		r.start, _ = l.windowOf(lim.Period, t)
+		if !fitsAfterApply(c, r.id, r.start, u, t, r.delta, r.set, r.setVal) {
+			return fmt.Errorf("record: counter of metric %d, period %s: %w", lim.Metric, lim.Period, ErrOverflow)
+		}
+		r.apply = true
+	}
+	for i := range limits {
+		r := &rs[i]
+		if !r.apply {
+			continue
+		}
+		if a == nil {
+			a = sh.create(app, h)
+		}
+		c := l.findOrCreate(sh, a, r.id, r.start, t)
+		if changes == nil || limits[i].Period.Unit == Sliding {
+			counterApply(c, r.start, u, t, r.delta, r.set, r.setVal)
+			continue
+		}
+		before := counterValue(c, r.start, t)
+		counterApply(c, r.start, u, t, r.delta, r.set, r.setVal)
+		*changes = append(*changes, Change{Limit: i, Start: r.start, Before: before, After: counterValue(c, r.start, t)})
+	}
+	return nil
+}
+
+// recordState is what Record works out once per limit.
+type recordState struct {
+	id                   uint64
+	delta, setVal, start int64
+	set, apply           bool
+}
+
+// recordGeneral is Record for plans of more than stackLimits limits: the
+// same two passes, working each limit out in both.
+func (l *Limiter) recordGeneral(sh *shard, a *app, app AppKey, h uint64, limits []Limit, parents []MetricID, usage []Usage, flat bool, u, t instant, changes *[]Change) error {
 	// Check every counter before changing any. Applying may move counters
 	// (creating one compacts the record), so the two passes are separate.
 	for i := range limits {
@@ -569,7 +669,7 @@ func (l *Limiter) Seed(app AppKey, metric MetricID, p Period, windowStart int64,
 	if value < 0 {
 		return fmt.Errorf("seed of metric %d, period %s: %d: %w", metric, p, value, ErrNegative)
 	}
-	t := instantOf(l.clock())
+	t := l.now()
 	h := hashKey(app)
 	sh := &l.shards[h&l.mask]
 	sh.lock()

@@ -31,6 +31,7 @@ func TestFlagsDocumented(t *testing.T) {
 		{[]string{"export"}, []string{"`sluice export`", chConn}},
 		{[]string{"config", "export"}, []string{"`sluice config export`", kafkaConn}},
 		{[]string{"config", "promote"}, []string{"`sluice config promote`"}},
+		{[]string{"bench"}, []string{"`sluice bench`"}},
 	} {
 		name := strings.Join(c.args, " ")
 		var out, errs bytes.Buffer

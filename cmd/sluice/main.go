@@ -28,6 +28,7 @@ usage:
   sluice migrate --clickhouse HOST:PORT
   sluice export  --month YYYY-MM [--format csv|json|ndjson] ...
   sluice config  export|validate FILE
+  sluice bench   [--scenario NAME|FILE] [--target URL,...] [--rate R,...] [--baseline]
   sluice version
 
 Run "sluice COMMAND -h" for the flags of a command; every flag can also be set
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdExport(ctx, rest, stdout, stderr, log)
 	case "config":
 		err = cmdConfig(ctx, rest, stdout, stderr)
+	case "bench":
+		err = cmdBench(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "sluice", version)
 	case "help", "-h", "-help", "--help":
