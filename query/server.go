@@ -157,6 +157,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 		h = s.utilization
 	case path == PathChanges:
 		h = s.changes
+	case path == PathServices:
+		h = s.services
+	case path == PathApplications:
+		h = s.applications
 	case isStats(path, statsService):
 		id := path[len(statsService) : len(path)-len(statsSuffix)]
 		h = func(c *fasthttp.RequestCtx, sc scope, snap *catalog.Snapshot) *apiError {
@@ -170,7 +174,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		stats = true
 	default:
-		return errf(404, "not_found", "no such endpoint; see /api/v1/usage, /api/v1/top, /api/v1/denials, /api/v1/utilization, /api/v1/changes, /api/v1/export, /stats/...")
+		return errf(404, "not_found", "no such endpoint; see /api/v1/usage, /api/v1/top, /api/v1/denials, /api/v1/utilization, /api/v1/changes, /api/v1/services, /api/v1/applications, /api/v1/export, /stats/...")
 	}
 	if !ctx.IsGet() && !ctx.IsHead() {
 		return errf(405, "method_not_allowed", "use GET")
@@ -191,7 +195,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 func endpointOf(path string) string {
 	switch {
 	case path == PathHealth, path == PathUsage, path == PathTop, path == PathDenials, path == PathExport,
-		path == PathUtilization, path == PathChanges:
+		path == PathUtilization, path == PathChanges, path == PathServices, path == PathApplications:
 		return path
 	case isStats(path, statsService):
 		return statsService + "{id}" + statsSuffix

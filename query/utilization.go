@@ -222,10 +222,7 @@ func utilizationRows(svc *catalog.Service, p utilizationParams, now time.Time) (
 			return nil, badRequest("too_many_groups", "more than "+strconv.Itoa(MaxUtilizationRows)+
 				" limits match; filter with app_id, metric, period")
 		}
-		state := "active"
-		if a.State == catalog.Suspended {
-			state = "suspended"
-		}
+		state := stateName(a.State)
 		for _, l := range ls {
 			rows = append(rows, utilizationRow{AppID: a.ID, PlanID: a.Plan.ID, State: state, Metric: l.metric,
 				Period: l.period, Max: l.max, WindowStart: l.start, WindowEnd: l.end, unit: l.unit})

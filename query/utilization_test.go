@@ -34,7 +34,7 @@ func utilDocument() *catalog.Document {
 		}},
 		{ID: "t2", AdminToken: "t2-admin-token-000000000000000000", QueryTokens: []string{t2Query}, Services: []catalog.ServiceSpec{
 			{ID: "s2", Tokens: []string{s2Token}, AuthMode: "app_id", Metrics: []catalog.MetricSpec{{Name: "hits"}},
-				Plans: []catalog.PlanSpec{{ID: "free", Limits: []catalog.LimitSpec{{Metric: "hits", Period: "month", Max: 10}}}},
+				Plans:        []catalog.PlanSpec{{ID: "free", Limits: []catalog.LimitSpec{{Metric: "hits", Period: "month", Max: 10}}}},
 				Applications: []catalog.AppSpec{{ID: "a1", Plan: "free"}}},
 		}},
 	}}
@@ -83,9 +83,9 @@ func TestUtilization(t *testing.T) {
 		{"t1", "hits", "a1", m("2026-11-18T10:30:00Z"), 7}, // this minute
 		{"t1", "search", "a1", m("2026-11-18T10:30:00Z"), 7},
 		{"t1", "hits", "a2", m("2026-11-01T00:00:00Z"), 9},
-		{"t1", "hits", "a3", m("2026-11-17T23:59:00Z"), 1000}, // yesterday: month, not day
-		{"t1", "hits", "a4", m("2026-11-16T00:00:00Z"), 3},    // Monday: this week
-		{"t1", "hits", "a4", m("2026-11-15T23:59:00Z"), 100},  // Sunday: last week
+		{"t1", "hits", "a3", m("2026-11-17T23:59:00Z"), 1000},  // yesterday: month, not day
+		{"t1", "hits", "a4", m("2026-11-16T00:00:00Z"), 3},     // Monday: this week
+		{"t1", "hits", "a4", m("2026-11-15T23:59:00Z"), 100},   // Sunday: last week
 		{"t2", "hits", "a1", m("2026-11-05T00:00:00Z"), 77777}, // another tenant's rows under s1's id
 	}
 	insertTopRows(t, srv, rows)

@@ -74,7 +74,7 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, c
 		}
 	}()
 	log.Info("query role listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.scheme(), "clickhouse", cfg.CH.Addr, "database", cfg.Database,
-		"query_timeout", cfg.QueryTimeout, "endpoints", "/api/v1/usage /api/v1/top /api/v1/denials /api/v1/utilization /api/v1/changes /api/v1/export /stats/services/{id}/usage.json /stats/applications/{id}/usage.json /health /openapi.json")
+		"query_timeout", cfg.QueryTimeout, "endpoints", "/api/v1/usage /api/v1/top /api/v1/denials /api/v1/utilization /api/v1/changes /api/v1/services /api/v1/applications /api/v1/export /stats/services/{id}/usage.json /stats/applications/{id}/usage.json /health /openapi.json")
 	return func() {
 		stopServe()
 		<-done
