@@ -342,9 +342,15 @@ func TestPluginOverGRPC(t *testing.T) {
 		t.Skip("builds sluice and the plugin, starts sluice dev with ClickHouse")
 	}
 	tmp := t.TempDir()
-	sluiceBin, pluginBin := filepath.Join(tmp, "sluice"), filepath.Join(tmp, "gpx_sluice_linux_amd64")
+	sluiceBin := filepath.Join(tmp, "sluice")
 	build(t, root(t), sluiceBin, "./cmd/sluice")
-	build(t, ".", pluginBin, ".")
+	// `make test-plugin` names the binary `make plugin` built for plugin/dist;
+	// without it the test builds one the same way.
+	pluginBin := os.Getenv("SLUICE_PLUGIN_BINARY")
+	if pluginBin == "" {
+		pluginBin = filepath.Join(tmp, "gpx_sluice_linux_amd64")
+		build(t, ".", pluginBin, ".")
+	}
 	smapi, qapi := startSluice(t, sluiceBin)
 	p := startPlugin(t, pluginBin)
 	good := dsContext("good", qapi, queryToken)

@@ -326,11 +326,11 @@ func (d *Datasource) top(ctx context.Context, q Query, dq backend.DataQuery) (da
 	for i, a := range ans.Apps {
 		ids[i], vals[i] = a.AppID, a.Value
 	}
+	// Table fields keep their names (no display names): dashboards match
+	// and rename them by name.
 	vf := data.NewField(FieldValue, nil, vals)
-	vf.Config = &data.FieldConfig{Unit: "short", DisplayNameFromDS: q.Metric}
-	af := data.NewField(FieldAppID, nil, ids)
-	af.Config = &data.FieldConfig{DisplayNameFromDS: "Application"}
-	f := data.NewFrame(QueryTop, af, vf)
+	vf.Config = &data.FieldConfig{Unit: "short"}
+	f := data.NewFrame(QueryTop, data.NewField(FieldAppID, nil, ids), vf)
 	f.Meta = &data.FrameMeta{Type: data.FrameTypeTable, PreferredVisualization: data.VisTypeTable, ExecutedQueryString: pathTop + "?" + params.Encode()}
 	return data.Frames{f}, nil
 }
@@ -378,17 +378,19 @@ func (d *Datasource) utilization(ctx context.Context, q Query) (data.Frames, err
 		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Ratio > rows[j].Ratio })
 	}
 	executed := pathUtilization + "?" + base.Encode()
-	ratioConf := func(name string) *data.FieldConfig {
+	// Fields keep their names (no display names), so that dashboards match
+	// them by name; numeric frames are told apart by their labels.
+	ratioConf := func() *data.FieldConfig {
 		one := data.ConfFloat64(1)
 		zero := data.ConfFloat64(0)
-		return &data.FieldConfig{Unit: "percentunit", Min: &zero, Max: &one, DisplayNameFromDS: name}
+		return &data.FieldConfig{Unit: "percentunit", Min: &zero, Max: &one}
 	}
 	if q.Format == FormatNumeric {
 		frames := make(data.Frames, 0, len(rows))
 		for _, r := range rows {
 			labels := data.Labels{FieldAppID: r.AppID, FieldPlanID: r.PlanID, FieldMetric: r.Metric, FieldPeriod: r.Period}
 			f := data.NewField(FieldRatio, labels, []float64{r.Ratio})
-			f.Config = ratioConf(r.AppID + " " + r.Metric + "/" + r.Period)
+			f.Config = ratioConf()
 			fr := data.NewFrame(QueryUtilization, f)
 			fr.Meta = &data.FrameMeta{Type: data.FrameTypeNumericMulti, TypeVersion: data.FrameTypeVersion{0, 1}, ExecutedQueryString: executed}
 			frames = append(frames, fr)
@@ -414,23 +416,23 @@ func (d *Datasource) utilization(ctx context.Context, q Query) (data.Frames, err
 			return nil, fmt.Errorf("answer of %s: bad window_end %q", pathUtilization, r.WindowEnd)
 		}
 	}
-	named := func(f *data.Field, display, unit string) *data.Field {
-		f.Config = &data.FieldConfig{DisplayNameFromDS: display, Unit: unit}
+	short := func(f *data.Field) *data.Field {
+		f.Config = &data.FieldConfig{Unit: "short"}
 		return f
 	}
 	ratio := data.NewField(FieldRatio, nil, cols.ratio)
-	ratio.Config = ratioConf("Used")
+	ratio.Config = ratioConf()
 	f := data.NewFrame(QueryUtilization,
-		named(data.NewField(FieldAppID, nil, cols.app), "Application", ""),
-		named(data.NewField(FieldPlanID, nil, cols.plan), "Plan", ""),
-		named(data.NewField(FieldState, nil, cols.state), "State", ""),
-		named(data.NewField(FieldMetric, nil, cols.metric), "Metric", ""),
-		named(data.NewField(FieldPeriod, nil, cols.period), "Period", ""),
-		named(data.NewField(FieldMax, nil, cols.max), "Limit", "short"),
-		named(data.NewField(FieldUsage, nil, cols.usage), "Usage", "short"),
+		data.NewField(FieldAppID, nil, cols.app),
+		data.NewField(FieldPlanID, nil, cols.plan),
+		data.NewField(FieldState, nil, cols.state),
+		data.NewField(FieldMetric, nil, cols.metric),
+		data.NewField(FieldPeriod, nil, cols.period),
+		short(data.NewField(FieldMax, nil, cols.max)),
+		short(data.NewField(FieldUsage, nil, cols.usage)),
 		ratio,
-		named(data.NewField(FieldWindowStart, nil, cols.start), "Window start", ""),
-		named(data.NewField(FieldWindowEnd, nil, cols.end), "Window end", ""),
+		data.NewField(FieldWindowStart, nil, cols.start),
+		data.NewField(FieldWindowEnd, nil, cols.end),
 	)
 	f.Meta = &data.FrameMeta{Type: data.FrameTypeTable, PreferredVisualization: data.VisTypeTable, ExecutedQueryString: executed}
 	return data.Frames{f}, nil
