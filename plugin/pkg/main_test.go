@@ -268,7 +268,7 @@ func startPlugin(t *testing.T, bin string) *pluginClient {
 // these settings; each distinct uid is a separate instance in the plugin.
 func dsContext(uid, apiURL, token string) backend.PluginContext {
 	jd, _ := json.Marshal(map[string]any{"url": apiURL})
-	return backend.PluginContext{OrgID: 1, PluginID: sluice.PluginID, DataSourceInstanceSettings: &backend.DataSourceInstanceSettings{
+	return backend.PluginContext{Namespace: "default", PluginID: sluice.PluginID, DataSourceInstanceSettings: &backend.DataSourceInstanceSettings{
 		ID: 1, UID: uid, Name: uid, Type: sluice.PluginID, JSONData: jd, Updated: time.Unix(1700000000, 0),
 		DecryptedSecureJSONData: map[string]string{"token": token}}}
 }

@@ -79,8 +79,9 @@ func newClient(s Settings) *client {
 // Errors of a call, told apart for the health check and for the status of a
 // query's error.
 var (
-	// errUnreachable: no HTTP answer (refused, DNS, TLS, timeout).
-	errUnreachable = errors.New("Sluice is unreachable")
+	// errUnreachable: no HTTP answer (refused, DNS, TLS, timeout). Its
+	// text starts a health check's message.
+	errUnreachable = errors.New("sluice is unreachable")
 )
 
 // apiError is an error answer of the query API.

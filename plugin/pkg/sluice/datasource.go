@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/backend/instancemgmt"
@@ -63,7 +64,7 @@ func (d *Datasource) CheckHealth(ctx context.Context, _ *backend.CheckHealthRequ
 		if errors.As(err, &ae) {
 			return fail(fmt.Sprintf("Not a Sluice query API at %s: /health answered HTTP %d", d.settings.URL, ae.Status))
 		}
-		return fail(err.Error())
+		return fail("S" + strings.TrimPrefix(err.Error(), "s")) // a sentence
 	}
 	if h.Status != "ok" {
 		return fail(fmt.Sprintf("Not a Sluice query API at %s: /health did not say ok", d.settings.URL))
