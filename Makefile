@@ -37,9 +37,9 @@ plugin: plugin-deps
 plugin-deps:
 	cd plugin && npm ci --no-audit --no-fund
 
-## test-plugin: the plugin's own Go module (its tests drive the built binary over gRPC against `sluice dev`), then the frontend's unit tests and type check.
+## test-plugin: the plugin's own Go module (./pkg/...: node_modules holds Go files of its own) (its tests drive the built binary over gRPC against `sluice dev`), then the frontend's unit tests and type check.
 test-plugin: plugin
-	cd plugin && SLUICE_PLUGIN_BINARY=$(abspath $(PLUGIN_BIN)) $(GO) test -race -count=1 ./...
+	cd plugin && SLUICE_PLUGIN_BINARY=$(abspath $(PLUGIN_BIN)) $(GO) test -race -count=1 ./pkg/...
 	cd plugin && npm run typecheck && npm run test:ci
 
 ## test-kafka: the Kafka-facing tests against a real Apache Kafka broker (KRaft, jars via Maven, needs java and mvn).
@@ -71,7 +71,7 @@ bench-query:
 lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
-	cd plugin && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	cd plugin && $(GO) vet ./pkg/... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./pkg/...
 
 clean:
 	rm -rf bin $(DATA_DIR) plugin/dist
