@@ -62,7 +62,10 @@ type Change struct {
 // taken as the starting state, not as changes, and later ones are dated when
 // the feed reads them (within milliseconds of the append).
 //
-// Safe for concurrent use.
+// Memory: one small entry per application and plan (an application's plan id
+// and state, a plan's 8-byte hash), less than the configuration the node's
+// projection already holds, plus at most MaxChangesPerTenant changes per
+// tenant. Safe for concurrent use.
 type ChangeFeed struct {
 	now func() time.Time
 
