@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -113,7 +114,7 @@ func (f *ChangeFeed) observe(e configlog.Entry, catchUp bool) {
 	defer f.mu.Unlock()
 	var out []Change
 	mk := func(kind, plan, text string) Change {
-		return Change{Time: t.UTC(), Kind: kind, ServiceID: svc, PlanID: plan, Text: text, tenant: tenant}
+		return Change{Time: t.UTC(), Kind: kind, ServiceID: svc, PlanID: plan, Text: cutText(text), tenant: tenant}
 	}
 	switch kind {
 	case configlog.KindApp:
@@ -208,7 +209,20 @@ func limitsHash(ls []catalog.LimitSpec) uint64 {
 	return h.Sum64()
 }
 
-// limitsText describes a plan's new limits, cut to maxChangeText bytes.
+// cutText cuts s to at most maxChangeText bytes, at a rune boundary, with
+// "..." when cut: ids of up to 255 bytes make long sentences.
+func cutText(s string) string {
+	if len(s) <= maxChangeText {
+		return s
+	}
+	i := maxChangeText - 3
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "..."
+}
+
+// limitsText describes a plan's new limits (mk cuts it to maxChangeText).
 func limitsText(plan string, ls []catalog.LimitSpec) string {
 	var b strings.Builder
 	b.WriteString("plan " + plan + " limits:")
@@ -221,7 +235,7 @@ func limitsText(plan string, ls []catalog.LimitSpec) string {
 		}
 		b.WriteString(" " + l.Metric + " " + strconv.FormatInt(l.Max, 10) + "/" + l.Period)
 		if b.Len() > maxChangeText {
-			return b.String()[:maxChangeText-3] + "..."
+			break // cut by cutText; the rest of up to 256 limits need not be written
 		}
 	}
 	return b.String()

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/configlog"
@@ -201,5 +204,33 @@ func TestChangesEndpoint(t *testing.T) {
 	srv.changeFeed = nil
 	if code, body, _ := get(t, base, t1Query, "/api/v1/changes?service_id=s1"); code != 503 {
 		t.Errorf("no feed: %d %s", code, body)
+	}
+}
+
+func TestChangeTextBound(t *testing.T) {
+	feed := NewChangeFeed()
+	long := strings.Repeat("é", 120) // 240 bytes
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, plan := range []string{"p" + long, "q" + long} {
+		v, _ := json.Marshal(catalog.AppSpec{ID: long, Plan: plan})
+		feed.observe(configlog.Entry{Record: configlog.Record{Key: configlog.AppKey("t1", "s1", long), Value: v}, Time: at.Add(time.Duration(i) * time.Second)}, false)
+	}
+	var ls []catalog.LimitSpec
+	for i := 0; i < 256; i++ {
+		ls = append(ls, catalog.LimitSpec{Metric: "metric" + strconv.Itoa(i), Period: "month", Max: 1 << 40})
+	}
+	for i, max := range []int64{1, 2} {
+		ls[0].Max = max
+		v, _ := json.Marshal(catalog.PlanSpec{ID: "p", Limits: ls})
+		feed.observe(configlog.Entry{Record: configlog.Record{Key: configlog.PlanKey("t1", "s1", "p"), Value: v}, Time: at.Add(time.Duration(10+i) * time.Second)}, false)
+	}
+	got := feed.query("t1", "s1", "", time.Time{}, at.Add(time.Hour), 100)
+	if len(got) != 3 || got[1].Kind != ChangePlanChanged || got[2].Kind != ChangeLimitsEdited {
+		t.Fatalf("%d changes: %+v", len(got), got)
+	}
+	for _, c := range got[1:] {
+		if len(c.Text) > maxChangeText || !utf8.ValidString(c.Text) || !strings.HasSuffix(c.Text, "...") {
+			t.Errorf("%s: %d bytes, valid %v: %q", c.Kind, len(c.Text), utf8.ValidString(c.Text), c.Text)
+		}
 	}
 }
