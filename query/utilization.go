@@ -154,7 +154,7 @@ func (s *Server) utilization(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.S
 			return e
 		}
 	}
-	out := rows[:0]
+	out := make([]utilizationRow, 0, len(rows)) // [] when none: never null
 	for _, r := range rows {
 		r.Usage = usage[key{r.unit, r.AppID, r.Metric}]
 		r.Ratio = ratio(r.Usage, r.Max)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,6 +192,13 @@ func TestUtilization(t *testing.T) {
 				t.Fatal("case selects nothing: a weak case")
 			}
 		})
+	}
+
+	// Nothing selected is an empty list, not null.
+	for _, q := range []string{"&min_ratio=1000", "&period=year"} {
+		if code, body, _ := get(t, base, t1Query, "/api/v1/utilization?service_id=s1"+q); code != 200 || !strings.Contains(string(body), `"limits":[]`) {
+			t.Errorf("%s: %d %s", q, code, body)
+		}
 	}
 
 	// The data exercise what the cases claim: a limit past 90 %.
