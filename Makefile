@@ -6,7 +6,9 @@ DATA_DIR  ?= ./.sluice
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build deps run test test-unit test-kafka test-openapi test-regions fuzz bench bench-load bench-freshness bench-query bench-catalog lint clean
+PLUGIN_BIN ?= plugin/dist/gpx_sluice_linux_amd64
+
+.PHONY: all build deps run test test-unit test-plugin test-kafka test-openapi test-regions fuzz bench bench-load bench-freshness bench-query bench-catalog lint plugin plugin-deps clean
 
 all: build
 
@@ -21,11 +23,24 @@ run: build deps
 deps:
 	bash deploy/install-deps.sh
 
-## test: every test (unit, integration against real ClickHouse and kfake), race detector on, then short fuzzing.
-test: deps test-unit fuzz
+## test: every test (unit, integration against real ClickHouse and kfake), race detector on, then short fuzzing, then the Grafana plugin's.
+test: deps test-unit fuzz test-plugin
 
 test-unit:
 	$(GO) test -race -count=1 -timeout 14m ./...
+
+## plugin: the Grafana data source, production build: plugin/dist with module.js, plugin.json and the backend binary (needs node and npm).
+plugin: plugin-deps
+	cd plugin && npm run build
+	cd plugin && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -o dist/gpx_sluice_linux_amd64 ./pkg
+
+plugin-deps:
+	cd plugin && npm ci --no-audit --no-fund
+
+## test-plugin: the plugin's own Go module (./pkg/...: node_modules holds Go files of its own) (its tests drive the built binary over gRPC against `sluice dev`), then the frontend's unit tests and type check.
+test-plugin: plugin
+	cd plugin && SLUICE_PLUGIN_BINARY=$(abspath $(PLUGIN_BIN)) $(GO) test -race -count=1 ./pkg/...
+	cd plugin && npm run typecheck && npm run test:ci
 
 ## test-kafka: the Kafka-facing tests against a real Apache Kafka broker (KRaft, jars via Maven, needs java and mvn).
 test-kafka:
@@ -72,6 +87,7 @@ bench-query:
 lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	cd plugin && $(GO) vet ./pkg/... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./pkg/...
 
 clean:
-	rm -rf bin $(DATA_DIR)
+	rm -rf bin $(DATA_DIR) plugin/dist

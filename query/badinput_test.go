@@ -68,6 +68,10 @@ func (f *fixture) testBadInput(t *testing.T) {
 		{"service missing on denials", "/api/v1/denials", t1Query, 400, "missing_service_id"},
 		{"app in several services", "/stats/applications/app0/usage.json?metric_name=hits", t1Query, 400, "missing_service_id"},
 		{"metric missing", "/api/v1/usage?service_id=s1", t1Query, 400, "missing_metric"},
+		{"min_ratio", "/api/v1/utilization?service_id=s1&min_ratio=-0.5", t1Query, 400, "invalid_min_ratio"},
+		{"utilization period", "/api/v1/utilization?service_id=s1&period=sliding:1s", t1Query, 400, "invalid_period"},
+		{"utilization application", "/api/v1/utilization?service_id=s1&app_id=nosuchapp", t1Query, 404, "unknown_application"},
+		{"changes limit", "/api/v1/changes?service_id=s1&limit=0", t1Query, 400, "invalid_limit"},
 		{"metric missing on top", "/api/v1/top?service_id=s1", t1Query, 400, "missing_metric"},
 		{"metric_name missing", "/stats/services/s1/usage.json", t1Query, 400, "missing_metric"},
 		{"minutes over a year", u + "&granularity=minute&from=2025-11-01T00:00:00Z&to=2026-11-01T00:00:00Z", t1Query, 400, "too_many_buckets"},
@@ -191,6 +195,8 @@ func (f *fixture) testInjection(t *testing.T) {
 		"/api/v1/denials":                     {"service_id": {"s1"}, "app_id": {"app6"}, "from": {dataFrom}, "to": {dataTo}, "granularity": {"day"}, "tz": {"UTC"}},
 		"/api/v1/export":                      {"month": {"2026-10"}, "service_id": {"s1"}, "format": {"csv"}},
 		"/api/v1/alerts":                      {"service_id": {"s1"}, "app_id": {"app1"}, "from": {dataFrom}, "to": {dataTo}, "limit": {"5"}, "cursor": {"1764806400-40868110bdcf40ba86df6a61c145946e"}},
+		"/api/v1/utilization":                 {"service_id": {"s1"}, "app_id": {"app1"}, "metric": {"hits"}, "period": {"minute"}, "min_ratio": {"0"}},
+		"/api/v1/applications":                {"service_id": {"s1"}, "limit": {"3"}},
 		"/stats/services/s1/usage.json":       {"metric_name": {"hits"}, "period": {"week"}, "since": {"2026-10-26"}, "granularity": {"day"}, "timezone": {"UTC"}},
 		"/stats/applications/app1/usage.json": {"metric_name": {"hits"}, "period": {"week"}, "since": {"2026-10-26"}, "service_id": {"s1"}},
 	}
@@ -275,7 +281,7 @@ func (f *fixture) testUnavailable(t *testing.T) {
 	base := serve(t, srv)
 	for _, p := range []string{
 		"/api/v1/usage?service_id=s1&metric=hits", "/api/v1/top?service_id=s1&metric=hits", "/api/v1/denials?service_id=s1",
-		"/api/v1/export?month=2026-10", "/stats/services/s1/usage.json?metric_name=hits",
+		"/api/v1/export?month=2026-10", "/stats/services/s1/usage.json?metric_name=hits", "/api/v1/utilization?service_id=s1",
 	} {
 		start := time.Now()
 		status, body, _ := get(t, base, t1Query, p)

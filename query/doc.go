@@ -1,8 +1,11 @@
 // Package query is Sluice's query API over the ClickHouse rollups
 // (docs/query-api.md in the repository): usage series with calendar buckets in a time zone,
-// top applications, denials by reason, the billing export (streamed through
-// package billing), and 3scale-style stats endpoints so that tools written
-// for 3scale's analytics API can read Sluice. openapi.json, served at
+// top applications, denials by reason, each application's usage against its
+// plan's limits (utilization.go), configuration changes for annotations
+// (changes.go: a ChangeFeed derives them from the configuration log), the
+// tenant's services and applications for pick lists (listing.go), the billing
+// export (streamed through package billing), and 3scale-style stats endpoints
+// so that tools written for 3scale's analytics API can read Sluice. openapi.json, served at
 // /openapi.json, describes every endpoint; the package tests hold the API to
 // it.
 //

@@ -37,7 +37,8 @@ var ErrorCodes = map[string]int{
 	"invalid_month":       400, // not YYYY-MM
 	"future_month":        400, // the month has not begun
 	"invalid_format":      400, // not csv, json, ndjson
-	"invalid_period":      400, // stats: not day, week, month, year
+	"invalid_period":      400, // stats: not day, week, month, year; utilization: not a calendar period
+	"invalid_min_ratio":   400, // utilization: not a number 0..1000000
 	"invalid_since":       400, // stats: not YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or RFC 3339
 	"missing_service_id":  400,
 	"missing_metric":      400,
@@ -64,6 +65,7 @@ var ErrorCodes = map[string]int{
 	// 503
 	"clickhouse_unavailable": 503,
 	"query_timeout":          503,
+	"changes_unavailable":    503, // the node runs without a change feed
 }
 
 // writeError answers e as JSON. It resets the response first, so the

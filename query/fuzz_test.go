@@ -50,6 +50,10 @@ func FuzzHandler(f *testing.F) {
 		"/stats/applications/app1/usage.json?metric_name=hits&service_id=s1&timezone=Asia/Kolkata",
 		"/api/v1/usage?service_id=s1&metric=hits&app_id=%00%27",
 		"/stats/services//usage.json?metric_name=hits", // folded to a path shorter than prefix+suffix
+		"/api/v1/utilization?service_id=s1&app_id=app1&metric=hits&period=month&min_ratio=0.9",
+		"/api/v1/changes?service_id=s1&app_id=app1&limit=5&from=2026-11-01T00:00:00Z",
+		"/api/v1/services",
+		"/api/v1/applications?service_id=s1&prefix=app&limit=2",
 	} {
 		f.Add(s, t1Query)
 	}

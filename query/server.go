@@ -49,6 +49,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for default ranges. Default time.Now.
 	Now func() time.Time
+	// Changes answers /api/v1/changes; without it that endpoint answers 503
+	// changes_unavailable. Run it on the node's configuration log.
+	Changes *ChangeFeed
 }
 
 // Server answers the query API. Its Handler is safe for concurrent use.
@@ -68,6 +71,8 @@ type Server struct {
 	maxGroups int
 	// maxCandidates is MaxTopCandidates, lowered by a test.
 	maxCandidates int
+	// changeFeed is Options.Changes.
+	changeFeed *ChangeFeed
 }
 
 // New checks o and returns a Server.
@@ -95,7 +100,7 @@ func New(o Options) (*Server, error) {
 	}
 	return &Server{cat: o.Catalog, conn: o.Conn, db: o.Database, timeout: o.QueryTimeout,
 		export: o.ExportTimeout, log: o.Logger, now: o.Now, maxGroups: MaxGroups,
-		maxCandidates: MaxTopCandidates}, nil
+		maxCandidates: MaxTopCandidates, changeFeed: o.Changes}, nil
 }
 
 // Paths of the API.
@@ -150,6 +155,14 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 		h = s.exportHandler
 	case path == PathAlerts:
 		h = s.alerts
+	case path == PathUtilization:
+		h = s.utilization
+	case path == PathChanges:
+		h = s.changes
+	case path == PathServices:
+		h = s.services
+	case path == PathApplications:
+		h = s.applications
 	case isStats(path, statsService):
 		id := path[len(statsService) : len(path)-len(statsSuffix)]
 		h = func(c *fasthttp.RequestCtx, sc scope, snap *catalog.Snapshot) *apiError {
@@ -163,7 +176,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 		}
 		stats = true
 	default:
-		return errf(404, "not_found", "no such endpoint; see /api/v1/usage, /api/v1/top, /api/v1/denials, /api/v1/export, /api/v1/alerts, /stats/...")
+		return errf(404, "not_found", "no such endpoint; see /api/v1/usage, /api/v1/top, /api/v1/denials, /api/v1/utilization, /api/v1/changes, /api/v1/services, /api/v1/applications, /api/v1/export, /api/v1/alerts, /stats/...")
 	}
 	if !ctx.IsGet() && !ctx.IsHead() {
 		return errf(405, "method_not_allowed", "use GET")
@@ -183,7 +196,8 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) *apiError {
 // endpointOf names the endpoint a path is routed to, for log lines.
 func endpointOf(path string) string {
 	switch {
-	case path == PathHealth, path == PathUsage, path == PathTop, path == PathDenials, path == PathExport, path == PathAlerts:
+	case path == PathHealth, path == PathUsage, path == PathTop, path == PathDenials, path == PathExport,
+		path == PathUtilization, path == PathChanges, path == PathServices, path == PathApplications, path == PathAlerts:
 		return path
 	case isStats(path, statsService):
 		return statsService + "{id}" + statsSuffix

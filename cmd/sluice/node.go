@@ -225,7 +225,7 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 	}
 
 	if cfg.Roles[roleQuery] {
-		stop, err := startQueryRole(ctx, cfg, proj.Store(), errc, log.With("role", roleQuery))
+		stop, err := startQueryRole(ctx, cfg, proj.Store(), clog, errc, log.With("role", roleQuery))
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/chschema"
+	"github.com/sluice-dev/sluice/ingest/configlog"
 	"github.com/sluice-dev/sluice/query"
 )
 
@@ -20,8 +22,8 @@ func registerQueryFlags(fs *flag.FlagSet, cfg *nodeConfig) {
 
 // startQueryRole serves the query API on cfg.QueryListen until the returned
 // stop function is called. A ClickHouse that is down at startup is not fatal:
-// the API answers 503 until it is back.
-func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, errc chan<- error, log *slog.Logger) (stop func(), err error) {
+// the API answers 503 until it is back. clog feeds /api/v1/changes.
+func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, clog configlog.Log, errc chan<- error, log *slog.Logger) (stop func(), err error) {
 	if cfg.CH.Addr == "" {
 		return nil, fmt.Errorf("query role: no ClickHouse address (--clickhouse)")
 	}
@@ -39,8 +41,10 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, e
 		log.Warn("query role: ClickHouse does not answer yet; the query API answers 503 until it does", "clickhouse", cfg.CH.Addr, "err", err)
 	}
 	cancel()
+	feed := query.NewChangeFeed()
 	srv, err := query.New(query.Options{
 		Catalog:      store,
+		Changes:      feed,
 		Conn:         conn,
 		Database:     cfg.Database,
 		QueryTimeout: cfg.QueryTimeout,
@@ -56,17 +60,24 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, e
 		return nil, err
 	}
 	sctx, stopServe := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	done := make(chan struct{}, 2)
 	go func() {
-		defer close(done)
+		defer func() { done <- struct{}{} }()
 		if err := srv.Serve(sctx, ln); err != nil {
 			errc <- fmt.Errorf("query API %s: %w", cfg.QueryListen, err)
 		}
 	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		if err := feed.Run(sctx, clog); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, configlog.ErrClosed) {
+			log.Error("query role: change feed stopped; /api/v1/changes shows no newer changes", "err", err)
+		}
+	}()
 	log.Info("query role listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.scheme(), "clickhouse", cfg.CH.Addr, "database", cfg.Database,
-		"query_timeout", cfg.QueryTimeout, "endpoints", "/api/v1/usage /api/v1/top /api/v1/denials /api/v1/export /api/v1/alerts /stats/services/{id}/usage.json /stats/applications/{id}/usage.json /health /openapi.json")
+		"query_timeout", cfg.QueryTimeout, "endpoints", "/api/v1/usage /api/v1/top /api/v1/denials /api/v1/utilization /api/v1/changes /api/v1/services /api/v1/applications /api/v1/export /api/v1/alerts /stats/services/{id}/usage.json /stats/applications/{id}/usage.json /health /openapi.json")
 	return func() {
 		stopServe()
+		<-done
 		<-done
 		conn.Close()
 	}, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sluice-dev/sluice/ingest/catalog"
 )
@@ -15,10 +16,13 @@ import (
 type Position int64
 
 // Entry is a record as read from a Log. Pos is where to resume to read what
-// follows it; records appended together may share one Pos.
+// follows it; records appended together may share one Pos. Time is when the
+// record was appended, for logs that keep it (the Kafka log: the record's
+// timestamp); zero when the log does not (the file and memory logs).
 type Entry struct {
 	Record
-	Pos Position
+	Pos  Position
+	Time time.Time
 }
 
 // Log is the configuration change log: an ordered, durable sequence of

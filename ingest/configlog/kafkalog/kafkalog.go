@@ -228,6 +228,7 @@ func (l *Log) Tail(ctx context.Context, from configlog.Position, fn func([]confi
 			batch = append(batch, configlog.Entry{
 				Record: configlog.Record{Key: string(r.Key), Value: r.Value},
 				Pos:    configlog.Position(r.Offset + 1),
+				Time:   r.Timestamp,
 			})
 		})
 		if len(batch) > 0 {

@@ -45,6 +45,7 @@ func TestTwoNodesConverge(t *testing.T) {
 	a, b := open(t, bs, topic), open(t, bs, topic)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	before := time.Now().Add(-time.Second) // record times are the producer's, in ms
 	if _, err := a.Append(ctx, []configlog.Record{{Key: "tenant/x", Value: []byte(`{"id":"x"}`)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +58,10 @@ func TestTwoNodesConverge(t *testing.T) {
 		err := l.Tail(ctx, 0, func(es []configlog.Entry) error {
 			for _, e := range es {
 				got = append(got, fmt.Sprintf("%s=%s", e.Key, e.Value))
+				// Entries carry their append time (the change feed dates changes by it).
+				if e.Time.Before(before) || e.Time.After(time.Now().Add(time.Second)) {
+					t.Errorf("%s: record time %v, appended after %v", e.Key, e.Time, before)
+				}
 			}
 			if es[len(es)-1].Pos >= end {
 				return errStop
