@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-dev/sluice/bench/internal/sluicebin"
 	"github.com/valyala/fasthttp"
 )
 
@@ -59,18 +59,14 @@ func cmdRun(ctx context.Context, args []string) error {
 	if !c.keep {
 		defer os.RemoveAll(dir)
 	}
-	if c.bin == "" {
-		c.bin = filepath.Join(dir, "sluice")
-		out, err := exec.Command("go", "build", "-o", c.bin, "./cmd/sluice").CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("go build: %v\n%s", err, out)
-		}
+	if c.bin, err = sluicebin.Build(c.bin, dir); err != nil {
+		return err
 	}
-	api, err := freeAddr()
+	api, err := sluicebin.FreeAddr()
 	if err != nil {
 		return err
 	}
-	query, err := freeAddr()
+	query, err := sluicebin.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -131,15 +127,6 @@ func cmdRun(ctx context.Context, args []string) error {
 	rss, hwm = procMem(cmd.Process.Pid)
 	fmt.Printf("RSS at the end: %d MiB (peak %d MiB)\n", rss>>20, hwm>>20)
 	return nil
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // procMem returns the process's VmRSS and VmHWM in bytes.

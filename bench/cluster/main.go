@@ -38,6 +38,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/valyala/fasthttp"
 
+	"github.com/sluice-dev/sluice/bench/internal/sluicebin"
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 )
@@ -82,11 +83,8 @@ func run(rate float64, conns int, round time.Duration, rounds int, bin string) e
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if bin == "" {
-		bin = filepath.Join(dir, "sluice")
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/sluice").CombinedOutput(); err != nil {
-			return fmt.Errorf("go build: %v\n%s", err, out)
-		}
+	if bin, err = sluicebin.Build(bin, dir); err != nil {
+		return err
 	}
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.SeedTopics(partitions, event.Topic))
 	if err != nil {

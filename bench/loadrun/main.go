@@ -50,6 +50,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/sluice-dev/sluice/bench/internal/sluicebin"
 	"github.com/sluice-dev/sluice/bench/load"
 	"github.com/sluice-dev/sluice/ingest/catalog"
 	"github.com/sluice-dev/sluice/ingest/event"
@@ -332,21 +333,12 @@ func startMemsink(cfgPath string) (string, func(), error) {
 	return "http://" + ln.Addr().String(), func() { srv.Shutdown(); clock.Stop() }, nil
 }
 
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 func startDev(ctx context.Context, bin, tmp, cfgPath string) (string, func(), error) {
-	listen, err := freePort()
+	listen, err := sluicebin.FreeAddr()
 	if err != nil {
 		return "", nil, err
 	}
-	query, err := freePort()
+	query, err := sluicebin.FreeAddr()
 	if err != nil {
 		return "", nil, err
 	}

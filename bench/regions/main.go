@@ -35,6 +35,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/sluice-dev/sluice/bench/internal/sluicebin"
 	"github.com/sluice-dev/sluice/ingest/event"
 	"github.com/sluice-dev/sluice/internal/tcpproxy"
 )
@@ -84,11 +85,8 @@ func run(n, maxUnits, rounds, clients int, pace, runFor time.Duration, delays []
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if bin == "" {
-		bin = filepath.Join(dir, "sluice")
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/sluice").CombinedOutput(); err != nil {
-			return fmt.Errorf("go build: %v\n%s", err, out)
-		}
+	if bin, err = sluicebin.Build(bin, dir); err != nil {
+		return err
 	}
 	apps := len(delays) * rounds
 	var cfg strings.Builder

@@ -111,18 +111,7 @@ func startEnvoy(cfg nodeConfig, lim *limiter.Limiter, sink envoyrls.EventSink, c
 	}()
 	*cleanups = append(*cleanups, func() { g.Drain(10 * time.Second) })
 	go svc.Watch(ctx, ec.Dir, time.Second)
-	go func() {
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				svc.Sweep()
-			}
-		}
-	}()
+	go every(ctx, 5*time.Second, svc.Sweep)
 	log.Info("envoy rate limit service listening", "addr", ln.Addr().String(), "tls", cfg.TLS.on(), "config", ec.Dir, "tenant", ec.Tenant,
 		"endpoints", "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit, grpc.health.v1.Health, POST "+envoyrls.JSONPath+" on --listen")
 	return svc, nil

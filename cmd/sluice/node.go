@@ -757,15 +757,18 @@ func applyStartupConfig(ctx context.Context, cfg nodeConfig, proj *configlog.Pro
 }
 
 // sweep drops idle applications' counters so memory follows active apps.
-func sweep(ctx context.Context, lim *limiter.Limiter) {
-	t := time.NewTicker(10 * time.Second)
+func sweep(ctx context.Context, lim *limiter.Limiter) { every(ctx, 10*time.Second, lim.Sweep) }
+
+// every calls fn every d until ctx is done.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			lim.Sweep()
+			fn()
 		}
 	}
 }
