@@ -104,13 +104,7 @@ func run(rate float64, conns int, round time.Duration, rounds int, bin string) e
 		if i == 0 {
 			args = append(args, "--config", cfg)
 		}
-		logf, err := os.Create(filepath.Join(dir, fmt.Sprint("n", i, ".log")))
-		if err != nil {
-			return err
-		}
-		n.cmd = exec.Command(bin, args...)
-		n.cmd.Stdout, n.cmd.Stderr = logf, logf
-		if err := n.cmd.Start(); err != nil {
+		if n.cmd, err = sluicebin.Start(bin, filepath.Join(dir, fmt.Sprint("n", i, ".log")), args...); err != nil {
 			return err
 		}
 		defer func() { n.cmd.Process.Signal(os.Interrupt); n.cmd.Wait() }()

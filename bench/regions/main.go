@@ -136,13 +136,7 @@ func run(n, maxUnits, rounds, clients int, pace, runFor time.Duration, delays []
 				args = append(args, "--peer-region", o.name+"="+o.proxy.Addr())
 			}
 		}
-		logf, err := os.Create(filepath.Join(dir, r.name+".log"))
-		if err != nil {
-			return err
-		}
-		r.cmd = exec.Command(bin, args...)
-		r.cmd.Stdout, r.cmd.Stderr = logf, logf
-		if err := r.cmd.Start(); err != nil {
+		if r.cmd, err = sluicebin.Start(bin, filepath.Join(dir, r.name+".log"), args...); err != nil {
 			return err
 		}
 		defer func() { r.cmd.Process.Signal(os.Interrupt); r.cmd.Wait() }()
