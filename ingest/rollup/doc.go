@@ -101,6 +101,16 @@
 // copy is harmless). Marker rows cost one row per table, Kafka partition and
 // batch.
 //
+// Records Kafka deleted before they were written (the topic's retention
+// is shorter than the rollup's downtime, or someone ran DeleteRecords) cannot
+// be rolled up: the consumer asks for the offset ClickHouse needs and Kafka
+// answers from its log start. Such a gap is never passed over silently: the
+// usage producers are idempotent and not transactional, so a partition's
+// offsets are dense, and an offset past the one expected is logged as an
+// error and counted (Stats.Missing, sluice_rollup_missing_total). A log
+// behind the markers (a topic deleted and created again) is logged too: its
+// records below the markers are skipped as already counted.
+//
 // What this does not cover: ClickHouse losing data it acknowledged (it does
 // not fsync parts by default, so a power loss can lose recent parts; a
 // process kill of ClickHouse cannot) and a restore of ClickHouse from an old

@@ -14,5 +14,6 @@ func (r *Rollup) RegisterMetrics(reg *metrics.Registry) {
 	c("sluice_rollup_undecodable_total", "Records that could not be decoded.", func(s Stats) uint64 { return s.Undecodable })
 	c("sluice_rollup_write_errors_total", "Failed ClickHouse inserts (retried).", func(s Stats) uint64 { return s.WriteErrors })
 	c("sluice_rollup_negative_total", "Negative usage values dropped (the API never accepts them).", func(s Stats) uint64 { return s.Negative })
+	c("sluice_rollup_missing_total", "Usage records deleted from Kafka (retention) before they were rolled up: usage missing from ClickHouse.", func(s Stats) uint64 { return s.Missing })
 	c("sluice_rollup_saturated_total", "Row sums that would have passed 9223372036854775807, stored as it.", func(s Stats) uint64 { return s.Saturated })
 }

@@ -127,6 +127,7 @@ type Stats struct {
 	Sessions    uint64 // consumer sessions started (1 + restarts after errors)
 	Negative    uint64 // usage entries below zero, dropped (logged); the API never accepts them
 	Saturated   uint64 // row sums that would have passed the largest int64, stored as it (logged)
+	Missing     uint64 // records deleted from Kafka before they were rolled up (logged as errors; see gaps)
 }
 
 // New checks the options and returns a Rollup. It does not connect.
@@ -143,7 +144,7 @@ func (r *Rollup) Stats() Stats {
 		Events: r.st.events.Load(), Batches: r.st.batches.Load(), Rows: r.st.rows.Load(),
 		Skipped: r.st.skipped.Load(), Undecodable: r.st.undecodable.Load(),
 		WriteErrors: r.st.writeErrors.Load(), Sessions: r.st.sessions.Load(),
-		Negative: r.st.negative.Load(), Saturated: r.st.saturated.Load(),
+		Negative: r.st.negative.Load(), Saturated: r.st.saturated.Load(), Missing: r.st.missing.Load(),
 	}
 }
 
@@ -192,6 +193,7 @@ func (r *Rollup) session(ctx context.Context) error {
 		go r.retention(rctx, conn)
 	}
 	w := newWriter(conn, o.Database, o.Hierarchy, o.Raw, o.Logger, &r.st)
+	gp := &gaps{}
 	o.Logger.Info("rollup: session starting", "brokers", o.Brokers, "topic", o.Topic, "group", o.Group,
 		"clickhouse", o.ClickHouseAddr, "database", o.Database, "raw", o.Raw)
 
@@ -204,10 +206,16 @@ func (r *Rollup) session(ctx context.Context) error {
 		// abandoned), so partitions never change owner mid-batch.
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AdjustFetchOffsetsFn(func(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-			return r.adjust(ctx, w, offs)
+			return r.adjust(ctx, w, gp, offs)
 		}),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { w.forget(lost[o.Topic]) }),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { w.forget(lost[o.Topic]) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+			w.forget(lost[o.Topic])
+			gp.forget(lost[o.Topic])
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+			w.forget(lost[o.Topic])
+			gp.forget(lost[o.Topic])
+		}),
 		kgo.FetchMaxBytes(64 << 20),
 		kgo.FetchMaxPartitionBytes(8 << 20),
 	}
@@ -224,7 +232,7 @@ func (r *Rollup) session(ctx context.Context) error {
 	recs := make([]record, 0, o.MaxBatchEvents)
 	for {
 		recs = recs[:0]
-		if err := r.poll(ctx, cl, &recs); err != nil {
+		if err := r.poll(ctx, cl, gp, &recs); err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -265,8 +273,9 @@ func (r *Rollup) retention(ctx context.Context, conn driver.Conn) {
 }
 
 // poll fills recs with up to MaxBatchEvents records, waiting at most
-// MaxBatchWait after the first one.
-func (r *Rollup) poll(ctx context.Context, cl *kgo.Client, recs *[]record) error {
+// MaxBatchWait after the first one, and reports records Kafka deleted
+// before they were rolled up (gp).
+func (r *Rollup) poll(ctx context.Context, cl *kgo.Client, gp *gaps, recs *[]record) error {
 	var deadline time.Time
 	for len(*recs) < r.o.MaxBatchEvents {
 		var pctx context.Context
@@ -296,6 +305,15 @@ func (r *Rollup) poll(ctx context.Context, cl *kgo.Client, recs *[]record) error
 		})
 		_ = ferr // kgo retries fetch errors itself; they are only logged
 		fs.EachRecord(func(rec *kgo.Record) {
+			switch n, from, behind := gp.see(rec.Partition, rec.Offset); {
+			case n > 0:
+				r.st.missing.Add(uint64(n))
+				r.o.Logger.Error("rollup: usage records were deleted from Kafka before they were rolled up; their usage is not in ClickHouse (is the topic's retention shorter than the rollup's downtime?)",
+					"topic", rec.Topic, "partition", rec.Partition, "from_offset", from, "to_offset", rec.Offset, "records", n)
+			case behind:
+				r.o.Logger.Error("rollup: the Kafka partition is behind what ClickHouse has rolled up (was the topic deleted and created again?); records below ClickHouse's markers are skipped as already counted",
+					"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+			}
 			*recs = append(*recs, record{Partition: rec.Partition, Offset: rec.Offset, Value: rec.Value})
 		})
 		if ctx.Err() != nil {
@@ -343,7 +361,7 @@ func (r *Rollup) writeRetry(ctx context.Context, w *writer, recs []record) error
 // assigned partition, the smallest next offset over the tables, or the start
 // of the log for a partition some table has never seen. It retries while
 // ClickHouse is unreachable, until the group session moves on.
-func (r *Rollup) adjust(ctx context.Context, w *writer, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+func (r *Rollup) adjust(ctx context.Context, w *writer, gp *gaps, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	parts := offs[r.o.Topic]
 	kps := make([]int32, 0, len(parts))
 	for kp := range parts {
@@ -365,6 +383,7 @@ func (r *Rollup) adjust(ctx context.Context, w *writer, offs map[string]map[int3
 	}
 	start := w.startOffsets(kps)
 	for kp := range parts {
+		gp.expect(kp, start[kp])
 		if s := start[kp]; s > 0 {
 			parts[kp] = kgo.NewOffset().At(s).WithEpoch(-1)
 		} else {

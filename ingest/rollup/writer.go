@@ -613,5 +613,5 @@ func fill[T any](s []T, v T) {
 // counters are the rollup's statistics.
 type counters struct {
 	events, batches, rows, skipped, undecodable, writeErrors, sessions atomic.Uint64
-	negative, saturated                                                atomic.Uint64
+	negative, saturated, missing                                       atomic.Uint64
 }

@@ -74,9 +74,15 @@ func UniqueName(base string) string {
 	return base + "." + strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.FormatInt(seq.Add(1), 36)
 }
 
+// keepForever is the retention.ms of test topics.
+var keepForever = "-1"
+
 // Topic creates a topic named base on kfake, or a fresh uniquely named one
 // on an external broker (deleted when the test ends), with the given
-// partitions, and returns its name.
+// partitions, and returns its name. The topic keeps its records forever
+// (retention.ms -1): tests produce records stamped with fixed dates, which a
+// broker's default seven-day retention would delete while the test runs
+// once those dates are a week old.
 func (b *Broker) Topic(t testing.TB, base string, partitions int32) string {
 	t.Helper()
 	name := base
@@ -90,7 +96,7 @@ func (b *Broker) Topic(t testing.TB, base string, partitions int32) string {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, nil, name); err != nil {
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, 1, map[string]*string{"retention.ms": &keepForever}, name); err != nil {
 		t.Fatalf("create topic %s on %v: %v", name, b.Addrs, err)
 	}
 	if b.Fake == nil {
