@@ -130,8 +130,8 @@ func (s *Server) applications(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.
 	for _, aid := range ids {
 		a := svc.App(aid)
 		pj := ""
-		if a.Plan != nil {
-			pj = a.Plan.ID
+		if plan := a.Plan(); plan != nil {
+			pj = plan.ID
 		}
 		ans.Applications = append(ans.Applications, appJSON{ID: aid, PlanID: pj, State: stateName(a.State)})
 	}

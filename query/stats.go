@@ -180,8 +180,8 @@ func (s *Server) stats(ctx *fasthttp.RequestCtx, sc scope, snap *catalog.Snapsho
 	}
 	if app != nil {
 		planID := ""
-		if app.Plan != nil {
-			planID = app.Plan.ID
+		if plan := app.Plan(); plan != nil {
+			planID = plan.ID
 		}
 		ans.Application = &statsApplication{ID: app.ID, State: app.State.String(), Plan: statsRef{planID}, Service: statsRef{svc.ID}}
 	}

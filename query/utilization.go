@@ -202,12 +202,13 @@ func utilizationRows(svc *catalog.Service, p utilizationParams, now time.Time) (
 	perPlan := map[*catalog.Plan][]lim{}
 	var rows []utilizationRow
 	for _, a := range apps {
-		if a.Plan == nil {
+		plan := a.Plan()
+		if plan == nil {
 			continue
 		}
-		ls, ok := perPlan[a.Plan]
+		ls, ok := perPlan[plan]
 		if !ok {
-			for _, l := range a.Plan.Limits {
+			for _, l := range plan.Limits {
 				name := svc.MetricName(l.Metric)
 				if l.Period.Unit == limiter.Sliding || name == "" || (p.metric != "" && name != p.metric) || (p.period != 0 && l.Period.Unit != p.period) {
 					continue
@@ -216,7 +217,7 @@ func utilizationRows(svc *catalog.Service, p utilizationParams, now time.Time) (
 				ls = append(ls, lim{metric: name, unit: l.Period.Unit, period: l.Period.String(), max: l.Max,
 					start: start.Format(time.RFC3339), end: end.Format(time.RFC3339)})
 			}
-			perPlan[a.Plan] = ls
+			perPlan[plan] = ls
 		}
 		if len(rows)+len(ls) > MaxUtilizationRows {
 			return nil, badRequest("too_many_groups", "more than "+strconv.Itoa(MaxUtilizationRows)+
@@ -224,7 +225,7 @@ func utilizationRows(svc *catalog.Service, p utilizationParams, now time.Time) (
 		}
 		state := stateName(a.State)
 		for _, l := range ls {
-			rows = append(rows, utilizationRow{AppID: a.ID, PlanID: a.Plan.ID, State: state, Metric: l.metric,
+			rows = append(rows, utilizationRow{AppID: a.ID, PlanID: plan.ID, State: state, Metric: l.metric,
 				Period: l.period, Max: l.max, WindowStart: l.start, WindowEnd: l.end, unit: l.unit})
 		}
 	}

@@ -108,7 +108,7 @@ func cmdMem(args []string) error {
 	var d limiter.Decision
 	for _, s := range snap.Services {
 		for _, a := range s.Apps().All() {
-			req := limiter.Request{App: a.Key, Limits: a.Plan.Limits, Parents: s.Parents, Mode: limiter.ModeAuthRep,
+			req := limiter.Request{App: a.Key, Limits: a.Plan().Limits, Parents: s.Parents, Mode: limiter.ModeAuthRep,
 				Usage: []limiter.Usage{{Metric: 0, Value: 1}}}
 			lim.Do(&req, &d)
 		}

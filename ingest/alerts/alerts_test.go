@@ -141,7 +141,7 @@ func queued(d *Detector) []pending {
 func TestObserveReports(t *testing.T) {
 	svc := testService(t, 50, 100)
 	app := svc.App("app1")
-	lims := app.Plan.Limits
+	lims := app.Plan().Limits
 	now := time.Date(2026, 12, 4, 10, 11, 12, 0, time.UTC)
 	d := &Detector{o: DetectorOptions{Clock: func() time.Time { return now }, Node: "n1"}, q: make(chan pending, 8)}
 	start := now.Truncate(time.Minute).Unix()
@@ -185,7 +185,7 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 	svc := testService(t)
 	app := svc.App("app1")
 	d := &Detector{o: DetectorOptions{Clock: time.Now}, q: make(chan pending, 1)}
-	reports := []limiter.Report{{Limit: app.Plan.Limits[0], Before: 4, Current: 5}, {Limit: app.Plan.Limits[2], Before: 1, Current: 2}}
+	reports := []limiter.Report{{Limit: app.Plan().Limits[0], Before: 4, Current: 5}, {Limit: app.Plan().Limits[2], Before: 1, Current: 2}}
 	allocs := testing.AllocsPerRun(1000, func() {
 		d.ObserveReports(svc, app, reports)
 		select {

@@ -57,7 +57,7 @@ func TestSinkKeepsFirstCopy(t *testing.T) {
 	store := catalog.NewStore(snap)
 
 	start := time.Now().UTC().Truncate(time.Minute).Unix()
-	lims := svc.App("app1").Plan.Limits
+	lims := svc.App("app1").Plan().Limits
 	var recs []*kgo.Record
 	add := func(pct uint16, value int64, node string) string {
 		a := alertOf(&pending{svc: svc, app: svc.App("app1"), lim: lims[0], start: start, value: value, pct: pct, at: time.Now().UnixMilli()}, node)

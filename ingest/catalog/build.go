@@ -328,13 +328,13 @@ func buildService(t *Tenant, sd *ServiceSpec, keys *KeyRegistry, path string) (*
 		s.Metrics[i] = Metric{Name: m.Name, ID: ids[i], Parent: parent}
 		s.Parents[ids[i]] = parent
 	}
-	tb := &serviceTables{plans: make(map[string]*Plan, len(sd.Plans)), apps: &AppIndex{}, userKeys: &shardMap[string]{}}
+	tb := &serviceTables{plans: make(map[string]*planRef, len(sd.Plans)), apps: &AppIndex{}, userKeys: &shardMap[string]{}}
 	for pi := range sd.Plans {
 		p, err := compilePlan(s, &sd.Plans[pi])
 		if err != nil {
 			return nil, err
 		}
-		tb.plans[p.ID] = p
+		tb.plans[p.ID] = newPlanRef(p)
 	}
 	for ai := range sd.Applications {
 		ad := &sd.Applications[ai]
@@ -369,13 +369,13 @@ func compilePlan(s *Service, pd *PlanSpec) (*Plan, error) {
 }
 
 // newApp turns a valid application of s on plan into its runtime form.
-func newApp(s *Service, plan *Plan, ad *AppSpec, keys *KeyRegistry) *App {
+func newApp(s *Service, plan *planRef, ad *AppSpec, keys *KeyRegistry) *App {
 	state, _ := ParseState(ad.State)
 	return &App{
 		Service:         s,
 		ID:              ad.ID,
 		Key:             keys.Key(s.Tenant.ID, s.ID, ad.ID),
-		Plan:            plan,
+		plan:            plan,
 		UserKey:         ad.UserKey,
 		Keys:            cloneStrings(ad.Keys),
 		ReferrerFilters: cloneStrings(ad.ReferrerFilters),

@@ -84,7 +84,7 @@ func TestBuildIndexesEverything(t *testing.T) {
 	if app1 == nil || app2 == nil || s.AppByUserKey([]byte("uk-1")) != app1 || s.AppByUserKey([]byte("uk-2")) != app2 || s.NumUserKeys() != 2 {
 		t.Fatal("user keys")
 	}
-	if app1.Plan != s.Plan("basic") || app1.Service != s || app2.State != Suspended || app1.Key == 0 || app1.Key == app2.Key {
+	if app1.Plan() != s.Plan("basic") || app1.Service != s || app2.State != Suspended || app1.Key == 0 || app1.Key == app2.Key {
 		t.Errorf("app1 = %+v", app1)
 	}
 	oa := o.App("oapp")

@@ -20,10 +20,14 @@
 //     applications (Service.Plan, App, AppByUserKey) are published per
 //     service instead, by a Stage: it copies only the shards of the
 //     service's indexes (AppIndex, 256 shards) that a change touches and
-//     stores the service's new tables with one atomic store, so a change to
-//     one application costs one application, a change to a plan the
-//     applications on it, whatever the size of the configuration. Readers
-//     never lock and never see a half-made change to a service.
+//     stores the service's new tables with one atomic store. The
+//     applications on a plan share one reference to it (App.Plan), whose
+//     contents a plan change swaps with one atomic store. So a change to
+//     one application costs one application and a change to a plan one
+//     plan, whatever the size of the configuration or the number of
+//     applications on the plan. Readers never lock and never see a
+//     half-made application or plan; a caller that reads a plan more than
+//     once in one decision keeps the *Plan App.Plan returned.
 //
 // Memory (bench/RESULTS.md): about 230 bytes per application in the
 // catalog (the App, its id and user_key, two index entries) and 28 in the

@@ -68,7 +68,7 @@ func counterValues(t *testing.T, lim *limiter.Limiter, snap *Snapshot) map[strin
 		names[id] = n
 	}
 	var d limiter.Decision
-	lim.Do(&limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}, &d)
+	lim.Do(&limiter.Request{App: app.Key, Limits: app.Plan().Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}, &d)
 	out := map[string]int64{}
 	for _, r := range d.Reports {
 		name, ok := names[r.Limit.Metric]
@@ -191,7 +191,7 @@ func TestCountersFollowMetricIdentity(t *testing.T) {
 					us = append(us, limiter.Usage{Metric: svc.MetricIndex[name], Value: v})
 				}
 				var d limiter.Decision
-				lim.Do(&limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: svc.Parents, Usage: us, Mode: limiter.ModeAuthRep}, &d)
+				lim.Do(&limiter.Request{App: app.Key, Limits: app.Plan().Limits, Parents: svc.Parents, Usage: us, Mode: limiter.ModeAuthRep}, &d)
 				if !d.Allowed {
 					t.Fatalf("authrep %v refused", usage)
 				}

@@ -161,19 +161,48 @@ type Plan struct {
 	Strict []int
 }
 
+// planRef is a plan as the applications on it reach it: one per plan of a
+// service, shared by every version of the App of each application on the
+// plan, so that a change to the plan is one atomic store of its new
+// version, whatever the number of applications on it.
+type planRef struct {
+	p atomic.Pointer[Plan]
+}
+
+func newPlanRef(p *Plan) *planRef {
+	r := &planRef{}
+	r.p.Store(p)
+	return r
+}
+
 // App is one application (a consumer of the service) with its credentials.
 // Service is the application's service in the Snapshot it was published in
-// (a change to the service builds new Apps); Plan is always the current
-// version of its plan (a change to a plan publishes new Apps for every
-// application on it). An App is never modified after it is published.
+// (a change to the service builds new Apps); Plan returns the current
+// version of its plan. An App is never modified after it is published
+// (a change to the application publishes a new App).
 type App struct {
 	Service         *Service
 	ID              string
 	Key             limiter.AppKey // stable for the life of the process
-	Plan            *Plan
+	plan            *planRef
 	UserKey         string
 	Keys            []string // app_key values
 	ReferrerFilters []string
 	RedirectURL     string
 	State           State
 }
+
+// Plan returns the current version of the application's plan, or nil for
+// an App without one. It does not allocate; a caller that reads several
+// fields of the plan should call it once and keep the result, which is
+// immutable.
+func (a *App) Plan() *Plan {
+	if a.plan == nil {
+		return nil
+	}
+	return a.plan.p.Load()
+}
+
+// SetPlan puts an App assembled by hand (tests, tools) on plan p; Assemble
+// then joins it to the service's plans. Never on a published App.
+func (a *App) SetPlan(p *Plan) { a.plan = newPlanRef(p) }

@@ -8,12 +8,13 @@ import (
 
 // Stage applies plan and application changes to the services of a published
 // Snapshot, one entity at a time, at the cost of that entity: an
-// application change copies one shard of its service's indexes, a plan
-// change builds new Apps for the applications on that plan only. Nothing is
-// visible to readers until Publish, which stores each touched service's new
-// tables with one atomic store (services are published one after the other:
-// a reader may see the change to one service before the change to
-// another).
+// application change copies one shard of its service's indexes, a change to
+// a plan compiles the plan (the applications on it share one reference to
+// it, whose contents change). Nothing is visible to readers until Publish,
+// which stores each touched service's new tables with one atomic store and
+// then each changed plan's new version with one of its own (services and
+// plans are published one after the other: a reader may see one change
+// before another).
 //
 // Every change is checked as Validate would check it in the whole
 // configuration; a change that would make it invalid, or that Stage cannot
@@ -34,8 +35,9 @@ type Stage struct {
 // staged is a service's tables being changed: the plans map is copied on
 // the first plan change, each index shard on the first change to it.
 type staged struct {
-	plans    map[string]*Plan
+	plans    map[string]*planRef
 	ownPlans bool
+	versions map[*planRef]*Plan // new versions of published plans, stored by Publish
 	info     planInfo // the plans' ids, for validating applications; nil when plans change
 	apps     *indexEdit[*App]
 	userKeys *indexEdit[string]
@@ -137,7 +139,7 @@ func (st *Stage) DeleteApp(tenant, service, id string) error {
 }
 
 // PutPlan creates or replaces a plan of the tenant's service; the
-// applications on it are republished with the new version.
+// applications on it see the new version from Publish on.
 func (st *Stage) PutPlan(tenant, service string, pd *PlanSpec) error {
 	s, t, err := st.service(tenant, service)
 	if err != nil {
@@ -159,50 +161,20 @@ func (st *Stage) PutPlan(tenant, service string, pd *PlanSpec) error {
 	if err != nil {
 		return notStaged("plan %q: %v", pd.ID, err)
 	}
-	old := t.plans[p.ID]
-	t.ownPlans, t.plans, t.info = true, ownedPlans(t), nil
-	t.plans[p.ID] = p
-	if old != nil {
-		st.repoint(t, old, p)
+	if r := t.plans[p.ID]; r != nil {
+		if t.versions == nil {
+			t.versions = map[*planRef]*Plan{}
+		}
+		t.versions[r] = p
+		return nil
 	}
+	t.ownPlans, t.plans, t.info = true, ownedPlans(t), nil
+	t.plans[p.ID] = newPlanRef(p) // new: reachable once the tables are published
 	return nil
 }
 
-// repoint republishes the applications of s on plan old with plan p, its
-// new version, so that every App names the current version of its plan.
-func (st *Stage) repoint(t *staged, old, p *Plan) {
-	// Shard by shard, the new Apps from slabs of appSlab: a plan may have
-	// most of a service's applications on it, and one allocation per
-	// application would cost as much as the rest together.
-	var slab []App
-	for i := range t.apps.x.shards {
-		cur := t.apps.x.shards[i]
-		var m map[string]*App
-		for k, a := range cur {
-			if a.Plan != old {
-				continue
-			}
-			if m == nil {
-				t.apps.own(i)
-				m = t.apps.x.shards[i]
-			}
-			if len(slab) == 0 {
-				slab = make([]App, appSlab)
-			}
-			na := &slab[0]
-			slab = slab[1:]
-			*na = *a
-			na.Plan = p
-			m[k] = na // the user_key index names applications by id: it stays
-		}
-	}
-}
-
-// appSlab is how many Apps a plan change allocates at once.
-const appSlab = 1024
-
 // ownedPlans returns t's plans map, copied if t does not own it yet.
-func ownedPlans(t *staged) map[string]*Plan {
+func ownedPlans(t *staged) map[string]*planRef {
 	if t.ownPlans {
 		return t.plans
 	}
@@ -216,16 +188,18 @@ func (st *Stage) DeletePlan(tenant, service, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := t.plans[id]; !ok {
+	r, ok := t.plans[id]
+	if !ok {
 		return nil
 	}
 	for _, a := range t.apps.x.All() {
-		if a.Plan != nil && a.Plan.ID == id {
+		if a.plan == r {
 			return notStaged("plan %q has applications", id)
 		}
 	}
 	t.ownPlans, t.plans, t.info = true, ownedPlans(t), nil
 	delete(t.plans, id)
+	delete(t.versions, r)
 	return nil
 }
 
@@ -233,6 +207,9 @@ func (st *Stage) DeletePlan(tenant, service, id string) error {
 func (st *Stage) Publish() {
 	for s, t := range st.tables {
 		s.tables.Store(&serviceTables{plans: t.plans, apps: t.apps.x, userKeys: t.userKeys.x})
+		for r, p := range t.versions {
+			r.p.Store(p)
+		}
 	}
 	st.tables = map[*Service]*staged{}
 }

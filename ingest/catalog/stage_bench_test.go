@@ -7,7 +7,7 @@ import (
 
 // benchService builds a snapshot with one service of n applications in
 // user_key mode over 3 plans of 3 limits.
-func benchService(b *testing.B, n int) (*Snapshot, *KeyRegistry) {
+func benchService(b testing.TB, n int) (*Snapshot, *KeyRegistry) {
 	b.Helper()
 	sd := ServiceSpec{ID: "s", Metrics: []MetricSpec{{Name: "hits"}, {Name: "search", Parent: "hits"}, {Name: "upload", Parent: "hits"}}}
 	for p := range 3 {

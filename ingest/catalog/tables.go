@@ -100,7 +100,7 @@ func (x *shardMap[V]) put(key string, a V) {
 // that such a change does not build a new Service (and every App that
 // points to it).
 type serviceTables struct {
-	plans    map[string]*Plan
+	plans    map[string]*planRef // each App on a plan shares its planRef
 	apps     *AppIndex         // by application id
 	userKeys *shardMap[string] // user_key to application id, user_key mode only
 }
@@ -112,13 +112,27 @@ func (s *Service) loadTables() *serviceTables {
 	return &emptyTables
 }
 
-var emptyTables = serviceTables{plans: map[string]*Plan{}, apps: &AppIndex{}, userKeys: &shardMap[string]{}}
+var emptyTables = serviceTables{plans: map[string]*planRef{}, apps: &AppIndex{}, userKeys: &shardMap[string]{}}
 
-// Plan returns the service's plan with id, or nil.
-func (s *Service) Plan(id string) *Plan { return s.loadTables().plans[id] }
+// Plan returns the current version of the service's plan with id, or nil.
+func (s *Service) Plan(id string) *Plan {
+	if r := s.loadTables().plans[id]; r != nil {
+		return r.p.Load()
+	}
+	return nil
+}
 
 // Plans yields the service's plans by id, in no particular order.
-func (s *Service) Plans() iter.Seq2[string, *Plan] { return maps.All(s.loadTables().plans) }
+func (s *Service) Plans() iter.Seq2[string, *Plan] {
+	plans := s.loadTables().plans
+	return func(yield func(string, *Plan) bool) {
+		for id, r := range plans {
+			if !yield(id, r.p.Load()) {
+				return
+			}
+		}
+	}
+}
 
 // App returns the service's application with id, or nil. It does not
 // allocate.
@@ -147,14 +161,18 @@ func (s *Service) NumUserKeys() int { return s.loadTables().userKeys.Len() }
 
 // Assemble publishes plans and apps as the contents of s, a Service put
 // together by hand (tests, tools); Build does it for the services it
-// makes. apps must point to s and to plans among plans. It must not be
-// called on a Service that readers already use.
+// makes. apps must point to s and be put on plans among plans (App.SetPlan,
+// matched by plan id). It must not be called on a Service that readers
+// already use.
 func Assemble(s *Service, plans []*Plan, apps []*App) {
-	t := &serviceTables{plans: make(map[string]*Plan, len(plans)), apps: &AppIndex{}, userKeys: &shardMap[string]{}}
+	t := &serviceTables{plans: make(map[string]*planRef, len(plans)), apps: &AppIndex{}, userKeys: &shardMap[string]{}}
 	for _, p := range plans {
-		t.plans[p.ID] = p
+		t.plans[p.ID] = newPlanRef(p)
 	}
 	for _, a := range apps {
+		if p := a.Plan(); p != nil && t.plans[p.ID] != nil {
+			a.plan = t.plans[p.ID]
+		}
 		t.apps.put(a.ID, a)
 		if s.AuthMode == AuthUserKey && a.UserKey != "" {
 			t.userKeys.put(a.UserKey, a.ID)

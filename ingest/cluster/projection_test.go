@@ -80,7 +80,7 @@ func TestProjectionApply(t *testing.T) {
 	}
 	app := snap.Services["svc"].App("app0")
 	var d limiter.Decision
-	lim.Do(&limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: app.Service.Parents, Mode: limiter.ModeAuthorize}, &d)
+	lim.Do(&limiter.Request{App: app.Key, Limits: app.Plan().Limits, Parents: app.Service.Parents, Mode: limiter.ModeAuthorize}, &d)
 	for i, r := range d.Reports {
 		if r.Current != 2 { // search counts in hits too; the own event's 5 not at all
 			t.Errorf("limit %d (%v): current %d, want 2", i, r.Limit.Period, r.Current)

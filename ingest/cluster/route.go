@@ -45,7 +45,7 @@ const (
 // being caught up), or when the owner cannot be reached under the Local
 // policy. Route never decides for a partition being given up.
 func (n *Node) Route(ctx *fasthttp.RequestCtx, svc *catalog.Service, app *catalog.App) (token int32, v smapi.Verdict) {
-	if app.Plan == nil || !app.Plan.Exact {
+	if plan := app.Plan(); plan == nil || !plan.Exact {
 		return tokenNone, smapi.Decide
 	}
 	var kb [128]byte

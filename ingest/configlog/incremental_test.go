@@ -39,11 +39,11 @@ func dump(t *testing.T, s *catalog.Snapshot) string {
 		n := 0
 		for id, a := range svc.Apps().All() {
 			n++
-			if a.ID != id || a.Service != svc || a.Plan == nil || svc.Plan(a.Plan.ID) != a.Plan {
+			if a.ID != id || a.Service != svc || a.Plan() == nil || svc.Plan(a.Plan().ID) != a.Plan() {
 				t.Errorf("service %s app %s: wrong service, plan or index key", sid, id)
 			}
 			apps = append(apps, fmt.Sprintf("  app %s key=%d plan=%s uk=%s keys=%v rf=%v ru=%s state=%v\n",
-				a.ID, a.Key, a.Plan.ID, a.UserKey, a.Keys, a.ReferrerFilters, a.RedirectURL, a.State))
+				a.ID, a.Key, a.Plan().ID, a.UserKey, a.Keys, a.ReferrerFilters, a.RedirectURL, a.State))
 			if svc.AuthMode == catalog.AuthUserKey && svc.AppByUserKey([]byte(a.UserKey)) != a {
 				t.Errorf("service %s app %s: user_key index", sid, id)
 			}

@@ -218,7 +218,7 @@ func (p *Projection) fitsCatalog(scope Scope, desired *catalog.Document) bool {
 			}
 			if len(deleted) > 0 {
 				for id, a := range svc.Apps().All() {
-					if a.Plan != nil && deleted[a.Plan.ID] && !scope.has(t.ID, sd.ID, id) {
+					if p := a.Plan(); p != nil && deleted[p.ID] && !scope.has(t.ID, sd.ID, id) {
 						return false
 					}
 				}

@@ -58,7 +58,7 @@ func TestUpdateInScope(t *testing.T) {
 			return nil
 		}, 1, false, func(s *catalog.Snapshot) bool {
 			a := s.Services[acmeSvc].App("app1")
-			return a.Plan == s.Services[acmeSvc].Plan("basic") && a.Plan.Limits[0].Max == 7
+			return a.Plan() == s.Services[acmeSvc].Plan("basic") && a.Plan().Limits[0].Max == 7
 		}},
 		{"change a service's settings", Scope{"acme", acmeSvc, nil}, func(d *catalog.Document) error {
 			d.Tenant("acme").Service(acmeSvc).ReferrerFiltersRequired = true

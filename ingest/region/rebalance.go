@@ -275,11 +275,15 @@ func (rb *Rebalancer) lookup(rec *shareRecord) (shareKey, *window) {
 	app := svc.App(rec.App)
 	m, ok := svc.MetricIndex[rec.Metric]
 	per, err := limiter.ParsePeriod(rec.Period)
-	if app == nil || app.Plan == nil || !ok || err != nil {
+	if app == nil || !ok || err != nil {
 		return shareKey{}, nil
 	}
-	for _, i := range app.Plan.Strict {
-		if l := app.Plan.Limits[i]; l.Metric == m && l.Period == per {
+	plan := app.Plan()
+	if plan == nil {
+		return shareKey{}, nil
+	}
+	for _, i := range plan.Strict {
+		if l := plan.Limits[i]; l.Metric == m && l.Period == per {
 			k := shareKey{app: app.Key, metric: m, unit: per.Unit, start: rec.Window}
 			return k, rb.s.window(k, app, l)
 		}

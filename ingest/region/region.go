@@ -580,7 +580,7 @@ func (t *tail) apply(ap *restore.Applier, snap *catalog.Snapshot, r *kgo.Record)
 	case applied:
 		t.events.Add(1)
 		if sh := t.o.Shares; sh != nil {
-			if app := ap.App(); app != nil && len(app.Plan.Strict) > 0 {
+			if app := ap.App(); app != nil {
 				sh.addPeer(app, ev)
 			}
 		}

@@ -172,7 +172,7 @@ func startHome(t *testing.T, p *peerRegion, snap *catalog.Snapshot, from time.Ti
 func (h *home) current(app string) []int64 {
 	a := h.snap.Services["svc"].App(app)
 	var d limiter.Decision
-	h.lim.Do(&limiter.Request{App: a.Key, Limits: a.Plan.Limits, Parents: a.Service.Parents, Mode: limiter.ModeAuthorize}, &d)
+	h.lim.Do(&limiter.Request{App: a.Key, Limits: a.Plan().Limits, Parents: a.Service.Parents, Mode: limiter.ModeAuthorize}, &d)
 	out := make([]int64, len(d.Reports))
 	for i, r := range d.Reports {
 		out[i] = r.Current

@@ -141,7 +141,11 @@ func (s *Shares) share(w *window) int64 {
 func (s *Shares) Cap(dst []limiter.Limit, app *catalog.App, now time.Time) ([]limiter.Limit, uint32) {
 	e := s.epoch.Load() & 1
 	s.inflight[e].Add(1)
-	for _, i := range app.Plan.Strict {
+	plan := app.Plan()
+	if plan == nil {
+		return dst, e
+	}
+	for _, i := range plan.Strict {
 		if i >= len(dst) {
 			continue
 		}
@@ -171,11 +175,15 @@ func (s *Shares) Done(token uint32) { s.inflight[token&1].Add(-1) }
 func (s *Shares) addPeer(app *catalog.App, ev *event.Event) {
 	svc := app.Service
 	at := time.UnixMilli(ev.TS)
-	for _, i := range app.Plan.Strict {
-		if i >= len(app.Plan.Limits) {
+	plan := app.Plan()
+	if plan == nil {
+		return
+	}
+	for _, i := range plan.Strict {
+		if i >= len(plan.Limits) {
 			continue
 		}
-		l := app.Plan.Limits[i]
+		l := plan.Limits[i]
 		var delta int64
 		for _, u := range ev.Usage {
 			m, ok := svc.MetricIndex[u.Metric]

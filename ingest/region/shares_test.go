@@ -56,7 +56,7 @@ func TestCap(t *testing.T) {
 	}
 	maxes := func() string {
 		var out []int64
-		ls, token := s.Cap(append([]limiter.Limit(nil), app.Plan.Limits...), app, now)
+		ls, token := s.Cap(append([]limiter.Limit(nil), app.Plan().Limits...), app, now)
 		s.Done(token)
 		for _, l := range ls {
 			out = append(out, l.Max)
@@ -76,9 +76,9 @@ func TestCap(t *testing.T) {
 	if got := maxes(); got != "[1000 5000 34]" {
 		t.Errorf("never above the plan's max: %s", got)
 	}
-	dst := make([]limiter.Limit, len(app.Plan.Limits))
+	dst := make([]limiter.Limit, len(app.Plan().Limits))
 	if n := testing.AllocsPerRun(100, func() {
-		_, token := s.Cap(append(dst[:0], app.Plan.Limits...), app, now)
+		_, token := s.Cap(append(dst[:0], app.Plan().Limits...), app, now)
 		s.Done(token)
 	}); n != 0 {
 		t.Errorf("Cap allocates %v times per call", n)
@@ -104,9 +104,9 @@ func TestTakeAgainstDecisions(t *testing.T) {
 	s := NewShares("a", []Peer{{Name: "b"}}) // share 500
 	rb := &Rebalancer{s: s, o: RebalanceOptions{Limiter: lim}}
 	now := time.Now()
-	start, _ := limiter.WindowBounds(app.Plan.Limits[0].Period, now)
-	k := shareKey{app: app.Key, metric: app.Plan.Limits[0].Metric, unit: limiter.Hour, start: start}
-	w := s.window(k, app, app.Plan.Limits[0])
+	start, _ := limiter.WindowBounds(app.Plan().Limits[0].Period, now)
+	k := shareKey{app: app.Key, metric: app.Plan().Limits[0].Metric, unit: limiter.Hour, start: start}
+	w := s.window(k, app, app.Plan().Limits[0])
 
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
@@ -117,14 +117,14 @@ func TestTakeAgainstDecisions(t *testing.T) {
 			defer wg.Done()
 			var d limiter.Decision
 			dst := make([]limiter.Limit, 1)
-			usage := []limiter.Usage{{Metric: app.Plan.Limits[0].Metric, Value: 1}}
+			usage := []limiter.Usage{{Metric: app.Plan().Limits[0].Metric, Value: 1}}
 			for {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				ls, token := s.Cap(append(dst[:0], app.Plan.Limits...), app, now)
+				ls, token := s.Cap(append(dst[:0], app.Plan().Limits...), app, now)
 				lim.Do(&limiter.Request{App: app.Key, Limits: ls, Parents: app.Service.Parents, Usage: usage, Mode: limiter.ModeAuthRep}, &d)
 				s.Done(token)
 				if d.Allowed {
@@ -187,7 +187,7 @@ func TestApplyShareRecords(t *testing.T) {
 				status: map[shareKey]map[string]peerStatus{}}
 			rb.apply([]byte(c.value))
 			app := snap.Services["svc"].App("app0")
-			w := s.get(shareKey{app: app.Key, metric: app.Plan.Limits[0].Metric, unit: limiter.Hour, start: 1764860400})
+			w := s.get(shareKey{app: app.Key, metric: app.Plan().Limits[0].Metric, unit: limiter.Hour, start: 1764860400})
 			var given, recv int64
 			if w != nil {
 				given, recv = w.given.Load(), w.recv.Load()

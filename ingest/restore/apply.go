@@ -74,9 +74,10 @@ func (a *Applier) Apply(snap *catalog.Snapshot, ev *event.Event, keep func(limit
 			a.usage = append(a.usage, limiter.Usage{Metric: m, Value: u.Value, Set: u.Set})
 		}
 	}
-	limits := app.Plan.Limits
+	plan := app.Plan()
+	limits := plan.Limits
 	if a.Peer {
-		limits = app.Plan.Global
+		limits = plan.Global
 	}
 	if keep != nil {
 		a.limits = a.limits[:0]
@@ -126,7 +127,7 @@ func lookup(snap *catalog.Snapshot, tenant, service, app string) *catalog.App {
 		return nil
 	}
 	a := svc.App(app)
-	if a == nil || a.Plan == nil || a.Service == nil {
+	if a == nil || a.Plan() == nil || a.Service == nil {
 		return nil
 	}
 	return a

@@ -217,7 +217,7 @@ func seed(lim *limiter.Limiter, snap *catalog.Snapshot, win *chschema.OpenWindow
 		if s.Unit == limiter.Eternity {
 			start = 0
 		}
-		for _, l := range app.Plan.Limits {
+		for _, l := range app.Plan().Limits {
 			if l.Metric == m && l.Period.Unit == s.Unit {
 				if err := lim.Seed(app.Key, m, l.Period, start, s.Sum); err != nil {
 					refused++

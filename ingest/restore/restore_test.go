@@ -59,7 +59,9 @@ func testSnapshot(t *testing.T) *catalog.Snapshot {
 	var apps []*catalog.App
 	for i := range 5 {
 		id := fmt.Sprintf("app%d", i)
-		apps = append(apps, &catalog.App{Service: svc, ID: id, Key: limiter.AppKey(1000 + i), Plan: plan})
+		a := &catalog.App{Service: svc, ID: id, Key: limiter.AppKey(1000 + i)}
+		a.SetPlan(plan)
+		apps = append(apps, a)
 	}
 	catalog.Assemble(svc, []*catalog.Plan{plan}, apps)
 	ten.Services[svc.ID] = svc
@@ -120,7 +122,7 @@ func (p *producer) send(n int, from, to time.Time) {
 				us = append(us, limiter.Usage{Metric: m, Value: u.Value})
 			}
 		}
-		p.ref.Record(app.Key, app.Plan.Limits, svc.Parents, us, flat, time.UnixMilli(e.TS))
+		p.ref.Record(app.Key, app.Plan().Limits, svc.Parents, us, flat, time.UnixMilli(e.TS))
 	}
 }
 
@@ -251,7 +253,7 @@ func TestRestoreMatchesLiveCounters(t *testing.T) {
 	svc := snap.Services["s1"]
 	var d limiter.Decision
 	for _, app := range svc.Apps().All() {
-		lim2.Do(&limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}, &d)
+		lim2.Do(&limiter.Request{App: app.Key, Limits: app.Plan().Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}, &d)
 		for _, r := range d.Reports {
 			if r.Limit.Period.Unit == limiter.Sliding {
 				continue
@@ -299,7 +301,7 @@ func compare(t *testing.T, ref, lim *limiter.Limiter, snap *catalog.Snapshot) {
 	var want, got limiter.Decision
 	nonzero := map[limiter.Period]bool{}
 	for id, app := range svc.Apps().All() {
-		req := limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}
+		req := limiter.Request{App: app.Key, Limits: app.Plan().Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}
 		ref.Do(&req, &want)
 		lim.Do(&req, &got)
 		for i, w := range want.Reports {
@@ -409,7 +411,7 @@ func TestRestoreNeverWraps(t *testing.T) {
 	}{{"app0", big}, {"app1", 6}} {
 		app := svc.App(c.app)
 		var d limiter.Decision
-		lim.Do(&limiter.Request{App: app.Key, Limits: app.Plan.Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}, &d)
+		lim.Do(&limiter.Request{App: app.Key, Limits: app.Plan().Limits, Parents: svc.Parents, Mode: limiter.ModeAuthorize}, &d)
 		for _, r := range d.Reports {
 			if r.Current < 0 {
 				t.Errorf("%s %v: counter %d", c.app, r.Limit, r.Current)

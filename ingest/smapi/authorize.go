@@ -315,10 +315,13 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, st *reqState, svc *catalog.Ser
 	req.Limits = nil
 	capped := false
 	var capToken uint32
-	if app.Plan != nil {
-		req.Limits = app.Plan.Limits
-		if s.caps != nil && len(app.Plan.Strict) > 0 {
-			st.capped, capToken = s.caps.Cap(append(st.capped[:0], app.Plan.Limits...), app, s.clock())
+	// One version of the plan for the whole decision: a plan change may
+	// publish another at any moment.
+	plan := app.Plan()
+	if plan != nil {
+		req.Limits = plan.Limits
+		if s.caps != nil && len(plan.Strict) > 0 {
+			st.capped, capToken = s.caps.Cap(append(st.capped[:0], plan.Limits...), app, s.clock())
 			req.Limits, capped = st.capped, true
 		}
 	}
@@ -344,7 +347,7 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx, st *reqState, svc *catalog.Ser
 		// The answer shows the plan's max; the region's share only decides.
 		for i := range st.dec.Reports {
 			r := &st.dec.Reports[i]
-			r.Limit.Max = app.Plan.Limits[i].Max
+			r.Limit.Max = plan.Limits[i].Max
 			r.Exceeded = r.Current > r.Limit.Max
 		}
 	}
@@ -395,8 +398,8 @@ func (s *Server) emit(st *reqState, kind event.Kind, svc *catalog.Service, app *
 		Region:    s.region,
 		Node:      s.node,
 	}
-	if app.Plan != nil {
-		ev.PlanID = app.Plan.ID
+	if plan := app.Plan(); plan != nil {
+		ev.PlanID = plan.ID
 	}
 	if err := s.sink.Append(ev); err != nil {
 		s.m.eventsRefused.Inc()

@@ -374,8 +374,8 @@ func (s *Server) report(ctx *fasthttp.RequestCtx, st *reqState) outcome {
 			continue
 		}
 		var limits []limiter.Limit
-		if t.app.Plan != nil {
-			limits = t.app.Plan.Limits
+		if plan := t.app.Plan(); plan != nil {
+			limits = plan.Limits
 		}
 		// The limiter first, as for authrep: a transaction that would take
 		// a counter past the largest int64 is refused before its event

@@ -34,7 +34,7 @@ func benchEnv(b *testing.B) *env {
 	e := newEnv(b)
 	sink := &encodingSink{buf: make([]byte, 0, 512)}
 	e.srv = New(Options{Catalog: e.store, Limiter: e.lim, Sink: sink, Clock: e.srv.clock, Region: "eu-1", Node: "n1", Version: "bench", Metrics: e.reg})
-	plan := e.snap.Services["svc-a"].App("app1").Plan
+	plan := e.snap.Services["svc-a"].App("app1").Plan()
 	plan.Limits = []limiter.Limit{
 		{Metric: 0, Period: limiter.Period{Unit: limiter.Minute}, Max: 1 << 60},
 		{Metric: 0, Period: limiter.Period{Unit: limiter.Day}, Max: 1 << 60},
@@ -111,7 +111,7 @@ func TestAuthrepServeDoesNotAllocate(t *testing.T) {
 		t.Skip("allocation counts need a normal (not -short, not -race) build")
 	}
 	e := newEnv(t)
-	plan := e.snap.Services["svc-a"].App("app1").Plan
+	plan := e.snap.Services["svc-a"].App("app1").Plan()
 	plan.Limits = append([]limiter.Limit(nil), plan.Limits...)
 	for i := range plan.Limits {
 		plan.Limits[i].Max = 1 << 60

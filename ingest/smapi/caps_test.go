@@ -14,7 +14,7 @@ import (
 type halfCaps struct{ open *int }
 
 func (c halfCaps) Cap(dst []limiter.Limit, app *catalog.App, _ time.Time) ([]limiter.Limit, uint32) {
-	for _, i := range app.Plan.Strict {
+	for _, i := range app.Plan().Strict {
 		dst[i].Max /= 2
 	}
 	*c.open++

@@ -87,7 +87,7 @@ func watchedEnv(tb testing.TB) (*env, *alerts.Detector) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(d.Close)
-	plan := e.snap.Services["svc-a"].App("app1").Plan
+	plan := e.snap.Services["svc-a"].App("app1").Plan()
 	plan.Limits = append([]limiter.Limit(nil), plan.Limits...)
 	for i := range plan.Limits {
 		plan.Limits[i].Max = 1 << 60

@@ -74,8 +74,8 @@ func AppendStatus(dst []byte, s *Status) []byte {
 		}
 	}
 	dst = append(dst, "<plan>"...)
-	if app.Plan != nil {
-		dst = appendEscapedString(dst, app.Plan.Name)
+	if plan := app.Plan(); plan != nil {
+		dst = appendEscapedString(dst, plan.Name)
 	}
 	dst = append(dst, "</plan>"...)
 	if len(s.Reports) > 0 {
