@@ -38,7 +38,7 @@ type staged struct {
 	plans    map[string]*planRef
 	ownPlans bool
 	versions map[*planRef]*Plan // new versions of published plans, stored by Publish
-	info     planInfo // the plans' ids, for validating applications; nil when plans change
+	info     planInfo           // the plans' ids, for validating applications; nil when plans change
 	apps     *indexEdit[*App]
 	userKeys *indexEdit[string]
 }

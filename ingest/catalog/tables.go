@@ -101,8 +101,8 @@ func (x *shardMap[V]) put(key string, a V) {
 // points to it).
 type serviceTables struct {
 	plans    map[string]*planRef // each App on a plan shares its planRef
-	apps     *AppIndex         // by application id
-	userKeys *shardMap[string] // user_key to application id, user_key mode only
+	apps     *AppIndex           // by application id
+	userKeys *shardMap[string]   // user_key to application id, user_key mode only
 }
 
 func (s *Service) loadTables() *serviceTables {
