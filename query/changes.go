@@ -188,7 +188,11 @@ func (f *ChangeFeed) observe(e configlog.Entry, catchUp bool) {
 		ring[i] = c
 	}
 	if n := len(ring) - MaxChangesPerTenant; n > 0 {
-		ring = append(ring[:0:0], ring[n:]...)
+		// In place: a full ring takes every change from here on, and a
+		// copy per change would be a full ring of garbage per change.
+		copy(ring, ring[n:])
+		clear(ring[MaxChangesPerTenant:])
+		ring = ring[:MaxChangesPerTenant]
 	}
 	f.tenants[tenant] = ring
 }

@@ -429,6 +429,12 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	case <-ctx.Done():
 		return nil
 	}
+	// Collect the startup's garbage (the parsed configuration, the
+	// restore's reads) before the first call, and give its pages back.
+	// Left to the collector's pace, its first cycle would mark the whole
+	// catalog (a second of a core at a million applications) while the
+	// node serves, and the first calls and admin changes would pay for it.
+	debug.FreeOSMemory()
 	ready.Store(true)
 	log.Info("api role ready", "region", cfg.Region, "advertise", cfg.Advertise, "owned partitions", len(node.Owned()))
 	return nil
