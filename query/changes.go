@@ -73,7 +73,7 @@ type ChangeFeed struct {
 	mu      sync.Mutex
 	apps    map[string]appState // by record key
 	plans   map[string]uint64   // by record key: hash of the limits
-	tenants map[string][]Change // oldest first, at most MaxChangesPerTenant
+	tenants map[string][]Change // oldest first; the latest MaxChangesPerTenant count (up to twice that are held)
 }
 
 type appState struct{ plan, state string }
@@ -187,12 +187,13 @@ func (f *ChangeFeed) observe(e configlog.Entry, catchUp bool) {
 		copy(ring[i+1:], ring[i:])
 		ring[i] = c
 	}
-	if n := len(ring) - MaxChangesPerTenant; n > 0 {
-		// In place: a full ring takes every change from here on, and a
-		// copy per change would be a full ring of garbage per change.
-		copy(ring, ring[n:])
-		clear(ring[MaxChangesPerTenant:])
-		ring = ring[:MaxChangesPerTenant]
+	if len(ring) >= 2*MaxChangesPerTenant {
+		// Trimmed once per MaxChangesPerTenant changes, not on each: a
+		// full ring takes every change from here on (a million
+		// applications created are a million changes to read at start).
+		n := copy(ring, ring[len(ring)-MaxChangesPerTenant:])
+		clear(ring[n:])
+		ring = ring[:n]
 	}
 	f.tenants[tenant] = ring
 }
@@ -251,6 +252,9 @@ func (f *ChangeFeed) query(tenant, svc, app string, from, to time.Time, limit in
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ring := f.tenants[tenant]
+	if n := len(ring) - MaxChangesPerTenant; n > 0 {
+		ring = ring[n:] // the latest MaxChangesPerTenant are kept
+	}
 	i := sort.Search(len(ring), func(i int) bool { return !ring[i].Time.Before(from) })
 	var out []Change
 	for ; i < len(ring) && ring[i].Time.Before(to); i++ {

@@ -120,7 +120,8 @@ func TestChangeFeedDatedAndBounded(t *testing.T) {
 	feed := NewChangeFeed()
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	key := configlog.AppKey("t1", "s1", "a1")
-	for i := 0; i < MaxChangesPerTenant+50; i++ {
+	const n = 2*MaxChangesPerTenant + 50 // past the point where the ring is trimmed
+	for i := 0; i < n; i++ {
 		st := ""
 		if i%2 == 1 {
 			st = "suspended"
@@ -138,9 +139,12 @@ func TestChangeFeedDatedAndBounded(t *testing.T) {
 	if len(got) != MaxLimit {
 		t.Fatalf("%d changes", len(got))
 	}
-	all := feed.tenants["t1"]
+	all := feed.query("t1", "s1", "", time.Time{}, base.Add(24*time.Hour), 1<<30)
 	if len(all) != MaxChangesPerTenant {
 		t.Errorf("kept %d, want %d", len(all), MaxChangesPerTenant)
+	}
+	if first := base.Add(time.Duration(n-MaxChangesPerTenant) * time.Second); !all[0].Time.Equal(first) {
+		t.Errorf("oldest kept %v, want %v (the latest %d)", all[0].Time, first, MaxChangesPerTenant)
 	}
 	for i := 1; i < len(all); i++ {
 		if all[i].Time.Before(all[i-1].Time) {

@@ -122,8 +122,15 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Alone again: the first run also holds the node's first collection
+	// after startup, so it alone is not the quiet baseline.
+	after, err := c.authrepLoad(0)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("authrep alone:              %s\n", base)
 	fmt.Printf("authrep, changes at %3.0f/s:  %s\n", c.changeRate, with)
+	fmt.Printf("authrep alone, again:       %s\n", after)
 	rss, hwm = procMem(cmd.Process.Pid)
 	fmt.Printf("RSS at the end: %d MiB (peak %d MiB)\n", rss>>20, hwm>>20)
 	return nil

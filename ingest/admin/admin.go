@@ -92,8 +92,9 @@ type request struct {
 	method string
 	segs   []string // path segments after Prefix, unescaped
 	// scope is the part of the configuration the route reads and writes:
-	// every tenant, service and plan, and the one application the path
-	// names, if any (see configlog.Scope).
+	// the service the path names (every tenant, service and plan when it
+	// names none) and the one application it names, if any (see
+	// configlog.Scope and UpdateIn).
 	scope configlog.Scope
 }
 

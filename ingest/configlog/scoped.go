@@ -42,6 +42,12 @@ func (p *Projection) View(scope Scope) *catalog.Document {
 // view assembles the scope's document from the state; p.mu must be held.
 func (p *Projection) view(scope Scope) *catalog.Document {
 	doc, _ := p.skel.Document()
+	return p.withApps(doc, scope)
+}
+
+// withApps puts the scope's applications from the state into doc; p.mu
+// must be held.
+func (p *Projection) withApps(doc *catalog.Document, scope Scope) *catalog.Document {
 	var apps []catalog.AppSpec
 	for _, id := range scope.Apps {
 		v, ok := p.state[AppKey(scope.Tenant, scope.Service, id)]
@@ -58,6 +64,30 @@ func (p *Projection) view(scope Scope) *catalog.Document {
 		}
 	}
 	return doc
+}
+
+// serviceView is view narrowed, for a scope that names a service, to the
+// scope's tenant and service: the change it is for may only change that
+// service's plans and the scope's applications (anything else runs again
+// through Update on the whole document), and what the rest of the
+// configuration could contradict in them (user_keys, plans in use, the
+// number of applications) is checked against the catalog. So a change to
+// one application costs one service, not every tenant, service and plan.
+// p.mu must be held.
+func (p *Projection) serviceView(scope Scope) *catalog.Document {
+	if scope.Service == "" {
+		return p.view(scope)
+	}
+	tk, sk := TenantKey(scope.Tenant), ServiceKey(scope.Tenant, scope.Service)
+	plans := PlanKey(scope.Tenant, scope.Service, "")
+	skel := State{}
+	for k, v := range p.skel {
+		if k == tk || k == sk || strings.HasPrefix(k, plans) {
+			skel[k] = v
+		}
+	}
+	doc, _ := skel.Document()
+	return p.withApps(doc, scope)
 }
 
 func cmpString(a, b string) int {
@@ -93,7 +123,8 @@ func cut(doc *catalog.Document, scope Scope) *catalog.Document {
 
 // UpdateIn is Update for a change that reads and writes only the scope's
 // part of the configuration (see Scope): change gets the scope's document
-// (View). When the change keeps every tenant and service record as it was
+// (View; for a scope that names a service, only its tenant and that
+// service, with its plans and the scope's applications). When the change keeps every tenant and service record as it was
 // (it changes plans, limits and the scope's applications), UpdateIn checks
 // it in the scope, against the catalog for what the scope does not hold
 // (user_keys of other applications, plans they use, how many there are),
@@ -119,7 +150,7 @@ func (p *Projection) updateIn(ctx context.Context, scope Scope, change func(doc 
 		p.mu.Unlock()
 		return false, nil // an invalid state: Update knows how to repair it
 	}
-	base := p.view(scope)
+	base := p.serviceView(scope)
 	p.mu.Unlock()
 	desired := base.Clone()
 	if err := change(desired); err != nil {
