@@ -74,14 +74,24 @@ type ChangeFeed struct {
 	apps    map[string]appState // by record key
 	plans   map[string]uint64   // by record key: hash of the limits
 	tenants map[string][]Change // oldest first; the latest MaxChangesPerTenant count (up to twice that are held)
+
+	caughtUp     chan struct{}
+	caughtUpOnce sync.Once
 }
 
 type appState struct{ plan, state string }
 
 // NewChangeFeed returns an empty feed; Run fills it.
 func NewChangeFeed() *ChangeFeed {
-	return &ChangeFeed{now: time.Now, apps: map[string]appState{}, plans: map[string]uint64{}, tenants: map[string][]Change{}}
+	return &ChangeFeed{now: time.Now, apps: map[string]appState{}, plans: map[string]uint64{}, tenants: map[string][]Change{},
+		caughtUp: make(chan struct{})}
 }
+
+// CaughtUp is closed once Run has read the log up to where it ended when
+// Run started.
+func (f *ChangeFeed) CaughtUp() <-chan struct{} { return f.caughtUp }
+
+func (f *ChangeFeed) markCaughtUp() { f.caughtUpOnce.Do(func() { close(f.caughtUp) }) }
 
 // Run tails l from its start until ctx is done or l is closed, and returns
 // why it stopped (ctx.Err() or configlog.ErrClosed).
@@ -90,9 +100,15 @@ func (f *ChangeFeed) Run(ctx context.Context, l configlog.Log) error {
 	if err != nil {
 		return err
 	}
+	if start <= 0 {
+		f.markCaughtUp()
+	}
 	return l.Tail(ctx, 0, func(batch []configlog.Entry) error {
 		for _, e := range batch {
 			f.observe(e, e.Pos <= start)
+		}
+		if batch[len(batch)-1].Pos >= start {
+			f.markCaughtUp()
 		}
 		return nil
 	})
@@ -128,7 +144,13 @@ func (f *ChangeFeed) observe(e configlog.Entry, catchUp bool) {
 			}
 			break
 		}
-		var a catalog.AppSpec
+		// Only the plan and the state: the feed reads every application
+		// record of the log once at start, a million of them at a
+		// million applications.
+		var a struct {
+			Plan  string `json:"plan"`
+			State string `json:"state"`
+		}
 		if json.Unmarshal(e.Value, &a) != nil {
 			return
 		}
@@ -176,7 +198,6 @@ func (f *ChangeFeed) observe(e configlog.Entry, catchUp bool) {
 	}
 	ring := f.tenants[tenant]
 	for _, c := range out {
-		c.T = c.Time.Format(time.RFC3339Nano)
 		// Kept in time order for query's binary search: record times of
 		// writers on different nodes may be a little out of order.
 		i := len(ring)
@@ -260,6 +281,7 @@ func (f *ChangeFeed) query(tenant, svc, app string, from, to time.Time, limit in
 	for ; i < len(ring) && ring[i].Time.Before(to); i++ {
 		c := ring[i]
 		if c.ServiceID == svc && (app == "" || c.AppID == app) {
+			c.T = c.Time.Format(time.RFC3339Nano) // here: most changes kept are never asked for
 			out = append(out, c)
 		}
 	}

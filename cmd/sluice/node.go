@@ -224,16 +224,18 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 		cleanups = append(cleanups, stop)
 	}
 
+	var settled <-chan struct{} // startup work of other roles the API role waits for
 	if cfg.Roles[roleQuery] {
-		stop, err := startQueryRole(ctx, cfg, proj.Store(), clog, errc, log.With("role", roleQuery))
+		stop, feedCaughtUp, err := startQueryRole(ctx, cfg, proj.Store(), clog, errc, log.With("role", roleQuery))
 		if err != nil {
 			return err
 		}
 		cleanups = append(cleanups, stop)
+		settled = feedCaughtUp
 	}
 
 	if cfg.Roles[roleAPI] {
-		if err := runAPI(ctx, cfg, proj, reg, errc, &cleanups, log); err != nil {
+		if err := runAPI(ctx, cfg, proj, reg, settled, errc, &cleanups, log); err != nil {
 			return err
 		}
 	}
@@ -251,7 +253,7 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 // Service Management and admin APIs on --listen, the counter restore and
 // the node's membership in its region's cluster. It returns once the node is
 // ready; cleanups receives what stops it, in start order.
-func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg *metrics.Registry, errc chan<- error, cleanups *[]func(), log *slog.Logger) error {
+func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg *metrics.Registry, settled <-chan struct{}, errc chan<- error, cleanups *[]func(), log *slog.Logger) error {
 	partitions, err := ensureUsageTopic(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -430,10 +432,18 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 		return nil
 	}
 	// Collect the startup's garbage (the parsed configuration, the
-	// restore's reads) before the first call, and give its pages back.
-	// Left to the collector's pace, its first cycle would mark the whole
-	// catalog (a second of a core at a million applications) while the
-	// node serves, and the first calls and admin changes would pay for it.
+	// restore's reads, the query role's first read of the configuration
+	// log) before the first call, and give its pages back. Left to the
+	// collector's pace, its first cycle would mark the whole catalog (a
+	// second of a core at a million applications) while the node serves,
+	// and the first calls and admin changes would pay for it.
+	if settled != nil {
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	debug.FreeOSMemory()
 	ready.Store(true)
 	log.Info("api role ready", "region", cfg.Region, "advertise", cfg.Advertise, "owned partitions", len(node.Owned()))

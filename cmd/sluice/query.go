@@ -23,18 +23,18 @@ func registerQueryFlags(fs *flag.FlagSet, cfg *nodeConfig) {
 // startQueryRole serves the query API on cfg.QueryListen until the returned
 // stop function is called. A ClickHouse that is down at startup is not fatal:
 // the API answers 503 until it is back. clog feeds /api/v1/changes.
-func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, clog configlog.Log, errc chan<- error, log *slog.Logger) (stop func(), err error) {
+func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, clog configlog.Log, errc chan<- error, log *slog.Logger) (stop func(), settled <-chan struct{}, err error) {
 	if cfg.CH.Addr == "" {
-		return nil, fmt.Errorf("query role: no ClickHouse address (--clickhouse)")
+		return nil, nil, fmt.Errorf("query role: no ClickHouse address (--clickhouse)")
 	}
 	if cfg.QueryTimeout < time.Second {
-		return nil, usageError{fmt.Sprintf("--query-timeout must be at least 1s, not %v", cfg.QueryTimeout)}
+		return nil, nil, usageError{fmt.Sprintf("--query-timeout must be at least 1s, not %v", cfg.QueryTimeout)}
 	}
 	ch := cfg.CH
 	ch.MaxOpenConns, ch.MaxIdleConns = 32, 8
 	conn, err := chschema.Open(ch)
 	if err != nil {
-		return nil, fmt.Errorf("query role: %w", err)
+		return nil, nil, fmt.Errorf("query role: %w", err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	if err := conn.Ping(pctx); err != nil {
@@ -52,12 +52,12 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, c
 	})
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	ln, err := cfg.TLS.listen(cfg.QueryListen)
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	sctx, stopServe := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
@@ -67,10 +67,23 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, c
 			errc <- fmt.Errorf("query API %s: %w", cfg.QueryListen, err)
 		}
 	}()
+	feedDone := make(chan struct{})
 	go func() {
 		defer func() { done <- struct{}{} }()
+		defer close(feedDone)
 		if err := feed.Run(sctx, clog); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, configlog.ErrClosed) {
 			log.Error("query role: change feed stopped; /api/v1/changes shows no newer changes", "err", err)
+		}
+	}()
+	// The feed reads the whole configuration log once (a million
+	// applications are a million records); the API role waits for it
+	// before it collects the startup's garbage and reports ready.
+	caughtUp := make(chan struct{})
+	go func() {
+		defer close(caughtUp)
+		select {
+		case <-feed.CaughtUp():
+		case <-feedDone:
 		}
 	}()
 	log.Info("query role listening", "addr", ln.Addr().String(), "scheme", cfg.TLS.scheme(), "clickhouse", cfg.CH.Addr, "database", cfg.Database,
@@ -80,5 +93,5 @@ func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, c
 		<-done
 		<-done
 		conn.Close()
-	}, nil
+	}, caughtUp, nil
 }
