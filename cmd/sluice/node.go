@@ -249,6 +249,10 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 	}
 }
 
+// settleTimeout bounds how long the API role waits for the other roles'
+// startup work (see runAPI) before it reports ready.
+const settleTimeout = time.Minute
+
 // runAPI starts the API role: the usage producer, the limiter, the
 // Service Management and admin APIs on --listen, the counter restore and
 // the node's membership in its region's cluster. It returns once the node is
@@ -440,6 +444,10 @@ func runAPI(ctx context.Context, cfg nodeConfig, proj *configlog.Projection, reg
 	if settled != nil {
 		select {
 		case <-settled:
+		case <-time.After(settleTimeout):
+			// A log whose last record the feed never hands over (one it
+			// cannot decode) must not keep the node from serving.
+			log.Warn("api role: the query role's first read of the configuration log is not done; reporting ready anyway", "waited", settleTimeout)
 		case <-ctx.Done():
 			return nil
 		}
