@@ -32,8 +32,9 @@ type Stage struct {
 	one    []AppSpec // PutApp's list of one, reused
 }
 
-// staged is a service's tables being changed: the plans map is copied on
-// the first plan change, each index shard on the first change to it.
+// staged is a service's tables being changed: the plans map is copied when
+// a plan is added or deleted, each index shard on the first change to it; a
+// changed plan's new version waits in versions until Publish.
 type staged struct {
 	plans    map[string]*planRef
 	ownPlans bool
