@@ -22,7 +22,9 @@ func registerQueryFlags(fs *flag.FlagSet, cfg *nodeConfig) {
 
 // startQueryRole serves the query API on cfg.QueryListen until the returned
 // stop function is called. A ClickHouse that is down at startup is not fatal:
-// the API answers 503 until it is back. clog feeds /api/v1/changes.
+// the API answers 503 until it is back. clog feeds /api/v1/changes; settled
+// is closed once that feed has read clog up to where it ended at start (or
+// has stopped).
 func startQueryRole(ctx context.Context, cfg nodeConfig, store *catalog.Store, clog configlog.Log, errc chan<- error, log *slog.Logger) (stop func(), settled <-chan struct{}, err error) {
 	if cfg.CH.Addr == "" {
 		return nil, nil, fmt.Errorf("query role: no ClickHouse address (--clickhouse)")
