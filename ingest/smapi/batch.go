@@ -46,6 +46,7 @@ type batch struct {
 	seen                                 bool // a "transactions" parameter was present
 	txns                                 []batchTxn
 	last                                 int // index of the last txn touched, for the common in-order case
+	labels                               labelTable
 }
 
 func (b *batch) reset() {
@@ -53,6 +54,49 @@ func (b *batch) reset() {
 	b.seen = false
 	b.txns = b.txns[:0]
 	b.last = -1
+	b.labels.reset()
+}
+
+// labelSlots is the size of a batch's label table: a power of two at least
+// twice MaxTransactions, so that probe runs stay short.
+const labelSlots = 2048
+
+// labelTable finds a transaction by its label in constant time (a batch of
+// n transactions would otherwise compare n²/2 labels). It is an
+// open-addressing table of indexes into batch.txns whose slots are stamped
+// with the batch's generation: a slot stamped with an older one is empty, so
+// starting a new batch clears nothing.
+type labelTable struct {
+	gen   uint32
+	slots [labelSlots]labelSlot
+}
+
+type labelSlot struct {
+	gen uint32
+	idx uint32
+}
+
+func (t *labelTable) reset() {
+	t.gen++
+	if t.gen == 0 {
+		t.slots = [labelSlots]labelSlot{}
+		t.gen = 1
+	}
+}
+
+// find returns the slot that holds label, or the empty slot where it
+// belongs.
+func (t *labelTable) find(txns []batchTxn, label []byte) *labelSlot {
+	h := uint32(2166136261) // FNV-1a
+	for _, c := range label {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	for i := h; ; i++ {
+		s := &t.slots[i&(labelSlots-1)]
+		if s.gen != t.gen || bytes.Equal(txns[s.idx].label, label) {
+			return s
+		}
+	}
 }
 
 var (
@@ -69,11 +113,10 @@ func (b *batch) txn(label []byte) (*batchTxn, parseError) {
 	if b.last >= 0 && b.last < len(b.txns) && bytes.Equal(b.txns[b.last].label, label) {
 		return &b.txns[b.last], parseError{}
 	}
-	for i := range b.txns {
-		if bytes.Equal(b.txns[i].label, label) {
-			b.last = i
-			return &b.txns[i], parseError{}
-		}
+	slot := b.labels.find(b.txns, label)
+	if slot.gen == b.labels.gen {
+		b.last = int(slot.idx)
+		return &b.txns[slot.idx], parseError{}
 	}
 	if len(b.txns) == MaxTransactions {
 		return nil, parseError{code: errBadRequest, arg: msgTooManyTxns}
@@ -88,6 +131,7 @@ func (b *batch) txn(label []byte) (*batchTxn, parseError) {
 		b.txns = append(b.txns, batchTxn{})
 	}
 	b.last = n
+	*slot = labelSlot{gen: b.labels.gen, idx: uint32(n)}
 	t := &b.txns[n]
 	t.label = label
 	return t, parseError{}

@@ -259,11 +259,17 @@ func (st *reqState) reset() {
 // state it holds after such requests have passed.
 const maxPooledArena = 64 << 10
 
+// maxPooledTxns bounds the transactions a pooled reqState keeps room for
+// (about 300 bytes each): batches of a few hundred are what agents send, and
+// a state that drops its room after each of them allocates it anew for the
+// next one.
+const maxPooledTxns = 512
+
 // putState returns st to the pool, unless a long request grew its arena (or
 // a large batch its transactions) past what ordinary calls need; the garbage
 // collector takes those.
 func (s *Server) putState(st *reqState) {
-	if cap(st.arena) > maxPooledArena || (st.batch != nil && cap(st.batch.txns) > 128) {
+	if cap(st.arena) > maxPooledArena || (st.batch != nil && cap(st.batch.txns) > maxPooledTxns) {
 		return
 	}
 	s.pool.Put(st)
