@@ -77,6 +77,16 @@ func (c *autoClock) nowNs() int64 {
 	return c.ns.Load()
 }
 
+// fresh is nowNs when the clock is running and has been read since its
+// last tick, the common case, small enough to inline; ok is false otherwise
+// (call nowNs).
+func (c *autoClock) fresh() (ns int64, ok bool) {
+	if c.running.Load() && c.read.Load() {
+		return c.ns.Load(), true
+	}
+	return 0, false
+}
+
 func (c *autoClock) start() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -130,6 +130,23 @@ func slidingSum(c []uint64, lo, hi int64) int64 {
 	return int64(s)
 }
 
+// ringSum is slidingSum for a window that spans the whole ring, the
+// common case, without a loop: c is a sliding counter.
+func ringSum(c []uint64) int64 {
+	r := (*[slidingWords]uint64)(c)
+	s, cy0 := bits.Add64(r[2], r[3], 0)
+	s, cy1 := bits.Add64(s, r[4], 0)
+	s, cy2 := bits.Add64(s, r[5], 0)
+	s, cy3 := bits.Add64(s, r[6], 0)
+	s, cy4 := bits.Add64(s, r[7], 0)
+	s, cy5 := bits.Add64(s, r[8], 0)
+	s, cy6 := bits.Add64(s, r[9], 0)
+	if cy0|cy1|cy2|cy3|cy4|cy5|cy6 != 0 || s > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(s)
+}
+
 // slidingAdvance makes bucket b the newest one, clearing the buckets it
 // reuses. It never moves the ring backwards.
 func slidingAdvance(c []uint64, b int64) {

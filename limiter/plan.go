@@ -7,28 +7,33 @@ import (
 
 // compiled is a plan (Request.Limits) worked out once into what a call
 // needs: each limit's counter identity, whether it is the plan's first limit
-// on that counter, its sliding constants and its length for the
-// most-constrained tie break. Beside them it keeps what only changes with the
+// on that counter, its sliding constants, its length for the
+// most-constrained tie break, and the plan's distinct metrics, which the
+// usage is credited to. Beside them it keeps what only changes with the
 // clock: the calendar window of the current second and the current sliding
 // sub-bucket, so that a call within the same second (sub-bucket) divides
-// nothing. A Decision holds the last plan it was used with; Do compares the
-// request's limits with the copy kept here (a few word compares) and
-// compiles again when they differ, so callers need no plan handle and a plan
-// edited in place is never served stale.
+// nothing; and the arrangement of counters in the last record it read
+// (layout), so that a call on a record arranged alike finds its counters
+// without searching. A Decision holds the last plan it was used with; Do
+// compares the request's limits with the copy kept here (a few word
+// compares) and compiles again when they differ, so callers need no plan
+// handle and a plan edited in place is never served stale.
 type compiled struct {
 	n      int
 	limits [stackLimits]Limit // the plan compiled
 	pl     [stackLimits]planLimit
-	st     [stackLimits]callState
+	nm     int                   // distinct metrics
+	metric [stackLimits]MetricID // the plan's distinct metrics
+	lay    layout
 }
 
 // planLimit is one limit of a compiled plan.
 type planLimit struct {
-	id     uint64 // counter identity
-	plen   int64  // periodSeconds
-	metric MetricID
-	unit   Unit
-	first  bool // first limit of the plan on its counter
+	id    uint64 // counter identity
+	plen  int64  // periodSeconds
+	unit  Unit
+	m     uint8 // index of the limit's metric in compiled.metric
+	first bool  // first limit of the plan on its counter
 
 	// Calendar (and eternity): the window open during second sec.
 	sec, start, end int64
@@ -40,16 +45,21 @@ type planLimit struct {
 	hi         int64
 }
 
-// callState is what one call works out per limit.
-type callState struct {
-	cur      int64 // counter value before the call
-	delta    int64 // the call's usage on the limit's metric (with descendants unless flat)
-	setVal   int64
-	lo, hi   int64 // sliding: the sub-buckets overlapping [now-window, now]
-	off      int   // word offset of the counter in the app's inline words; -1: none or overflow
-	touched  bool  // the usage names the metric or one of its descendants
-	set      bool  // a Set entry names the metric (ModeReport only)
-	overflow bool  // delta would pass MaxInt64
+// layout is the arrangement of the counters in the app record a plan's
+// call last read: its meta word (overflow flag and words in use), the
+// first word of every counter in order (masked to its identity), and where
+// each limit's counter sits. A record with the same meta word and the same
+// identities at the same offsets has every limit's counter at the same
+// offset: the offsets follow from the sizes, which follow from the
+// identities. Apps on one plan usually create their counters in the same
+// order, so one compare per counter replaces a search per limit.
+type layout struct {
+	meta uint64 // 0 (no record has it): nothing learnt
+	cnt  int
+	hdr  [inlineWords / calendarWords]uint64
+	msk  [inlineWords / calendarWords]uint64
+	pos  [inlineWords / calendarWords]uint8
+	off  [stackLimits]int8 // word offset of each limit's counter; -1: absent
 }
 
 // same reports whether limits is the plan p was compiled from.
@@ -57,29 +67,30 @@ func (p *compiled) same(limits []Limit) bool {
 	if len(limits) != p.n {
 		return false
 	}
+	var x uint64
 	for i := range limits {
-		if limits[i] != p.limits[i] {
-			return false
-		}
+		a, b := &limits[i], &p.limits[i]
+		x |= uint64(a.Metric^b.Metric) | uint64(a.Period.Unit^b.Period.Unit) |
+			uint64(a.Period.Window^b.Period.Window) | uint64(a.Max^b.Max)
 	}
-	return true
+	return x == 0
 }
 
 // compile makes p the plan limits (at most stackLimits of them).
 func (p *compiled) compile(limits []Limit) {
-	p.n = len(limits)
+	p.n, p.nm = len(limits), 0
+	p.lay.meta = 0
 	for i := range limits {
 		lim := &limits[i]
 		p.limits[i] = *lim
 		pl := &p.pl[i]
 		*pl = planLimit{
-			id:     counterID(lim.Metric, lim.Period),
-			plen:   periodSeconds(lim.Period),
-			metric: lim.Metric,
-			unit:   lim.Period.Unit,
-			first:  true,
-			sec:    math.MinInt64,
-			b0:     1, // b0 > b2: no sub-bucket cached yet
+			id:    counterID(lim.Metric, lim.Period),
+			plen:  periodSeconds(lim.Period),
+			unit:  lim.Period.Unit,
+			first: true,
+			sec:   math.MinInt64,
+			b0:    1, // b0 > b2: no sub-bucket cached yet
 		}
 		for j := range i {
 			if p.pl[j].id == pl.id {
@@ -87,11 +98,60 @@ func (p *compiled) compile(limits []Limit) {
 				break
 			}
 		}
+		pl.m = uint8(p.nm)
+		for k := range p.nm {
+			if p.metric[k] == lim.Metric {
+				pl.m = uint8(k)
+				break
+			}
+		}
+		if int(pl.m) == p.nm {
+			p.metric[p.nm] = lim.Metric
+			p.nm++
+		}
 		if pl.unit == Sliding {
 			s := slideOf(pl.id)
 			pl.w, pl.g = s.w, s.g
 		}
 	}
+}
+
+// offsets returns whether a's counters are arranged as p.lay says.
+func (p *compiled) offsets(a *app) bool {
+	ly := &p.lay
+	if a.meta != ly.meta {
+		return false
+	}
+	for k := range ly.cnt {
+		if (a.w[ly.pos[k]]^ly.hdr[k])&ly.msk[k] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// learn finds every limit's counter in a's inline words and remembers the
+// arrangement in p.lay, unless a has counters in the overflow map (the
+// layout cannot tell those are absent).
+func (p *compiled) learn(a *app) {
+	ly := &p.lay
+	ly.meta = 0
+	for i := range p.n {
+		ly.off[i] = int8(findOff(a.words(), p.pl[i].id))
+	}
+	if a.ovf() {
+		return
+	}
+	w := a.words()
+	ly.cnt = 0
+	for o := 0; o < len(w); o += keySize(w[o]) {
+		ly.hdr[ly.cnt], ly.pos[ly.cnt], ly.msk[ly.cnt] = w[o], uint8(o), ^uint64(lowMask)
+		if keyUnit(w[o]) == Sliding {
+			ly.msk[ly.cnt] = math.MaxUint64
+		}
+		ly.cnt++
+	}
+	ly.meta = a.meta
 }
 
 // span is slide.span for the limit's window, dividing only when ns has left
@@ -103,45 +163,63 @@ func (pl *planLimit) span(ns int64) (lo, hi int64) {
 		pl.b2 = pl.b0 + pl.g
 		pl.b1 = pl.b2 - (pl.g*SubBuckets - pl.w)
 	}
+	return pl.cached(ns)
+}
+
+// cached is span for an ns that span has just been called with.
+func (pl *planLimit) cached(ns int64) (lo, hi int64) {
 	if ns < pl.b1 {
 		return pl.hi - SubBuckets, pl.hi
 	}
 	return pl.hi - SubBuckets + 1, pl.hi
 }
 
-// credit adds an entry's value v to every limit on metric m not already in
-// done (the limits this entry has counted toward), and returns done with them.
-func (p *compiled) credit(m MetricID, v int64, done uint32) uint32 {
-	for j := range p.n {
-		if p.pl[j].metric != m || done&(1<<j) != 0 {
+// credit adds an entry's value v to the plan's metric m, unless it is in
+// done (the metrics this entry has counted toward), and returns done with
+// it. touched and over say which metrics the usage touched, and which
+// summed past MaxInt64; delta holds the sums of the touched ones.
+func (p *compiled) credit(m MetricID, v int64, done uint32, delta *[stackLimits]int64, touched, over *uint32) uint32 {
+	for k := range p.nm {
+		if p.metric[k] != m || done&(1<<k) != 0 {
 			continue
 		}
-		done |= 1 << j
-		st := &p.st[j]
-		st.touched = true
-		// Both are >= 0 (negative values take doGeneral).
-		if v > math.MaxInt64-st.delta {
-			st.overflow = true
-		} else {
-			st.delta += v
+		done |= 1 << k
+		switch {
+		case *touched&(1<<k) == 0:
+			*touched |= 1 << k
+			delta[k] = v
+		case v > math.MaxInt64-delta[k]: // both are >= 0 (negative values take doGeneral)
+			*over |= 1 << k
+		default:
+			delta[k] += v
 		}
 	}
 	return done
 }
 
 // doPlan is Do for plans of at most stackLimits limits and usage without
-// negative values: the plan compiled once, the usage credited to the limits
-// in one pass over its entries and the hierarchy, then one pass over the
-// limits to check, one to apply when admitted, one for the constrained limit.
+// negative values or set entries: the plan compiled once, the usage
+// credited to the plan's metrics in one pass over its entries and the
+// hierarchy, then one pass over the limits to read the counters and decide
+// and one to apply when admitted, report and find the constrained limit.
+// A call on an app whose record holds the plan's counters where the last
+// one found them stores little besides the counters and the reports: with
+// a million apps the record is a trip to memory, and a call that keeps the
+// CPU's store buffer short lets the next call's trip start before it ends.
 func (l *Limiter) doPlan(req *Request, d *Decision) {
-	t := l.now()
+	var t instant
+	if ns, ok := sharedClock.fresh(); ok && l.clock == nil {
+		t = instant{sec: floorDiv(ns, int64(time.Second)), ns: ns}
+	} else {
+		t = l.now()
+	}
 	// Find the app first, then do the work that does not need its record:
 	// the CPU runs that work while the record's cache lines are on their way
 	// from memory (with a million apps they nearly always miss the cache).
 	h := hashKey(req.App)
 	sh := &l.shards[h&l.mask]
 	sh.lock()
-	a := sh.get(req.App, h)
+	a := sh.lookup(req.App, h)
 
 	p := &d.plan
 	if !p.same(req.Limits) {
@@ -151,19 +229,19 @@ func (l *Limiter) doPlan(req *Request, d *Decision) {
 	if cap(d.Reports) < n {
 		d.Reports = make([]Report, n)
 	}
-	d.Reports = d.Reports[:n]
+	reports := d.Reports[:n]
+	d.Reports = reports
 	setMode := req.Mode == ModeReport
 	noUsage := len(req.Usage) == 0
 
-	for i := range n {
-		st := &p.st[i]
-		st.delta, st.setVal, st.touched, st.set, st.overflow = 0, 0, false, false, false
-	}
-	// No set entries here: Do sends those to doGeneral (see plain).
+	// The usage of each of the plan's metrics (with descendants unless
+	// flat); delta[k] is meaningful only for the metrics in touched.
+	var delta [stackLimits]int64
+	var touched, over uint32
 	for i := range req.Usage {
 		u := &req.Usage[i]
 		m := u.Metric
-		done := p.credit(m, u.Value, 0)
+		done := p.credit(m, u.Value, 0, &delta, &touched, &over)
 		if req.Flat {
 			continue
 		}
@@ -172,132 +250,152 @@ func (l *Limiter) doPlan(req *Request, d *Decision) {
 				break
 			}
 			m = req.Parents[m]
-			done = p.credit(m, u.Value, done)
+			done = p.credit(m, u.Value, done, &delta, &touched, &over)
 			if m == NoParent {
 				break
 			}
 		}
 	}
 
-	var refused error
-	allowed := true
+	// Windows: they do not need the record either.
 	for i := range n {
-		pl, st, r := &p.pl[i], &p.st[i], &d.Reports[i]
-		lim := &p.limits[i]
-		// Field by field: a composite literal is built on the stack and
-		// copied with wide loads that stall on store forwarding.
-		r.Limit.Metric, r.Limit.Period.Unit, r.Limit.Period.Window, r.Limit.Max = lim.Metric, lim.Period.Unit, lim.Period.Window, lim.Max
+		pl, r := &p.pl[i], &reports[i]
+		if lim := &p.limits[i]; r.Limit != *lim {
+			r.Limit = *lim
+		}
+		var start, end int64
 		if pl.unit == Sliding {
-			st.lo, st.hi = pl.span(t.ns)
-			r.Start, r.End = floorDiv(t.ns-pl.w, int64(time.Second)), t.sec
+			pl.span(t.ns)
+			start, end = floorDiv(t.ns-pl.w, int64(time.Second)), t.sec
 		} else {
 			if pl.sec != t.sec {
 				pl.start, pl.end = l.bounds(pl.unit, t.sec)
 				pl.sec = t.sec
 			}
-			r.Start, r.End = pl.start, pl.end
+			start, end = pl.start, pl.end
 		}
-		st.cur, st.off = 0, -1
-		if a != nil {
-			if off := findOff(a.words(), pl.id); off >= 0 {
-				st.off = off
-				if c := a.w[off:]; pl.unit == Sliding {
-					st.cur = slidingSum(c, st.lo, st.hi)
+		if r.Start != start || r.End != end {
+			r.Start, r.End = start, end
+		}
+	}
+
+	// Read every counter and decide. off is where the limits' counters sit
+	// in the record (p.lay.off), or nil: look each one up.
+	var off *[stackLimits]int8
+	if a != nil {
+		if !p.offsets(a) {
+			p.learn(a)
+		}
+		off = &p.lay.off
+	}
+	refused, allowed := false, true
+	for i := range n {
+		pl, r := &p.pl[i], &reports[i]
+		var cur int64
+		if off != nil {
+			if o := int(off[i]); o >= 0 {
+				if c := a.w[o:]; pl.unit == Sliding {
+					lo, hi := pl.cached(t.ns)
+					if c := c[:slidingWords]; int64(c[1]) == hi && lo == hi-SubBuckets {
+						cur = ringSum(c)
+					} else {
+						cur = slidingSum(c, lo, hi)
+					}
 				} else if uint32(c[0]) == uint32(r.Start) {
-					st.cur = int64(c[1])
+					cur = int64(c[1])
 				}
 			} else if a.ovf() {
 				if c := findIn(sh.overflow[a.key], pl.id); c != nil {
-					st.cur = counterValue(c, r.Start, t)
+					cur = counterValue(c, r.Start, t)
 				}
 			}
 		}
-		r.Current, r.Before, r.Exceeded = st.cur, st.cur, false
+		r.Before = cur
+		bit := uint32(1) << pl.m
+		dl := delta[pl.m&(stackLimits-1)]
 		// cur is in [0, MaxInt64] (slidingSum saturates) and Max and delta
 		// are >= 0, so none of these differences overflows.
-		switch {
-		case refused != nil:
-		case st.overflow:
-			refused = ErrOverflow
+		switch max := r.Limit.Max; {
+		case over&bit != 0:
+			refused = true
 		case setMode:
-			base := st.cur
-			if st.set {
-				base = st.setVal
+			if touched&bit != 0 && dl > math.MaxInt64-cur {
+				refused = true
 			}
-			if st.touched && st.delta > math.MaxInt64-base {
-				refused = ErrOverflow
-			}
-		case !allowed:
 		case noUsage:
-			allowed = st.cur <= lim.Max
-		case st.touched && (lim.Max <= 0 || st.delta > lim.Max-st.cur):
+			allowed = allowed && cur <= max
+		case touched&bit != 0 && (max <= 0 || dl > max-cur):
 			allowed = false
 		}
 	}
-	if refused != nil {
-		allowed = false
-	}
-	created := false // counters may have moved: offsets are stale
-	if allowed && req.Mode != ModeAuthorize && !noUsage {
-		for i := range n {
-			pl, st, r := &p.pl[i], &p.st[i], &d.Reports[i]
-			if !st.touched || (!st.set && st.delta == 0) {
-				continue
-			}
-			if st.set {
-				r.Current = st.setVal
-			}
-			r.Current += st.delta
-			if !pl.first {
-				continue
-			}
-			var c []uint64
-			if st.off >= 0 && !created {
-				c = a.w[st.off:]
-				if pl.unit == Sliding && !st.set {
-					slidingAdd(c, st.hi, st.delta) // the window's newest sub-bucket
-					continue
-				}
-			} else {
-				if a == nil {
-					a = sh.create(req.App, h)
-				}
-				c = l.findOrCreate(sh, a, pl.id, r.Start, t)
-				created = true
-			}
-			if pl.unit == Sliding {
-				counterApply(c, r.Start, t, t, st.delta, st.set, st.setVal)
-				continue
-			}
-			if uint32(c[0]) != uint32(r.Start) { // a new window: counterApply's roll, inline
-				c[0], c[1] = c[0]&^(1<<32-1)|uint64(uint32(r.Start)), 0
-			}
-			if st.set {
-				c[1] = uint64(st.setVal)
-			}
-			c[1] += uint64(st.delta)
-		}
-	}
-	d.Allowed = allowed || (setMode && refused == nil)
-	d.Err = refused
+	allowed = allowed && !refused
+	apply := allowed && req.Mode != ModeAuthorize && !noUsage
 
-	// The most constrained limit: see Decision.
+	// Apply when admitted, report, and pick the most constrained limit
+	// (see Decision).
+	created := false // counters may have moved: offsets are stale
 	best, bestRem, bestLen := -1, int64(0), int64(0)
 	for i := range n {
-		r, st := &d.Reports[i], &p.st[i]
-		r.Exceeded = r.Current > r.Limit.Max
-		if !noUsage && !st.touched {
+		pl, r := &p.pl[i], &reports[i]
+		cur := r.Before
+		bit := uint32(1) << pl.m
+		dl := delta[pl.m&(stackLimits-1)]
+		if touched&bit == 0 {
+			dl = 0
+		}
+		if apply && dl != 0 {
+			cur += dl
+			if pl.first {
+				o := -1
+				if off != nil && !created {
+					o = int(off[i])
+				}
+				if o >= 0 {
+					c := a.w[o:]
+					if pl.unit == Sliding {
+						// The window's newest sub-bucket.
+						if _, hi := pl.cached(t.ns); int64(c[1]) == hi {
+							c[2+hi&ringMask] += uint64(dl)
+						} else {
+							slidingAdd(c, hi, dl)
+						}
+					} else {
+						if uint32(c[0]) != uint32(r.Start) { // a new window: counterApply's roll, inline
+							c[0], c[1] = c[0]&^(1<<32-1)|uint64(uint32(r.Start)), 0
+						}
+						c[1] += uint64(dl)
+					}
+				} else {
+					if a == nil {
+						a = sh.create(req.App, h)
+					}
+					counterApply(l.findOrCreate(sh, a, pl.id, r.Start, t), r.Start, t, t, dl, false, 0)
+					created = true
+				}
+			}
+		}
+		r.Current = cur
+		r.Exceeded = cur > r.Limit.Max
+		if !noUsage && touched&bit == 0 {
 			continue
 		}
-		rem := r.Limit.Max - r.Current
-		if st.delta > 1 {
-			rem /= st.delta
+		rem := r.Limit.Max - cur
+		if dl > 1 {
+			rem /= dl
 		}
 		rem = max(rem, 0)
-		if plen := p.pl[i].plen; best < 0 || rem < bestRem || (rem == bestRem && plen > bestLen) {
-			best, bestRem, bestLen = i, rem, plen
+		if best < 0 || rem < bestRem || (rem == bestRem && pl.plen > bestLen) {
+			best, bestRem, bestLen = i, rem, pl.plen
 		}
 	}
+	if !refused {
+		if d.Err != nil {
+			d.Err = nil
+		}
+	} else {
+		d.Err = ErrOverflow
+	}
+	d.Allowed = allowed || (setMode && !refused)
 	d.Constrained, d.Remaining, d.Reset = best, -1, -1
 	if best >= 0 {
 		d.Remaining = bestRem
@@ -307,17 +405,18 @@ func (l *Limiter) doPlan(req *Request, d *Decision) {
 			d.Reset = 0
 			if a != nil {
 				var c []uint64
-				if st := &p.st[best]; st.off >= 0 && !created {
-					c = a.w[st.off : st.off+slidingWords]
+				if o := p.lay.off[best]; off != nil && o >= 0 && !created {
+					c = a.w[o : o+slidingWords]
 				} else {
 					c = sh.find(a, pl.id)
 				}
 				if c != nil {
-					d.Reset = slidingResetIn(c, p.st[best].lo, p.st[best].hi, slide{w: pl.w, g: pl.g}, t.ns)
+					lo, hi := pl.cached(t.ns)
+					d.Reset = slidingResetIn(c, lo, hi, slide{w: pl.w, g: pl.g}, t.ns)
 				}
 			}
 		default:
-			d.Reset = d.Reports[best].End - t.sec
+			d.Reset = reports[best].End - t.sec
 		}
 	}
 	if sh.ops++; sh.ops%sweepEvery == 0 {
