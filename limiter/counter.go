@@ -134,14 +134,15 @@ func slidingSum(c []uint64, lo, hi int64) int64 {
 // common case, without a loop: c is a sliding counter.
 func ringSum(c []uint64) int64 {
 	r := (*[slidingWords]uint64)(c)
-	s, cy0 := bits.Add64(r[2], r[3], 0)
-	s, cy1 := bits.Add64(s, r[4], 0)
-	s, cy2 := bits.Add64(s, r[5], 0)
-	s, cy3 := bits.Add64(s, r[6], 0)
-	s, cy4 := bits.Add64(s, r[7], 0)
-	s, cy5 := bits.Add64(s, r[8], 0)
-	s, cy6 := bits.Add64(s, r[9], 0)
-	if cy0|cy1|cy2|cy3|cy4|cy5|cy6 != 0 || s > math.MaxInt64 {
+	// A tree of additions: three deep instead of seven.
+	a, c0 := bits.Add64(r[2], r[3], 0)
+	b, c1 := bits.Add64(r[4], r[5], 0)
+	d, c2 := bits.Add64(r[6], r[7], 0)
+	e, c3 := bits.Add64(r[8], r[9], 0)
+	a, c4 := bits.Add64(a, b, 0)
+	d, c5 := bits.Add64(d, e, 0)
+	s, c6 := bits.Add64(a, d, 0)
+	if c0|c1|c2|c3|c4|c5|c6 != 0 || s > math.MaxInt64 {
 		return math.MaxInt64
 	}
 	return int64(s)

@@ -24,6 +24,7 @@ type compiled struct {
 	pl     [stackLimits]planLimit
 	nm     int                   // distinct metrics
 	metric [stackLimits]MetricID // the plan's distinct metrics
+	delta  [stackLimits]int64    // a call's usage of each (see doPlan)
 	lay    layout
 }
 
@@ -32,8 +33,9 @@ type planLimit struct {
 	id    uint64 // counter identity
 	plen  int64  // periodSeconds
 	unit  Unit
-	m     uint8 // index of the limit's metric in compiled.metric
-	first bool  // first limit of the plan on its counter
+	m     uint8  // index of the limit's metric in compiled.metric
+	bit   uint32 // 1<<m
+	first bool   // first limit of the plan on its counter
 
 	// Calendar (and eternity): the window open during second sec.
 	sec, start, end int64
@@ -62,18 +64,10 @@ type layout struct {
 	off  [stackLimits]int8 // word offset of each limit's counter; -1: absent
 }
 
-// same reports whether limits is the plan p was compiled from.
-func (p *compiled) same(limits []Limit) bool {
-	if len(limits) != p.n {
-		return false
-	}
-	var x uint64
-	for i := range limits {
-		a, b := &limits[i], &p.limits[i]
-		x |= uint64(a.Metric^b.Metric) | uint64(a.Period.Unit^b.Period.Unit) |
-			uint64(a.Period.Window^b.Period.Window) | uint64(a.Max^b.Max)
-	}
-	return x == 0
+// limitDiff is zero if and only if *a == *b, without a branch per field.
+func limitDiff(a, b *Limit) uint64 {
+	return uint64(a.Metric^b.Metric) | uint64(a.Period.Unit^b.Period.Unit) |
+		uint64(a.Period.Window^b.Period.Window) | uint64(a.Max^b.Max)
 }
 
 // compile makes p the plan limits (at most stackLimits of them).
@@ -109,6 +103,7 @@ func (p *compiled) compile(limits []Limit) {
 			p.metric[p.nm] = lim.Metric
 			p.nm++
 		}
+		pl.bit = 1 << pl.m
 		if pl.unit == Sliding {
 			s := slideOf(pl.id)
 			pl.w, pl.g = s.w, s.g
@@ -177,24 +172,24 @@ func (pl *planLimit) cached(ns int64) (lo, hi int64) {
 // credit adds an entry's value v to the plan's metric m, unless it is in
 // done (the metrics this entry has counted toward), and returns done with
 // it. touched and over say which metrics the usage touched, and which
-// summed past MaxInt64; delta holds the sums of the touched ones.
-func (p *compiled) credit(m MetricID, v int64, done uint32, delta *[stackLimits]int64, touched, over *uint32) uint32 {
+// summed past MaxInt64; p.delta holds the sums of the touched ones.
+func (p *compiled) credit(m MetricID, v int64, done, touched, over uint32) (uint32, uint32, uint32) {
 	for k := range p.nm {
 		if p.metric[k] != m || done&(1<<k) != 0 {
 			continue
 		}
 		done |= 1 << k
 		switch {
-		case *touched&(1<<k) == 0:
-			*touched |= 1 << k
-			delta[k] = v
-		case v > math.MaxInt64-delta[k]: // both are >= 0 (negative values take doGeneral)
-			*over |= 1 << k
+		case touched&(1<<k) == 0:
+			touched |= 1 << k
+			p.delta[k] = v
+		case v > math.MaxInt64-p.delta[k]: // both are >= 0 (negative values take doGeneral)
+			over |= 1 << k
 		default:
-			delta[k] += v
+			p.delta[k] += v
 		}
 	}
-	return done
+	return done, touched, over
 }
 
 // doPlan is Do for plans of at most stackLimits limits and usage without
@@ -221,27 +216,45 @@ func (l *Limiter) doPlan(req *Request, d *Decision) {
 	sh.lock()
 	a := sh.lookup(req.App, h)
 
+	// The compiled plan must be the request's, and the reports must carry
+	// its limits: one compare of each limit with both.
 	p := &d.plan
-	if !p.same(req.Limits) {
-		p.compile(req.Limits)
-	}
-	n := p.n
+	limits := req.Limits
+	n := len(limits)
 	if cap(d.Reports) < n {
 		d.Reports = make([]Report, n)
 	}
 	reports := d.Reports[:n]
 	d.Reports = reports
+	stale, rewrite := n != p.n, false
+	if !stale {
+		var x, y uint64
+		for i := range limits {
+			lim := &limits[i]
+			x |= limitDiff(lim, &p.limits[i])
+			y |= limitDiff(lim, &reports[i].Limit)
+		}
+		stale, rewrite = x != 0, y != 0
+	}
+	if stale {
+		p.compile(limits)
+	}
+	if stale || rewrite {
+		for i := range limits {
+			reports[i].Limit = limits[i]
+		}
+	}
 	setMode := req.Mode == ModeReport
 	noUsage := len(req.Usage) == 0
 
 	// The usage of each of the plan's metrics (with descendants unless
-	// flat); delta[k] is meaningful only for the metrics in touched.
-	var delta [stackLimits]int64
+	// flat); p.delta[k] is meaningful only for the metrics in touched.
 	var touched, over uint32
 	for i := range req.Usage {
 		u := &req.Usage[i]
 		m := u.Metric
-		done := p.credit(m, u.Value, 0, &delta, &touched, &over)
+		done, t1, o1 := p.credit(m, u.Value, 0, touched, over)
+		touched, over = t1, o1
 		if req.Flat {
 			continue
 		}
@@ -250,32 +263,10 @@ func (l *Limiter) doPlan(req *Request, d *Decision) {
 				break
 			}
 			m = req.Parents[m]
-			done = p.credit(m, u.Value, done, &delta, &touched, &over)
+			done, touched, over = p.credit(m, u.Value, done, touched, over)
 			if m == NoParent {
 				break
 			}
-		}
-	}
-
-	// Windows: they do not need the record either.
-	for i := range n {
-		pl, r := &p.pl[i], &reports[i]
-		if lim := &p.limits[i]; r.Limit != *lim {
-			r.Limit = *lim
-		}
-		var start, end int64
-		if pl.unit == Sliding {
-			pl.span(t.ns)
-			start, end = floorDiv(t.ns-pl.w, int64(time.Second)), t.sec
-		} else {
-			if pl.sec != t.sec {
-				pl.start, pl.end = l.bounds(pl.unit, t.sec)
-				pl.sec = t.sec
-			}
-			start, end = pl.start, pl.end
-		}
-		if r.Start != start || r.End != end {
-			r.Start, r.End = start, end
 		}
 	}
 
@@ -291,6 +282,20 @@ func (l *Limiter) doPlan(req *Request, d *Decision) {
 	refused, allowed := false, true
 	for i := range n {
 		pl, r := &p.pl[i], &reports[i]
+		var start, end int64
+		if pl.unit == Sliding {
+			pl.span(t.ns)
+			start, end = floorDiv(t.ns-pl.w, int64(time.Second)), t.sec
+		} else {
+			if pl.sec != t.sec {
+				pl.start, pl.end = l.bounds(pl.unit, t.sec)
+				pl.sec = t.sec
+			}
+			start, end = pl.start, pl.end
+		}
+		if r.Start != start || r.End != end {
+			r.Start, r.End = start, end
+		}
 		var cur int64
 		if off != nil {
 			if o := int(off[i]); o >= 0 {
@@ -311,8 +316,8 @@ func (l *Limiter) doPlan(req *Request, d *Decision) {
 			}
 		}
 		r.Before = cur
-		bit := uint32(1) << pl.m
-		dl := delta[pl.m&(stackLimits-1)]
+		bit := pl.bit
+		dl := p.delta[pl.m&(stackLimits-1)]
 		// cur is in [0, MaxInt64] (slidingSum saturates) and Max and delta
 		// are >= 0, so none of these differences overflows.
 		switch max := r.Limit.Max; {
@@ -338,8 +343,8 @@ func (l *Limiter) doPlan(req *Request, d *Decision) {
 	for i := range n {
 		pl, r := &p.pl[i], &reports[i]
 		cur := r.Before
-		bit := uint32(1) << pl.m
-		dl := delta[pl.m&(stackLimits-1)]
+		bit := pl.bit
+		dl := p.delta[pl.m&(stackLimits-1)]
 		if touched&bit == 0 {
 			dl = 0
 		}

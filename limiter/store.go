@@ -99,9 +99,14 @@ func (sh *shard) get(k AppKey, h uint64) *app {
 // lookup is get, with the common case inline: the app in its home slot.
 func (sh *shard) lookup(k AppKey, h uint64) *app {
 	if n := len(sh.slots); n > 0 {
-		a := &sh.slots[home(h, n)]
-		// Touch the second cache line now, as get does.
+		i := home(h, n)
+		a := &sh.slots[i]
+		// Touch the second cache line now, as get does, and the next slot,
+		// where linear probing finds the app a third of the time.
 		if a.w[inlineWords-1] == 1<<64-1 {
+			sh.touch++
+		}
+		if j := i + 1; j < n && sh.slots[j].key == 1<<64-1 {
 			sh.touch++
 		}
 		if a.key == k && a.used() {
