@@ -203,3 +203,23 @@ func BenchmarkCheckAndIncrementHugePages(b *testing.B) {
 		f.l.Do(&req, &d)
 	}
 }
+
+// BenchmarkRecordOneApp is Record as batch reports call it, once per
+// transaction, on one app whose record stays in the CPU cache: the same
+// limits and usage as BenchmarkCheckAndIncrementOneApp, dated a second ago.
+func BenchmarkRecordOneApp(b *testing.B) {
+	l := New(Options{})
+	b.ReportAllocs()
+	usage := []Usage{{Metric: 0, Value: 1}}
+	var at time.Time
+	changes := make([]Change, 0, 8)
+	for i := 0; i < b.N; i++ {
+		if i%1024 == 0 {
+			at = time.Now().Add(-time.Second)
+		}
+		changes = changes[:0]
+		if err := l.RecordChanges(1, benchLimits, benchParents, usage, false, at, &changes); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -264,13 +264,7 @@ func counterApply(c []uint64, start int64, at, t instant, delta int64, set bool,
 		if at.ns != t.ns {
 			b = floorDiv(at.ns, s.g)
 		}
-		if b < lo {
-			return
-		}
-		if set {
-			slidingSet(c, b, setVal)
-		}
-		slidingAdd(c, b, delta)
+		slidingApply(c, lo, b, delta, set, setVal)
 		return
 	}
 	if uint32(k) != uint32(start) {
@@ -280,6 +274,18 @@ func counterApply(c []uint64, start int64, at, t instant, delta int64, set bool,
 		c[1] = uint64(setVal)
 	}
 	c[1] += uint64(delta)
+}
+
+// slidingApply is counterApply for a sliding counter whose window at t
+// starts at sub-bucket lo, for usage in sub-bucket b.
+func slidingApply(c []uint64, lo, b, delta int64, set bool, setVal int64) {
+	if b < lo {
+		return
+	}
+	if set {
+		slidingSet(c, b, setVal)
+	}
+	slidingAdd(c, b, delta)
 }
 
 // fitsAfterApply reports whether counterApply(c, start, at, t, delta, set,
@@ -306,8 +312,18 @@ func fitsAfterApply(c []uint64, id uint64, start int64, at, t instant, delta int
 	if at.ns != t.ns {
 		b = floorDiv(at.ns, s.g)
 	}
+	return slidingFits(c, lo, hi, b, delta, set, setVal)
+}
+
+// slidingFits is fitsAfterApply for an existing sliding counter whose
+// window at t spans sub-buckets [lo, hi], for usage in sub-bucket b.
+func slidingFits(c []uint64, lo, hi, b, delta int64, set bool, setVal int64) bool {
+	base := int64(0)
+	if set {
+		base = setVal
+	}
 	if b < lo {
-		return true // counterApply ignores it
+		return true // slidingApply ignores it
 	}
 	if set {
 		// slidingSet empties the buckets up to b; later ones stay.

@@ -534,9 +534,11 @@ func (l *Limiter) record(app AppKey, limits []Limit, parents []MetricID, usage [
 	if len(limits) > stackLimits {
 		return l.recordGeneral(sh, a, app, h, limits, parents, usage, flat, u, t, changes)
 	}
-	// Work out each limit once, check every counter before changing any,
-	// then apply. Applying may move counters (creating one compacts the
-	// record), so the two passes are separate.
+	// Work out each limit once (its window, the sub-buckets and the counter's
+	// place), check every counter before changing any, then apply. Applying
+	// may move counters (creating one compacts the record), so the two
+	// passes are separate, and the second finds a counter where the first
+	// did only until one is created.
 	var rs [stackLimits]recordState
 	for i := range limits {
 		lim, r := &limits[i], &rs[i]
@@ -547,8 +549,27 @@ func (l *Limiter) record(app AppKey, limits []Limit, parents []MetricID, usage [
 			return fmt.Errorf("record: usage of metric %d: %w", lim.Metric, ErrOverflow)
 		}
 		r.apply = false
-		if !touched || (!r.set && r.delta == 0) || !l.stillOpen(lim.Period, u, t) {
+		if !touched || (!r.set && r.delta == 0) {
 			continue
+		}
+		// Is the window of u still open at t? (stillOpen, dividing once.)
+		if lim.Period.Unit == Sliding {
+			s := slideOf(r.id)
+			r.lo, r.hi = s.span(t.ns)
+			r.b = r.hi
+			if u.ns != t.ns {
+				r.b = floorDiv(u.ns, s.g)
+			}
+			if r.b < r.lo {
+				continue
+			}
+		} else {
+			r.start, _ = l.bounds(lim.Period.Unit, t.sec)
+			if u.sec != t.sec {
+				if us, _ := l.bounds(lim.Period.Unit, u.sec); us != r.start {
+					continue
+				}
+			}
 		}
 		first := true
 		for j := range i {
@@ -561,25 +582,48 @@ func (l *Limiter) record(app AppKey, limits []Limit, parents []MetricID, usage [
 			continue
 		}
 		var c []uint64
+		r.off = -1
 		if a != nil {
-			c = sh.find(a, r.id)
+			if r.off = findOff(a.words(), r.id); r.off >= 0 {
+				sz := keySize(r.id)
+				c = a.w[r.off : r.off+sz : r.off+sz]
+			} else if a.ovf() {
+				c = findIn(sh.overflow[a.key], r.id)
+			}
 		}
-		r.start, _ = l.windowOf(lim.Period, t)
-		if !fitsAfterApply(c, r.id, r.start, u, t, r.delta, r.set, r.setVal) {
+		var fits bool
+		if c != nil && lim.Period.Unit == Sliding {
+			fits = slidingFits(c, r.lo, r.hi, r.b, r.delta, r.set, r.setVal)
+		} else {
+			fits = fitsAfterApply(c, r.id, r.start, u, t, r.delta, r.set, r.setVal)
+		}
+		if !fits {
 			return fmt.Errorf("record: counter of metric %d, period %s: %w", lim.Metric, lim.Period, ErrOverflow)
 		}
 		r.apply = true
 	}
+	created := false // counters may have moved: offsets are stale
 	for i := range limits {
 		r := &rs[i]
 		if !r.apply {
 			continue
 		}
-		if a == nil {
-			a = sh.create(app, h)
+		var c []uint64
+		if r.off >= 0 && !created {
+			sz := keySize(r.id)
+			c = a.w[r.off : r.off+sz : r.off+sz]
+		} else {
+			if a == nil {
+				a = sh.create(app, h)
+			}
+			c = l.findOrCreate(sh, a, r.id, r.start, t)
+			created = true
 		}
-		c := l.findOrCreate(sh, a, r.id, r.start, t)
-		if changes == nil || limits[i].Period.Unit == Sliding {
+		if keyUnit(r.id) == Sliding {
+			slidingApply(c, r.lo, r.b, r.delta, r.set, r.setVal)
+			continue
+		}
+		if changes == nil {
 			counterApply(c, r.start, u, t, r.delta, r.set, r.setVal)
 			continue
 		}
@@ -590,10 +634,15 @@ func (l *Limiter) record(app AppKey, limits []Limit, parents []MetricID, usage [
 	return nil
 }
 
-// recordState is what Record works out once per limit.
+// recordState is what Record works out once per limit: the usage, the
+// calendar window start (start) or the sliding window's sub-buckets [lo, hi]
+// and the usage's sub-bucket b, and where the counter was (off in the
+// record's inline words, -1 if not there).
 type recordState struct {
 	id                   uint64
 	delta, setVal, start int64
+	lo, hi, b            int64
+	off                  int
 	set, apply           bool
 }
 
