@@ -197,10 +197,8 @@ func (p *compiled) credit(m MetricID, v int64, done, touched, over uint32) (uint
 // credited to the plan's metrics in one pass over its entries and the
 // hierarchy, then one pass over the limits to read the counters and decide
 // and one to apply when admitted, report and find the constrained limit.
-// A call on an app whose record holds the plan's counters where the last
-// one found them stores little besides the counters and the reports: with
-// a million apps the record is a trip to memory, and a call that keeps the
-// CPU's store buffer short lets the next call's trip start before it ends.
+// The reports' limits and windows are written only when they change: every
+// store waits for the record's trip to memory before it can retire.
 func (l *Limiter) doPlan(req *Request, d *Decision) {
 	var t instant
 	if ns, ok := sharedClock.fresh(); ok && l.clock == nil {
