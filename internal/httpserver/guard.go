@@ -330,6 +330,9 @@ type conn struct {
 	toLong  bool   // held starts with a line for the long-line server: hand over at the next read
 	after   error  // the refusal the long-line server reads after held
 	handoff bool   // the short server is to let go of the connection
+
+	lazy   bool // a plain TCP connection: deadlines armed lazily (lazyDeadline)
+	rd, wd lazyDeadline
 }
 
 // Read reads from the client and hands fasthttp what the guard lets
@@ -344,7 +347,7 @@ func (c *conn) Read(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	n, err := c.Conn.Read(p)
+	n, err := c.readConn(p)
 	if n == 0 {
 		return n, err
 	}
@@ -389,7 +392,7 @@ func (c *conn) Write(p []byte) (int, error) {
 	if c.handoff {
 		return len(p), nil
 	}
-	return c.Conn.Write(p)
+	return c.writeConn(p)
 }
 
 // Lingering after a refusal: how long and how much.
@@ -442,5 +445,6 @@ func (l *listener) Accept() (net.Conn, error) {
 	if l.ll != nil {
 		g.longFrom = l.ll.shortLine
 	}
-	return &conn{Conn: c, g: g, log: l.log, ll: l.ll}, nil
+	_, lazy := c.(*net.TCPConn)
+	return &conn{Conn: c, g: g, log: l.log, ll: l.ll, lazy: lazy}, nil
 }

@@ -68,7 +68,7 @@ func (c *conn) readLong(p []byte) (int, error) {
 		if len(c.held) == 0 {
 			// The line is read straight into fasthttp's buffer when it
 			// ends within this read, the common case.
-			n, err := c.Conn.Read(p)
+			n, err := c.readConn(p)
 			if n == 0 {
 				return n, err
 			}
@@ -133,7 +133,7 @@ func (c *conn) readHeld() error {
 		c.held = grown
 	}
 	start := len(c.held)
-	m, err := c.Conn.Read(c.held[start:cap(c.held)])
+	m, err := c.readConn(c.held[start:cap(c.held)])
 	if m > 0 {
 		c.held = c.held[:start+m]
 		base := c.g.pos - int64(start) // stream offset of held[0]
