@@ -11,9 +11,10 @@
 // saturation and latency counts from each send.
 //
 // Open loop (Options.Rate > 0): request k is due at start + k/Rate, whatever
-// the answers; a free connection takes the next due request, waits for its
-// due time if it is ahead, and the latency counts from the due time, not
-// from the send. A target (or generator) that falls behind therefore shows
+// the answers; one pacer goroutine, sleeping on a timerfd on Linux (the
+// runtime's timers wake up to a millisecond late), hands each due request
+// to a free connection at its due time, and the latency counts from the due
+// time, not from the send. A target (or generator) that falls behind therefore shows
 // its queueing in the latency instead of hiding it by sending less
 // (coordinated omission); the service time from the send is reported
 // beside it, and requests due but never sent before the end are counted as

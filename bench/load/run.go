@@ -173,13 +173,24 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 	start := time.Now()
 	measureFrom := start.Add(o.Warmup)
 	end := measureFrom.Add(o.Duration)
-	var next atomic.Int64 // open loop: index of the next due request
+	var next atomic.Int64 // open loop: requests handed to a connection
 	var interval float64
 	if o.Rate > 0 {
 		interval = float64(time.Second) / o.Rate
 	}
 	runCtx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
+	// Open loop: one pacer hands each due time to a free connection when it
+	// comes (see pace).
+	var tickets chan time.Time
+	var pacerDone chan struct{}
+	if interval > 0 {
+		tickets, pacerDone = make(chan time.Time), make(chan struct{})
+		go func() {
+			defer close(pacerDone)
+			pace(runCtx, start, end, interval, tickets, &next)
+		}()
+	}
 
 	var wg sync.WaitGroup
 	for i, w := range ws {
@@ -191,23 +202,17 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
 			host := hosts[i%len(hosts)]
-			timer := time.NewTimer(time.Hour)
-			defer timer.Stop()
 			for j := i * 7919; runCtx.Err() == nil; j++ {
 				var due time.Time
 				if interval > 0 {
-					k := next.Add(1) - 1
-					due = start.Add(time.Duration(float64(k) * interval))
-					if !due.Before(end) {
-						return
-					}
-					if wait := time.Until(due); wait > 0 {
-						timer.Reset(wait)
-						select {
-						case <-timer.C:
-						case <-runCtx.Done():
+					var ok bool
+					select {
+					case due, ok = <-tickets:
+						if !ok {
 							return
 						}
+					case <-runCtx.Done():
+						return
 					}
 				}
 				p := &pool[j%len(pool)]
@@ -283,6 +288,9 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 		}
 	}()
 	wg.Wait()
+	if pacerDone != nil {
+		<-pacerDone
+	}
 	close(stopProgress)
 	<-progressDone
 
@@ -322,6 +330,33 @@ func Run(ctx context.Context, s *Scenario, o Options) (*Result, error) {
 	return r, ctx.Err()
 }
 
+// pace hands request k, due at start + k×interval, to the first free
+// connection at its due time (or as soon as one is free, if none was), until
+// end, and counts the requests handed out in *handed. A connection that
+// slept until its own due time would wake up to a millisecond late: the Go
+// runtime's timers wait in epoll, whose timeout is in milliseconds, and that
+// lateness would count as the target's latency. So a single goroutine does
+// the waiting, on a finer clock where the system has one (precise), and the
+// connections wait on the channel.
+func pace(ctx context.Context, start, end time.Time, interval float64, tickets chan<- time.Time, handed *atomic.Int64) {
+	defer close(tickets)
+	precise := startPrecise()
+	defer precise.stop()
+	for k := int64(0); ; k++ {
+		due := start.Add(time.Duration(float64(k) * interval))
+		if !due.Before(end) {
+			return
+		}
+		precise.sleepUntil(ctx, due)
+		select {
+		case tickets <- due:
+			handed.Add(1)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 func clampHist(d time.Duration) int64 { return min(max(int64(d), histMin), histMax) }
 
 // renderPool renders requests of s in their weights' proportions, as many
@@ -350,4 +385,14 @@ func renderPool(s *Scenario, seed uint64) []prepared {
 		pool[i] = s.render(kind, p)
 	}
 	return pool
+}
+
+// timerSleepUntil returns at t, or when ctx ends, on the runtime's timers.
+func timerSleepUntil(ctx context.Context, t time.Time) {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+	}
 }
