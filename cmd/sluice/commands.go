@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-dev/sluice/ingest/gateway"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/ingest/region"
+	"github.com/sluice-dev/sluice/ingest/rollup"
 	"github.com/sluice-dev/sluice/internal/chlocal"
 	"github.com/sluice-dev/sluice/internal/flagenv"
 	"github.com/sluice-dev/sluice/internal/kafkaconn"
@@ -65,6 +66,7 @@ func commonFlags(fs *flag.FlagSet, cfg *nodeConfig, level *slog.LevelVar) {
 	fs.Int64Var(&cfg.SpoolMax, "spool-max-bytes", 1<<30, "bound of the on-disk event spool used while Kafka is unreachable")
 	fs.Var((*policyFlag)(&cfg.FullPolicy), "spool-full", "when the spool is full: refuse (answer 503) or drop (count and drop)")
 	fs.BoolVar(&cfg.Raw, "raw-events", false, "rollup also stores every raw event in ClickHouse")
+	fs.DurationVar(&cfg.RollupBatchWait, "rollup-batch-wait", rollup.DefaultMaxBatchWait, "how long the rollup lets a batch of events fill before writing it to ClickHouse: usage is visible in ClickHouse about this long after the call; shorter batches cost ClickHouse more rows")
 	cfg.Envoy.flags(fs)
 }
 
@@ -96,6 +98,9 @@ func clusterDefaults(cfg *nodeConfig) error {
 	}
 	if cfg.HandoffTimeout <= 0 {
 		return usageError{"--handoff-timeout must be positive"}
+	}
+	if cfg.RollupBatchWait <= 0 {
+		return usageError{"--rollup-batch-wait must be positive"}
 	}
 	if cfg.Advertise == "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)

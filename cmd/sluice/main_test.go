@@ -227,6 +227,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{"topic partitions not a number", []string{"dev", "--topic-partitions", "many"}, 2, "--topic-partitions must be an integer from 1 to 10000"},
 		{"config validate reports the path", []string{"config", "validate", bad}, 1, `tenants[0].services[0].plans[0].limits[0].period: unknown period "fortnight"`},
 		{"unknown flag", []string{"serve", "--kafka", "x:1", "--nope"}, 2, "flag provided but not defined: -nope"},
+		{"zero rollup batch wait", []string{"serve", "--roles", "rollup", "--kafka", "x:1", "--clickhouse", "x:2", "--rollup-batch-wait", "0s"}, 2, "--rollup-batch-wait must be positive"},
 		{"bad log level", []string{"serve", "--kafka", "x:1", "--log-level", "loud"}, 2, `invalid value "loud" for flag -log-level`},
 		{"config unknown", []string{"config", "frob"}, 2, "unknown config command"},
 	}

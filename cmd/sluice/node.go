@@ -66,19 +66,21 @@ type nodeConfig struct {
 	// CH is the ClickHouse connection (Addr "" when the node needs none).
 	CH chschema.ConnOptions
 	// TLS is the certificate of the HTTP listeners (none: plain HTTP).
-	TLS          listenTLS
-	Database     string
-	DataDir      string
-	ConfigFile   string
-	Demo         bool // load the demo tenant when no config file is given
-	Region       string
-	Node         string
-	SpoolMax     int64
-	FullPolicy   kafka.FullPolicy
-	Raw          bool
-	ConfigLog    string // configLogFile or configLogKafka
-	ConfigTopic  string
-	QueryTimeout time.Duration
+	TLS        listenTLS
+	Database   string
+	DataDir    string
+	ConfigFile string
+	Demo       bool // load the demo tenant when no config file is given
+	Region     string
+	Node       string
+	SpoolMax   int64
+	FullPolicy kafka.FullPolicy
+	Raw        bool
+	// RollupBatchWait is rollup.Options.MaxBatchWait.
+	RollupBatchWait time.Duration
+	ConfigLog       string // configLogFile or configLogKafka
+	ConfigTopic     string
+	QueryTimeout    time.Duration
 	// Cluster: where the other API nodes reach this one, how long calls wait
 	// for a partition handoff, and what to do when an owner is unreachable.
 	Advertise      string
@@ -191,6 +193,7 @@ func runNode(ctx context.Context, cfg nodeConfig, stdout io.Writer, log *slog.Lo
 			SkipMigrate:        true, // dev and serve migrate before any role starts
 			Hierarchy:          proj.Store(),
 			Raw:                cfg.Raw,
+			MaxBatchWait:       cfg.RollupBatchWait,
 			InstanceID:         cfg.Node,
 			Logger:             log.With("role", roleRollup),
 		})

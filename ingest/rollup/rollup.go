@@ -14,6 +14,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// DefaultMaxBatchWait is how long a batch waits to fill by default. A batch
+// costs ClickHouse one row per table and distinct key (tenant, service, app,
+// plan, metric, reason, code, region, minute), however many events it folds:
+// with many applications each sending a few calls per second, a batch of
+// 200 ms writes about one row per event into each of the four usage tables,
+// and one of a second folds each application's calls of that second into
+// one row (at 15,000 authreps/s over 10,000 applications on two cores,
+// ClickHouse took 20 µs of CPU per event with 200 ms, 8 µs with 1 s). The
+// price is freshness: usage reaches ClickHouse about a second after the
+// call instead of a fifth.
+const DefaultMaxBatchWait = time.Second
+
 // Options configure a Rollup. Zero values take the documented defaults.
 type Options struct {
 	// Brokers are the Kafka seed brokers. Required.
@@ -50,7 +62,8 @@ type Options struct {
 	// MaxBatchEvents bounds the records of one batch. Default 100,000.
 	MaxBatchEvents int
 	// MaxBatchWait is how long a batch may wait to fill before it is
-	// written. Default 200ms; it bounds the freshness added by the rollup.
+	// written. Default DefaultMaxBatchWait; it bounds the freshness added by
+	// the rollup.
 	MaxBatchWait time.Duration
 	// WriteRetryFor is how long a failing batch is retried before the
 	// session is ended (the client leaves the group and starts over from the
@@ -94,7 +107,7 @@ func (o *Options) defaults() error {
 		o.MaxBatchEvents = 100_000
 	}
 	if o.MaxBatchWait <= 0 {
-		o.MaxBatchWait = 200 * time.Millisecond
+		o.MaxBatchWait = DefaultMaxBatchWait
 	}
 	if o.WriteRetryFor <= 0 {
 		o.WriteRetryFor = 20 * time.Second
