@@ -177,3 +177,34 @@ func BenchmarkReportBatchServe(b *testing.B) {
 		b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
 }
+
+// TestReportBatchDoesNotAllocate keeps batch reports of a hundred
+// transactions free of allocations once a pooled state has served one: the
+// state keeps its room for the transactions, and finding a transaction by its
+// label does not grow with the batch.
+func TestReportBatchDoesNotAllocate(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("allocation counts need a normal (not -short, not -race) build")
+	}
+	e := newEnv(t)
+	sink := &encodingSink{buf: make([]byte, 0, 512)}
+	e.srv = New(Options{Catalog: e.store, Limiter: e.lim, Sink: sink, Clock: e.srv.clock, Metrics: e.reg})
+	var ctx fasthttp.RequestCtx
+	var req fasthttp.Request
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURI("/transactions.xml")
+	req.Header.SetContentType("application/x-www-form-urlencoded")
+	req.SetBody(benchBatch(100))
+	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, nil)
+	e.srv.Handler(&ctx)
+	n := testing.AllocsPerRun(50, func() {
+		ctx.Response.Reset()
+		e.srv.Handler(&ctx)
+	})
+	if ctx.Response.StatusCode() != 202 || sink.n < 100*50 {
+		t.Fatalf("status %d, %d events: %s", ctx.Response.StatusCode(), sink.n, ctx.Response.Body())
+	}
+	if n != 0 {
+		t.Fatalf("a batch of 100 transactions allocates %v times", n)
+	}
+}
