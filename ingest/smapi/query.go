@@ -89,14 +89,24 @@ func (it *pairs) next() (key, value []byte, ok bool) {
 func (it *pairs) decode(s []byte) []byte {
 	a := *it.arena
 	start := len(a)
-	for i := 0; i < len(s); i++ {
+	for len(s) > 0 {
+		// Copy the run up to the next escape at once: most bytes are plain.
+		i := 0
+		for i < len(s) && s[i] != '%' && s[i] != '+' {
+			i++
+		}
+		a = append(a, s[:i]...)
+		if i == len(s) {
+			break
+		}
 		c := s[i]
+		s = s[i+1:]
 		switch {
 		case c == '+':
 			c = ' '
-		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
-			c = unhex(s[i+1])<<4 | unhex(s[i+2])
-			i += 2
+		case len(s) >= 2 && isHex(s[0]) && isHex(s[1]):
+			c = unhex(s[0])<<4 | unhex(s[1])
+			s = s[2:]
 		}
 		a = append(a, c)
 	}
