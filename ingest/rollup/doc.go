@@ -89,11 +89,22 @@
 //
 // Rebalances cannot move a partition mid-batch: the client blocks rebalances
 // while a batch is in hand (kgo.BlockRebalanceOnPoll) and allows them between
-// batches, after which a new owner starts from the markers. The only way to
-// get two writers for one partition is a member that keeps writing after
-// losing its session without noticing (a process stalled longer than the
-// session timeout while a rebalance completed); WriteRetryFor is kept below
-// the rebalance timeout so that waiting for ClickHouse is not such a stall.
+// batches, after which a new owner starts from the markers. The other way
+// to get two writers for one partition is a member removed from the group
+// without knowing it: its heartbeats stopped getting through (a stalled or
+// partitioned process, an overloaded broker) for the session timeout, the
+// coordinator gave its partitions to another member, and it learns so only
+// when a heartbeat finally gets an answer. Until then it would go on
+// polling and writing batches the new owner also writes (the rebalance test
+// caught this with a 6 s session). So the writer holds a lease (see lease):
+// before every insert it checks that some heartbeat, join or sync sent less
+// than three quarters of the session timeout ago was answered. The
+// coordinator cannot have removed a member within the session timeout of a
+// request it answered, so an insert sent under the lease reaches the server
+// before the new owner's fence, which then waits for it or kills it. A
+// member whose lease ran out ends its session and resumes from the markers.
+// WriteRetryFor is kept below the rebalance timeout so that waiting for
+// ClickHouse does not hold up a rebalance.
 //
 // Markers and retention: old partitions are dropped by
 // chschema.DropExpired, which first copies each Kafka partition's newest

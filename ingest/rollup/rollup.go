@@ -236,11 +236,19 @@ func (r *Rollup) session(ctx context.Context) error {
 		opts = append(opts, kgo.InstanceID(o.InstanceID))
 	}
 	opts = append(opts, o.KafkaOpts...)
+	ls := newLease()
+	opts = append(opts, kgo.WithHooks(ls))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("rollup: kafka client: %w", err)
 	}
 	defer cl.CloseAllowingRebalance() // Close would wait for a rebalance we block
+	session, ok := cl.OptValue(kgo.SessionTimeout).(time.Duration)
+	if !ok || session <= 0 {
+		session = 45 * time.Second // kgo's default
+	}
+	ls.grant(session)
+	w.owner = ls.check
 
 	recs := make([]record, 0, o.MaxBatchEvents)
 	for {
@@ -356,6 +364,9 @@ func (r *Rollup) writeRetry(ctx context.Context, w *writer, recs []record) error
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, errLeaseExpired) {
+			return err
 		}
 		if time.Now().After(give) {
 			return fmt.Errorf("rollup: batch not written after %v: %w", r.o.WriteRetryFor, err)

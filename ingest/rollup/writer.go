@@ -47,6 +47,9 @@ type writer struct {
 	st     *counters
 	// insertTimeout bounds one INSERT (client side).
 	insertTimeout time.Duration
+	// owner, if set, is asked before every INSERT whether this member may
+	// still write (see lease).
+	owner func() error
 
 	mu    sync.Mutex
 	next  map[string]map[int32]int64 // table -> partition -> next offset contained
@@ -583,6 +586,11 @@ func (w *writer) insertRaw(ctx context.Context, markers []marker, written, now t
 // send inserts one block of columns as a single batch (one part, see the
 // package doc).
 func (w *writer) send(ctx context.Context, query string, cols ...any) error {
+	if w.owner != nil {
+		if err := w.owner(); err != nil {
+			return err
+		}
+	}
 	b, err := w.conn.PrepareBatch(ctx, query)
 	if err != nil {
 		return err
