@@ -101,21 +101,10 @@ func watchedEnv(tb testing.TB) (*env, *alerts.Detector) {
 // alerts on: must be 0 allocs/op, and cost a compare per counter.
 func BenchmarkAuthrepServeWatched(b *testing.B) {
 	e, _ := watchedEnv(b)
-	var ctx fasthttp.RequestCtx
 	var req fasthttp.Request
 	req.SetRequestURI(benchURI)
 	req.Header.Set("3scale-options", "limit_headers=1")
-	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, nil)
-	e.srv.Handler(&ctx)
-	if ctx.Response.StatusCode() != 200 {
-		b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		ctx.Response.Reset()
-		e.srv.Handler(&ctx)
-	}
+	benchServe(b, e, &req, 200)
 }
 
 // TestAuthrepWatchedDoesNotAllocate: alerts keep the hot path
