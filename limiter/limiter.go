@@ -552,24 +552,9 @@ func (l *Limiter) record(app AppKey, limits []Limit, parents []MetricID, usage [
 		if !touched || (!r.set && r.delta == 0) {
 			continue
 		}
-		// Is the window of u still open at t? (stillOpen, dividing once.)
-		if lim.Period.Unit == Sliding {
-			s := slideOf(r.id)
-			r.lo, r.hi = s.span(t.ns)
-			r.b = r.hi
-			if u.ns != t.ns {
-				r.b = floorDiv(u.ns, s.g)
-			}
-			if r.b < r.lo {
-				continue
-			}
-		} else {
-			r.start, _ = l.bounds(lim.Period.Unit, t.sec)
-			if u.sec != t.sec {
-				if us, _ := l.bounds(lim.Period.Unit, u.sec); us != r.start {
-					continue
-				}
-			}
+		var open bool
+		if r.window, open = l.landing(lim.Period, u, t); !open {
+			continue
 		}
 		first := true
 		for j := range i {
@@ -639,11 +624,11 @@ func (l *Limiter) record(app AppKey, limits []Limit, parents []MetricID, usage [
 // and the usage's sub-bucket b, and where the counter was (off in the
 // record's inline words, -1 if not there).
 type recordState struct {
-	id                   uint64
-	delta, setVal, start int64
-	lo, hi, b            int64
-	off                  int
-	set, apply           bool
+	id            uint64
+	delta, setVal int64
+	window        // start, or lo, hi and b
+	off           int
+	set, apply    bool
 }
 
 // recordGeneral is Record for plans of more than stackLimits limits: the
@@ -693,14 +678,37 @@ func (l *Limiter) recordGeneral(sh *shard, a *app, app AppKey, h uint64, limits 
 
 // stillOpen reports whether usage at u still counts in period p's window at t.
 func (l *Limiter) stillOpen(p Period, u, t instant) bool {
+	_, open := l.landing(p, u, t)
+	return open
+}
+
+// window is where usage lands in a period's window at t: a calendar
+// window's start, or the sliding window's sub-buckets [lo, hi] and the
+// usage's own sub-bucket b.
+type window struct {
+	start, lo, hi, b int64
+}
+
+// landing works out where usage at u lands in period p's window at t, with
+// at most one division per bound; open is false when that window no longer
+// takes it.
+func (l *Limiter) landing(p Period, u, t instant) (w window, open bool) {
 	if p.Unit == Sliding {
 		s := slideOf(counterID(0, p))
-		lo, _ := s.span(t.ns)
-		return floorDiv(u.ns, s.g) >= lo
+		w.lo, w.hi = s.span(t.ns)
+		w.b = w.hi
+		if u.ns != t.ns {
+			w.b = floorDiv(u.ns, s.g)
+		}
+		return w, w.b >= w.lo
 	}
-	us, _ := l.bounds(p.Unit, u.sec)
-	ts, _ := l.bounds(p.Unit, t.sec)
-	return us == ts
+	w.start, _ = l.bounds(p.Unit, t.sec)
+	if u.sec != t.sec {
+		if us, _ := l.bounds(p.Unit, u.sec); us != w.start {
+			return w, false
+		}
+	}
+	return w, true
 }
 
 // Seed restores a counter from a snapshot (sums from ClickHouse). For a
