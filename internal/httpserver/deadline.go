@@ -32,8 +32,8 @@ type lazyDeadline struct {
 func (d *lazyDeadline) set(t time.Time, c net.Conn, write bool) error {
 	w := unixNano(t)
 	d.want.Store(w)
-	if a := d.armed.Load(); a != 0 && (w == 0 || a <= w) || a == 0 && w == 0 {
-		return nil // the armed deadline fires first (or neither exists): see early
+	if a := d.armed.Load(); w == 0 || a != 0 && a <= w {
+		return nil // no deadline wanted, or the armed one fires first: see early
 	}
 	return d.arm(c, write, w)
 }
