@@ -156,8 +156,17 @@ func TestConsumerExactHierarchyAndReplay(t *testing.T) {
 	stop := runRollup(t, o)
 	waitCaughtUp(t, conn, ends, 60*time.Second)
 	st := stop()
-	if st.Events != 30000 || st.Undecodable != 0 {
+	// Every record is counted once: as an event, or, after an insert failed
+	// when some tables already had its batch (its outcome is unknown, so the
+	// writer rereads the markers and writes only the tables that lack it),
+	// as skipped by the retry. Without a failed insert nothing is skipped.
+	// The tables' exactness is checked below either way.
+	if st.Undecodable != 0 || st.Events > 30000 || st.Events+st.Skipped < 30000 ||
+		(st.WriteErrors == 0 && (st.Events != 30000 || st.Skipped != 0)) {
 		t.Errorf("stats %+v, want 30000 events", st)
+	}
+	if st.WriteErrors > 0 {
+		t.Logf("an insert failed and was retried: stats %+v", st)
 	}
 	checkTables(t, conn, m)
 	checkRaw(t, conn, m)
